@@ -1,0 +1,167 @@
+//! Command trees (argh), dispatched by the name the binary was invoked as (multicall):
+//! `skywire` is the full tree, `dmsg` the dmsg-standalone entry, `standalone` the
+//! TCP-standalone entry. Every command that exists works; later layers add theirs.
+//!
+//! Errors print one line saying what failed and what to do, and exit non-zero.
+
+mod keys;
+
+use argh::FromArgs;
+
+/// Exit code for a failed command.
+pub const EXIT_FAIL: i32 = 1;
+/// Exit code for bad usage.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Runs the command line `args` (argv[0] first) and returns the process exit code.
+pub fn main(args: Vec<String>) -> i32 {
+    let argv0 = args.first().map(String::as_str).unwrap_or("skywire");
+    let name = std::path::Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("skywire");
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    match name {
+        "dmsg" => run_parsed::<DmsgTop>("dmsg", &rest, |t| t.run()),
+        "standalone" => run_parsed::<StandaloneTop>("standalone", &rest, |t| t.run()),
+        _ => run_parsed::<Skywire>("skywire", &rest, |t| t.run()),
+    }
+}
+
+fn run_parsed<T: FromArgs>(name: &str, rest: &[&str], run: impl FnOnce(T) -> CmdResult) -> i32 {
+    match T::from_args(&[name], rest) {
+        Ok(cmd) => match run(cmd) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{name}: error: {}", e.msg);
+                e.code
+            }
+        },
+        Err(early) => {
+            if early.status.is_ok() {
+                println!("{}", early.output);
+                0
+            } else {
+                eprintln!("{}", early.output);
+                eprintln!("Run '{name} --help' for usage.");
+                EXIT_USAGE
+            }
+        }
+    }
+}
+
+/// A command failure: the one-line message and the exit code.
+#[derive(Debug)]
+pub struct CmdError {
+    /// What failed and what to do.
+    pub msg: String,
+    /// Process exit code.
+    pub code: i32,
+}
+
+impl CmdError {
+    /// A failure with exit code 1.
+    pub fn fail(msg: impl Into<String>) -> Self {
+        CmdError {
+            msg: msg.into(),
+            code: EXIT_FAIL,
+        }
+    }
+
+    /// A usage error with exit code 2.
+    pub fn usage(msg: impl Into<String>) -> Self {
+        CmdError {
+            msg: msg.into(),
+            code: EXIT_USAGE,
+        }
+    }
+}
+
+impl<E: std::error::Error> From<E> for CmdError {
+    fn from(e: E) -> Self {
+        CmdError::fail(e.to_string())
+    }
+}
+
+/// What a command returns.
+pub type CmdResult = Result<(), CmdError>;
+
+fn print_version(tool: &str) -> CmdResult {
+    println!(
+        "{tool} (skywire-rs) {} {}-{}",
+        crate::VERSION,
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    );
+    Ok(())
+}
+
+#[derive(FromArgs, Debug)]
+/// skywire: a small-footprint Skywire visor for Raspberry Pi-class boards.
+struct Skywire {
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+    #[argh(subcommand)]
+    cmd: Option<SkywireCmd>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum SkywireCmd {
+    Keygen(keys::KeygenCmd),
+    Config(keys::ConfigCmd),
+}
+
+impl Skywire {
+    fn run(self) -> CmdResult {
+        match self.cmd {
+            _ if self.version => print_version("skywire"),
+            Some(SkywireCmd::Keygen(c)) => c.run(),
+            Some(SkywireCmd::Config(c)) => c.run(),
+            None => Err(CmdError::usage(
+                "no command given; run 'skywire --help' to list the commands",
+            )),
+        }
+    }
+}
+
+#[derive(FromArgs, Debug)]
+/// dmsg: run skywire apps standalone on their own dmsg client (multicall entry of `skywire`).
+struct DmsgTop {
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+impl DmsgTop {
+    fn run(self) -> CmdResult {
+        if self.version {
+            return print_version("dmsg");
+        }
+        Err(CmdError::usage(
+            "this build has no dmsg-standalone apps yet; run 'dmsg --help' or 'skywire --help'",
+        ))
+    }
+}
+
+#[derive(FromArgs, Debug)]
+/// standalone: run skywire apps standalone over direct encrypted TCP (multicall entry of
+/// `skywire`).
+struct StandaloneTop {
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+impl StandaloneTop {
+    fn run(self) -> CmdResult {
+        if self.version {
+            return print_version("standalone");
+        }
+        Err(CmdError::usage(
+            "this build has no TCP-standalone apps yet; run 'standalone --help' or \
+             'skywire --help'",
+        ))
+    }
+}

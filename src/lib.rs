@@ -1,0 +1,26 @@
+//! skywire-rs: a small-footprint Skywire visor for Raspberry Pi-class boards.
+//!
+//! The layers, bottom to top (DESIGN.md §2); each only calls the ones below it:
+//!
+//! ```text
+//!  cli/        argh command trees for `skywire`, `dmsg`, `standalone` (multicall)
+//!  visor/      phase-1 core: config, services registry, RPC, dmsgctrl, lifecycle
+//!  http/       HTTP/1.1 + JSON helpers (field-path errors, ordered output)
+//!  crypto/     identity (Ed25519, strict verify), Noise, encrypted channel
+//! ```
+//!
+//! Invariants:
+//! - No `unsafe` outside the one module per unavoidable OS call (none yet).
+//! - Library code never spawns on a global executor: `main` owns the one executor.
+//! - Parsers of untrusted bytes return errors; they never panic on input.
+
+#![deny(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod cli;
+pub mod crypto;
+pub mod http;
+pub mod visor;
+
+/// The version printed by `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,645 @@
+//! `skywire-config.json`: the visor's configuration (field names follow Go Skywire where it has
+//! one; see `docs/config.md`).
+//!
+//! Loading is strict: a missing required field, a wrong type, an unknown field (usually a typo)
+//! or a secret key that does not produce the file's `pk` is an error naming the field and the
+//! file. Files holding a secret key are written 0600, atomically (write, fsync, rename).
+
+use core::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::crypto::{IdentityError, Keypair, PublicKey};
+use crate::http::json::{self, Fields, JsonError, Ordered, Out};
+
+/// The config format version this build reads and writes.
+pub const CONFIG_VERSION: &str = "1";
+/// The conventional file name.
+pub const DEFAULT_FILE: &str = "skywire-config.json";
+/// Default visor RPC address (DESIGN.md §4): loopback only.
+pub const DEFAULT_CLI_ADDR: &str = "127.0.0.1:3435";
+/// Default state directory, relative to the config file's directory.
+pub const DEFAULT_LOCAL_PATH: &str = "./local";
+
+/// Why a config could not be loaded or written.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file concerned.
+    pub file: PathBuf,
+    /// What is wrong.
+    pub kind: ConfigErrorKind,
+}
+
+/// The kinds of config failure.
+#[derive(Debug)]
+pub enum ConfigErrorKind {
+    /// The file does not exist.
+    Missing,
+    /// The file exists and `--force` was not given.
+    Exists,
+    /// Reading or writing failed.
+    Io(std::io::Error),
+    /// The JSON is malformed or a field is wrong.
+    Json(JsonError),
+    /// A key field is wrong.
+    Key {
+        field: &'static str,
+        err: IdentityError,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match &self.kind {
+            ConfigErrorKind::Missing => write!(
+                f,
+                "{file}: no such file; create one with `skywire config gen -o {file}`"
+            ),
+            ConfigErrorKind::Exists => write!(
+                f,
+                "{file}: already exists; pass --force to overwrite it (its keys will be lost)"
+            ),
+            ConfigErrorKind::Io(e) => write!(f, "{file}: {e}"),
+            ConfigErrorKind::Json(e) => write!(f, "{file}: {e}"),
+            ConfigErrorKind::Key {
+                field,
+                err: IdentityError::Mismatch,
+            } => write!(
+                f,
+                "{file}: field `{field}`: the secret key `sk` does not produce the public key \
+                 `pk`; fix one of them or generate a new config"
+            ),
+            ConfigErrorKind::Key { field, err } => write!(f, "{file}: field `{field}`: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default.
+    Info,
+    /// Verbose.
+    Debug,
+    /// Very verbose.
+    Trace,
+}
+
+impl LogLevel {
+    const ALL: [(&'static str, LogLevel); 5] = [
+        ("error", LogLevel::Error),
+        ("warn", LogLevel::Warn),
+        ("info", LogLevel::Info),
+        ("debug", LogLevel::Debug),
+        ("trace", LogLevel::Trace),
+    ];
+
+    /// Parses a level name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, l)| *l)
+    }
+
+    /// The level's name.
+    pub fn as_str(&self) -> &'static str {
+        Self::ALL.iter().find(|(_, l)| l == self).expect("all").0
+    }
+
+    /// The matching `log` filter.
+    pub fn filter(&self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// A relay to use directly: `pk@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayAddr {
+    /// The relay's public key.
+    pub pk: PublicKey,
+    /// Its TCP address, `host:port`.
+    pub addr: String,
+}
+
+impl RelayAddr {
+    /// Parses `pk@host:port`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (pk, addr) = s
+            .split_once('@')
+            .ok_or_else(|| format!("expected <pk>@<host>:<port>, got {s:?}"))?;
+        let pk = PublicKey::from_hex(pk).map_err(|e| format!("relay key: {e}"))?;
+        check_host_port(addr)?;
+        Ok(RelayAddr {
+            pk,
+            addr: addr.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for RelayAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.pk, self.addr)
+    }
+}
+
+/// Checks `host:port` (host may be empty, meaning every interface, or a bracketed IPv6).
+pub fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected <host>:<port>, got {s:?}"))?;
+    port.parse::<u16>()
+        .map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))?;
+    let bad_host = host
+        .chars()
+        .any(|c| c.is_whitespace() || c == '/' || c == '@')
+        || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']')));
+    if bad_host {
+        return Err(format!("{host:?} is not a host name or address"));
+    }
+    Ok(())
+}
+
+/// True when `host:port` names a loopback host.
+pub fn is_loopback(s: &str) -> bool {
+    let host = s.rsplit_once(':').map(|(h, _)| h).unwrap_or(s);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// The `dmsg` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmsgConfig {
+    /// Discovery URL (`http://host:port`); empty means "host an embedded relay + discovery".
+    pub discovery: String,
+    /// How many relay sessions to keep.
+    pub sessions_count: u32,
+    /// Relays to use directly, besides those discovery lists.
+    pub servers: Vec<RelayAddr>,
+}
+
+impl Default for DmsgConfig {
+    fn default() -> Self {
+        DmsgConfig {
+            discovery: String::new(),
+            sessions_count: 1,
+            servers: Vec::new(),
+        }
+    }
+}
+
+/// When the launcher restarts an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Never restart.
+    Never,
+    /// Restart when it fails.
+    OnFailure,
+    /// Restart whenever it stops.
+    Always,
+}
+
+impl RestartPolicy {
+    /// Parses `never`, `on-failure` or `always`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "never" => Some(RestartPolicy::Never),
+            "on-failure" => Some(RestartPolicy::OnFailure),
+            "always" => Some(RestartPolicy::Always),
+            _ => None,
+        }
+    }
+
+    /// The policy's name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "never",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+}
+
+/// One `launcher.apps[]` entry: per-app settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppEntry {
+    /// The app's name (as in the compiled-in table).
+    pub name: String,
+    /// Extra arguments.
+    pub args: Vec<String>,
+    /// Start with the visor.
+    pub auto_start: bool,
+    /// Restart policy.
+    pub restart_policy: RestartPolicy,
+}
+
+/// The whole configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The node identity (`pk` + `sk`).
+    pub keys: Keypair,
+    /// Log verbosity.
+    pub log_level: LogLevel,
+    /// State directory (relative paths are relative to the config file's directory).
+    pub local_path: String,
+    /// Visor RPC address.
+    pub cli_addr: String,
+    /// dmsg settings.
+    pub dmsg: DmsgConfig,
+    /// PKs of hypervisors allowed to manage this visor.
+    pub hypervisors: Vec<PublicKey>,
+    /// Per-app settings.
+    pub apps: Vec<AppEntry>,
+}
+
+impl Config {
+    /// A config with fresh keys and every default.
+    pub fn generate() -> Result<Self, IdentityError> {
+        Ok(Self::with_keys(Keypair::generate()?))
+    }
+
+    /// A config with the given keys and every default.
+    pub fn with_keys(keys: Keypair) -> Self {
+        Config {
+            keys,
+            log_level: LogLevel::Info,
+            local_path: DEFAULT_LOCAL_PATH.to_string(),
+            cli_addr: DEFAULT_CLI_ADDR.to_string(),
+            dmsg: DmsgConfig::default(),
+            hypervisors: Vec::new(),
+            apps: Vec::new(),
+        }
+    }
+
+    /// Reads and validates `file`.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let err = |kind| ConfigError {
+            file: file.to_path_buf(),
+            kind,
+        };
+        let text = match fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(err(ConfigErrorKind::Missing));
+            }
+            Err(e) => return Err(err(ConfigErrorKind::Io(e))),
+        };
+        Self::parse(&text).map_err(err)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self, ConfigErrorKind> {
+        let obj = json::parse_object(text).map_err(ConfigErrorKind::Json)?;
+        let mut f = Fields::new(&obj, "");
+        let version = f.str("version").map_err(ConfigErrorKind::Json)?;
+        if version != CONFIG_VERSION {
+            return Err(ConfigErrorKind::Json(f.err(
+                "version",
+                format!("this build reads version {CONFIG_VERSION:?}, the file is {version:?}"),
+            )));
+        }
+        let pk_text = f.str("pk").map_err(ConfigErrorKind::Json)?;
+        let pk = PublicKey::from_hex(pk_text)
+            .map_err(|err| ConfigErrorKind::Key { field: "pk", err })?;
+        let sk_text = f.str("sk").map_err(ConfigErrorKind::Json)?;
+        let keys = Keypair::from_hex(sk_text, Some(&pk))
+            .map_err(|err| ConfigErrorKind::Key { field: "sk", err })?;
+        let mut cfg = Config::with_keys(keys);
+        parse_rest(&mut f, &mut cfg).map_err(ConfigErrorKind::Json)?;
+        Ok(cfg)
+    }
+
+    /// The config as pretty JSON, fields in a stable, readable order.
+    pub fn to_json(&self) -> String {
+        let dmsg = Ordered::new()
+            .field("discovery", Out::Str(self.dmsg.discovery.clone()))
+            .field("sessions_count", Out::U64(self.dmsg.sessions_count.into()))
+            .field(
+                "servers",
+                json::str_array(self.dmsg.servers.iter().map(|s| s.to_string())),
+            );
+        let apps = self
+            .apps
+            .iter()
+            .map(|a| {
+                Out::Obj(
+                    Ordered::new()
+                        .field("name", Out::Str(a.name.clone()))
+                        .field("args", json::str_array(a.args.iter().cloned()))
+                        .field("auto_start", Out::Bool(a.auto_start))
+                        .field("restart_policy", Out::Str(a.restart_policy.as_str().into())),
+                )
+            })
+            .collect();
+        Ordered::new()
+            .field("version", Out::Str(CONFIG_VERSION.into()))
+            .field("pk", Out::Str(self.keys.public().to_hex()))
+            .field("sk", Out::Str(self.keys.secret_hex()))
+            .field("log_level", Out::Str(self.log_level.as_str().into()))
+            .field("local_path", Out::Str(self.local_path.clone()))
+            .field("cli_addr", Out::Str(self.cli_addr.clone()))
+            .field("dmsg", Out::Obj(dmsg))
+            .field(
+                "hypervisors",
+                json::str_array(self.hypervisors.iter().map(|p| p.to_hex())),
+            )
+            .field(
+                "launcher",
+                Out::Obj(Ordered::new().field("apps", Out::Arr(apps))),
+            )
+            .to_pretty()
+    }
+
+    /// Writes the config to `file` (0600, atomic); refuses to replace a file unless `force`.
+    pub fn save(&self, file: &Path, force: bool) -> Result<(), ConfigError> {
+        write_secret_file(file, self.to_json().as_bytes(), force)
+    }
+
+    /// `local_path` resolved against the directory of the config file.
+    pub fn state_dir(&self, config_file: &Path) -> PathBuf {
+        let p = Path::new(&self.local_path);
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        let base = match config_file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        base.join(p.strip_prefix(".").unwrap_or(p))
+    }
+}
+
+fn parse_rest<'a>(f: &mut Fields<'a>, cfg: &mut Config) -> Result<(), JsonError> {
+    if let Some(l) = f.opt_str("log_level")? {
+        cfg.log_level = LogLevel::parse(l).ok_or_else(|| {
+            f.err(
+                "log_level",
+                format!("{l:?} is not one of error, warn, info, debug, trace"),
+            )
+        })?;
+    }
+    if let Some(p) = f.opt_str("local_path")? {
+        if p.is_empty() {
+            return Err(f.err("local_path", "must not be empty"));
+        }
+        cfg.local_path = p.to_string();
+    }
+    if let Some(a) = f.opt_str("cli_addr")? {
+        check_host_port(a).map_err(|e| f.err("cli_addr", e))?;
+        cfg.cli_addr = a.to_string();
+    }
+    if let Some(mut d) = f.opt_object("dmsg")? {
+        if let Some(url) = d.opt_str("discovery")? {
+            if !url.is_empty() {
+                let rest = url.strip_prefix("http://").ok_or_else(|| {
+                    d.err("discovery", "expected an http://host:port URL, or \"\"")
+                })?;
+                check_host_port(rest.trim_end_matches('/')).map_err(|e| d.err("discovery", e))?;
+            }
+            cfg.dmsg.discovery = url.to_string();
+        }
+        if let Some(n) = d.opt_u64("sessions_count", 64)? {
+            if n == 0 {
+                return Err(d.err("sessions_count", "must be at least 1"));
+            }
+            cfg.dmsg.sessions_count = n as u32;
+        }
+        for (path, s) in d.opt_str_array("servers")? {
+            cfg.dmsg
+                .servers
+                .push(RelayAddr::parse(s).map_err(|msg| JsonError { path, msg })?);
+        }
+        d.deny_unknown()?;
+    }
+    for (path, s) in f.opt_str_array("hypervisors")? {
+        let pk = PublicKey::from_hex(s).map_err(|e| JsonError {
+            path,
+            msg: e.to_string(),
+        })?;
+        cfg.hypervisors.push(pk);
+    }
+    if let Some(mut l) = f.opt_object("launcher")? {
+        for (path, v) in l.opt_array("apps")? {
+            cfg.apps.push(parse_app(path, v)?);
+        }
+        l.deny_unknown()?;
+    }
+    f.deny_unknown()
+}
+
+fn parse_app(path: String, v: &miniserde::json::Value) -> Result<AppEntry, JsonError> {
+    let miniserde::json::Value::Object(o) = v else {
+        return Err(JsonError {
+            msg: format!("expected an object, got {}", json::kind(v)),
+            path,
+        });
+    };
+    let mut a = Fields::new(o, path);
+    let name = a.str("name")?.to_string();
+    if name.is_empty() {
+        return Err(a.err("name", "must not be empty"));
+    }
+    let args = a
+        .opt_str_array("args")?
+        .into_iter()
+        .map(|(_, s)| s.to_string())
+        .collect();
+    let auto_start = a.opt_bool("auto_start")?.unwrap_or(true);
+    let restart_policy = match a.opt_str("restart_policy")? {
+        None => RestartPolicy::OnFailure,
+        Some(p) => RestartPolicy::parse(p).ok_or_else(|| {
+            a.err(
+                "restart_policy",
+                format!("{p:?} is not one of never, on-failure, always"),
+            )
+        })?,
+    };
+    a.deny_unknown()?;
+    Ok(AppEntry {
+        name,
+        args,
+        auto_start,
+        restart_policy,
+    })
+}
+
+/// Writes `bytes` to `file` with mode 0600: to a temporary file beside it, fsync, then rename,
+/// so a crash leaves either the old file or the new one. Refuses an existing file unless `force`.
+pub fn write_secret_file(file: &Path, bytes: &[u8], force: bool) -> Result<(), ConfigError> {
+    let err = |kind| ConfigError {
+        file: file.to_path_buf(),
+        kind,
+    };
+    if !force && fs::symlink_metadata(file).is_ok() {
+        return Err(err(ConfigErrorKind::Exists));
+    }
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = file.file_name().ok_or_else(|| {
+        err(ConfigErrorKind::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a file name",
+        )))
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let write = || -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut fh = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        fh.write_all(bytes)?;
+        fh.sync_all()?;
+        fs::rename(&tmp, file)?;
+        // Make the rename itself durable.
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        err(ConfigErrorKind::Io(e))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Config {
+        Config::with_keys(Keypair::from_seed(&[5u8; 32]))
+    }
+
+    #[test]
+    fn generated_config_round_trips() {
+        let mut c = sample();
+        c.hypervisors.push(*Keypair::from_seed(&[6u8; 32]).public());
+        c.dmsg
+            .servers
+            .push(RelayAddr::parse(&format!("{}@relay.example:8080", c.keys.public())).unwrap());
+        c.apps.push(AppEntry {
+            name: "pty".into(),
+            args: vec!["--x".into()],
+            auto_start: false,
+            restart_policy: RestartPolicy::Always,
+        });
+        let back = Config::parse(&c.to_json()).unwrap();
+        assert_eq!(back.keys.public(), c.keys.public());
+        assert_eq!(back.dmsg, c.dmsg);
+        assert_eq!(back.apps, c.apps);
+        assert_eq!(back.hypervisors, c.hypervisors);
+        assert_eq!(back.to_json(), c.to_json());
+    }
+
+    fn err_of(text: &str) -> String {
+        match Config::parse(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(ConfigErrorKind::Json(e)) => e.to_string(),
+            Err(ConfigErrorKind::Key { field, err }) => format!("{field}: {err}"),
+            Err(other) => format!("{other:?}"),
+        }
+    }
+
+    fn edit(from: &str, to: &str) -> String {
+        let j = sample().to_json();
+        assert!(j.contains(from), "{from} not in {j}");
+        j.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        assert!(
+            err_of(&edit("\"sessions_count\": 1", "\"sessions_count\": \"1\""))
+                .contains("`dmsg.sessions_count`")
+        );
+        assert!(err_of(&edit("\"log_level\"", "\"log_levle\"")).contains("`log_levle`"));
+        assert!(
+            err_of(&edit(
+                "\"cli_addr\": \"127.0.0.1:3435\"",
+                "\"cli_addr\": \"nope\""
+            ))
+            .contains("`cli_addr`")
+        );
+        assert!(
+            err_of(&edit("\"servers\": []", "\"servers\": [\"x@y\"]"))
+                .contains("`dmsg.servers[0]`")
+        );
+        assert!(err_of(&edit("\"version\": \"1\"", "\"version\": \"9\"")).contains("version"));
+        let no_pk = edit("\"pk\"", "\"pkx\"");
+        assert!(err_of(&no_pk).contains("`pk`: missing"));
+    }
+
+    #[test]
+    fn mismatched_keys_refused() {
+        let other = Keypair::from_seed(&[8u8; 32]);
+        let j = edit(
+            &format!("\"sk\": \"{}\"", sample().keys.secret_hex()),
+            &format!("\"sk\": \"{}\"", other.secret_hex()),
+        );
+        assert!(matches!(
+            Config::parse(&j),
+            Err(ConfigErrorKind::Key {
+                field: "sk",
+                err: IdentityError::Mismatch
+            })
+        ));
+    }
+
+    #[test]
+    fn host_port_checks() {
+        assert!(check_host_port(":7777").is_ok());
+        assert!(check_host_port("[::1]:80").is_ok());
+        assert!(check_host_port("::1:80").is_err());
+        assert!(check_host_port("host:99999").is_err());
+        assert!(is_loopback("127.0.0.1:3435"));
+        assert!(is_loopback("[::1]:1"));
+        assert!(is_loopback("localhost:1"));
+        assert!(!is_loopback(":3435"));
+        assert!(!is_loopback("0.0.0.0:3435"));
+    }
+
+    #[test]
+    fn secret_file_mode_and_force() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("skywire-cfg-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.json");
+        let _ = fs::remove_file(&f);
+        sample().save(&f, false).unwrap();
+        let mode = fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(
+            sample().save(&f, false).unwrap_err().kind,
+            ConfigErrorKind::Exists
+        ));
+        sample().save(&f, true).unwrap();
+        assert_eq!(
+            Config::load(&f).unwrap().keys.public(),
+            sample().keys.public()
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

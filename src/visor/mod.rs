@@ -1,0 +1,3 @@
+//! Phase-1 visor core. So far: the configuration file.
+
+pub mod config;
