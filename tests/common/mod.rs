@@ -1,0 +1,36 @@
+//! Shared helpers for integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The known-answer vectors directory: `$SKYWIRE_VECTORS`, else `../shared/vectors` beside the
+/// project. Returns `None` (the caller skips) only outside CI; under `CI` a missing directory
+/// fails the test, as DESIGN.md §9 requires.
+pub fn vectors_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("SKYWIRE_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "test vectors not found at {} (set SKYWIRE_VECTORS); CI must not skip them",
+            dir.display()
+        );
+    }
+    eprintln!("skipping: test vectors not found at {}", dir.display());
+    None
+}
+
+/// Reads one vector file as text.
+pub fn read_vector(name: &str) -> Option<String> {
+    let dir = vectors_dir()?;
+    let p = dir.join(name);
+    Some(std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+}
+
+/// Path of the built `skywire` binary under test.
+pub fn skywire_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_skywire"))
+}
