@@ -54,7 +54,7 @@ pub fn decode_array<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
 
 /// Decodes hex of any even length into a vector.
 pub fn decode_vec(s: &str) -> Result<Vec<u8>, HexError> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(HexError::Length {
             want: s.len() + 1,
             got: s.len(),
