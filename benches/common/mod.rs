@@ -1,0 +1,125 @@
+//! Measurement helpers shared by the benches: wall and CPU time, GiB/s, CPU-seconds per GiB,
+//! and writing a results section into `docs/benchmarks.md` between markers.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+/// Process CPU time (user + system, all threads) from `/proc/self/stat`, in seconds.
+/// USER_HZ is 100 on every Linux userspace ABI.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Field 2 (comm) may contain spaces; it ends at the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After comm: state is field 3, so utime (14) is index 11 and stime (15) index 12.
+    let t = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / 100.0
+}
+
+/// Resident set size of this process in KiB, from `/proc/self/status`.
+pub fn rss_kib() -> u64 {
+    rss_kib_of("self")
+}
+
+/// Resident set size of process `pid` ("self" works) in KiB.
+pub fn rss_kib_of(pid: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One throughput measurement.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Wall time.
+    pub wall: Duration,
+    /// CPU seconds used by this process during the run.
+    pub cpu: f64,
+}
+
+impl Sample {
+    /// GiB per second of wall time.
+    pub fn gib_per_s(&self) -> f64 {
+        self.bytes as f64 / (1u64 << 30) as f64 / self.wall.as_secs_f64()
+    }
+
+    /// MiB per second of wall time.
+    pub fn mib_per_s(&self) -> f64 {
+        self.gib_per_s() * 1024.0
+    }
+
+    /// CPU seconds spent per GiB moved.
+    pub fn cpu_s_per_gib(&self) -> f64 {
+        self.cpu / (self.bytes as f64 / (1u64 << 30) as f64)
+    }
+}
+
+/// Runs `f` and measures wall and CPU time; `f` returns the bytes it moved.
+pub fn measure(f: impl FnOnce() -> u64) -> Sample {
+    let c0 = cpu_seconds();
+    let t0 = Instant::now();
+    let bytes = f();
+    let wall = t0.elapsed();
+    Sample {
+        bytes,
+        wall,
+        cpu: cpu_seconds() - c0,
+    }
+}
+
+/// The median of `n` runs of `f`, by wall-clock throughput.
+pub fn median_of(n: usize, mut f: impl FnMut() -> Sample) -> Sample {
+    let mut v: Vec<Sample> = (0..n).map(|_| f()).collect();
+    v.sort_by(|a, b| a.gib_per_s().total_cmp(&b.gib_per_s()));
+    v[v.len() / 2].clone()
+}
+
+/// Whether the bench runs for real (`cargo bench` passes `--bench`) or as a quick smoke test
+/// under `cargo test --all-targets`.
+pub fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// Value of `--write FILE` if given.
+pub fn write_target() -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--write")
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// Replaces the text between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` in
+/// `file` with `body` (appending the section if the markers are missing).
+pub fn write_section(file: &str, name: &str, body: &str) -> std::io::Result<()> {
+    let start = format!("<!-- bench:{name}:start -->");
+    let end = format!("<!-- bench:{name}:end -->");
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let block = format!("{start}\n{body}\n{end}");
+    let new = match (text.find(&start), text.find(&end)) {
+        (Some(a), Some(b)) if b > a => format!("{}{block}{}", &text[..a], &text[b + end.len()..]),
+        _ => format!("{}\n{block}\n", text.trim_end()),
+    };
+    let tmp = format!("{file}.tmp");
+    std::fs::write(&tmp, new)?;
+    std::fs::rename(tmp, file)
+}
+
+/// A short description of the machine for the results header.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{cpu}, {cores} cores")
+}

@@ -1,0 +1,119 @@
+//! `make bench` — throughput of the secure-channel stack against its ceilings, in one run:
+//! raw loopback TCP, one ChaCha20-Poly1305 pass in memory, and (as the layers land) the
+//! encrypted channel and the mux over it; CPU-seconds per GiB beside each.
+//!
+//! `cargo bench --bench throughput -- --write docs/benchmarks.md` runs it for real and writes
+//! the table; under `cargo test --all-targets` it runs a few MiB as a smoke test.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+
+use chacha20poly1305::aead::inout::InOutBuf;
+use chacha20poly1305::{AeadInOut, ChaCha20Poly1305, Key, KeyInit, Nonce};
+use common::{Sample, measure, median_of};
+
+const CHUNK: usize = 64 * 1024;
+
+/// Raw loopback TCP: one writer thread, the reader on this thread.
+fn raw_tcp(total: u64) -> Sample {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    measure(|| {
+        let w = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let buf = vec![0x5au8; CHUNK];
+            let mut sent = 0u64;
+            while sent < total {
+                s.write_all(&buf).unwrap();
+                sent += CHUNK as u64;
+            }
+        });
+        let (mut r, _) = l.accept().unwrap();
+        let mut buf = vec![0u8; CHUNK];
+        let mut got = 0u64;
+        loop {
+            match r.read(&mut buf).unwrap() {
+                0 => break,
+                n => got += n as u64,
+            }
+        }
+        w.join().unwrap();
+        got
+    })
+}
+
+/// One ChaCha20-Poly1305 seal pass over `total` bytes in `frame`-sized pieces, one core.
+fn aead_pass(total: u64, frame: usize) -> Sample {
+    let cipher = ChaCha20Poly1305::new(&Key::from([7u8; 32]));
+    let mut buf = vec![0u8; frame];
+    measure(|| {
+        let mut done = 0u64;
+        let mut n = 0u64;
+        while done < total {
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&n.to_le_bytes());
+            let tag = cipher
+                .encrypt_inout_detached(&Nonce::from(nonce), &[], InOutBuf::from(&mut buf[..]))
+                .unwrap();
+            std::hint::black_box(&tag);
+            n += 1;
+            done += frame as u64;
+        }
+        done
+    })
+}
+
+struct Row {
+    name: String,
+    s: Sample,
+}
+
+fn main() {
+    let full = common::full_run();
+    let gib = 1u64 << 30;
+    let (tcp_total, aead_total, runs) = if full {
+        (4 * gib, gib, 3)
+    } else {
+        (64 << 20, 16 << 20, 1)
+    };
+
+    let mut rows = Vec::new();
+    let tcp = median_of(runs, || raw_tcp(tcp_total));
+    rows.push(Row {
+        name: "raw loopback TCP (64 KiB writes)".into(),
+        s: tcp.clone(),
+    });
+    let aead = median_of(runs, || aead_pass(aead_total, 16 * 1024));
+    rows.push(Row {
+        name: "ChaCha20-Poly1305, one pass in memory (16 KiB)".into(),
+        s: aead.clone(),
+    });
+    rows.push(Row {
+        name: "ChaCha20-Poly1305, one pass in memory (1 KiB)".into(),
+        s: median_of(runs, || aead_pass(aead_total / 4, 1024)),
+    });
+
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Machine: {}. Median of {runs} runs each; ratios are to the rows measured in this run.\n\n",
+        common::machine()
+    ));
+    out.push_str("| what | MiB/s | CPU-s/GiB | × raw TCP | × one AEAD pass |\n|---|---:|---:|---:|---:|\n");
+    for r in &rows {
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} |\n",
+            r.name,
+            r.s.mib_per_s(),
+            r.s.cpu_s_per_gib(),
+            r.s.gib_per_s() / tcp.gib_per_s(),
+            r.s.gib_per_s() / aead.gib_per_s(),
+        ));
+    }
+    print!("{out}");
+    if let Some(file) = common::write_target() {
+        common::write_section(&file, "throughput", out.trim_end()).unwrap();
+        println!("wrote the table to {file}");
+    }
+}
