@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Release build of `skywire` for one board target, copied to dist/skywire-<short>.
+#   cross/build.sh [--minimal] aarch64|aarch64-musl|armv7|riscv64|<full triple>
+# --minimal builds with --no-default-features (no apps) into dist/skywire-<short>-minimal.
+#
+# Uses cross-rs (cross/Cross.toml) only when `cross` is installed AND `docker info` or
+# `podman info` answers; otherwise cargo with the Debian cross toolchain that
+# cross/setup.sh installs (linker settings in .cargo/config.toml).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+features=() suffix=""
+if [ "${1:-}" = "--minimal" ]; then
+    features=(--no-default-features) suffix="-minimal"
+    shift
+fi
+[ $# -eq 1 ] || die "usage: cross/build.sh [--minimal] $(cross_names)|<triple>"
+cross_resolve "$1"
+cd "$REPO_ROOT"
+
+if cross_engine_ok; then
+    say "building $T_TRIPLE with cross (container engine answers)"
+    CROSS_CONFIG="$CROSS_DIR/Cross.toml" cross build --release --target "$T_TRIPLE" "${features[@]}"
+else
+    bash "$CROSS_DIR/setup.sh" "$T_SHORT"
+    say "building $T_TRIPLE with cargo (no container engine; Debian cross toolchain)"
+    cargo build --release --target "$T_TRIPLE" "${features[@]}"
+fi
+
+out="dist/skywire-$T_SHORT$suffix"
+mkdir -p dist
+cp "target/$T_TRIPLE/release/skywire" "$out"
+say "wrote $out ($(stat -c %s "$out") bytes)"
