@@ -97,7 +97,10 @@ mod tests {
              daa833b7d6b8a702038b274eaea3f4e4be9d914eeb61f1702e696c203a126854"
         );
         assert_eq!(
-            hex::encode(&hmac_sha512(b"Jefe", &[b"what do ya want ", b"for nothing?"])),
+            hex::encode(&hmac_sha512(
+                b"Jefe",
+                &[b"what do ya want ", b"for nothing?"]
+            )),
             "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554\
              9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
         );

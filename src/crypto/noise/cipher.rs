@@ -70,7 +70,11 @@ impl CipherState {
 
     /// `EncryptWithAd(ad, plaintext)` in place: encrypts `buf`, advances the counter and
     /// returns the tag (detached, so the caller decides where it goes). No allocation.
-    pub fn seal_in_place(&mut self, ad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], NoiseError> {
+    pub fn seal_in_place(
+        &mut self,
+        ad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], NoiseError> {
         let nonce = self.current_nonce()?;
         let len = buf.len();
         let tag = self

@@ -415,7 +415,11 @@ impl HandshakeState {
 
     /// `ReadMessage(message, payload_buffer)`: consumes the next handshake message and writes
     /// its decrypted payload into `payload_out`, returning the payload length.
-    pub fn read_message(&mut self, msg: &[u8], payload_out: &mut [u8]) -> Result<usize, NoiseError> {
+    pub fn read_message(
+        &mut self,
+        msg: &[u8],
+        payload_out: &mut [u8],
+    ) -> Result<usize, NoiseError> {
         self.check_turn(false)?;
         let overhead = self.next_message_len(0).ok_or(NoiseError::Finished)?;
         if msg.len() > MAX_MESSAGE_LEN || msg.len() < overhead {
@@ -617,7 +621,10 @@ mod tests {
         let mut buf = [0u8; 256];
         let mut p = [0u8; 16];
         assert_eq!(r.write_message(b"", &mut buf), Err(NoiseError::NotMyTurn));
-        assert_eq!(i.read_message(&buf[..48], &mut p), Err(NoiseError::NotMyTurn));
+        assert_eq!(
+            i.read_message(&buf[..48], &mut p),
+            Err(NoiseError::NotMyTurn)
+        );
         assert!(matches!(
             i.write_message(b"", &mut buf[..47]),
             Err(NoiseError::BufferTooSmall { need: 48, have: 47 })
@@ -642,7 +649,10 @@ mod tests {
         assert_eq!(i.write_message(b"", &mut buf), Err(NoiseError::Finished));
         assert_eq!(i.read_message(&buf, &mut p), Err(NoiseError::Finished));
         assert_eq!(i.next_message_len(0), None);
-        assert_eq!(i.set_ephemeral([3; 32]), Err(NoiseError::EphemeralAlreadySet));
+        assert_eq!(
+            i.set_ephemeral([3; 32]),
+            Err(NoiseError::EphemeralAlreadySet)
+        );
         let (i2, _) = pair(Pattern::KK);
         assert_eq!(i2.into_transport().unwrap_err(), NoiseError::Unfinished);
     }
@@ -685,7 +695,10 @@ mod tests {
                 let mut msg = [0u8; 48];
                 msg[..32].copy_from_slice(&u);
                 let mut p = [0u8; 16];
-                assert_eq!(r2.read_message(&msg, &mut p), Err(NoiseError::LowOrderPoint));
+                assert_eq!(
+                    r2.read_message(&msg, &mut p),
+                    Err(NoiseError::LowOrderPoint)
+                );
             }
         }
     }

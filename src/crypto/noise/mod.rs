@@ -21,7 +21,9 @@ pub mod protocol;
 mod symmetric;
 
 pub use cipher::{CipherState, TAG_LEN};
-pub use handshake::{DH_LEN, DhKeypair, HandshakeState, MAX_MESSAGE_LEN, Pattern, Role, TransportState};
+pub use handshake::{
+    DH_LEN, DhKeypair, HandshakeState, MAX_MESSAGE_LEN, Pattern, Role, TransportState,
+};
 pub use protocol::{Handshake, PROLOGUE, kk_initiator, kk_responder, xk_initiator, xk_responder};
 
 /// What went wrong in a handshake or with a CipherState.

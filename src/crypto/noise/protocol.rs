@@ -247,7 +247,11 @@ mod tests {
     fn run(i: &mut Handshake, r: &mut Handshake) -> Result<(), NoiseError> {
         let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE_LEN];
         while !i.is_finished() || !r.is_finished() {
-            let (a, b) = if i.is_my_turn() { (&mut *i, &mut *r) } else { (&mut *r, &mut *i) };
+            let (a, b) = if i.is_my_turn() {
+                (&mut *i, &mut *r)
+            } else {
+                (&mut *r, &mut *i)
+            };
             let n = a.write_message(&mut buf)?;
             assert_eq!(Some(n), b.next_message_len());
             b.read_message(&buf[..n])?;
