@@ -307,7 +307,7 @@ impl HandshakeState {
     pub fn is_my_turn(&self) -> bool {
         !self.failed
             && self.next < self.pattern.message_count()
-            && (self.next % 2 == 0) == (self.role == Role::Initiator)
+            && self.next.is_multiple_of(2) == (self.role == Role::Initiator)
     }
 
     /// The remote static public key, once known.
