@@ -100,7 +100,9 @@ fn main() {
         "Machine: {}. Median of {runs} runs each; ratios are to the rows measured in this run.\n\n",
         common::machine()
     ));
-    out.push_str("| what | MiB/s | CPU-s/GiB | × raw TCP | × one AEAD pass |\n|---|---:|---:|---:|---:|\n");
+    out.push_str(
+        "| what | MiB/s | CPU-s/GiB | × raw TCP | × one AEAD pass |\n|---|---:|---:|---:|---:|\n",
+    );
     for r in &rows {
         out.push_str(&format!(
             "| {} | {:.0} | {:.2} | {:.2} | {:.2} |\n",

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod crypto;
 pub mod http;
 pub mod visor;
+pub mod wire;
 
 /// The version printed by `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
