@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn short_sealed_length_is_refused_before_decrypting() {
-        let mut bytes = vec![0u8; 64];
+        let mut bytes = [0u8; 64];
         bytes[1] = 27;
         assert_eq!(
             Frame::new_checked(&bytes[..]),
