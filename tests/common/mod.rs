@@ -34,3 +34,34 @@ pub fn read_vector(name: &str) -> Option<String> {
 pub fn skywire_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skywire"))
 }
+
+/// A child process that is killed (by its PID, through the handle) and reaped when dropped,
+/// so a failing test leaves nothing running.
+pub struct ChildGuard(pub Option<std::process::Child>);
+
+impl ChildGuard {
+    /// Takes the child back (to wait for it); the guard no longer kills it.
+    pub fn take(&mut self) -> std::process::Child {
+        self.0.take().expect("child already taken")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The venv interpreter with the Python test peers' packages (tests/deps.d/python.sh).
+pub fn venv_python() -> PathBuf {
+    let py = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} not found: run `bash tests/deps.sh` (make test does) to install the Python test peers",
+        py.display()
+    );
+    py
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Python's `noiseprotocol` (PyPI), the independent Noise peer of tests/noise_interop.rs, in a
+# venv at the repository root (.venv, ignored by git). Idempotent: creates the venv and
+# installs the package only when missing. Needs python3 with the venv module.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+venv=$root/.venv
+py=$venv/bin/python
+
+if [ -x "$py" ] && "$py" -c 'import noise.connection, cryptography' 2>/dev/null; then
+    echo "python.sh: noiseprotocol already in $venv"
+    exit 0
+fi
+
+command -v python3 >/dev/null 2>&1 || { echo "python.sh: python3 not found; install python3 and python3-venv" >&2; exit 1; }
+if [ ! -x "$py" ]; then
+    echo "python.sh: creating $venv"
+    python3 -m venv "$venv" || { echo "python.sh: 'python3 -m venv' failed; install python3-venv" >&2; exit 1; }
+fi
+echo "python.sh: installing noiseprotocol into $venv"
+for attempt in 1 2 3; do
+    if "$py" -m pip install -q --disable-pip-version-check 'noiseprotocol==0.3.1'; then
+        break
+    fi
+    [ "$attempt" -lt 3 ] || { echo "python.sh: pip install noiseprotocol failed 3 times; check the PyPI mirror" >&2; exit 1; }
+    sleep $((attempt * 5))
+done
+"$py" -c 'import noise.connection, cryptography'
