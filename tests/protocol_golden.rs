@@ -1,0 +1,152 @@
+//! The golden examples of docs/protocol.md, recomputed: a complete XK and KK handshake between
+//! two fixed identities with fixed ephemerals, the first transport frame each way, and a sealed
+//! session frame. Every hex string here must also appear in docs/protocol.md, so the document
+//! a second implementation is written from cannot drift from the code.
+
+use skywire::crypto::Keypair;
+use skywire::crypto::hex;
+use skywire::crypto::noise::{Handshake, kk_initiator, kk_responder, xk_initiator, xk_responder};
+use skywire::wire::{MuxFlags, MuxRepr, SealedFrame, SealedRepr};
+
+fn seq(start: u8) -> [u8; 32] {
+    core::array::from_fn(|i| start + i as u8)
+}
+
+/// Runs a handshake to completion; returns every message and both transport states.
+fn run(
+    mut i: Handshake,
+    mut r: Handshake,
+) -> (
+    Vec<String>,
+    skywire::crypto::noise::TransportState,
+    skywire::crypto::noise::TransportState,
+    String,
+) {
+    i.set_ephemeral(seq(0x40)).unwrap();
+    r.set_ephemeral(seq(0x60)).unwrap();
+    let mut msgs = Vec::new();
+    let mut buf = [0u8; 128];
+    let mut turn = 0;
+    while !(i.is_finished() && r.is_finished()) {
+        let (w, rd) = if turn % 2 == 0 {
+            (&mut i, &mut r)
+        } else {
+            (&mut r, &mut i)
+        };
+        let n = w.write_message(&mut buf).unwrap();
+        rd.read_message(&buf[..n]).unwrap();
+        msgs.push(format!("{:04x}{}", n, hex::encode(&buf[..n])));
+        turn += 1;
+    }
+    let (ti, _) = i.into_transport().unwrap();
+    let (tr, _) = r.into_transport().unwrap();
+    assert_eq!(ti.handshake_hash, tr.handshake_hash);
+    let h = hex::encode(&ti.handshake_hash);
+    (msgs, ti, tr, h)
+}
+
+fn doc() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md")).unwrap()
+}
+
+/// The doc shows long hex wrapped at 64 characters; compare without whitespace.
+fn assert_in_doc(what: &str, hex: &str) {
+    let flat: String = doc().chars().filter(|c| !c.is_whitespace()).collect();
+    assert!(
+        flat.contains(hex),
+        "docs/protocol.md lacks the {what}:\n{hex}\n(update the doc from this test's output)"
+    );
+}
+
+fn print(name: &str, v: &str) {
+    println!("{name}: {v}");
+}
+
+fn identities() -> (Keypair, Keypair) {
+    (
+        Keypair::from_seed(&seq(0x00)),
+        Keypair::from_seed(&seq(0x20)),
+    )
+}
+
+#[test]
+fn identities_and_statics() {
+    let (a, b) = identities();
+    for (name, k) in [("A", &a), ("B", &b)] {
+        let pk = k.public().to_hex();
+        let st = hex::encode(&k.public().noise_static());
+        print(&format!("{name} pk"), &pk);
+        print(&format!("{name} noise static"), &st);
+        assert_in_doc("identity PK", &pk);
+        assert_in_doc("Noise static", &st);
+    }
+}
+
+#[test]
+fn xk_handshake_golden() {
+    let (a, b) = identities();
+    let (msgs, mut ti, mut tr, h) = run(xk_initiator(&a, b.public()), xk_responder(&b));
+    assert_eq!(msgs.len(), 3);
+    for (n, m) in msgs.iter().enumerate() {
+        print(&format!("XK message {}", n + 1), m);
+        assert_in_doc("XK handshake message", m);
+    }
+    print("XK handshake hash", &h);
+    assert_in_doc("XK handshake hash", &h);
+
+    // First transport frame each way.
+    let a2b = ti.send.seal(&[], b"ping").unwrap();
+    let a2b = format!("{:04x}{}", a2b.len(), hex::encode(&a2b));
+    let b2a = tr.send.seal(&[], b"pong").unwrap();
+    let b2a = format!("{:04x}{}", b2a.len(), hex::encode(&b2a));
+    print("XK transport A->B ping", &a2b);
+    print("XK transport B->A pong", &b2a);
+    assert_in_doc("XK transport frame", &a2b);
+    assert_in_doc("XK transport frame", &b2a);
+
+    // The second frame A sends: a sealed session frame, a data header for stream 1 with the
+    // SYN flag, no control payload, 5 data bytes after the sealed part.
+    let header = MuxRepr::data(1, MuxFlags::SYN, 5).to_bytes();
+    let repr = SealedRepr::new(0).unwrap();
+    let mut buf = vec![0u8; repr.buffer_len() + 5];
+    let mut frame = SealedFrame::new_unchecked(&mut buf[..]);
+    repr.emit(&mut frame).unwrap();
+    let sealed = frame.sealed_mut();
+    sealed[..12].copy_from_slice(&header);
+    let tag = ti.send.seal_in_place(&[], &mut sealed[..12]).unwrap();
+    sealed[12..].copy_from_slice(&tag);
+    frame.data_mut(5).unwrap().copy_from_slice(b"hello");
+    let golden = hex::encode(&buf);
+    print("sealed session frame", &golden);
+    assert_in_doc("sealed session frame", &golden);
+
+    // And the receiver opens it with its counter at 1 (it already opened "ping").
+    let ping = tr
+        .recv
+        .open(&[], &hex::decode_vec(&a2b[4..]).unwrap())
+        .unwrap();
+    assert_eq!(ping, b"ping");
+    let frame = SealedFrame::new_checked(&buf[..]).unwrap();
+    let opened = tr.recv.open(&[], frame.sealed()).unwrap();
+    let (hdr, control) = skywire::wire::session::split_opened(&opened).unwrap();
+    assert_eq!(hdr, MuxRepr::data(1, MuxFlags::SYN, 5));
+    assert!(control.is_empty());
+    assert_eq!(frame.data(5).unwrap(), b"hello");
+}
+
+#[test]
+fn kk_handshake_golden() {
+    let (a, b) = identities();
+    let (msgs, mut ti, _tr, h) = run(kk_initiator(&a, b.public()), kk_responder(&b, a.public()));
+    assert_eq!(msgs.len(), 2);
+    for (n, m) in msgs.iter().enumerate() {
+        print(&format!("KK message {}", n + 1), m);
+        assert_in_doc("KK handshake message", m);
+    }
+    print("KK handshake hash", &h);
+    assert_in_doc("KK handshake hash", &h);
+    let a2b = ti.send.seal(&[], b"ping").unwrap();
+    let a2b = format!("{:04x}{}", a2b.len(), hex::encode(&a2b));
+    print("KK transport A->B ping", &a2b);
+    assert_in_doc("KK transport frame", &a2b);
+}
