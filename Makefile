@@ -7,6 +7,8 @@
 #   make cross-test TARGET=…   unit tests for a board target under qemu-user
 #   make size                  stripped binary size per target, as a table
 #   make lint                  rustfmt check + clippy -D warnings on all targets
+#   make bench                 benchmarks -> docs/benchmarks.md (the command is recorded there)
+#   make fuzz                  every fuzz target for FUZZ_TIME seconds (default 60)
 #   make install               boards/install.sh for this machine's build (PREFIX, DESTDIR)
 #
 # TARGET is aarch64 | aarch64-musl | armv7 | riscv64, or the full Rust triple (cross/targets).
@@ -21,7 +23,7 @@ PREFIX ?= /usr/local
 BIN    := target/release/skywire
 CONFIG := local/skywire-config.json
 
-.PHONY: build run test cross cross-test size lint install clean help
+.PHONY: build run test cross cross-test size lint bench fuzz install clean help
 
 build:
 	$(CARGO) build --release
@@ -57,6 +59,13 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+bench:
+	$(CARGO) bench --bench throughput -- --write docs/benchmarks.md
+
+FUZZ_TIME ?= 60
+fuzz:
+	bash fuzz/run.sh $(FUZZ_TIME)
+
 # DESTDIR (environment or make variable) stages into a directory instead of the live system.
 install: build
 	DESTDIR="$(DESTDIR)" bash boards/install.sh --prefix "$(PREFIX)" $(BIN)
@@ -66,4 +75,4 @@ clean:
 	rm -rf dist
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'

@@ -39,7 +39,7 @@ fn chacha_nonce(n: u64) -> Nonce {
 
 impl CipherState {
     /// `InitializeKey(key)`: sets `k = key` and `n = 0`.
-    pub(crate) fn new(key: [u8; CIPHER_KEY_LEN]) -> Self {
+    pub fn new(key: [u8; CIPHER_KEY_LEN]) -> Self {
         CipherState {
             cipher: ChaCha20Poly1305::new(&Key::from(key)),
             n: 0,
