@@ -40,7 +40,7 @@ run: build
 
 test:
 	bash tests/deps.sh
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
 
 cross:
 	@[ -n "$(TARGET)" ] || { echo "make cross: set TARGET, e.g. make cross TARGET=armv7 (one of: $$(source cross/lib.sh && cross_names))" >&2; exit 2; }
@@ -57,7 +57,7 @@ lint:
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench:
 	$(CARGO) bench --bench throughput -- --write docs/benchmarks.md

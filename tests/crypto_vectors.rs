@@ -1,14 +1,14 @@
 //! Known-answer tests through the crypto we ship: Ed25519 (our strict verify over salty),
-//! X25519 (salty), ChaCha20-Poly1305 (chacha20poly1305), and the identity → Noise static
+//! X25519 (salty), ChaCha20-Poly1305 (chacha20poly1305, through crates/aead), and the identity → Noise static
 //! conversion. Vectors are read from `../shared/vectors` (or `$SKYWIRE_VECTORS`).
 
 mod common;
 
-use chacha20poly1305::aead::inout::InOutBuf;
-use chacha20poly1305::{AeadInOut, ChaCha20Poly1305, Key, KeyInit, Nonce, Tag};
+// The AEAD entry points the shipped CipherState calls (crates/aead).
 use miniserde::json::{self, Value};
 use skywire::crypto::hex;
 use skywire::crypto::{Keypair, PublicKey};
+use skywire_aead::{ChaCha20Poly1305, Key, KeyInit, Nonce, Tag};
 
 fn obj(v: &Value) -> &miniserde::json::Object {
     match v {
@@ -186,9 +186,7 @@ fn seal(key: &[u8], nonce: &[u8], aad: &[u8], msg: &[u8]) -> Option<(Vec<u8>, Ve
     let nonce: [u8; 12] = nonce.try_into().ok()?;
     let cipher = ChaCha20Poly1305::new(&Key::from(key));
     let mut buf = msg.to_vec();
-    let tag = cipher
-        .encrypt_inout_detached(&Nonce::from(nonce), aad, InOutBuf::from(buf.as_mut_slice()))
-        .ok()?;
+    let tag = skywire_aead::seal(&cipher, &Nonce::from(nonce), aad, &mut buf)?;
     Some((buf, tag.to_vec()))
 }
 
@@ -198,15 +196,7 @@ fn open(key: &[u8], nonce: &[u8], aad: &[u8], ct: &[u8], tag: &[u8]) -> Option<V
     let tag: [u8; 16] = tag.try_into().ok()?;
     let cipher = ChaCha20Poly1305::new(&Key::from(key));
     let mut buf = ct.to_vec();
-    cipher
-        .decrypt_inout_detached(
-            &Nonce::from(nonce),
-            aad,
-            InOutBuf::from(buf.as_mut_slice()),
-            &Tag::from(tag),
-        )
-        .ok()?;
-    Some(buf)
+    skywire_aead::open(&cipher, &Nonce::from(nonce), aad, &mut buf, &Tag::from(tag)).then_some(buf)
 }
 
 /// Every Wycheproof ChaCha20-Poly1305 case: valid ones seal to the expected ciphertext and tag

@@ -8,8 +8,8 @@
 
 use core::fmt;
 
-use chacha20poly1305::aead::inout::InOutBuf;
-use chacha20poly1305::{AeadInOut, ChaCha20Poly1305, Key, KeyInit, Nonce, Tag};
+// The AEAD calls go through skywire-aead, compiled for speed (see that crate's docs).
+use skywire_aead::{ChaCha20Poly1305, Key, KeyInit, Nonce, Tag};
 
 use super::NoiseError;
 
@@ -77,11 +77,9 @@ impl CipherState {
     ) -> Result<[u8; TAG_LEN], NoiseError> {
         let nonce = self.current_nonce()?;
         let len = buf.len();
-        let tag = self
-            .cipher
-            .encrypt_inout_detached(&nonce, ad, InOutBuf::from(buf))
-            // Only fails for inputs longer than ChaCha20's 256 GiB keystream.
-            .map_err(|_| NoiseError::TooLong { len })?;
+        // Only fails for inputs longer than ChaCha20's 256 GiB keystream.
+        let tag =
+            skywire_aead::seal(&self.cipher, &nonce, ad, buf).ok_or(NoiseError::TooLong { len })?;
         self.n += 1;
         Ok(tag.into())
     }
@@ -96,17 +94,12 @@ impl CipherState {
         tag: &[u8; TAG_LEN],
     ) -> Result<(), NoiseError> {
         let nonce = self.current_nonce()?;
-        match self.cipher.decrypt_inout_detached(
-            &nonce,
-            ad,
-            InOutBuf::from(&mut *buf),
-            &Tag::from(*tag),
-        ) {
-            Ok(()) => {
+        match skywire_aead::open(&self.cipher, &nonce, ad, buf, &Tag::from(*tag)) {
+            true => {
                 self.n += 1;
                 Ok(())
             }
-            Err(_) => {
+            false => {
                 buf.fill(0);
                 Err(NoiseError::Decrypt)
             }
@@ -162,11 +155,7 @@ impl CipherState {
         let mut k = [0u8; CIPHER_KEY_LEN];
         // Encrypting 32 bytes with a 32-byte key cannot fail; if it ever did, the old key
         // would stay and the peers' next message would fail to authenticate.
-        if self
-            .cipher
-            .encrypt_inout_detached(&chacha_nonce(u64::MAX), &[], InOutBuf::from(&mut k[..]))
-            .is_ok()
-        {
+        if skywire_aead::seal(&self.cipher, &chacha_nonce(u64::MAX), &[], &mut k[..]).is_some() {
             self.cipher = ChaCha20Poly1305::new(&Key::from(k));
         }
         super::super::hmac::wipe(&mut k);
