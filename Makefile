@@ -60,7 +60,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench:
-	$(CARGO) bench --bench throughput -- --write docs/benchmarks.md
+	$(CARGO) bench -- --write docs/benchmarks.md
 
 FUZZ_TIME ?= 60
 fuzz:

@@ -10,7 +10,11 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
+use async_net::{TcpListener as AsyncListener, TcpStream as AsyncStream};
 use common::{Sample, measure, median_of};
+use futures_lite::future::block_on;
+use skywire::crypto::Keypair;
+use skywire::crypto::channel::Channel;
 use skywire::crypto::noise::CipherState;
 
 const CHUNK: usize = 64 * 1024;
@@ -58,6 +62,44 @@ fn aead_pass(total: u64, frame: usize) -> Sample {
     })
 }
 
+/// The encrypted channel (KK) over loopback TCP: a sender thread and a receiver thread, each
+/// with its own single-threaded executor, `payload`-byte frames.
+fn channel_loopback(total: u64, payload: usize) -> Sample {
+    let a = Keypair::from_seed(&[1u8; 32]);
+    let b = Keypair::from_seed(&[2u8; 32]);
+    let (a_pk, b_pk) = (*a.public(), *b.public());
+    let listener = block_on(AsyncListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    measure(move || {
+        let sender = std::thread::spawn(move || {
+            block_on(async {
+                let tcp = AsyncStream::connect(addr).await.unwrap();
+                tcp.set_nodelay(true).unwrap();
+                let mut ch = Channel::connect_kk(tcp, &a, &b_pk).await.unwrap();
+                let buf = vec![0x5au8; payload];
+                let mut sent = 0u64;
+                while sent < total {
+                    ch.send(&buf).await.unwrap();
+                    sent += payload as u64;
+                }
+                ch.close().await.unwrap();
+            })
+        });
+        let got = block_on(async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let mut ch = Channel::accept_kk(tcp, &b, &a_pk).await.unwrap();
+            let mut got = 0u64;
+            while got < total {
+                got += ch.recv().await.unwrap().len() as u64;
+            }
+            got
+        });
+        sender.join().unwrap();
+        got
+    })
+}
+
 struct Row {
     name: String,
     s: Sample,
@@ -86,6 +128,16 @@ fn main() {
     rows.push(Row {
         name: "ChaCha20-Poly1305, one pass in memory (1 KiB)".into(),
         s: median_of(runs, || aead_pass(aead_total / 4, 1024)),
+    });
+
+    let (ch_total, ch_runs) = if full { (gib, runs) } else { (16 << 20, 1) };
+    rows.push(Row {
+        name: "encrypted channel (KK) over loopback TCP, 64 KiB frames".into(),
+        s: median_of(ch_runs, || channel_loopback(ch_total, 65535 - 16)),
+    });
+    rows.push(Row {
+        name: "encrypted channel (KK) over loopback TCP, 16 KiB frames".into(),
+        s: median_of(ch_runs, || channel_loopback(ch_total, 16 * 1024)),
     });
 
     let mut out = String::new();

@@ -54,10 +54,10 @@ cross_resolve armv7
 measure armv7 "$T_TRIPLE" minimal dist/skywire-armv7-minimal
 
 features=$(cargo metadata --no-deps --format-version 1 2>/dev/null |
-    python3 -c 'import json,sys; f=json.load(sys.stdin)["packages"][0]["features"]; print(", ".join(f.get("default", [])) or "none")' 2>/dev/null || echo "?")
+    python3 -c 'import json,sys; f=[p for p in json.load(sys.stdin)["packages"] if p["name"]=="skywire"][0]["features"]; print(", ".join(f.get("default", [])) or "none")' 2>/dev/null || echo "?")
 
 echo
-echo "Stripped release binary size (opt-level z, LTO, codegen-units 1, panic=abort)."
+echo "Stripped release binary size (opt-level z with the crypto crates at 3, fat LTO, codegen-units 1, panic=abort)."
 echo "default features: $features; minimal = --no-default-features"
 echo
 printf '| %-12s | %-30s | %-8s | %9s | %8s | %-8s | %-11s |\n' target triple features bytes KiB stripped "glibc floor"
