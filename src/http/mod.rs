@@ -1,3 +1,4 @@
 //! HTTP/1.1 and JSON helpers shared by discovery, the RPC server and the apps.
 
 pub mod json;
+pub mod server;

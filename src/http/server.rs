@@ -1,0 +1,647 @@
+//! A minimal HTTP/1.1 server on httparse, generic over the byte stream, so the same code serves
+//! loopback TCP (RPC, discovery, hypervisor) and overlay streams (the log server over dmsg).
+//!
+//! What it does: keep-alive and pipelining, `Content-Length` request bodies, `Expect:
+//! 100-continue`, and `Connection: close` / HTTP/1.0 semantics. What it refuses, with a status
+//! and a JSON error body, then closes: malformed requests (400), chunked or otherwise encoded
+//! request bodies (411), bodies over the limit (413, before reading them), header blocks over
+//! the limit (431), and a client that is too slow to send its request (408). A connection that
+//! goes idle between requests is closed quietly. Nothing a client sends can make it allocate
+//! more than the header limit plus the body limit.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_executor::Executor;
+use async_io::Timer;
+use async_net::TcpListener;
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::json::{Ordered, Out};
+
+/// Bounds on what one client may cost.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request line + header block.
+    pub max_header_bytes: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Time allowed from the first byte of a request to the end of its body.
+    pub request_timeout: Duration,
+    /// How long a kept-alive connection may sit idle before it is closed.
+    pub idle_timeout: Duration,
+    /// Concurrent connections per listener; more are answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 8 * 1024,
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    }
+}
+
+/// The largest number of headers a request may carry.
+const MAX_HEADERS: usize = 48;
+
+/// One parsed request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Method, as sent (`GET`, `POST`, …).
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// The query string after `?`, if any (not decoded).
+    pub query: Option<String>,
+    /// Headers, names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (empty when there is none).
+    pub body: Vec<u8>,
+    /// Who sent it, when the transport knows (TCP); `None` on overlay streams.
+    pub peer: Option<SocketAddr>,
+}
+
+impl Request {
+    /// The first header named `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of query parameter `key` (no percent-decoding; our parameters are hex and
+    /// numbers).
+    pub fn query_param(&self, key: &str) -> Option<&str> {
+        self.query.as_deref()?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == key).then_some(v)
+        })
+    }
+
+    /// The path split into its non-empty segments.
+    pub fn segments(&self) -> Vec<&str> {
+        self.path.split('/').filter(|s| !s.is_empty()).collect()
+    }
+}
+
+/// A response to send.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, body: String) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: body.into_bytes(),
+        }
+    }
+
+    /// `{"error": msg}` with `status`.
+    pub fn error(status: u16, msg: impl Into<String>) -> Response {
+        let body = Ordered::new().field("error", Out::Str(msg.into()));
+        Response::json(status, body.to_compact() + "\n")
+    }
+
+    /// A plain-text response.
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: body.into().into_bytes(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// The reason phrase for the statuses we send.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+/// A boxed response future.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
+
+/// What serves requests: called once per request.
+pub type Handler = Arc<dyn Fn(Request) -> ResponseFuture + Send + Sync + 'static>;
+
+/// Wraps a synchronous function as a [`Handler`].
+pub fn sync_handler<F>(f: F) -> Handler
+where
+    F: Fn(Request) -> Response + Send + Sync + 'static,
+{
+    Arc::new(move |req| {
+        let resp = f(req);
+        Box::pin(async move { resp })
+    })
+}
+
+/// Why a request could not be read; each maps to a status (or to a quiet close).
+#[derive(Debug)]
+enum ReadError {
+    /// The peer closed or went idle between requests: close without a response.
+    Quiet,
+    /// Answer with this status and message, then close.
+    Reply(u16, String),
+}
+
+/// Reads one request from `stream`, using and refilling `buf` (which may already hold
+/// pipelined bytes). Returns the request and leaves any following bytes in `buf`.
+async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+    peer: Option<SocketAddr>,
+) -> Result<(Request, bool), ReadError> {
+    // Wait for the first byte of the next request under the idle timeout, then give the
+    // whole request the request timeout.
+    let mut chunk = [0u8; 4096];
+    if buf.is_empty() {
+        let n = with_timeout(limits.idle_timeout, stream.read(&mut chunk))
+            .await
+            .ok_or(ReadError::Quiet)?
+            .map_err(|_| ReadError::Quiet)?;
+        if n == 0 {
+            return Err(ReadError::Quiet);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let deadline = Timer::after(limits.request_timeout);
+    let read_rest = async {
+        // Header block.
+        let (head_len, mut req, keep_alive, body_len, expect_continue) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Request::new(&mut headers);
+            let status = parsed.parse(buf).map_err(|e| {
+                let msg = match e {
+                    httparse::Error::TooManyHeaders => {
+                        return ReadError::Reply(
+                            431,
+                            format!("more than {MAX_HEADERS} header fields"),
+                        );
+                    }
+                    other => format!("malformed request: {other}"),
+                };
+                ReadError::Reply(400, msg)
+            })?;
+            match status {
+                httparse::Status::Complete(n) => {
+                    let head = head_of(&parsed, peer)?;
+                    break (n, head.0, head.1, head.2, head.3);
+                }
+                httparse::Status::Partial => {
+                    if buf.len() >= limits.max_header_bytes {
+                        return Err(ReadError::Reply(
+                            431,
+                            format!(
+                                "request header block over {} bytes",
+                                limits.max_header_bytes
+                            ),
+                        ));
+                    }
+                    let n = stream
+                        .read(&mut chunk)
+                        .await
+                        .map_err(|_| ReadError::Quiet)?;
+                    if n == 0 {
+                        return Err(ReadError::Quiet);
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        };
+        if head_len > limits.max_header_bytes {
+            return Err(ReadError::Reply(
+                431,
+                format!(
+                    "request header block over {} bytes",
+                    limits.max_header_bytes
+                ),
+            ));
+        }
+        if body_len > limits.max_body_bytes {
+            return Err(ReadError::Reply(
+                413,
+                format!(
+                    "request body of {body_len} bytes is over the limit of {}",
+                    limits.max_body_bytes
+                ),
+            ));
+        }
+        buf.drain(..head_len);
+        if expect_continue && body_len > buf.len() {
+            stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .map_err(|_| ReadError::Quiet)?;
+        }
+        while buf.len() < body_len {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|_| ReadError::Quiet)?;
+            if n == 0 {
+                return Err(ReadError::Quiet);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        req.body = buf.drain(..body_len).collect();
+        Ok((req, keep_alive))
+    };
+    let timeout = async {
+        deadline.await;
+        Err(ReadError::Reply(
+            408,
+            "request not received in time".to_string(),
+        ))
+    };
+    futures_lite::future::or(read_rest, timeout).await
+}
+
+/// The request head: the request, keep-alive, body length, `Expect: 100-continue`.
+type Head = (Request, bool, usize, bool);
+
+fn head_of(
+    parsed: &httparse::Request<'_, '_>,
+    peer: Option<SocketAddr>,
+) -> Result<Head, ReadError> {
+    let method = parsed.method.unwrap_or("").to_string();
+    let target = parsed.path.unwrap_or("");
+    if !target.starts_with('/') {
+        return Err(ReadError::Reply(
+            400,
+            format!("request target must be a path, got {target:?}"),
+        ));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target.to_string(), None),
+    };
+    let http10 = parsed.version == Some(0);
+    let mut keep_alive = !http10;
+    let mut body_len = 0usize;
+    let mut seen_length = false;
+    let mut expect_continue = false;
+    let mut headers = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        let Ok(value) = std::str::from_utf8(h.value) else {
+            return Err(ReadError::Reply(400, format!("header {name} is not UTF-8")));
+        };
+        let value = value.trim().to_string();
+        match name.as_str() {
+            "content-length" => {
+                let n: usize = value.parse().map_err(|_| {
+                    ReadError::Reply(400, format!("invalid Content-Length {value:?}"))
+                })?;
+                if seen_length && n != body_len {
+                    return Err(ReadError::Reply(
+                        400,
+                        "conflicting Content-Length headers".to_string(),
+                    ));
+                }
+                seen_length = true;
+                body_len = n;
+            }
+            "transfer-encoding" => {
+                return Err(ReadError::Reply(
+                    411,
+                    "request bodies must be sent with Content-Length, not Transfer-Encoding"
+                        .to_string(),
+                ));
+            }
+            "connection" => {
+                let v = value.to_ascii_lowercase();
+                if v.split(',').any(|t| t.trim() == "close") {
+                    keep_alive = false;
+                } else if v.split(',').any(|t| t.trim() == "keep-alive") {
+                    keep_alive = true;
+                }
+            }
+            "expect" => expect_continue = value.eq_ignore_ascii_case("100-continue"),
+            _ => {}
+        }
+        headers.push((name, value));
+    }
+    let req = Request {
+        method,
+        path,
+        query,
+        headers,
+        body: Vec::new(),
+        peer,
+    };
+    Ok((req, keep_alive, body_len, expect_continue))
+}
+
+/// Runs `fut`, or gives up after `d` (`None`).
+async fn with_timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        Timer::after(d).await;
+        None
+    })
+    .await
+}
+
+/// Writes `resp`; `keep_alive` decides the `Connection` header.
+pub async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    resp: &Response,
+    keep_alive: bool,
+    head_only: bool,
+) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
+        resp.status,
+        reason(resp.status),
+        resp.content_type,
+        resp.body.len(),
+        if keep_alive { "keep-alive" } else { "close" },
+    );
+    for (k, v) in &resp.headers {
+        // Header values we send never carry CR/LF (they are ours), but make sure.
+        let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    if !head_only {
+        out.extend_from_slice(&resp.body);
+    }
+    stream.write_all(&out).await?;
+    stream.flush().await
+}
+
+/// Serves requests on one connection until it closes, errs, or asks to close.
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: Option<SocketAddr>,
+    handler: Handler,
+    limits: Limits,
+) {
+    let mut buf = Vec::new();
+    loop {
+        match read_request(&mut stream, &mut buf, &limits, peer).await {
+            Ok((req, keep_alive)) => {
+                let head_only = req.method == "HEAD";
+                let resp = handler(req).await;
+                if write_response(&mut stream, &resp, keep_alive, head_only)
+                    .await
+                    .is_err()
+                    || !keep_alive
+                {
+                    break;
+                }
+            }
+            Err(ReadError::Quiet) => break,
+            Err(ReadError::Reply(status, msg)) => {
+                log::debug!("http: {status} to {peer:?}: {msg}");
+                let _ =
+                    write_response(&mut stream, &Response::error(status, msg), false, false).await;
+                break;
+            }
+        }
+    }
+    let _ = stream.close().await;
+}
+
+/// Accepts connections on `listener` forever, serving each on its own task of `ex`. At most
+/// `limits.max_connections` are served at once; the next is answered 503 and closed.
+pub async fn serve(
+    listener: TcpListener,
+    ex: Arc<Executor<'static>>,
+    handler: Handler,
+    limits: Limits,
+) -> io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (mut stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) if is_transient(&e) => {
+                log::warn!("http: accept failed: {e}; retrying");
+                Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if active.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
+            active.fetch_sub(1, Ordering::AcqRel);
+            ex.spawn(async move {
+                let resp = Response::error(503, "too many connections; try again shortly");
+                let _ = write_response(&mut stream, &resp, false, false).await;
+            })
+            .detach();
+            continue;
+        }
+        let (handler, limits, active) = (handler.clone(), limits.clone(), active.clone());
+        ex.spawn(async move {
+            serve_connection(stream, Some(peer), handler, limits).await;
+            active.fetch_sub(1, Ordering::AcqRel);
+        })
+        .detach();
+    }
+}
+
+/// Accept errors that a server should ride out (out of descriptors, aborted handshakes).
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    ) || e.raw_os_error() == Some(24) // EMFILE
+        || e.raw_os_error() == Some(23) // ENFILE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::block_on;
+    use std::io::{Read, Write};
+
+    fn echo_handler() -> Handler {
+        sync_handler(|req| {
+            let body = Ordered::new()
+                .field("method", Out::Str(req.method.clone()))
+                .field("path", Out::Str(req.path.clone()))
+                .field("q", Out::Str(req.query_param("x").unwrap_or("").into()))
+                .field("len", Out::U64(req.body.len() as u64));
+            Response::json(200, body.to_compact())
+        })
+    }
+
+    /// Starts a server with `limits` on a background executor thread; returns its address.
+    fn start(limits: Limits) -> SocketAddr {
+        let ex = Arc::new(Executor::new());
+        let listener = block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ex2 = ex.clone();
+        std::thread::spawn(move || {
+            block_on(ex2.run(serve(listener, ex2.clone(), echo_handler(), limits))).ok();
+        });
+        addr
+    }
+
+    fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(raw).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn get_post_keepalive_and_pipelining() {
+        let addr = start(Limits::default());
+        let out = exchange(
+            addr,
+            b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /p HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        );
+        let first = out.find(r#"{"method":"GET","path":"/a/b","q":"1","len":0}"#);
+        let second = out.find(r#"{"method":"POST","path":"/p","q":"","len":3}"#);
+        assert!(
+            first.is_some() && second.is_some() && first < second,
+            "{out}"
+        );
+        assert!(out.contains("Connection: keep-alive"), "{out}");
+        assert!(out.ends_with(r#""len":3}"#), "{out}");
+    }
+
+    #[test]
+    fn hostile_requests_get_a_status_and_a_close() {
+        let limits = Limits {
+            max_header_bytes: 512,
+            max_body_bytes: 100,
+            request_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let addr = start(limits);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"\x16\x03\x01garbage\r\n\r\n".to_vec(), "400 Bad Request"),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n".to_vec(),
+                "413 Content Too Large",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n".to_vec(),
+                "400 Bad Request",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+                "411 Length Required",
+            ),
+            (
+                format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(600)).into_bytes(),
+                "431 ",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: slow".to_vec(),
+                "408 Request Timeout",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc".to_vec(),
+                "408 Request Timeout",
+            ),
+            (
+                b"GET http://x/ HTTP/1.1\r\n\r\n".to_vec(),
+                "400 Bad Request",
+            ),
+        ];
+        for (raw, want) in cases {
+            let out = exchange(addr, &raw);
+            assert!(
+                out.starts_with(&format!("HTTP/1.1 {want}")),
+                "{want}: {out}"
+            );
+            assert!(out.contains("\"error\":"), "{out}");
+        }
+        // The server still answers a well-behaved client afterwards.
+        let out = exchange(addr, b"GET /ok HTTP/1.0\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        assert!(out.contains("Connection: close"), "{out}");
+    }
+
+    #[test]
+    fn expect_continue() {
+        let addr = start(Limits::default());
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut first = [0u8; 25];
+        s.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+        s.write_all(b"hi").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK") && out.contains("\"len\":2"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn connection_limit_answers_503() {
+        let limits = Limits {
+            max_connections: 1,
+            ..Limits::default()
+        };
+        let addr = start(limits);
+        let _held = std::net::TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let out = exchange(addr, b"GET / HTTP/1.1\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    }
+}
