@@ -19,6 +19,7 @@
 
 pub mod cli;
 pub mod crypto;
+pub mod dmsg;
 pub mod http;
 pub mod visor;
 pub mod wire;

@@ -1,0 +1,630 @@
+//! The discovery service (DESIGN.md §3.6, `skywire dmsg disc`): a registry of signed entries
+//! and its HTTP/JSON API.
+//!
+//! [`Registry`] is sans-IO: the current unix time is passed in. Acceptance rules for a PUT:
+//! the entry parses and is within limits; its signature verifies for its PK (strict Ed25519);
+//! its timestamp is within ±`skew` of the server's clock; its sequence is strictly above the
+//! stored one (a replay or an out-of-order update is refused); and the registry is not full.
+//! Entries expire `ttl` seconds after they were stored unless re-published. Because
+//! `ttl ≥ skew` is enforced, an entry that expired cannot be replayed afterwards either: its
+//! timestamp is by then outside the window.
+//!
+//! HTTP API (all JSON; errors are `{"error": "..."}` with a 4xx/5xx status):
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /health` | `{"status":"ok","version","uptime_s","entries","relays"}` |
+//! | `GET /entries/{pk}` | the entry, or 404 |
+//! | `POST /entries` (body: entry) | 200 `{"stored":true,"seq":n}`; 400 bad/forged, 409 replayed, 422 clock, 503 full |
+//! | `DELETE /entries/{pk}` (body: signed deletion) | 200 `{"deleted":true}`; 404 none; 400/409/422 as above |
+//! | `GET /relays` | `{"relays":[entry…]}`: relays with free sessions, most free first; `?all=1` for all |
+//! | `GET /entries?limit=N` | `{"count":total,"pks":[…]}` (first N by PK, default 1000) |
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::entry::{Deletion, Entry, EntryError, Kind};
+use crate::crypto::PublicKey;
+use crate::http::json::{Fields, Ordered, Out, parse_object};
+use crate::http::server::{Handler, Request, Response, sync_handler};
+
+/// Registry limits.
+#[derive(Debug, Clone)]
+pub struct DiscLimits {
+    /// Most entries held.
+    pub max_entries: usize,
+    /// Seconds an entry lives after it was stored.
+    pub ttl_secs: u64,
+    /// Largest allowed difference between an entry's timestamp and the server's clock.
+    pub skew_secs: u64,
+}
+
+impl Default for DiscLimits {
+    fn default() -> Self {
+        DiscLimits {
+            max_entries: 100_000,
+            ttl_secs: 300,
+            skew_secs: 300,
+        }
+    }
+}
+
+/// Why the registry refused a request; each maps to an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscError {
+    /// Malformed, out of limits, or a signature that does not verify.
+    Invalid(EntryError),
+    /// The sequence is not above the stored one.
+    Replayed {
+        /// Sequence offered.
+        seq: u64,
+        /// Sequence stored.
+        stored: u64,
+    },
+    /// The timestamp is outside the window around the server's clock.
+    Clock {
+        /// Timestamp offered.
+        timestamp: u64,
+        /// The server's clock.
+        now: u64,
+        /// Allowed skew.
+        skew: u64,
+    },
+    /// The registry holds `max_entries` already.
+    Full(usize),
+    /// No entry for this PK.
+    NotFound(PublicKey),
+}
+
+impl DiscError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            DiscError::Invalid(_) => 400,
+            DiscError::Replayed { .. } => 409,
+            DiscError::Clock { .. } => 422,
+            DiscError::Full(_) => 503,
+            DiscError::NotFound(_) => 404,
+        }
+    }
+}
+
+impl fmt::Display for DiscError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiscError::Invalid(e) => write!(f, "invalid entry: {e}"),
+            DiscError::Replayed { seq, stored } => write!(
+                f,
+                "sequence {seq} is not above the stored {stored} (replayed or out of order)"
+            ),
+            DiscError::Clock {
+                timestamp,
+                now,
+                skew,
+            } => {
+                let (dir, by) = if timestamp > now {
+                    ("ahead of", timestamp - now)
+                } else {
+                    ("behind", now - timestamp)
+                };
+                write!(
+                    f,
+                    "timestamp {timestamp} is {by} s {dir} the discovery clock ({now}), more \
+                     than the {skew} s allowed; check the signer's clock (NTP)"
+                )
+            }
+            DiscError::Full(n) => write!(f, "registry full ({n} entries); try another discovery"),
+            DiscError::NotFound(pk) => write!(f, "no entry for {pk}"),
+        }
+    }
+}
+
+impl std::error::Error for DiscError {}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    entry: Entry,
+    /// Unix second after which the entry is gone.
+    expires: u64,
+}
+
+/// The entries, keyed by PK.
+#[derive(Debug)]
+pub struct Registry {
+    entries: HashMap<PublicKey, Stored>,
+    limits: DiscLimits,
+    dirty: bool,
+}
+
+impl Registry {
+    /// An empty registry. `ttl` is raised to `skew` if lower (see the module docs).
+    pub fn new(mut limits: DiscLimits) -> Self {
+        limits.ttl_secs = limits.ttl_secs.max(limits.skew_secs);
+        Registry {
+            entries: HashMap::new(),
+            limits,
+            dirty: false,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &DiscLimits {
+        &self.limits
+    }
+
+    fn check_clock(&self, timestamp: u64, now: u64) -> Result<(), DiscError> {
+        if timestamp.abs_diff(now) > self.limits.skew_secs {
+            return Err(DiscError::Clock {
+                timestamp,
+                now,
+                skew: self.limits.skew_secs,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores `e` if it passes every rule (module docs).
+    pub fn put(&mut self, e: Entry, now: u64) -> Result<(), DiscError> {
+        e.verify().map_err(DiscError::Invalid)?;
+        self.check_clock(e.timestamp, now)?;
+        match self.entries.get(&e.pk) {
+            Some(s) if s.expires >= now && e.seq <= s.entry.seq => {
+                return Err(DiscError::Replayed {
+                    seq: e.seq,
+                    stored: s.entry.seq,
+                });
+            }
+            Some(_) => {}
+            None => {
+                if self.entries.len() >= self.limits.max_entries {
+                    self.expire(now);
+                    if self.entries.len() >= self.limits.max_entries {
+                        return Err(DiscError::Full(self.entries.len()));
+                    }
+                }
+            }
+        }
+        let expires = now + self.limits.ttl_secs;
+        self.entries.insert(e.pk, Stored { entry: e, expires });
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// The live entry for `pk`.
+    pub fn get(&self, pk: &PublicKey, now: u64) -> Option<&Entry> {
+        self.entries
+            .get(pk)
+            .filter(|s| s.expires >= now)
+            .map(|s| &s.entry)
+    }
+
+    /// Deletes the entry a valid, fresh, newer deletion names.
+    pub fn delete(&mut self, d: &Deletion, now: u64) -> Result<(), DiscError> {
+        d.verify().map_err(DiscError::Invalid)?;
+        self.check_clock(d.timestamp, now)?;
+        let Some(s) = self.entries.get(&d.pk).filter(|s| s.expires >= now) else {
+            return Err(DiscError::NotFound(d.pk));
+        };
+        if d.seq <= s.entry.seq {
+            return Err(DiscError::Replayed {
+                seq: d.seq,
+                stored: s.entry.seq,
+            });
+        }
+        self.entries.remove(&d.pk);
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Relay entries: with free sessions only (most free first) unless `all`.
+    pub fn relays(&self, now: u64, all: bool) -> Vec<&Entry> {
+        let mut v: Vec<(&Entry, u32)> = self
+            .entries
+            .values()
+            .filter(|s| s.expires >= now)
+            .filter_map(|s| match &s.entry.kind {
+                Kind::Relay {
+                    available_sessions, ..
+                } if all || *available_sessions > 0 => Some((&s.entry, *available_sessions)),
+                _ => None,
+            })
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.pk.cmp(&b.0.pk)));
+        v.into_iter().map(|(e, _)| e).collect()
+    }
+
+    /// Live PKs in order, at most `limit`, and the total count.
+    pub fn pks(&self, now: u64, limit: usize) -> (usize, Vec<PublicKey>) {
+        let mut all: Vec<PublicKey> = self
+            .entries
+            .iter()
+            .filter(|(_, s)| s.expires >= now)
+            .map(|(pk, _)| *pk)
+            .collect();
+        all.sort();
+        let total = all.len();
+        all.truncate(limit);
+        (total, all)
+    }
+
+    /// Drops expired entries; returns how many.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, s| s.expires >= now);
+        let n = before - self.entries.len();
+        if n > 0 {
+            self.dirty = true;
+        }
+        n
+    }
+
+    /// Live entries and relay entries.
+    pub fn counts(&self, now: u64) -> (usize, usize) {
+        let live = self.entries.values().filter(|s| s.expires >= now);
+        let (mut n, mut r) = (0, 0);
+        for s in live {
+            n += 1;
+            r += usize::from(s.entry.is_relay());
+        }
+        (n, r)
+    }
+
+    /// True if changed since the last [`Registry::save_text`].
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The store file's text: every live entry with its expiry; clears the dirty flag.
+    pub fn save_text(&mut self, now: u64) -> String {
+        self.dirty = false;
+        let mut pks: Vec<&PublicKey> = self.entries.keys().collect();
+        pks.sort();
+        let items: Vec<Out> = pks
+            .into_iter()
+            .filter_map(|pk| self.entries.get(pk))
+            .filter(|s| s.expires >= now)
+            .map(|s| {
+                Out::Obj(
+                    Ordered::new()
+                        .field("expires", Out::U64(s.expires))
+                        .field("entry", Out::Obj(s.entry.to_json())),
+                )
+            })
+            .collect();
+        Ordered::new()
+            .field("version", Out::Str("1".into()))
+            .field("entries", Out::Arr(items))
+            .to_pretty()
+    }
+
+    /// Loads a store file's text. Entries are verified again; bad or expired ones are
+    /// skipped and counted. Returns (loaded, skipped).
+    pub fn load_text(&mut self, text: &str, now: u64) -> Result<(usize, usize), String> {
+        let obj = parse_object(text).map_err(|e| e.to_string())?;
+        let mut f = Fields::new(&obj, "");
+        let items = f.opt_array("entries").map_err(|e| e.to_string())?;
+        let (mut loaded, mut skipped) = (0, 0);
+        for (path, v) in items {
+            let miniserde::json::Value::Object(o) = v else {
+                skipped += 1;
+                continue;
+            };
+            let mut item = Fields::new(o, path);
+            let expires = item
+                .opt_u64("expires", u64::MAX)
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+            let entry = match item.opt_object("entry") {
+                Ok(Some(mut ef)) => Entry::from_fields(&mut ef),
+                _ => {
+                    skipped += 1;
+                    continue;
+                }
+            };
+            match entry {
+                Ok(e) if expires >= now && e.verify().is_ok() => {
+                    self.entries.insert(e.pk, Stored { entry: e, expires });
+                    loaded += 1;
+                }
+                _ => skipped += 1,
+            }
+        }
+        Ok((loaded, skipped))
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A registry shared between the HTTP handler and the store flusher.
+pub type Shared = Arc<Mutex<Registry>>;
+
+/// Locks the registry; a poisoned lock (a panic elsewhere) is recovered, not propagated.
+pub fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Registry> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The HTTP handler for the API in the module docs. `clock` gives unix seconds (tests pass
+/// their own).
+pub fn handler(reg: Shared, clock: Arc<dyn Fn() -> u64 + Send + Sync>) -> Handler {
+    let started = Instant::now();
+    sync_handler(move |req| route(&reg, &req, clock(), started))
+}
+
+fn route(reg: &Shared, req: &Request, now: u64, started: Instant) -> Response {
+    let seg = req.segments();
+    match (req.method.as_str(), seg.as_slice()) {
+        ("GET" | "HEAD", ["health"]) => {
+            let (n, r) = lock(reg).counts(now);
+            let body = Ordered::new()
+                .field("status", Out::Str("ok".into()))
+                .field("version", Out::Str(crate::VERSION.into()))
+                .field("uptime_s", Out::U64(started.elapsed().as_secs()))
+                .field("entries", Out::U64(n as u64))
+                .field("relays", Out::U64(r as u64));
+            Response::json(200, body.to_compact())
+        }
+        ("GET" | "HEAD", ["entries"]) => {
+            let limit = match req.query_param("limit").map(str::parse::<usize>) {
+                None => 1000,
+                Some(Ok(n)) => n,
+                Some(Err(_)) => return Response::error(400, "limit must be a number"),
+            };
+            let (total, pks) = lock(reg).pks(now, limit);
+            let body = Ordered::new().field("count", Out::U64(total as u64)).field(
+                "pks",
+                Out::Arr(pks.iter().map(|p| Out::Str(p.to_hex())).collect()),
+            );
+            Response::json(200, body.to_compact())
+        }
+        ("GET" | "HEAD", ["entries", pk]) => match PublicKey::from_hex(pk) {
+            Err(e) => Response::error(400, format!("bad pk in path: {e}")),
+            Ok(pk) => match lock(reg).get(&pk, now) {
+                Some(e) => Response::json(200, e.to_json().to_compact()),
+                None => Response::error(404, DiscError::NotFound(pk).to_string()),
+            },
+        },
+        ("POST" | "PUT", ["entries"]) | ("POST" | "PUT", ["entries", _]) => {
+            let Ok(text) = std::str::from_utf8(&req.body) else {
+                return Response::error(400, "body is not UTF-8");
+            };
+            let e = match Entry::from_json(text) {
+                Ok(e) => e,
+                Err(e) => return Response::error(400, format!("invalid entry: {e}")),
+            };
+            if let [_, pk] = seg.as_slice()
+                && *pk != e.pk.to_hex()
+            {
+                return Response::error(400, "the pk in the path differs from the entry's pk");
+            }
+            let seq = e.seq;
+            let pk = e.pk;
+            match lock(reg).put(e, now) {
+                Ok(()) => {
+                    log::debug!("disc: stored {pk} seq {seq}");
+                    let body = Ordered::new()
+                        .field("stored", Out::Bool(true))
+                        .field("seq", Out::U64(seq));
+                    Response::json(200, body.to_compact())
+                }
+                Err(err) => {
+                    log::info!("disc: refused an entry for {pk}: {err}");
+                    Response::error(err.status(), err.to_string())
+                }
+            }
+        }
+        ("DELETE", ["entries", pk]) => {
+            let Ok(text) = std::str::from_utf8(&req.body) else {
+                return Response::error(400, "body is not UTF-8");
+            };
+            let d = match Deletion::from_json(text) {
+                Ok(d) => d,
+                Err(e) => return Response::error(400, format!("invalid deletion: {e}")),
+            };
+            if *pk != d.pk.to_hex() {
+                return Response::error(400, "the pk in the path differs from the deletion's pk");
+            }
+            match lock(reg).delete(&d, now) {
+                Ok(()) => Response::json(200, r#"{"deleted":true}"#.into()),
+                Err(err) => Response::error(err.status(), err.to_string()),
+            }
+        }
+        ("GET" | "HEAD", ["relays"]) => {
+            let all = matches!(req.query_param("all"), Some("1" | "true"));
+            let reg = lock(reg);
+            let items = reg
+                .relays(now, all)
+                .into_iter()
+                .map(|e| Out::Obj(e.to_json()))
+                .collect();
+            Response::json(
+                200,
+                Ordered::new().field("relays", Out::Arr(items)).to_compact(),
+            )
+        }
+        (_, ["health" | "entries" | "relays"]) | (_, ["entries", _]) => Response::error(
+            405,
+            format!("{} is not allowed on {}", req.method, req.path),
+        ),
+        _ => Response::error(
+            404,
+            format!(
+                "no such endpoint {}; see /health, /entries, /relays",
+                req.path
+            ),
+        ),
+    }
+}
+
+/// Writes the store atomically: a temporary file beside it, fsync, then rename.
+pub fn write_store(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp: PathBuf = {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".tmp");
+        path.with_file_name(name)
+    };
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+
+    const NOW: u64 = 1_763_800_000;
+
+    fn keys(n: u8) -> Keypair {
+        Keypair::from_seed(&[n; 32])
+    }
+
+    fn reg() -> Registry {
+        Registry::new(DiscLimits {
+            max_entries: 3,
+            ttl_secs: 300,
+            skew_secs: 60,
+        })
+    }
+
+    #[test]
+    fn sequence_must_increase() {
+        let mut r = reg();
+        let k = keys(1);
+        r.put(Entry::client(&k, 5, NOW, vec![], vec![]).unwrap(), NOW)
+            .unwrap();
+        let again = Entry::client(&k, 5, NOW, vec![], vec![]).unwrap();
+        assert_eq!(
+            r.put(again, NOW),
+            Err(DiscError::Replayed { seq: 5, stored: 5 })
+        );
+        let older = Entry::client(&k, 4, NOW, vec![], vec![]).unwrap();
+        assert!(matches!(r.put(older, NOW), Err(DiscError::Replayed { .. })));
+        r.put(Entry::client(&k, 6, NOW, vec![], vec![]).unwrap(), NOW)
+            .unwrap();
+        assert_eq!(r.get(k.public(), NOW).unwrap().seq, 6);
+    }
+
+    #[test]
+    fn forged_and_clock() {
+        let mut r = reg();
+        let k = keys(1);
+        let mut e = Entry::client(&k, 1, NOW, vec![], vec![]).unwrap();
+        e.pk = *keys(2).public();
+        assert_eq!(
+            r.put(e, NOW),
+            Err(DiscError::Invalid(EntryError::BadSignature))
+        );
+        let old = Entry::client(&k, 1, NOW - 61, vec![], vec![]).unwrap();
+        let err = r.put(old, NOW).unwrap_err();
+        assert_eq!(err.status(), 422);
+        assert!(err.to_string().contains("61 s behind"), "{err}");
+        let future = Entry::client(&k, 1, NOW + 61, vec![], vec![]).unwrap();
+        assert!(matches!(r.put(future, NOW), Err(DiscError::Clock { .. })));
+    }
+
+    #[test]
+    fn ttl_expiry_and_capacity() {
+        let mut r = reg();
+        for n in 1..=3 {
+            r.put(
+                Entry::client(&keys(n), 1, NOW, vec![], vec![]).unwrap(),
+                NOW,
+            )
+            .unwrap();
+        }
+        let late = Entry::client(&keys(4), 1, NOW, vec![], vec![]).unwrap();
+        assert_eq!(r.put(late.clone(), NOW), Err(DiscError::Full(3)));
+        // After the TTL the old entries are gone and there is room.
+        let later = NOW + 301;
+        assert!(r.get(keys(1).public(), later).is_none());
+        let late = Entry::client(&keys(4), 2, later, vec![], vec![]).unwrap();
+        r.put(late, later).unwrap();
+        assert_eq!(r.counts(later), (1, 0));
+    }
+
+    #[test]
+    fn delete_rules() {
+        let mut r = reg();
+        let k = keys(1);
+        r.put(Entry::client(&k, 5, NOW, vec![], vec![]).unwrap(), NOW)
+            .unwrap();
+        assert!(matches!(
+            r.delete(&Deletion::new(&k, 5, NOW), NOW),
+            Err(DiscError::Replayed { .. })
+        ));
+        let mut forged = Deletion::new(&keys(2), 6, NOW);
+        forged.pk = *k.public();
+        assert!(matches!(r.delete(&forged, NOW), Err(DiscError::Invalid(_))));
+        r.delete(&Deletion::new(&k, 6, NOW), NOW).unwrap();
+        assert!(r.get(k.public(), NOW).is_none());
+        assert!(matches!(
+            r.delete(&Deletion::new(&k, 7, NOW), NOW),
+            Err(DiscError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn relays_sorted_by_free_sessions() {
+        let mut r = reg();
+        r.put(
+            Entry::relay(&keys(1), 1, NOW, "h:1".into(), 5).unwrap(),
+            NOW,
+        )
+        .unwrap();
+        r.put(
+            Entry::relay(&keys(2), 1, NOW, "h:2".into(), 0).unwrap(),
+            NOW,
+        )
+        .unwrap();
+        r.put(
+            Entry::relay(&keys(3), 1, NOW, "h:3".into(), 9).unwrap(),
+            NOW,
+        )
+        .unwrap();
+        let free: Vec<_> = r.relays(NOW, false).iter().map(|e| e.pk).collect();
+        assert_eq!(free, vec![*keys(3).public(), *keys(1).public()]);
+        assert_eq!(r.relays(NOW, true).len(), 3);
+    }
+
+    #[test]
+    fn store_round_trip_skips_bad_and_expired() {
+        let mut r = reg();
+        r.put(
+            Entry::relay(&keys(1), 1, NOW, "h:1".into(), 5).unwrap(),
+            NOW,
+        )
+        .unwrap();
+        r.put(
+            Entry::client(&keys(2), 3, NOW, vec![*keys(1).public()], vec![]).unwrap(),
+            NOW,
+        )
+        .unwrap();
+        assert!(r.is_dirty());
+        let text = r.save_text(NOW);
+        assert!(!r.is_dirty());
+        let mut back = reg();
+        assert_eq!(back.load_text(&text, NOW).unwrap(), (2, 0));
+        assert_eq!(back.get(keys(2).public(), NOW).unwrap().seq, 3);
+        // A tampered entry in the file is skipped, as are expired ones.
+        let tampered = text.replace("\"seq\": 3", "\"seq\": 4");
+        let mut t = reg();
+        assert_eq!(t.load_text(&tampered, NOW).unwrap(), (1, 1));
+        let mut e = reg();
+        assert_eq!(e.load_text(&text, NOW + 1000).unwrap(), (0, 2));
+        assert!(reg().load_text("not json", NOW).is_err());
+    }
+}
