@@ -21,6 +21,7 @@ pub mod cli;
 pub mod crypto;
 pub mod dmsg;
 pub mod http;
+pub mod mux;
 pub mod visor;
 pub mod wire;
 

@@ -1,0 +1,11 @@
+//! The stream multiplexer (DESIGN.md §3.4): a sans-IO core in the yamux v0 layout
+//! ([`core`]), the codecs that carry its frames on a byte stream ([`codec`]: plain yamux,
+//! inside an encrypted channel, or the sealed session layout), and the async driver that
+//! offers `open`/`accept` of streams implementing `AsyncRead + AsyncWrite` ([`session`]).
+
+pub mod codec;
+pub mod core;
+pub mod session;
+
+pub use self::core::{Config, MuxError, Side};
+pub use session::{Session, Stream};

@@ -1,0 +1,270 @@
+//! The async driver: a [`Session`] runs a [`Core`] over a codec with two tasks (one reading
+//! frames, one writing them) spawned on the executor the caller passes in — there is no
+//! global spawn. [`Stream`]s implement `AsyncRead + AsyncWrite`.
+//!
+//! The reader task never waits for an application: received data goes into the stream's
+//! buffer, which flow control bounds by the window, so a stream nobody reads cannot stall the
+//! others. Writers queue at most one frame per `poll_write` within their credit, and the queue
+//! of the writer task is bounded (`Config::max_queued_bytes`), so writers share the connection
+//! in arrival order.
+//!
+//! Closing: `Stream::poll_close` half-closes (FIN); dropping a stream that was not read to the
+//! end resets it (RST), like a TCP socket closed with unread data. `Session::close` sends a
+//! go-away, flushes and shuts the connection down; streams then fail.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_executor::Executor;
+use futures_lite::future::poll_fn;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+
+use super::codec::{FrameRead, FrameWrite};
+use super::core::{Config, Core, MuxError, ReadResult, Side, WriteResult};
+
+#[derive(Debug)]
+struct Shared {
+    core: Mutex<Core>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One multiplexed session. Cloning gives another handle to the same session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+/// One stream of a session.
+#[derive(Debug)]
+pub struct Stream {
+    id: u32,
+    shared: Arc<Shared>,
+    closed: bool,
+}
+
+fn to_io(e: MuxError) -> io::Error {
+    let kind = match e {
+        MuxError::Reset => io::ErrorKind::ConnectionReset,
+        MuxError::Closed(_) | MuxError::GoAway(_) => io::ErrorKind::ConnectionAborted,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e)
+}
+
+impl Session {
+    /// Starts a session over `reader`/`writer` with its two tasks on `ex`.
+    pub fn new<R: FrameRead, W: FrameWrite>(
+        ex: &Executor<'static>,
+        reader: R,
+        writer: W,
+        side: Side,
+        config: Config,
+    ) -> Session {
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core::new(side, config)),
+        });
+        ex.spawn(read_task(reader, shared.clone())).detach();
+        ex.spawn(write_task(writer, shared.clone())).detach();
+        Session { shared }
+    }
+
+    /// Opens a stream.
+    pub async fn open(&self) -> Result<Stream, MuxError> {
+        self.open_with(&[]).await
+    }
+
+    /// Opens a stream whose SYN carries `control` (sealed codec only; other codecs drop it).
+    pub async fn open_with(&self, control: &[u8]) -> Result<Stream, MuxError> {
+        let id = self.shared.lock().open(control)?;
+        Ok(Stream {
+            id,
+            shared: self.shared.clone(),
+            closed: false,
+        })
+    }
+
+    /// The next stream the peer opens; an error once the session has ended.
+    pub async fn accept(&self) -> Result<Stream, MuxError> {
+        let id = poll_fn(|cx| match self.shared.lock().accept(cx.waker()) {
+            Ok(Some(id)) => Poll::Ready(Ok(id)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        })
+        .await?;
+        Ok(Stream {
+            id,
+            shared: self.shared.clone(),
+            closed: false,
+        })
+    }
+
+    /// Sends a ping and waits for the answer; returns the round-trip time.
+    pub async fn ping(&self) -> Result<Duration, MuxError> {
+        let t0 = Instant::now();
+        let opaque = self.shared.lock().ping()?;
+        poll_fn(|cx| match self.shared.lock().take_pong(opaque, cx.waker()) {
+            Ok(true) => Poll::Ready(Ok(())),
+            Ok(false) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        })
+        .await?;
+        Ok(t0.elapsed())
+    }
+
+    /// Sends a go-away, flushes, and shuts the connection down.
+    pub fn close(&self) {
+        let mut core = self.shared.lock();
+        core.go_away();
+        core.fail(MuxError::Closed("closed by this side".into()));
+    }
+
+    /// The session's failure, once it has ended.
+    pub fn failure(&self) -> Option<MuxError> {
+        self.shared.lock().failure().cloned()
+    }
+
+    /// Streams currently open.
+    pub fn stream_count(&self) -> usize {
+        self.shared.lock().stream_count()
+    }
+}
+
+async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
+    loop {
+        let res = reader.read_frame().await;
+        let mut core = shared.lock();
+        if core.failure().is_some() {
+            return;
+        }
+        match res {
+            Ok(Some(f)) => {
+                if let Err(e) = core.handle_frame(f.header, f.control, f.data) {
+                    log::debug!("mux: {e}");
+                    return;
+                }
+            }
+            Ok(None) => {
+                core.fail(MuxError::Closed("peer closed the connection".into()));
+                return;
+            }
+            Err(e) => {
+                log::debug!("mux: {e}");
+                core.fail(e);
+                return;
+            }
+        }
+    }
+}
+
+async fn write_task<W: FrameWrite>(mut writer: W, shared: Arc<Shared>) {
+    loop {
+        let next = poll_fn(|cx| {
+            let mut core = shared.lock();
+            if let Some(f) = core.poll_transmit() {
+                let more = !core.is_tx_empty();
+                return Poll::Ready(Some((f, more)));
+            }
+            if core.failure().is_some() {
+                return Poll::Ready(None);
+            }
+            core.set_tx_waker(cx.waker());
+            Poll::Pending
+        })
+        .await;
+        match next {
+            Some((f, more)) => {
+                let mut r = writer.write_frame(&f).await;
+                if r.is_ok() && !more {
+                    r = writer.flush().await;
+                }
+                if let Err(e) = r {
+                    shared.lock().fail(MuxError::Closed(e.to_string()));
+                    let _ = writer.close().await;
+                    return;
+                }
+            }
+            None => {
+                let _ = writer.close().await;
+                return;
+            }
+        }
+    }
+}
+
+impl Stream {
+    /// The stream id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The control payload the peer opened this stream with (empty for our own streams).
+    pub fn control(&self) -> Vec<u8> {
+        self.shared.lock().control(self.id).to_vec()
+    }
+
+    /// Resets the stream (RST) instead of closing it gracefully.
+    pub fn reset(mut self) {
+        self.closed = true;
+        self.shared.lock().reset(self.id);
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match self.shared.lock().read(self.id, buf, cx.waker()) {
+            Ok(ReadResult::Data(n)) => Poll::Ready(Ok(n)),
+            Ok(ReadResult::Eof) => Poll::Ready(Ok(0)),
+            Ok(ReadResult::Pending) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.shared.lock().write(self.id, buf, cx.waker()) {
+            Ok(WriteResult::Written(n)) => Poll::Ready(Ok(n)),
+            Ok(WriteResult::Pending) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Frames are handed to the writer task as they are written; it flushes whenever its
+        // queue runs empty.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.closed {
+            self.closed = true;
+            self.shared.lock().close(self.id);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.shared.lock().detach(self.id);
+    }
+}
