@@ -361,7 +361,8 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for SealedWriter<W> {
             return Err(io::Error::other("control payload too long"));
         }
         let sealed_len = MIN_SEALED_LEN + f.control.len();
-        self.buf.extend_from_slice(&(sealed_len as u16).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(sealed_len as u16).to_be_bytes());
         let start = self.buf.len();
         self.buf.extend_from_slice(&f.header.to_bytes());
         self.buf.extend_from_slice(&f.control);

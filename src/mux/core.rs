@@ -347,7 +347,12 @@ impl Core {
         }
     }
 
-    fn handle_stream_frame(&mut self, h: Repr, control: &[u8], data: &[u8]) -> Result<(), MuxError> {
+    fn handle_stream_frame(
+        &mut self,
+        h: Repr,
+        control: &[u8],
+        data: &[u8],
+    ) -> Result<(), MuxError> {
         let id = h.stream_id;
         let is_data = h.frame_type == Type::Data;
         if is_data && data.len() != h.length as usize {
@@ -435,10 +440,14 @@ impl Core {
     fn handle_syn(&mut self, id: u32, control: &[u8]) -> Result<(), MuxError> {
         let peer_parity = if self.side == Side::Client { 0 } else { 1 };
         if id == 0 || id % 2 != peer_parity {
-            return Err(MuxError::Protocol(format!("SYN with stream id {id} of the wrong side")));
+            return Err(MuxError::Protocol(format!(
+                "SYN with stream id {id} of the wrong side"
+            )));
         }
         if self.streams.contains_key(&id) {
-            return Err(MuxError::Protocol(format!("SYN for stream {id}, already open")));
+            return Err(MuxError::Protocol(format!(
+                "SYN for stream {id}, already open"
+            )));
         }
         if self.go_away_sent
             || self.backlog.len() >= self.config.accept_backlog

@@ -110,11 +110,13 @@ impl Session {
     pub async fn ping(&self) -> Result<Duration, MuxError> {
         let t0 = Instant::now();
         let opaque = self.shared.lock().ping()?;
-        poll_fn(|cx| match self.shared.lock().take_pong(opaque, cx.waker()) {
-            Ok(true) => Poll::Ready(Ok(())),
-            Ok(false) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(e)),
-        })
+        poll_fn(
+            |cx| match self.shared.lock().take_pong(opaque, cx.waker()) {
+                Ok(true) => Poll::Ready(Ok(())),
+                Ok(false) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+        )
         .await?;
         Ok(t0.elapsed())
     }

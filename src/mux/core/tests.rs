@@ -32,7 +32,10 @@ fn settle(a: &mut Core, b: &mut Core) {
 }
 
 fn pair() -> (Core, Core) {
-    (Core::new(Side::Client, small()), Core::new(Side::Server, small()))
+    (
+        Core::new(Side::Client, small()),
+        Core::new(Side::Server, small()),
+    )
 }
 
 fn read_all(c: &mut Core, id: u32) -> Vec<u8> {
@@ -52,22 +55,30 @@ fn open_accept_exchange_and_half_close() {
     let first = c.poll_transmit().unwrap();
     assert_eq!(first.header, Repr::window_update(1, Flags::SYN, 0));
     assert_eq!(first.control, b"ctl");
-    s.handle_frame(first.header, &first.control, &first.data).unwrap();
+    s.handle_frame(first.header, &first.control, &first.data)
+        .unwrap();
     let sid = s.accept(&w()).unwrap().unwrap();
     assert_eq!(sid, 1);
     assert_eq!(s.control(sid), b"ctl");
 
-    assert_eq!(c.write(id, b"hello", &w()).unwrap(), WriteResult::Written(5));
+    assert_eq!(
+        c.write(id, b"hello", &w()).unwrap(),
+        WriteResult::Written(5)
+    );
     c.close(id);
     settle(&mut c, &mut s);
     assert_eq!(read_all(&mut s, sid), b"hello");
     let mut buf = [0u8; 8];
     assert_eq!(s.read(sid, &mut buf, &w()).unwrap(), ReadResult::Eof);
     // The other direction is still open; the server's first frame carries ACK.
-    assert_eq!(s.write(sid, b"back", &w()).unwrap(), WriteResult::Written(4));
+    assert_eq!(
+        s.write(sid, b"back", &w()).unwrap(),
+        WriteResult::Written(4)
+    );
     let reply = s.poll_transmit().unwrap();
     assert!(reply.header.flags.contains(Flags::ACK));
-    c.handle_frame(reply.header, &reply.control, &reply.data).unwrap();
+    c.handle_frame(reply.header, &reply.control, &reply.data)
+        .unwrap();
     s.close(sid);
     settle(&mut c, &mut s);
     assert_eq!(read_all(&mut c, id), b"back");
@@ -156,15 +167,20 @@ fn violations() {
     }
     // A duplicate SYN.
     let mut s = Core::new(Side::Server, small());
-    s.handle_frame(Repr::window_update(1, Flags::SYN, 0), &[], &[]).unwrap();
-    assert!(s.handle_frame(Repr::window_update(1, Flags::SYN, 0), &[], &[]).is_err());
+    s.handle_frame(Repr::window_update(1, Flags::SYN, 0), &[], &[])
+        .unwrap();
+    assert!(
+        s.handle_frame(Repr::window_update(1, Flags::SYN, 0), &[], &[])
+            .is_err()
+    );
 }
 
 #[test]
 fn backlog_overflow_is_answered_with_rst() {
     let mut s = Core::new(Side::Server, small());
     for id in [1, 3, 5] {
-        s.handle_frame(Repr::window_update(id, Flags::SYN, 0), &[], &[]).unwrap();
+        s.handle_frame(Repr::window_update(id, Flags::SYN, 0), &[], &[])
+            .unwrap();
     }
     let f = s.poll_transmit().unwrap();
     assert_eq!(f.header, Repr::window_update(5, Flags::RST, 0));
@@ -187,7 +203,8 @@ fn reset_and_detach() {
     assert_eq!(c.read(id, &mut buf, &w()), Err(MuxError::Reset));
     assert_eq!(c.stream_count(), 0);
     // Late data for the forgotten stream is not a protocol error.
-    s.handle_frame(Repr::data(1, Flags::NONE, 1), &[], &[0]).unwrap();
+    s.handle_frame(Repr::data(1, Flags::NONE, 1), &[], &[0])
+        .unwrap();
     assert!(s.failure().is_none());
 }
 
