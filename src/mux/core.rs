@@ -245,6 +245,21 @@ impl Core {
         self.streams.len()
     }
 
+    /// Ids of the live streams (for inspection and the fuzz invariants).
+    pub fn stream_ids(&self) -> Vec<u32> {
+        self.streams.keys().copied().collect()
+    }
+
+    /// Bytes received on stream `id` and not yet read.
+    pub fn buffered(&self, id: u32) -> Option<usize> {
+        self.streams.get(&id).map(|s| s.buf.len())
+    }
+
+    /// Inbound streams waiting for `accept`.
+    pub fn backlog_len(&self) -> usize {
+        self.backlog.len()
+    }
+
     fn push(&mut self, f: OutFrame) {
         self.out_bytes += f.size();
         self.out.push_back(f);
