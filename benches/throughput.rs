@@ -16,6 +16,8 @@ use futures_lite::future::block_on;
 use skywire::crypto::Keypair;
 use skywire::crypto::channel::Channel;
 use skywire::crypto::noise::CipherState;
+use skywire::mux::codec::{ChannelFrameReader, ChannelFrameWriter};
+use skywire::mux::{Config, Session, Side};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -100,6 +102,96 @@ fn channel_loopback(total: u64, payload: usize) -> Sample {
     })
 }
 
+/// The mux over the encrypted channel (KK) over loopback TCP: `streams` concurrent streams
+/// move `total` bytes between them, client executor on one thread, server on another.
+fn mux_loopback(total: u64, streams: usize) -> Sample {
+    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+    use std::sync::Arc;
+    let a = Keypair::from_seed(&[1u8; 32]);
+    let b = Keypair::from_seed(&[2u8; 32]);
+    let (a_pk, b_pk) = (*a.public(), *b.public());
+    let listener = block_on(AsyncListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let per = total / streams as u64;
+    measure(move || {
+        let client = std::thread::spawn(move || {
+            let ex = Arc::new(async_executor::Executor::new());
+            block_on(ex.run(async {
+                let tcp = AsyncStream::connect(addr).await.unwrap();
+                tcp.set_nodelay(true).unwrap();
+                let ch = Channel::connect_kk(tcp, &a, &b_pk).await.unwrap();
+                let (r, w) = ch.split_with(|s| (s.clone(), s));
+                let s = Session::new(
+                    &ex,
+                    ChannelFrameReader::new(r),
+                    ChannelFrameWriter::new(w),
+                    Side::Client,
+                    Config::default(),
+                );
+                let tasks: Vec<_> = (0..streams)
+                    .map(|_| {
+                        let s = s.clone();
+                        ex.spawn(async move {
+                            let mut st = s.open().await.unwrap();
+                            let buf = vec![0x5au8; 64 * 1024];
+                            let mut sent = 0u64;
+                            while sent < per {
+                                let n = (per - sent).min(buf.len() as u64) as usize;
+                                st.write_all(&buf[..n]).await.unwrap();
+                                sent += n as u64;
+                            }
+                            st.close().await.unwrap();
+                            // Wait for the server's FIN so nothing is cut short.
+                            let mut rest = Vec::new();
+                            st.read_to_end(&mut rest).await.unwrap();
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await;
+                }
+            }))
+        });
+        let ex = Arc::new(async_executor::Executor::new());
+        let got = block_on(ex.run(async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let ch = Channel::accept_kk(tcp, &b, &a_pk).await.unwrap();
+            let (r, w) = ch.split_with(|s| (s.clone(), s));
+            let s = Session::new(
+                &ex,
+                ChannelFrameReader::new(r),
+                ChannelFrameWriter::new(w),
+                Side::Server,
+                Config::default(),
+            );
+            let mut tasks = Vec::new();
+            for _ in 0..streams {
+                let mut st = s.accept().await.unwrap();
+                tasks.push(ex.spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut got = 0u64;
+                    loop {
+                        match st.read(&mut buf).await.unwrap() {
+                            0 => break,
+                            n => got += n as u64,
+                        }
+                    }
+                    st.close().await.unwrap();
+                    got
+                }));
+            }
+            let mut got = 0;
+            for t in tasks {
+                got += t.await;
+            }
+            got
+        }));
+        client.join().unwrap();
+        got
+    })
+}
+
 struct Row {
     name: String,
     s: Sample,
@@ -138,6 +230,15 @@ fn main() {
     rows.push(Row {
         name: "encrypted channel (KK) over loopback TCP, 16 KiB frames".into(),
         s: median_of(ch_runs, || channel_loopback(ch_total, 16 * 1024)),
+    });
+
+    rows.push(Row {
+        name: "mux over the encrypted channel, 1 stream".into(),
+        s: median_of(ch_runs, || mux_loopback(ch_total, 1)),
+    });
+    rows.push(Row {
+        name: "mux over the encrypted channel, 16 concurrent streams".into(),
+        s: median_of(ch_runs, || mux_loopback(ch_total, 16)),
     });
 
     let mut out = String::new();
