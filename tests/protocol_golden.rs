@@ -150,3 +150,30 @@ fn kk_handshake_golden() {
     print("KK transport A->B ping", &a2b);
     assert_in_doc("KK transport frame", &a2b);
 }
+
+#[test]
+fn mux_and_route_golden() {
+    use skywire::wire::mux::GoAwayCode;
+    use skywire::wire::{RoutePacket, RouteRepr, RouteType};
+    let frames = [
+        MuxRepr::data(1, MuxFlags::SYN, 5),
+        MuxRepr::window_update(1, MuxFlags::SYN, 0),
+        MuxRepr::window_update(2, MuxFlags::ACK, 256 * 1024),
+        MuxRepr::window_update(3, MuxFlags::FIN, 0),
+        MuxRepr::window_update(3, MuxFlags::RST, 0),
+        MuxRepr::ping(MuxFlags::SYN, 7),
+        MuxRepr::ping(MuxFlags::ACK, 7),
+        MuxRepr::go_away(GoAwayCode::ProtocolError),
+    ];
+    for f in frames {
+        let h = hex::encode(&f.to_bytes());
+        print(&format!("{f}"), &h);
+        assert_in_doc("mux frame", &h);
+    }
+    let repr = RouteRepr::new(RouteType::Data, 0xdead_beef, 5).unwrap();
+    let mut buf = vec![0u8; repr.buffer_len()];
+    let mut p = RoutePacket::new_unchecked(&mut buf[..]);
+    repr.emit(&mut p).unwrap();
+    p.payload_mut().copy_from_slice(b"ping!");
+    assert_in_doc("routing packet", &hex::encode(&buf));
+}
