@@ -4,6 +4,7 @@
 //!
 //! Errors print one line saying what failed and what to do, and exit non-zero.
 
+mod dmsg;
 mod keys;
 
 use argh::FromArgs;
@@ -86,6 +87,18 @@ impl<E: std::error::Error> From<E> for CmdError {
 /// What a command returns.
 pub type CmdResult = Result<(), CmdError>;
 
+/// Starts logging to stderr at `level` (error, warn, info, debug, trace).
+pub fn init_logging(level: &str) -> CmdResult {
+    let filter: log::LevelFilter = level.parse().map_err(|_| {
+        CmdError::usage(format!(
+            "log level {level:?} is not one of error, warn, info, debug, trace"
+        ))
+    })?;
+    // A second call (tests running commands in one process) keeps the first logger.
+    let _ = simple_logger::SimpleLogger::new().with_level(filter).init();
+    Ok(())
+}
+
 fn print_version(tool: &str) -> CmdResult {
     println!(
         "{tool} (skywire-rs) {} {}-{}",
@@ -111,6 +124,7 @@ struct Skywire {
 enum SkywireCmd {
     Keygen(keys::KeygenCmd),
     Config(keys::ConfigCmd),
+    Dmsg(dmsg::DmsgCmd),
 }
 
 impl Skywire {
@@ -119,6 +133,7 @@ impl Skywire {
             _ if self.version => print_version("skywire"),
             Some(SkywireCmd::Keygen(c)) => c.run(),
             Some(SkywireCmd::Config(c)) => c.run(),
+            Some(SkywireCmd::Dmsg(c)) => c.run(),
             None => Err(CmdError::usage(
                 "no command given; run 'skywire --help' to list the commands",
             )),

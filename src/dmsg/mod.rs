@@ -2,4 +2,5 @@
 //! discovery service; the relay server and client build on the mux.
 
 pub mod disc;
+pub mod disc_client;
 pub mod entry;

@@ -1,4 +1,5 @@
 //! HTTP/1.1 and JSON helpers shared by discovery, the RPC server and the apps.
 
+pub mod client;
 pub mod json;
 pub mod server;

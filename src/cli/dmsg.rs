@@ -1,0 +1,148 @@
+//! `skywire dmsg …`: the dmsg deployment services and tools.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use argh::FromArgs;
+use async_executor::Executor;
+use async_io::Timer;
+use async_net::TcpListener;
+use futures_lite::future;
+
+use super::{CmdError, CmdResult, init_logging};
+use crate::dmsg::disc::{self, DiscLimits, Registry};
+use crate::http::server::{self, Limits};
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "dmsg")]
+/// dmsg services and tools: discovery (more arrive with the relay and client).
+pub struct DmsgCmd {
+    #[argh(subcommand)]
+    cmd: DmsgSub,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum DmsgSub {
+    Disc(DiscCmd),
+}
+
+impl DmsgCmd {
+    /// Runs the subcommand.
+    pub fn run(self) -> CmdResult {
+        match self.cmd {
+            DmsgSub::Disc(c) => c.run(),
+        }
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "disc")]
+/// run the discovery service: signed entries of relays and clients over HTTP/JSON.
+struct DiscCmd {
+    /// listen address (default 127.0.0.1:9090; port 0 picks a free one and prints it)
+    #[argh(option, default = "String::from(\"127.0.0.1:9090\")")]
+    addr: String,
+    /// keep the entries in this file (written atomically at most once a second) so they
+    /// survive a restart
+    #[argh(option)]
+    store: Option<PathBuf>,
+    /// seconds an entry lives unless re-published (default 300)
+    #[argh(option, default = "300")]
+    ttl: u64,
+    /// most entries held (default 100000)
+    #[argh(option, default = "100_000")]
+    max_entries: usize,
+    /// log level: error, warn, info, debug, trace (default info)
+    #[argh(option, default = "String::from(\"info\")")]
+    log_level: String,
+}
+
+impl DiscCmd {
+    fn run(self) -> CmdResult {
+        init_logging(&self.log_level)?;
+        let limits = DiscLimits {
+            max_entries: self.max_entries,
+            ttl_secs: self.ttl,
+            ..DiscLimits::default()
+        };
+        let mut reg = Registry::new(limits);
+        let now = disc::unix_now();
+        if let Some(path) = &self.store {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let (n, skipped) = reg.load_text(&text, now).map_err(|e| {
+                        CmdError::fail(format!(
+                            "{}: not a discovery store ({e}); move it away or pick another --store",
+                            path.display()
+                        ))
+                    })?;
+                    log::info!(
+                        "loaded {n} entries from {} ({skipped} expired or invalid skipped)",
+                        path.display()
+                    );
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    log::info!("{} does not exist yet; starting empty", path.display());
+                }
+                Err(e) => {
+                    return Err(CmdError::fail(format!("{}: {e}", path.display())));
+                }
+            }
+        }
+        let reg = Arc::new(Mutex::new(reg));
+        let ex = Arc::new(Executor::new());
+        let listener = future::block_on(TcpListener::bind(self.addr.as_str())).map_err(|e| {
+            CmdError::fail(format!(
+                "cannot listen on {}: {e}; pick another address with --addr",
+                self.addr
+            ))
+        })?;
+        let local = listener.local_addr()?;
+        // The one line a script (or a test) can wait for.
+        println!("discovery listening on http://{local}");
+        let handler = disc::handler(reg.clone(), Arc::new(disc::unix_now));
+        let store = self.store.clone();
+        let flusher = {
+            let reg = reg.clone();
+            async move {
+                let mut ticks = 0u64;
+                loop {
+                    Timer::after(Duration::from_secs(1)).await;
+                    ticks += 1;
+                    let now = disc::unix_now();
+                    let text = {
+                        let mut r = disc::lock(&reg);
+                        if ticks.is_multiple_of(10) {
+                            let n = r.expire(now);
+                            if n > 0 {
+                                log::debug!("expired {n} entries");
+                            }
+                        }
+                        match &store {
+                            Some(_) if r.is_dirty() => Some(r.save_text(now)),
+                            _ => None,
+                        }
+                    };
+                    if let (Some(path), Some(text)) = (&store, text)
+                        && let Err(e) = disc::write_store(path, &text)
+                    {
+                        log::error!(
+                            "cannot write {}: {e}; entries stay in memory",
+                            path.display()
+                        );
+                    }
+                }
+            }
+        };
+        ex.spawn(flusher).detach();
+        future::block_on(ex.run(server::serve(
+            listener,
+            ex.clone(),
+            handler,
+            Limits::default(),
+        )))
+        .map_err(|e| CmdError::fail(format!("discovery stopped: {e}")))
+    }
+}

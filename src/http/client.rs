@@ -1,0 +1,414 @@
+//! A minimal HTTP/1.1 client on httparse, generic over the stream (TCP now; dmsg streams for
+//! `skywire dmsg curl`). One request per connection (`Connection: close`); response bodies
+//! by `Content-Length`, chunked, or to the end of the stream, bounded by a limit.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_io::Timer;
+use async_net::TcpStream;
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest response header block accepted.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// A parsed `http://host:port/path` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// `host:port` (port defaulted to 80).
+    pub authority: String,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parses an `http://` URL; `https` is refused (the overlay encrypts, loopback needs no
+    /// TLS), as is anything that is not a plain authority and path.
+    pub fn parse(url: &str) -> Result<HttpUrl, HttpError> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| HttpError::Url(format!("{url}: only http:// URLs are supported")))?;
+        let (auth, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if auth.is_empty() || auth.contains('@') || auth.chars().any(char::is_whitespace) {
+            return Err(HttpError::Url(format!("{url}: bad host")));
+        }
+        let authority = if auth
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            auth.to_string()
+        } else {
+            format!("{auth}:80")
+        };
+        Ok(HttpUrl {
+            authority,
+            path: path.to_string(),
+        })
+    }
+
+    /// The URL joined with `path` (which starts with `/`).
+    pub fn join(&self, path: &str) -> HttpUrl {
+        let base = self.path.trim_end_matches('/');
+        HttpUrl {
+            authority: self.authority.clone(),
+            path: format!("{base}{path}"),
+        }
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.path)
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum HttpError {
+    /// The URL is not usable.
+    Url(String),
+    /// Connecting or talking failed.
+    Io(String),
+    /// The server's answer is not valid HTTP (what is wrong).
+    BadResponse(String),
+    /// The answer is bigger than the limit.
+    TooLarge(usize),
+    /// No complete answer in time.
+    Timeout(Duration),
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::Url(m) => write!(f, "{m}"),
+            HttpError::Io(m) => write!(f, "{m}"),
+            HttpError::BadResponse(m) => write!(f, "bad HTTP response: {m}"),
+            HttpError::TooLarge(n) => write!(f, "response larger than {n} bytes"),
+            HttpError::Timeout(d) => write!(f, "no response within {} s", d.as_secs()),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// A response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request over `stream` and reads the response (at most `max_body` bytes of body).
+pub async fn request_on<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    max_body: usize,
+) -> Result<HttpResponse, HttpError> {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: skywire-rs/{}\r\nAccept: */*\r\nConnection: close\r\n",
+        crate::VERSION
+    );
+    if let Some(b) = body {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    if let Some(b) = body {
+        out.extend_from_slice(b);
+    }
+    let io = |e: std::io::Error| HttpError::Io(e.to_string());
+    stream.write_all(&out).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
+
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    let (status, headers, head_len) = loop {
+        let n = stream.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            return Err(HttpError::BadResponse(
+                "connection closed before a response".into(),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut hs);
+        match resp.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let headers: Vec<(String, String)> = resp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).trim().to_string(),
+                        )
+                    })
+                    .collect();
+                break (resp.code.unwrap_or(0), headers, len);
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+            Ok(httparse::Status::Partial) => return Err(HttpError::TooLarge(MAX_HEAD)),
+            Err(e) => return Err(HttpError::BadResponse(e.to_string())),
+        }
+    };
+    let mut rest = buf.split_off(head_len);
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let no_body =
+        method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
+    let body = if no_body {
+        Vec::new()
+    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        read_chunked(stream, rest, max_body).await?
+    } else if let Some(len) = find("content-length") {
+        let len: usize = len
+            .parse()
+            .map_err(|_| HttpError::BadResponse(format!("Content-Length {len:?}")))?;
+        if len > max_body {
+            return Err(HttpError::TooLarge(max_body));
+        }
+        while rest.len() < len {
+            let n = stream.read(&mut chunk).await.map_err(io)?;
+            if n == 0 {
+                return Err(HttpError::BadResponse(format!(
+                    "body ended after {} of {len} bytes",
+                    rest.len()
+                )));
+            }
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        rest.truncate(len);
+        rest
+    } else {
+        loop {
+            if rest.len() > max_body {
+                return Err(HttpError::TooLarge(max_body));
+            }
+            let n = stream.read(&mut chunk).await.map_err(io)?;
+            if n == 0 {
+                break rest;
+            }
+            rest.extend_from_slice(&chunk[..n]);
+        }
+    };
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+async fn read_chunked<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    mut buf: Vec<u8>,
+    max_body: usize,
+) -> Result<Vec<u8>, HttpError> {
+    let mut body = Vec::new();
+    loop {
+        // Size line.
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            if buf.len() > 1024 {
+                return Err(HttpError::BadResponse("chunk size line too long".into()));
+            }
+            more(stream, &mut buf).await?;
+        };
+        let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+        let size_hex = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| HttpError::BadResponse(format!("chunk size {size_hex:?}")))?;
+        buf.drain(..line_end + 2);
+        if size == 0 {
+            return Ok(body);
+        }
+        if body.len() + size > max_body {
+            return Err(HttpError::TooLarge(max_body));
+        }
+        while buf.len() < size + 2 {
+            more(stream, &mut buf).await?;
+        }
+        body.extend_from_slice(&buf[..size]);
+        buf.drain(..size + 2);
+    }
+}
+
+/// Reads more of a chunked body into `buf`.
+async fn more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Result<(), HttpError> {
+    let mut chunk = [0u8; 8192];
+    let n = stream
+        .read(&mut chunk)
+        .await
+        .map_err(|e| HttpError::Io(e.to_string()))?;
+    if n == 0 {
+        return Err(HttpError::BadResponse("chunked body ended early".into()));
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+/// One request to an `http://` URL over TCP, bounded by `timeout`.
+pub async fn request(
+    url: &HttpUrl,
+    method: &str,
+    body: Option<&[u8]>,
+    max_body: usize,
+    timeout: Duration,
+) -> Result<HttpResponse, HttpError> {
+    let work = async {
+        let mut s = TcpStream::connect(url.authority.as_str())
+            .await
+            .map_err(|e| HttpError::Io(format!("cannot connect to {}: {e}", url.authority)))?;
+        request_on(&mut s, method, &url.authority, &url.path, body, max_body).await
+    };
+    futures_lite::future::or(work, async {
+        Timer::after(timeout).await;
+        Err(HttpError::Timeout(timeout))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::block_on;
+    use futures_lite::io::Cursor;
+
+    /// A fake connection: the request goes to `sent`, the canned response is read back.
+    struct Fake {
+        sent: Vec<u8>,
+        resp: Cursor<Vec<u8>>,
+    }
+
+    impl AsyncRead for Fake {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            // Dribble a few bytes at a time to exercise the partial paths.
+            let n = buf.len().min(7);
+            std::pin::Pin::new(&mut self.resp).poll_read(cx, &mut buf[..n])
+        }
+    }
+
+    impl AsyncWrite for Fake {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.sent.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    fn run(resp: &str, max: usize) -> (Result<HttpResponse, HttpError>, String) {
+        let mut f = Fake {
+            sent: Vec::new(),
+            resp: Cursor::new(resp.as_bytes().to_vec()),
+        };
+        let r = block_on(request_on(&mut f, "POST", "h:1", "/x", Some(b"{}"), max));
+        (r, String::from_utf8(f.sent).unwrap())
+    }
+
+    #[test]
+    fn content_length_chunked_and_eof_bodies() {
+        let (r, sent) = run(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA",
+            100,
+        );
+        assert!(
+            sent.starts_with("POST /x HTTP/1.1\r\nHost: h:1\r\n"),
+            "{sent}"
+        );
+        assert!(sent.ends_with("Content-Length: 2\r\n\r\n{}"), "{sent}");
+        let r = r.unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+        let (r, _) = run(
+            "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+            100,
+        );
+        assert_eq!(r.unwrap().body, b"abcde");
+        let (r, _) = run("HTTP/1.0 404 Not Found\r\n\r\nto the end", 100);
+        let r = r.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (404, "to the end"));
+    }
+
+    #[test]
+    fn limits_and_garbage() {
+        let (r, _) = run("HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", 100);
+        assert!(matches!(r, Err(HttpError::TooLarge(100))));
+        let (r, _) = run("SSH-2.0-OpenSSH\r\n\r\n", 100);
+        assert!(matches!(r, Err(HttpError::BadResponse(_))));
+        let (r, _) = run("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", 100);
+        assert!(matches!(r, Err(HttpError::BadResponse(_))));
+        let (r, _) = run(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            100,
+        );
+        assert!(matches!(r, Err(HttpError::BadResponse(_))));
+    }
+
+    #[test]
+    fn urls() {
+        let u = HttpUrl::parse("http://127.0.0.1:9090").unwrap();
+        assert_eq!(u.authority, "127.0.0.1:9090");
+        assert_eq!(u.path, "/");
+        assert_eq!(
+            u.join("/health").to_string(),
+            "http://127.0.0.1:9090/health"
+        );
+        let u = HttpUrl::parse("http://disc.example/api/").unwrap();
+        assert_eq!(u.authority, "disc.example:80");
+        assert_eq!(u.join("/entries").path, "/api/entries");
+        for bad in ["https://x", "ftp://x", "http://", "http://u@h/"] {
+            assert!(HttpUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
