@@ -1,4 +1,5 @@
-//! `skywire dmsg …`: the dmsg deployment services and tools.
+//! `skywire dmsg …`: the dmsg deployment services (discovery, relay) and tools (cat, probe,
+//! curl, iperf; in `dmsg_tools`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,13 +11,14 @@ use async_io::Timer;
 use async_net::TcpListener;
 use futures_lite::future;
 
+use super::dmsg_tools;
 use super::{CmdError, CmdResult, init_logging};
 use crate::dmsg::disc::{self, DiscLimits, Registry};
 use crate::http::server::{self, Limits};
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "dmsg")]
-/// dmsg services and tools: discovery (more arrive with the relay and client).
+/// dmsg: discovery and relay services, and tools to reach peers by public key.
 pub struct DmsgCmd {
     #[argh(subcommand)]
     cmd: DmsgSub,
@@ -26,6 +28,11 @@ pub struct DmsgCmd {
 #[argh(subcommand)]
 enum DmsgSub {
     Disc(DiscCmd),
+    Server(dmsg_tools::ServerCmd),
+    Cat(dmsg_tools::CatCmd),
+    Probe(dmsg_tools::ProbeCmd),
+    Curl(dmsg_tools::CurlCmd),
+    Iperf(dmsg_tools::IperfCmd),
 }
 
 impl DmsgCmd {
@@ -33,6 +40,11 @@ impl DmsgCmd {
     pub fn run(self) -> CmdResult {
         match self.cmd {
             DmsgSub::Disc(c) => c.run(),
+            DmsgSub::Server(c) => c.run(),
+            DmsgSub::Cat(c) => c.run(),
+            DmsgSub::Probe(c) => c.run(),
+            DmsgSub::Curl(c) => c.run(),
+            DmsgSub::Iperf(c) => c.run(),
         }
     }
 }
@@ -67,75 +79,11 @@ impl DiscCmd {
             ttl_secs: self.ttl,
             ..DiscLimits::default()
         };
-        let mut reg = Registry::new(limits);
-        let now = disc::unix_now();
-        if let Some(path) = &self.store {
-            match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    let (n, skipped) = reg.load_text(&text, now).map_err(|e| {
-                        CmdError::fail(format!(
-                            "{}: not a discovery store ({e}); move it away or pick another --store",
-                            path.display()
-                        ))
-                    })?;
-                    log::info!(
-                        "loaded {n} entries from {} ({skipped} expired or invalid skipped)",
-                        path.display()
-                    );
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    log::info!("{} does not exist yet; starting empty", path.display());
-                }
-                Err(e) => {
-                    return Err(CmdError::fail(format!("{}: {e}", path.display())));
-                }
-            }
-        }
-        let reg = Arc::new(Mutex::new(reg));
-        let ex = Arc::new(Executor::new());
-        let listener = future::block_on(TcpListener::bind(self.addr.as_str())).map_err(|e| {
-            CmdError::fail(format!(
-                "cannot listen on {}: {e}; pick another address with --addr",
-                self.addr
-            ))
-        })?;
+        let (listener, handler, flusher) = discovery_service(&self.addr, self.store, limits)?;
         let local = listener.local_addr()?;
         // The one line a script (or a test) can wait for.
         println!("discovery listening on http://{local}");
-        let handler = disc::handler(reg.clone(), Arc::new(disc::unix_now));
-        let store = self.store.clone();
-        let flusher = {
-            let reg = reg.clone();
-            async move {
-                let mut ticks = 0u64;
-                loop {
-                    Timer::after(Duration::from_secs(1)).await;
-                    ticks += 1;
-                    let now = disc::unix_now();
-                    let text = {
-                        let mut r = disc::lock(&reg);
-                        if ticks.is_multiple_of(10) {
-                            let n = r.expire(now);
-                            if n > 0 {
-                                log::debug!("expired {n} entries");
-                            }
-                        }
-                        match &store {
-                            Some(_) if r.is_dirty() => Some(r.save_text(now)),
-                            _ => None,
-                        }
-                    };
-                    if let (Some(path), Some(text)) = (&store, text)
-                        && let Err(e) = disc::write_store(path, &text)
-                    {
-                        log::error!(
-                            "cannot write {}: {e}; entries stay in memory",
-                            path.display()
-                        );
-                    }
-                }
-            }
-        };
+        let ex = Arc::new(Executor::new());
         ex.spawn(flusher).detach();
         future::block_on(ex.run(server::serve(
             listener,
@@ -145,4 +93,79 @@ impl DiscCmd {
         )))
         .map_err(|e| CmdError::fail(format!("discovery stopped: {e}")))
     }
+}
+
+/// The discovery service on `addr` (shared by `disc` and `server --disc-addr`): the bound
+/// listener, its handler, and the task that expires entries and writes the store.
+pub(super) fn discovery_service(
+    addr: &str,
+    store: Option<PathBuf>,
+    limits: DiscLimits,
+) -> Result<
+    (
+        TcpListener,
+        server::Handler,
+        impl Future<Output = ()> + use<>,
+    ),
+    CmdError,
+> {
+    let mut reg = Registry::new(limits);
+    let now = disc::unix_now();
+    if let Some(path) = &store {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let (n, skipped) = reg.load_text(&text, now).map_err(|e| {
+                    CmdError::fail(format!(
+                        "{}: not a discovery store ({e}); move it away or pick another --store",
+                        path.display()
+                    ))
+                })?;
+                log::info!(
+                    "loaded {n} entries from {} ({skipped} expired or invalid skipped)",
+                    path.display()
+                );
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::info!("{} does not exist yet; starting empty", path.display());
+            }
+            Err(e) => return Err(CmdError::fail(format!("{}: {e}", path.display()))),
+        }
+    }
+    let reg = Arc::new(Mutex::new(reg));
+    let listener = future::block_on(TcpListener::bind(addr)).map_err(|e| {
+        CmdError::fail(format!(
+            "cannot listen on {addr}: {e}; pick another address with --addr"
+        ))
+    })?;
+    let handler = disc::handler(reg.clone(), Arc::new(disc::unix_now));
+    let flusher = async move {
+        let mut ticks = 0u64;
+        loop {
+            Timer::after(Duration::from_secs(1)).await;
+            ticks += 1;
+            let now = disc::unix_now();
+            let text = {
+                let mut r = disc::lock(&reg);
+                if ticks.is_multiple_of(10) {
+                    let n = r.expire(now);
+                    if n > 0 {
+                        log::debug!("expired {n} entries");
+                    }
+                }
+                match &store {
+                    Some(_) if r.is_dirty() => Some(r.save_text(now)),
+                    _ => None,
+                }
+            };
+            if let (Some(path), Some(text)) = (&store, text)
+                && let Err(e) = disc::write_store(path, &text)
+            {
+                log::error!(
+                    "cannot write {}: {e}; entries stay in memory",
+                    path.display()
+                );
+            }
+        }
+    };
+    Ok((listener, handler, flusher))
 }

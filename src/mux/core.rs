@@ -659,8 +659,10 @@ impl Core {
         }
     }
 
-    /// The application dropped stream `id`: if the peer has finished and everything was
-    /// read, close gracefully (FIN); otherwise reset it, as TCP does for a socket closed with
+    /// The application dropped stream `id`. If it had closed its side (FIN sent), the stream
+    /// lingers until the peer's FIN, discarding (and re-crediting) whatever still arrives, so
+    /// the peer can read everything we sent; if the peer had finished and everything was
+    /// read, it closes gracefully; otherwise it is reset, as TCP does for a socket closed with
     /// unread data.
     pub fn detach(&mut self, id: u32) {
         let Some(s) = self.streams.get_mut(&id) else {
@@ -669,11 +671,21 @@ impl Core {
         s.detached = true;
         s.read_waker = None;
         s.write_waker = None;
-        if s.remote_fin && s.buf.is_empty() {
+        if s.local_fin || (s.remote_fin && s.buf.is_empty()) {
+            // Unread bytes are dropped; give their credit back so the peer is not left
+            // waiting for a window nobody will open.
+            let unread = s.buf.len() as u32;
+            s.buf = VecDeque::new();
+            if unread > 0 && !s.remote_fin {
+                s.recv_window += unread;
+                self.push(OutFrame::control(Repr::window_update(
+                    id,
+                    Flags::NONE,
+                    unread,
+                )));
+            }
             self.close(id);
-            if let Some(s) = self.streams.get(&id)
-                && s.finished()
-            {
+            if s_finished(self, id) {
                 self.streams.remove(&id);
             }
         } else {

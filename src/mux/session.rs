@@ -133,6 +133,11 @@ impl Session {
         self.shared.lock().failure().cloned()
     }
 
+    /// True if both handles refer to the same session.
+    pub fn same(&self, other: &Session) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Streams currently open.
     pub fn stream_count(&self) -> usize {
         self.shared.lock().stream_count()

@@ -1,0 +1,659 @@
+//! `skywire dmsg server|cat|probe|curl|iperf`: the relay and the tools that reach peers by
+//! public key. Tools take their identity from `--sk`, or `-c skywire-config.json`, or make a
+//! throwaway key; discovery from `--disc`, else the config, else http://127.0.0.1:9090.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use async_executor::Executor;
+use async_net::TcpListener;
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{CmdError, CmdResult, init_logging};
+use crate::crypto::{Keypair, PublicKey};
+use crate::dmsg::client::{ClientConfig, DmsgClient, DmsgStream};
+use crate::dmsg::disc::DiscLimits;
+use crate::dmsg::disc_client::DiscClient;
+use crate::dmsg::relay::{Relay, RelayConfig};
+use crate::http::client::request_on;
+use crate::http::json::{Ordered, Out};
+use crate::http::server::{self, Limits};
+use crate::visor::config::{Config, RelayAddr};
+
+const DEFAULT_DISC: &str = "http://127.0.0.1:9090";
+
+/// Identity, discovery and relays for a tool, from its flags and an optional config.
+struct Net {
+    keys: Keypair,
+    disc: Option<String>,
+    relays: Vec<(PublicKey, String)>,
+}
+
+fn resolve(
+    sk: &Option<String>,
+    config: &Option<PathBuf>,
+    disc: &Option<String>,
+    relays: &[String],
+) -> Result<Net, CmdError> {
+    let cfg = match config {
+        Some(p) => Some(Config::load(p).map_err(|e| CmdError::fail(e.to_string()))?),
+        None => None,
+    };
+    let keys = match (sk, &cfg) {
+        (Some(hex), _) => {
+            Keypair::from_hex(hex, None).map_err(|e| CmdError::usage(format!("--sk: {e}")))?
+        }
+        (None, Some(c)) => Keypair::from_seed(c.keys.seed()),
+        (None, None) => Keypair::generate().map_err(|e| CmdError::fail(e.to_string()))?,
+    };
+    let disc = match (disc, &cfg) {
+        (Some(d), _) => Some(d.clone()),
+        (None, Some(c)) if !c.dmsg.discovery.is_empty() => Some(c.dmsg.discovery.clone()),
+        _ => Some(DEFAULT_DISC.to_string()),
+    };
+    let mut list = Vec::new();
+    for r in relays {
+        let a = RelayAddr::parse(r).map_err(|e| CmdError::usage(format!("--relay: {e}")))?;
+        list.push((a.pk, a.addr));
+    }
+    if let Some(c) = &cfg {
+        list.extend(c.dmsg.servers.iter().map(|a| (a.pk, a.addr.clone())));
+    }
+    Ok(Net {
+        keys,
+        disc,
+        relays: list,
+    })
+}
+
+fn start_client(ex: &Arc<Executor<'static>>, net: Net) -> Result<DmsgClient, CmdError> {
+    let disc = match &net.disc {
+        Some(u) => Some(DiscClient::new(u).map_err(|e| CmdError::usage(format!("--disc: {e}")))?),
+        None => None,
+    };
+    let cfg = ClientConfig {
+        relays: net.relays,
+        ..ClientConfig::default()
+    };
+    Ok(DmsgClient::start(ex.clone(), net.keys, disc, cfg))
+}
+
+/// Parses `<pk>:<port>` (`default_port` when the port is left out).
+fn parse_target(s: &str, default_port: Option<u16>) -> Result<(PublicKey, u16), CmdError> {
+    let (pk, port) = match s.split_once(':') {
+        Some((pk, port)) => (
+            pk,
+            port.parse::<u16>()
+                .map_err(|_| CmdError::usage(format!("{s}: port must be 0-65535")))?,
+        ),
+        None => (
+            s,
+            default_port.ok_or_else(|| CmdError::usage(format!("{s}: expected <pk>:<port>")))?,
+        ),
+    };
+    let pk = PublicKey::from_hex(pk).map_err(|e| CmdError::usage(format!("{s}: {e}")))?;
+    Ok((pk, port))
+}
+
+/// Runs `f` on a fresh executor, with the client's tasks on it.
+fn run_async<T>(
+    f: impl FnOnce(Arc<Executor<'static>>) -> Result<T, CmdError>,
+) -> Result<T, CmdError> {
+    let ex = Arc::new(Executor::new());
+    f(ex)
+}
+
+const READY: Duration = Duration::from_secs(10);
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "server")]
+/// run a relay: clients connect with Noise XK and reach each other through it.
+pub struct ServerCmd {
+    /// listen address (default 127.0.0.1:8080; ":8080" means every interface)
+    #[argh(option, default = "String::from(\"127.0.0.1:8080\")")]
+    addr: String,
+    /// discovery URL to register in (default: the one --disc-addr hosts, else
+    /// http://127.0.0.1:9090)
+    #[argh(option)]
+    disc: Option<String>,
+    /// also host discovery on this address in the same process
+    #[argh(option)]
+    disc_addr: Option<String>,
+    /// the address clients should use, published in discovery (default: the bound one)
+    #[argh(option)]
+    public_addr: Option<String>,
+    /// most client sessions (default 2048)
+    #[argh(option, default = "2048")]
+    max_sessions: usize,
+    /// seconds between keep-alive pings; a session that misses one is dropped (default 30)
+    #[argh(option, default = "30")]
+    ping_interval: u64,
+    /// the relay's secret key (hex); default: from -c, else a fresh key each start
+    #[argh(option)]
+    sk: Option<String>,
+    /// take the key from this skywire-config.json
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// log level: error, warn, info, debug, trace (default info)
+    #[argh(option, default = "String::from(\"info\")")]
+    log_level: String,
+}
+
+fn bind_addr(a: &str) -> String {
+    if a.starts_with(':') {
+        format!("0.0.0.0{a}")
+    } else {
+        a.to_string()
+    }
+}
+
+impl ServerCmd {
+    /// Runs the relay until killed.
+    pub fn run(self) -> CmdResult {
+        init_logging(&self.log_level)?;
+        let net = resolve(&self.sk, &self.config, &None, &[])?;
+        let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
+        let listener = future::block_on(TcpListener::bind(bind_addr(&self.addr))).map_err(|e| {
+            CmdError::fail(format!(
+                "cannot listen on {}: {e}; pick another --addr",
+                self.addr
+            ))
+        })?;
+        let local = listener.local_addr()?;
+        let public = match &self.public_addr {
+            Some(p) => p.clone(),
+            None if local.ip().is_unspecified() => {
+                log::warn!(
+                    "listening on every interface: publishing 127.0.0.1:{}; set --public-addr",
+                    local.port()
+                );
+                format!("127.0.0.1:{}", local.port())
+            }
+            None => local.to_string(),
+        };
+        crate::dmsg::entry::check_addr(&public)
+            .map_err(|e| CmdError::usage(format!("--public-addr: {e}")))?;
+        let mut disc_url = self.disc.clone();
+        if let Some(addr) = &self.disc_addr {
+            let (l, handler, flusher) =
+                super::dmsg::discovery_service(addr, None, DiscLimits::default())?;
+            let url = format!("http://{}", l.local_addr()?);
+            ex.spawn(flusher).detach();
+            ex.spawn(server::serve(l, ex.clone(), handler, Limits::default()))
+                .detach();
+            disc_url.get_or_insert(url);
+        }
+        let disc_url = disc_url.unwrap_or_else(|| DEFAULT_DISC.to_string());
+        let disc =
+            DiscClient::new(&disc_url).map_err(|e| CmdError::usage(format!("--disc: {e}")))?;
+        let cfg = RelayConfig {
+            max_sessions: self.max_sessions,
+            ping_interval: Duration::from_secs(self.ping_interval.max(1)),
+            ping_timeout: Duration::from_secs(self.ping_interval.max(1)),
+            public_addr: public.clone(),
+            ..RelayConfig::default()
+        };
+        let relay = Relay::new(net.keys, cfg, ex.clone());
+        println!("relay {} listening on {local}", relay.pk());
+        if self.disc_addr.is_some() {
+            println!("discovery listening on {disc_url}");
+        }
+        println!(
+            "clients join with: --relay {}@{public} --disc {disc_url}",
+            relay.pk()
+        );
+        ex.spawn(relay.clone().publish_loop(disc)).detach();
+        future::block_on(ex.run(relay.serve(listener)))
+            .map_err(|e| CmdError::fail(format!("relay stopped: {e}")))
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "cat")]
+/// connect stdin/stdout to a peer's port, like netcat: `cat <pk>:<port>` or `cat -l <port>`.
+pub struct CatCmd {
+    /// the peer, <pk>:<port>
+    #[argh(positional)]
+    target: Option<String>,
+    /// listen on this port and serve one connection instead of dialling
+    #[argh(option, short = 'l')]
+    listen: Option<u16>,
+    /// discovery URL (default: from -c, else http://127.0.0.1:9090)
+    #[argh(option)]
+    disc: Option<String>,
+    /// a relay to use, <pk>@<host>:<port> (repeatable)
+    #[argh(option)]
+    relay: Vec<String>,
+    /// secret key (hex); default: from -c, else a throwaway key
+    #[argh(option)]
+    sk: Option<String>,
+    /// identity and network from this skywire-config.json
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// log level (default warn)
+    #[argh(option, default = "String::from(\"warn\")")]
+    log_level: String,
+}
+
+/// Copies stdin to `stream` (on a thread) and `stream` to stdout until the peer closes.
+async fn splice_stdio(stream: DmsgStream) -> CmdResult {
+    let (mut r, w) = futures_lite::io::split(stream);
+    let writer = std::thread::spawn(move || {
+        let mut w = w;
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if future::block_on(w.write_all(&buf[..n])).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = future::block_on(w.close());
+    });
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut out = std::io::stdout().lock();
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                    break;
+                }
+            }
+            Err(e) => return Err(CmdError::fail(format!("connection lost: {e}"))),
+        }
+    }
+    drop(writer);
+    Ok(())
+}
+
+impl CatCmd {
+    /// Runs it.
+    pub fn run(self) -> CmdResult {
+        init_logging(&self.log_level)?;
+        let net = resolve(&self.sk, &self.config, &self.disc, &self.relay)?;
+        run_async(|ex| {
+            let client = start_client(&ex, net)?;
+            future::block_on(ex.run(async {
+                client
+                    .wait_ready(READY)
+                    .await
+                    .map_err(|e| CmdError::fail(e.to_string()))?;
+                let stream = match (&self.target, self.listen) {
+                    (None, Some(port)) => {
+                        let l = client
+                            .listen(port)
+                            .map_err(|e| CmdError::fail(e.to_string()))?;
+                        eprintln!("listening on {}:{port}", client.pk());
+                        let s = l
+                            .accept()
+                            .await
+                            .map_err(|e| CmdError::fail(e.to_string()))?;
+                        eprintln!("connection from {}:{}", s.remote, s.remote_port);
+                        s
+                    }
+                    (Some(t), None) => {
+                        let (pk, port) = parse_target(t, None)?;
+                        client
+                            .dial(&pk, port)
+                            .await
+                            .map_err(|e| CmdError::fail(e.to_string()))?
+                    }
+                    _ => {
+                        return Err(CmdError::usage(
+                            "give either <pk>:<port> to dial or -l <port> to listen",
+                        ));
+                    }
+                };
+                splice_stdio(stream).await
+            }))
+        })
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "probe")]
+/// check that a peer's port is reachable and measure the stream-open round trip.
+pub struct ProbeCmd {
+    /// the peer, <pk>:<port>
+    #[argh(positional)]
+    target: String,
+    /// stream opens to time after the first (default 5)
+    #[argh(option, default = "5")]
+    count: u32,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+    /// discovery URL (default: from -c, else http://127.0.0.1:9090)
+    #[argh(option)]
+    disc: Option<String>,
+    /// a relay to use, <pk>@<host>:<port> (repeatable)
+    #[argh(option)]
+    relay: Vec<String>,
+    /// secret key (hex); default: from -c, else a throwaway key
+    #[argh(option)]
+    sk: Option<String>,
+    /// identity and network from this skywire-config.json
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// log level (default warn)
+    #[argh(option, default = "String::from(\"warn\")")]
+    log_level: String,
+}
+
+impl ProbeCmd {
+    /// Runs it.
+    pub fn run(self) -> CmdResult {
+        init_logging(&self.log_level)?;
+        let (pk, port) = parse_target(&self.target, None)?;
+        let net = resolve(&self.sk, &self.config, &self.disc, &self.relay)?;
+        run_async(|ex| {
+            let client = start_client(&ex, net)?;
+            future::block_on(ex.run(async {
+                client
+                    .wait_ready(READY)
+                    .await
+                    .map_err(|e| CmdError::fail(e.to_string()))?;
+                let t0 = Instant::now();
+                let first = client.dial(&pk, port).await;
+                let first_ms = t0.elapsed().as_secs_f64() * 1000.0;
+                drop(first.map_err(|e| CmdError::fail(format!("unreachable: {e}")))?);
+                let mut rtts = Vec::new();
+                for _ in 0..self.count {
+                    let t = Instant::now();
+                    let s = client
+                        .dial(&pk, port)
+                        .await
+                        .map_err(|e| CmdError::fail(format!("stream open failed: {e}")))?;
+                    rtts.push(t.elapsed().as_secs_f64() * 1000.0);
+                    drop(s);
+                }
+                rtts.sort_by(f64::total_cmp);
+                let (min, max) = (
+                    rtts.first().copied().unwrap_or(0.0),
+                    rtts.last().copied().unwrap_or(0.0),
+                );
+                let avg = rtts.iter().sum::<f64>() / rtts.len().max(1) as f64;
+                if self.json {
+                    let o = Ordered::new()
+                        .field("pk", Out::Str(pk.to_hex()))
+                        .field("port", Out::U64(u64::from(port)))
+                        .field("reachable", Out::Bool(true))
+                        .field("first_open_us", Out::U64((first_ms * 1000.0) as u64))
+                        .field("open_min_us", Out::U64((min * 1000.0) as u64))
+                        .field("open_avg_us", Out::U64((avg * 1000.0) as u64))
+                        .field("open_max_us", Out::U64((max * 1000.0) as u64));
+                    print!("{}", o.to_pretty());
+                } else {
+                    println!(
+                        "{pk}:{port} reachable; first open {first_ms:.2} ms (channel + handshake), \
+                         then {} opens: min {min:.2} / avg {avg:.2} / max {max:.2} ms",
+                        rtts.len()
+                    );
+                }
+                Ok(())
+            }))
+        })
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "curl")]
+/// HTTP/1.1 over a dmsg stream: `curl dmsg://<pk>:<port>/path`.
+pub struct CurlCmd {
+    /// the URL, dmsg://<pk>:<port>/path (port 80 when left out)
+    #[argh(positional)]
+    url: String,
+    /// request method (default GET, or POST with -d)
+    #[argh(option, short = 'X')]
+    method: Option<String>,
+    /// request body (JSON)
+    #[argh(option, short = 'd')]
+    data: Option<String>,
+    /// print the status line and headers too
+    #[argh(switch, short = 'i')]
+    include: bool,
+    /// discovery URL (default: from -c, else http://127.0.0.1:9090)
+    #[argh(option)]
+    disc: Option<String>,
+    /// a relay to use, <pk>@<host>:<port> (repeatable)
+    #[argh(option)]
+    relay: Vec<String>,
+    /// secret key (hex); default: from -c, else a throwaway key
+    #[argh(option)]
+    sk: Option<String>,
+    /// identity and network from this skywire-config.json
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// log level (default warn)
+    #[argh(option, default = "String::from(\"warn\")")]
+    log_level: String,
+}
+
+impl CurlCmd {
+    /// Runs it.
+    pub fn run(self) -> CmdResult {
+        init_logging(&self.log_level)?;
+        let rest = self.url.strip_prefix("dmsg://").ok_or_else(|| {
+            CmdError::usage(format!("{}: expected dmsg://<pk>:<port>/path", self.url))
+        })?;
+        let (target, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (pk, port) = parse_target(target, Some(80))?;
+        let net = resolve(&self.sk, &self.config, &self.disc, &self.relay)?;
+        let method = self
+            .method
+            .clone()
+            .unwrap_or_else(|| if self.data.is_some() { "POST" } else { "GET" }.into());
+        run_async(|ex| {
+            let client = start_client(&ex, net)?;
+            future::block_on(ex.run(async {
+                client
+                    .wait_ready(READY)
+                    .await
+                    .map_err(|e| CmdError::fail(e.to_string()))?;
+                let mut s = client
+                    .dial(&pk, port)
+                    .await
+                    .map_err(|e| CmdError::fail(e.to_string()))?;
+                let host = format!("{pk}.dmsg:{port}");
+                let resp = request_on(
+                    &mut s,
+                    &method,
+                    &host,
+                    path,
+                    self.data.as_deref().map(str::as_bytes),
+                    64 * 1024 * 1024,
+                )
+                .await
+                .map_err(|e| CmdError::fail(e.to_string()))?;
+                let mut out = std::io::stdout().lock();
+                if self.include {
+                    let _ = write!(out, "HTTP/1.1 {}\r\n", resp.status);
+                    for (k, v) in &resp.headers {
+                        let _ = write!(out, "{k}: {v}\r\n");
+                    }
+                    let _ = write!(out, "\r\n");
+                }
+                let _ = out.write_all(&resp.body);
+                let _ = out.flush();
+                if resp.status >= 400 {
+                    return Err(CmdError::fail(format!(
+                        "{} answered {}",
+                        self.url, resp.status
+                    )));
+                }
+                Ok(())
+            }))
+        })
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "iperf")]
+/// bulk throughput over dmsg: `iperf -s` serves, `iperf <pk>` measures.
+pub struct IperfCmd {
+    /// the server, <pk> or <pk>:<port>
+    #[argh(positional)]
+    target: Option<String>,
+    /// run the server
+    #[argh(switch, short = 's')]
+    server: bool,
+    /// port (default 5201)
+    #[argh(option, short = 'p', default = "5201")]
+    port: u16,
+    /// seconds to send (default 5)
+    #[argh(option, short = 't', default = "5")]
+    time: u64,
+    /// send this many bytes instead of for a time
+    #[argh(option, short = 'n')]
+    bytes: Option<u64>,
+    /// print the summary as JSON
+    #[argh(switch)]
+    json: bool,
+    /// discovery URL (default: from -c, else http://127.0.0.1:9090)
+    #[argh(option)]
+    disc: Option<String>,
+    /// a relay to use, <pk>@<host>:<port> (repeatable)
+    #[argh(option)]
+    relay: Vec<String>,
+    /// secret key (hex); default: from -c, else a throwaway key
+    #[argh(option)]
+    sk: Option<String>,
+    /// identity and network from this skywire-config.json
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// log level (default warn)
+    #[argh(option, default = "String::from(\"warn\")")]
+    log_level: String,
+}
+
+async fn iperf_serve(mut s: DmsgStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0u64;
+    let t0 = Instant::now();
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => got += n as u64,
+            Err(e) => {
+                eprintln!("iperf: {}: {e}", s.remote);
+                return;
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "iperf: {} sent {:.1} MiB in {secs:.2} s = {:.1} MiB/s",
+        s.remote,
+        got as f64 / 1048576.0,
+        got as f64 / 1048576.0 / secs.max(1e-9)
+    );
+    let _ = s.write_all(&got.to_be_bytes()).await;
+    let _ = s.close().await;
+}
+
+impl IperfCmd {
+    /// Runs it.
+    pub fn run(self) -> CmdResult {
+        init_logging(&self.log_level)?;
+        let net = resolve(&self.sk, &self.config, &self.disc, &self.relay)?;
+        run_async(|ex| {
+            let client = start_client(&ex, net)?;
+            let ex2 = ex.clone();
+            future::block_on(ex.run(async {
+                client.wait_ready(READY).await.map_err(|e| CmdError::fail(e.to_string()))?;
+                if self.server {
+                    let l = client
+                        .listen(self.port)
+                        .map_err(|e| CmdError::fail(e.to_string()))?;
+                    println!("iperf server on {}:{}", client.pk(), self.port);
+                    loop {
+                        let s = l.accept().await.map_err(|e| CmdError::fail(e.to_string()))?;
+                        ex2.spawn(iperf_serve(s)).detach();
+                    }
+                }
+                let target = self
+                    .target
+                    .as_deref()
+                    .ok_or_else(|| CmdError::usage("give the server's <pk>, or -s to serve"))?;
+                let (pk, port) = parse_target(target, Some(self.port))?;
+                let mut s = client
+                    .dial(&pk, port)
+                    .await
+                    .map_err(|e| CmdError::fail(e.to_string()))?;
+                let buf = vec![0u8; 64 * 1024];
+                let t0 = Instant::now();
+                let mut sent = 0u64;
+                let mut last = Instant::now();
+                let limit = Duration::from_secs(self.time);
+                loop {
+                    if let Some(n) = self.bytes {
+                        if sent >= n {
+                            break;
+                        }
+                    } else if t0.elapsed() >= limit {
+                        break;
+                    }
+                    let n = match self.bytes {
+                        Some(total) => (total - sent).min(buf.len() as u64) as usize,
+                        None => buf.len(),
+                    };
+                    s.write_all(&buf[..n])
+                        .await
+                        .map_err(|e| CmdError::fail(format!("send failed: {e}")))?;
+                    sent += n as u64;
+                    if last.elapsed() >= Duration::from_secs(1) {
+                        last = Instant::now();
+                        let secs = t0.elapsed().as_secs_f64();
+                        eprint!(
+                            "\r{:>8.1} MiB sent, {:>8.1} MiB/s",
+                            sent as f64 / 1048576.0,
+                            sent as f64 / 1048576.0 / secs
+                        );
+                    }
+                }
+                s.close().await.map_err(|e| CmdError::fail(e.to_string()))?;
+                let mut ack = [0u8; 8];
+                s.read_exact(&mut ack)
+                    .await
+                    .map_err(|e| CmdError::fail(format!("no confirmation from the server: {e}")))?;
+                let secs = t0.elapsed().as_secs_f64();
+                let confirmed = u64::from_be_bytes(ack);
+                eprintln!();
+                let mibs = confirmed as f64 / 1048576.0 / secs.max(1e-9);
+                if self.json {
+                    let o = Ordered::new()
+                        .field("bytes_sent", Out::U64(sent))
+                        .field("bytes_confirmed", Out::U64(confirmed))
+                        .field("seconds_ms", Out::U64((secs * 1000.0) as u64))
+                        .field("mib_per_s", Out::U64(mibs as u64));
+                    print!("{}", o.to_pretty());
+                } else {
+                    println!(
+                        "sent {:.1} MiB in {secs:.2} s: {mibs:.1} MiB/s ({:.0} Mbit/s); the server confirmed {} bytes",
+                        sent as f64 / 1048576.0,
+                        mibs * 8.388608,
+                        confirmed
+                    );
+                }
+                if confirmed != sent {
+                    return Err(CmdError::fail(format!(
+                        "the server confirmed {confirmed} of {sent} bytes"
+                    )));
+                }
+                Ok(())
+            }))
+        })
+    }
+}

@@ -1,0 +1,701 @@
+//! The dmsg client (DESIGN.md §3.4–3.5): keeps sessions to relays, publishes where it can be
+//! reached, and gives end-to-end encrypted streams addressed by (pk, port).
+//!
+//! Layers, from the wire up:
+//!
+//! 1. a **session** to each relay: TCP → Noise XK (we are the initiator and know the relay's
+//!    PK) → sealed mux session;
+//! 2. a **channel** per peer: a stream through a relay both are connected to (requested with
+//!    the control payload `0x01 ‖ peer pk`, answered by one relay status byte), then Noise KK
+//!    end to end, then an inner mux session over the channel's frames. The relay splices the
+//!    channel's ciphertext and sees nothing else;
+//! 3. **streams** inside the channel, one per (port, port) conversation: the dialler sends
+//!    `dst_port u16 ‖ src_port u16`, the listener answers one status byte ([`PORT_OK`], or
+//!    why not). A second stream to the same peer reuses the channel: no public-key operation.
+//!
+//! A maintenance task keeps `sessions` relay sessions up (from the configured relays, then
+//! discovery), reconnects with backoff when one dies, and re-publishes the client entry
+//! whenever the set changes and every `publish_interval`.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use async_executor::Executor;
+use async_io::Timer;
+use async_net::TcpStream;
+use futures_lite::future::{self, poll_fn};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::disc_client::DiscClient;
+use super::entry::{Entry, Kind};
+use super::relay::{self, CONTROL_V1, STATUS_OK, session_config, session_max_data, unix_millis};
+use crate::crypto::channel::{Channel, HANDSHAKE_TIMEOUT, handshake_transport};
+use crate::crypto::noise::{kk_initiator, kk_responder, xk_initiator};
+use crate::crypto::{Keypair, PublicKey};
+use crate::mux::codec::{ChannelFrameReader, ChannelFrameWriter, SealedReader, SealedWriter};
+use crate::mux::{Config, Session, Side, Stream};
+
+/// The listener accepted the stream.
+pub const PORT_OK: u8 = 0;
+/// Nothing listens on that port.
+pub const PORT_CLOSED: u8 = 1;
+/// The listener's backlog is full.
+pub const PORT_BUSY: u8 = 2;
+
+/// First ephemeral port for dialling.
+pub const EPHEMERAL_START: u16 = 49152;
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Relay sessions to keep.
+    pub sessions: usize,
+    /// Relays to use first (`pk`, `host:port`), before discovery's list.
+    pub relays: Vec<(PublicKey, String)>,
+    /// How often the client entry is re-published.
+    pub publish_interval: Duration,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+    /// How long a dial may take.
+    pub dial_timeout: Duration,
+    /// Streams waiting in one listener's backlog.
+    pub listen_backlog: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            sessions: 1,
+            relays: Vec::new(),
+            publish_interval: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(30),
+            dial_timeout: Duration::from_secs(10),
+            listen_backlog: 64,
+        }
+    }
+}
+
+/// Why a dmsg operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DmsgError {
+    /// Discovery has no entry for the peer.
+    PeerUnknown(PublicKey),
+    /// No relay both sides can use (detail).
+    NoCommonRelay(PublicKey, String),
+    /// The peer is reachable but nothing listens on that port.
+    NoListener(PublicKey, u16),
+    /// The peer's listener is full.
+    Busy(PublicKey, u16),
+    /// The operation did not finish in time.
+    Timeout(Duration),
+    /// The port is already being listened on.
+    PortInUse(u16),
+    /// Something else failed (detail).
+    Other(String),
+}
+
+impl fmt::Display for DmsgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DmsgError::PeerUnknown(pk) => {
+                write!(
+                    f,
+                    "peer {pk} is unknown to discovery (not online, or wrong pk)"
+                )
+            }
+            DmsgError::NoCommonRelay(pk, d) => write!(f, "no relay reaches peer {pk}: {d}"),
+            DmsgError::NoListener(pk, p) => write!(f, "peer {pk} has no listener on port {p}"),
+            DmsgError::Busy(pk, p) => write!(f, "peer {pk} port {p} is busy; try again"),
+            DmsgError::Timeout(d) => write!(f, "timed out after {} s", d.as_secs()),
+            DmsgError::PortInUse(p) => write!(f, "port {p} is already in use"),
+            DmsgError::Other(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for DmsgError {}
+
+/// A stream to or from a peer.
+#[derive(Debug)]
+pub struct DmsgStream {
+    stream: Stream,
+    /// The peer.
+    pub remote: PublicKey,
+    /// The peer's port.
+    pub remote_port: u16,
+    /// Our port.
+    pub local_port: u16,
+}
+
+impl AsyncRead for DmsgStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for DmsgStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Backlog {
+    queue: VecDeque<DmsgStream>,
+    waker: Option<Waker>,
+    closed: bool,
+}
+
+/// Streams arriving on one port.
+#[derive(Debug)]
+pub struct Listener {
+    port: u16,
+    backlog: Arc<Mutex<Backlog>>,
+    client: Arc<Inner>,
+}
+
+impl Listener {
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The next stream.
+    pub async fn accept(&self) -> Result<DmsgStream, DmsgError> {
+        poll_fn(|cx| {
+            let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = b.queue.pop_front() {
+                return Poll::Ready(Ok(s));
+            }
+            if b.closed {
+                return Poll::Ready(Err(DmsgError::Other("listener closed".into())));
+            }
+            b.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        lock(&self.client.listeners).remove(&self.port);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug)]
+struct RelaySession {
+    session: Session,
+    addr: String,
+}
+
+#[derive(Debug)]
+struct Inner {
+    keys: Keypair,
+    disc: Option<DiscClient>,
+    ex: Arc<Executor<'static>>,
+    cfg: ClientConfig,
+    relays: Mutex<HashMap<PublicKey, RelaySession>>,
+    peers: Mutex<HashMap<PublicKey, Session>>,
+    listeners: Mutex<HashMap<u16, Arc<Mutex<Backlog>>>>,
+    next_port: AtomicU16,
+    /// When each relay may be tried again.
+    backoff: Mutex<HashMap<PublicKey, (Instant, Duration)>>,
+    /// Relays named in the last entry discovery accepted.
+    published: Mutex<Vec<PublicKey>>,
+}
+
+/// A dmsg client. Cloning gives another handle.
+#[derive(Debug, Clone)]
+pub struct DmsgClient {
+    inner: Arc<Inner>,
+}
+
+impl DmsgClient {
+    /// Starts a client with identity `keys`: its maintenance task runs on `ex`. `disc` is the
+    /// discovery service (optional when `cfg.relays` names relays).
+    pub fn start(
+        ex: Arc<Executor<'static>>,
+        keys: Keypair,
+        disc: Option<DiscClient>,
+        cfg: ClientConfig,
+    ) -> DmsgClient {
+        let inner = Arc::new(Inner {
+            keys,
+            disc,
+            ex: ex.clone(),
+            cfg,
+            relays: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
+            listeners: Mutex::new(HashMap::new()),
+            next_port: AtomicU16::new(EPHEMERAL_START),
+            backoff: Mutex::new(HashMap::new()),
+            published: Mutex::new(Vec::new()),
+        });
+        ex.spawn(maintain(Arc::downgrade(&inner))).detach();
+        DmsgClient { inner }
+    }
+
+    /// Our PK.
+    pub fn pk(&self) -> &PublicKey {
+        self.inner.keys.public()
+    }
+
+    /// The relays we have sessions with.
+    pub fn relays(&self) -> Vec<PublicKey> {
+        lock(&self.inner.relays).keys().copied().collect()
+    }
+
+    /// Waits until at least one relay session is up and (with discovery) our entry naming it
+    /// is published, so peers can reach us; fails after `timeout` saying what is missing.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), DmsgError> {
+        let t0 = Instant::now();
+        loop {
+            let up = !lock(&self.inner.relays).is_empty();
+            let published = self.inner.disc.is_none() || !lock(&self.inner.published).is_empty();
+            if up && published {
+                return Ok(());
+            }
+            if t0.elapsed() > timeout {
+                let what = if !up {
+                    "no relay session came up (is a relay running and in discovery? see --disc / --relay)"
+                } else {
+                    "could not publish our entry to discovery"
+                };
+                return Err(DmsgError::Other(format!(
+                    "not ready after {} s: {what}",
+                    timeout.as_secs()
+                )));
+            }
+            Timer::after(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Listens on `port`.
+    pub fn listen(&self, port: u16) -> Result<Listener, DmsgError> {
+        let mut ls = lock(&self.inner.listeners);
+        if ls.contains_key(&port) {
+            return Err(DmsgError::PortInUse(port));
+        }
+        let backlog = Arc::new(Mutex::new(Backlog::default()));
+        ls.insert(port, backlog.clone());
+        Ok(Listener {
+            port,
+            backlog,
+            client: self.inner.clone(),
+        })
+    }
+
+    /// Opens a stream to `pk`:`port`.
+    pub async fn dial(&self, pk: &PublicKey, port: u16) -> Result<DmsgStream, DmsgError> {
+        let timeout = self.inner.cfg.dial_timeout;
+        let inner = self.inner.clone();
+        let pk = *pk;
+        future::or(async move { inner.dial(pk, port).await }, async move {
+            Timer::after(timeout).await;
+            Err(DmsgError::Timeout(timeout))
+        })
+        .await
+    }
+}
+
+impl Inner {
+    fn ephemeral_port(&self) -> u16 {
+        loop {
+            let p = self.next_port.fetch_add(1, Ordering::Relaxed);
+            if p == u16::MAX {
+                self.next_port.store(EPHEMERAL_START, Ordering::Relaxed);
+            }
+            if p >= EPHEMERAL_START && !lock(&self.listeners).contains_key(&p) {
+                return p;
+            }
+        }
+    }
+
+    async fn dial(self: Arc<Self>, pk: PublicKey, port: u16) -> Result<DmsgStream, DmsgError> {
+        if pk == *self.keys.public() {
+            return Err(DmsgError::Other("cannot dial our own pk".into()));
+        }
+        let channel = self.clone().channel_to(pk).await?;
+        let local_port = self.ephemeral_port();
+        let mut st = channel
+            .open()
+            .await
+            .map_err(|e| DmsgError::Other(format!("channel to {pk}: {e}")))?;
+        let mut hdr = [0u8; 4];
+        hdr[..2].copy_from_slice(&port.to_be_bytes());
+        hdr[2..].copy_from_slice(&local_port.to_be_bytes());
+        let io = |e: io::Error| DmsgError::Other(format!("channel to {pk}: {e}"));
+        st.write_all(&hdr).await.map_err(io)?;
+        let mut status = [0u8; 1];
+        st.read_exact(&mut status).await.map_err(io)?;
+        match status[0] {
+            PORT_OK => Ok(DmsgStream {
+                stream: st,
+                remote: pk,
+                remote_port: port,
+                local_port,
+            }),
+            PORT_CLOSED => Err(DmsgError::NoListener(pk, port)),
+            PORT_BUSY => Err(DmsgError::Busy(pk, port)),
+            s => Err(DmsgError::Other(format!(
+                "peer answered unknown status {s}"
+            ))),
+        }
+    }
+
+    /// The live channel to `pk`, or a new one through a relay we share.
+    async fn channel_to(self: Arc<Self>, pk: PublicKey) -> Result<Session, DmsgError> {
+        {
+            let mut peers = lock(&self.peers);
+            match peers.get(&pk) {
+                Some(s) if s.failure().is_none() => return Ok(s.clone()),
+                Some(_) => {
+                    peers.remove(&pk);
+                }
+                None => {}
+            }
+        }
+        // Which relays reach the peer: its discovery entry, else every relay we are on.
+        let mut candidates: Vec<PublicKey> = Vec::new();
+        let mut detail = String::new();
+        if let Some(disc) = &self.disc {
+            match disc.entry(&pk).await {
+                Ok(Some(Entry {
+                    kind: Kind::Client { relays },
+                    ..
+                })) => candidates = relays,
+                Ok(Some(_)) => {
+                    return Err(DmsgError::Other(format!("{pk} is a relay, not a client")));
+                }
+                Ok(None) if lock(&self.relays).is_empty() => {
+                    return Err(DmsgError::PeerUnknown(pk));
+                }
+                Ok(None) => detail = "discovery has no entry for it; ".into(),
+                Err(e) => detail = format!("{e}; "),
+            }
+        }
+        let ours: Vec<PublicKey> = lock(&self.relays).keys().copied().collect();
+        if candidates.is_empty() {
+            if self.disc.is_some() && detail.is_empty() {
+                return Err(DmsgError::PeerUnknown(pk));
+            }
+            candidates = ours.clone();
+        }
+        // Shared relays first.
+        candidates.sort_by_key(|r| !ours.contains(r));
+        for relay_pk in candidates {
+            let session = match self.clone().relay_session(relay_pk).await {
+                Ok(s) => s,
+                Err(e) => {
+                    detail.push_str(&format!("relay {relay_pk}: {e}; "));
+                    continue;
+                }
+            };
+            match self.clone().open_channel(&session, pk).await {
+                Ok(ch) => return Ok(ch),
+                Err(e) => detail.push_str(&format!("relay {relay_pk}: {e}; ")),
+            }
+        }
+        if detail.is_empty() {
+            detail = "we have no relay session".into();
+        }
+        Err(DmsgError::NoCommonRelay(
+            pk,
+            detail.trim_end_matches("; ").to_string(),
+        ))
+    }
+
+    /// Our session with `relay`, connecting (via its discovery entry) if we have none.
+    async fn relay_session(self: Arc<Self>, relay: PublicKey) -> Result<Session, String> {
+        if let Some(r) = lock(&self.relays).get(&relay)
+            && r.session.failure().is_none()
+        {
+            return Ok(r.session.clone());
+        }
+        let addr = match self.cfg.relays.iter().find(|(pk, _)| *pk == relay) {
+            Some((_, a)) => a.clone(),
+            None => {
+                let disc = self.disc.as_ref().ok_or("unknown relay address")?;
+                match disc.entry(&relay).await.map_err(|e| e.to_string())? {
+                    Some(Entry {
+                        kind: Kind::Relay { addr, .. },
+                        ..
+                    }) => addr,
+                    _ => return Err("relay not in discovery".into()),
+                }
+            }
+        };
+        self.connect_relay(relay, addr).await
+    }
+
+    async fn connect_relay(
+        self: Arc<Self>,
+        relay: PublicKey,
+        addr: String,
+    ) -> Result<Session, String> {
+        let work = async {
+            let mut tcp = TcpStream::connect(addr.as_str())
+                .await
+                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            let _ = tcp.set_nodelay(true);
+            let (t, _) = handshake_transport(
+                &mut tcp,
+                xk_initiator(&self.keys, &relay),
+                HANDSHAKE_TIMEOUT,
+            )
+            .await
+            .map_err(|e| format!("handshake with {addr}: {e}"))?;
+            Ok::<_, String>(Session::new(
+                &self.ex,
+                SealedReader::new(tcp.clone(), t.recv, session_max_data()),
+                SealedWriter::new(tcp, t.send),
+                Side::Client,
+                session_config(),
+            ))
+        };
+        let session = work.await?;
+        lock(&self.relays).insert(
+            relay,
+            RelaySession {
+                session: session.clone(),
+                addr,
+            },
+        );
+        log::info!("dmsg: session with relay {relay} up");
+        let me = self.clone();
+        let s2 = session.clone();
+        self.ex
+            .spawn(async move {
+                while let Ok(st) = s2.accept().await {
+                    let me = me.clone();
+                    me.ex.clone().spawn(me.incoming_channel(st)).detach();
+                }
+            })
+            .detach();
+        Ok(session)
+    }
+
+    async fn open_channel(
+        self: Arc<Self>,
+        relay: &Session,
+        pk: PublicKey,
+    ) -> Result<Session, String> {
+        let mut ctl = vec![CONTROL_V1];
+        ctl.extend_from_slice(pk.as_bytes());
+        let mut st = relay.open_with(&ctl).await.map_err(|e| e.to_string())?;
+        let mut status = [0u8; 1];
+        st.read_exact(&mut status)
+            .await
+            .map_err(|e| format!("no answer from the relay: {e}"))?;
+        if status[0] != STATUS_OK {
+            return Err(relay::status_text(status[0]).to_string());
+        }
+        let ch = Channel::handshake(st, kk_initiator(&self.keys, &pk), HANDSHAKE_TIMEOUT)
+            .await
+            .map_err(|e| format!("end-to-end handshake: {e}"))?;
+        Ok(self.adopt_channel(pk, ch, Side::Client))
+    }
+
+    /// A relay opened a channel to us: authenticate the caller with KK, then serve it.
+    async fn incoming_channel(self: Arc<Self>, st: Stream) {
+        let control = st.control();
+        let src = match control.as_slice() {
+            [CONTROL_V1, rest @ ..] => <&[u8; 32]>::try_from(rest)
+                .ok()
+                .and_then(|b| PublicKey::from_bytes(b).ok()),
+            _ => None,
+        };
+        let Some(src) = src else {
+            log::debug!("dmsg: malformed channel request from a relay");
+            return;
+        };
+        match Channel::handshake(st, kk_responder(&self.keys, &src), HANDSHAKE_TIMEOUT).await {
+            Ok(ch) => {
+                self.adopt_channel(src, ch, Side::Server);
+            }
+            Err(e) => log::info!("dmsg: channel from {src} failed its handshake: {e}"),
+        }
+    }
+
+    /// Runs the inner mux over an established channel and serves its inbound streams.
+    fn adopt_channel(self: Arc<Self>, pk: PublicKey, ch: Channel<Stream>, side: Side) -> Session {
+        let (r, w) = ch.split();
+        let session = Session::new(
+            &self.ex,
+            ChannelFrameReader::new(r),
+            ChannelFrameWriter::new(w),
+            side,
+            Config::default(),
+        );
+        lock(&self.peers).insert(pk, session.clone());
+        log::debug!("dmsg: channel with {pk} up");
+        let s2 = session.clone();
+        let me = self.clone();
+        self.ex
+            .spawn(async move {
+                while let Ok(st) = s2.accept().await {
+                    me.ex
+                        .clone()
+                        .spawn(me.clone().incoming_stream(pk, st))
+                        .detach();
+                }
+            })
+            .detach();
+        session
+    }
+
+    async fn incoming_stream(self: Arc<Self>, pk: PublicKey, mut st: Stream) {
+        let mut hdr = [0u8; 4];
+        let read = future::or(async { st.read_exact(&mut hdr).await.is_ok() }, async {
+            Timer::after(HANDSHAKE_TIMEOUT).await;
+            false
+        })
+        .await;
+        if !read {
+            return;
+        }
+        let port = u16::from_be_bytes([hdr[0], hdr[1]]);
+        let remote_port = u16::from_be_bytes([hdr[2], hdr[3]]);
+        let backlog = lock(&self.listeners).get(&port).cloned();
+        let Some(backlog) = backlog else {
+            let _ = st.write_all(&[PORT_CLOSED]).await;
+            let _ = st.close().await;
+            return;
+        };
+        if lock(&backlog).queue.len() >= self.cfg.listen_backlog {
+            let _ = st.write_all(&[PORT_BUSY]).await;
+            let _ = st.close().await;
+            return;
+        }
+        if st.write_all(&[PORT_OK]).await.is_err() {
+            return;
+        }
+        let mut b = lock(&backlog);
+        b.queue.push_back(DmsgStream {
+            stream: st,
+            remote: pk,
+            remote_port,
+            local_port: port,
+        });
+        if let Some(w) = b.waker.take() {
+            w.wake();
+        }
+    }
+
+    async fn publish(&self) {
+        let Some(disc) = &self.disc else {
+            return;
+        };
+        let relays: Vec<PublicKey> = lock(&self.relays).keys().copied().collect();
+        let now = super::disc::unix_now();
+        match Entry::client(&self.keys, unix_millis(), now, relays.clone(), Vec::new()) {
+            Ok(e) => match disc.put(&e).await {
+                Ok(()) => {
+                    log::debug!("dmsg: published entry with {} relays", relays.len());
+                    *lock(&self.published) = relays;
+                }
+                Err(err) => log::warn!("dmsg: cannot publish to {}: {err}", disc.url()),
+            },
+            Err(err) => log::error!("dmsg: cannot build our entry: {err}"),
+        }
+    }
+}
+
+/// Keeps relay sessions up and the entry published, until the client is dropped.
+async fn maintain(weak: std::sync::Weak<Inner>) {
+    let mut last_set: Vec<PublicKey> = Vec::new();
+    let mut last_publish: Option<Instant> = None;
+    loop {
+        let Some(me) = weak.upgrade() else {
+            return;
+        };
+        // Forget dead sessions.
+        lock(&me.relays).retain(|pk, r| {
+            let alive = r.session.failure().is_none();
+            if !alive {
+                log::info!("dmsg: session with relay {pk} ({}) lost", r.addr);
+            }
+            alive
+        });
+        lock(&me.peers).retain(|_, s| s.failure().is_none());
+        let have = lock(&me.relays).len();
+        if have < me.cfg.sessions {
+            let mut candidates = me.cfg.relays.clone();
+            if let Some(disc) = &me.disc
+                && let Ok(list) = disc.relays().await
+            {
+                for e in list {
+                    if let Kind::Relay { addr, .. } = e.kind
+                        && !candidates.iter().any(|(pk, _)| *pk == e.pk)
+                    {
+                        candidates.push((e.pk, addr));
+                    }
+                }
+            }
+            let now = Instant::now();
+            for (pk, addr) in candidates {
+                if lock(&me.relays).len() >= me.cfg.sessions {
+                    break;
+                }
+                if lock(&me.relays).contains_key(&pk) {
+                    continue;
+                }
+                if lock(&me.backoff)
+                    .get(&pk)
+                    .is_some_and(|(until, _)| *until > now)
+                {
+                    continue;
+                }
+                match me.clone().connect_relay(pk, addr.clone()).await {
+                    Ok(_) => {
+                        lock(&me.backoff).remove(&pk);
+                    }
+                    Err(e) => {
+                        let mut b = lock(&me.backoff);
+                        let next = b
+                            .get(&pk)
+                            .map(|(_, d)| (*d * 2).min(me.cfg.max_backoff))
+                            .unwrap_or(Duration::from_secs(1));
+                        log::warn!("dmsg: relay {pk}: {e}; retrying in {} s", next.as_secs());
+                        b.insert(pk, (Instant::now() + next, next));
+                    }
+                }
+            }
+        }
+        let mut set: Vec<PublicKey> = lock(&me.relays).keys().copied().collect();
+        set.sort();
+        let due = last_publish.is_none_or(|t| t.elapsed() >= me.cfg.publish_interval);
+        if set != last_set || due {
+            me.publish().await;
+            last_set = set;
+            last_publish = Some(Instant::now());
+        }
+        drop(me);
+        Timer::after(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,338 @@
+//! The relay server (DESIGN.md §3.4–3.5, `skywire dmsg server`): accepts Noise XK sessions
+//! from clients and relays channels between two clients it serves.
+//!
+//! A client asks for a channel by opening a stream on its session whose SYN carries the
+//! control payload `0x01 ‖ destination pk (32)`. The relay answers with one status byte on
+//! that stream — [`STATUS_OK`], or why not — and, if the destination has a session here,
+//! opens a stream on it with `0x01 ‖ source pk` (the source as authenticated by XK) and
+//! splices the two. The bytes it splices are the two clients' end-to-end KK channel: the relay
+//! opens only the sealed session headers and forwards the data payloads as they are
+//! (encrypt-once); it never sees plaintext and never runs an AEAD over bulk data.
+//!
+//! Bounds: at most `max_sessions` clients; per relayed stream the mux window (256 KiB each
+//! way) is all the relay buffers, and a slow destination only stops its own stream. Sessions
+//! that stop answering pings are dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_executor::Executor;
+use async_io::Timer;
+use async_net::{TcpListener, TcpStream};
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::disc_client::DiscClient;
+use super::entry::Entry;
+use crate::crypto::channel::{HANDSHAKE_TIMEOUT, handshake_transport};
+use crate::crypto::noise::xk_responder;
+use crate::crypto::{Keypair, PublicKey};
+use crate::mux::codec::{SealedReader, SealedWriter};
+use crate::mux::{Config, Session, Side, Stream};
+
+/// Control payload version byte of a channel request.
+pub const CONTROL_V1: u8 = 1;
+/// The channel is connected.
+pub const STATUS_OK: u8 = 0;
+/// The destination has no session with this relay.
+pub const STATUS_NOT_CONNECTED: u8 = 1;
+/// The destination's session refused the stream (busy or closing).
+pub const STATUS_REFUSED: u8 = 2;
+/// The request was malformed.
+pub const STATUS_BAD_REQUEST: u8 = 3;
+
+/// What a status byte means, for error messages.
+pub fn status_text(s: u8) -> &'static str {
+    match s {
+        STATUS_OK => "connected",
+        STATUS_NOT_CONNECTED => "the peer is not connected to this relay",
+        STATUS_REFUSED => "the peer's session refused the channel (busy or closing)",
+        STATUS_BAD_REQUEST => "the relay refused a malformed request",
+        _ => "unknown relay status",
+    }
+}
+
+/// Relay settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Most client sessions at once.
+    pub max_sessions: usize,
+    /// How often each session is pinged.
+    pub ping_interval: Duration,
+    /// A session whose ping is not answered within this is dropped.
+    pub ping_timeout: Duration,
+    /// The address published in discovery (`host:port`).
+    pub public_addr: String,
+    /// How often the relay entry is re-published.
+    pub publish_interval: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            max_sessions: 2048,
+            ping_interval: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(30),
+            public_addr: String::new(),
+            publish_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The mux settings of a relay ↔ client session (both ends use these).
+pub fn session_config() -> Config {
+    Config::default()
+}
+
+/// Largest data payload accepted in one sealed session frame.
+pub fn session_max_data() -> usize {
+    session_config().window as usize
+}
+
+/// Counters for logs and status.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Sessions accepted since start.
+    pub sessions_total: AtomicU64,
+    /// Channels relayed since start.
+    pub channels_total: AtomicU64,
+    /// Channel requests refused since start.
+    pub refused_total: AtomicU64,
+    /// Bytes forwarded since start (both directions).
+    pub bytes: AtomicU64,
+}
+
+/// A running relay.
+pub struct Relay {
+    keys: Keypair,
+    cfg: RelayConfig,
+    ex: Arc<Executor<'static>>,
+    sessions: Mutex<HashMap<PublicKey, Session>>,
+    /// Counters.
+    pub stats: RelayStats,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("pk", self.keys.public())
+            .field("sessions", &self.session_count())
+            .finish()
+    }
+}
+
+impl Relay {
+    /// A relay with identity `keys`, running its tasks on `ex`.
+    pub fn new(keys: Keypair, cfg: RelayConfig, ex: Arc<Executor<'static>>) -> Arc<Relay> {
+        Arc::new(Relay {
+            keys,
+            cfg,
+            ex,
+            sessions: Mutex::new(HashMap::new()),
+            stats: RelayStats::default(),
+        })
+    }
+
+    /// The relay's PK.
+    pub fn pk(&self) -> &PublicKey {
+        self.keys.public()
+    }
+
+    /// Connected clients.
+    pub fn session_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PublicKey, Session>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes the relay entry now and then every `publish_interval`, forever.
+    pub async fn publish_loop(self: Arc<Self>, disc: DiscClient) {
+        loop {
+            let now = super::disc::unix_now();
+            let avail = self.cfg.max_sessions.saturating_sub(self.session_count()) as u32;
+            let seq = unix_millis();
+            match Entry::relay(&self.keys, seq, now, self.cfg.public_addr.clone(), avail) {
+                Ok(e) => match disc.put(&e).await {
+                    Ok(()) => log::debug!("relay: published ({avail} sessions free)"),
+                    Err(err) => log::warn!("relay: cannot publish to {}: {err}", disc.url()),
+                },
+                Err(err) => log::error!("relay: bad public address: {err}"),
+            }
+            Timer::after(self.cfg.publish_interval).await;
+        }
+    }
+
+    /// Accepts clients on `listener` forever.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    log::warn!("relay: accept failed: {e}");
+                    Timer::after(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let relay = self.clone();
+            self.ex
+                .spawn(async move {
+                    if let Err(e) = relay.clone().handle_conn(tcp).await {
+                        log::debug!("relay: connection from {peer}: {e}");
+                    }
+                })
+                .detach();
+        }
+    }
+
+    async fn handle_conn(self: Arc<Self>, mut tcp: TcpStream) -> Result<(), String> {
+        let _ = tcp.set_nodelay(true);
+        if self.session_count() >= self.cfg.max_sessions {
+            self.stats.refused_total.fetch_add(1, Ordering::Relaxed);
+            return Err(format!("full ({} sessions)", self.cfg.max_sessions));
+        }
+        let (transport, client) =
+            handshake_transport(&mut tcp, xk_responder(&self.keys), HANDSHAKE_TIMEOUT)
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+        let session = Session::new(
+            &self.ex,
+            SealedReader::new(tcp.clone(), transport.recv, session_max_data()),
+            SealedWriter::new(tcp, transport.send),
+            Side::Server,
+            session_config(),
+        );
+        if let Some(old) = self.lock().insert(client, session.clone()) {
+            // The client reconnected: its old session is dead or about to be.
+            old.close();
+        }
+        self.stats.sessions_total.fetch_add(1, Ordering::Relaxed);
+        log::info!(
+            "relay: client {client} connected ({} sessions)",
+            self.session_count()
+        );
+
+        // Keep-alive: a session that stops answering is dropped.
+        let pinger = {
+            let session = session.clone();
+            let (interval, timeout) = (self.cfg.ping_interval, self.cfg.ping_timeout);
+            self.ex.spawn(async move {
+                loop {
+                    Timer::after(interval).await;
+                    let pong = future::or(async { session.ping().await.is_ok() }, async {
+                        Timer::after(timeout).await;
+                        false
+                    })
+                    .await;
+                    if !pong {
+                        log::info!("relay: client {client} stopped answering pings; dropping");
+                        session.close();
+                        return;
+                    }
+                }
+            })
+        };
+
+        while let Ok(stream) = session.accept().await {
+            let relay = self.clone();
+            self.ex
+                .spawn(async move { relay.relay_stream(client, stream).await })
+                .detach();
+        }
+        drop(pinger);
+        let mut sessions = self.lock();
+        if sessions.get(&client).is_some_and(|s| s.same(&session)) {
+            sessions.remove(&client);
+        }
+        let n = sessions.len();
+        drop(sessions);
+        log::info!(
+            "relay: client {client} disconnected ({}); {n} sessions",
+            session.failure().map(|e| e.to_string()).unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    async fn relay_stream(self: Arc<Self>, src: PublicKey, mut stream: Stream) {
+        let control = stream.control();
+        let refuse = |status: u8| {
+            self.stats.refused_total.fetch_add(1, Ordering::Relaxed);
+            status
+        };
+        let dst = match control.as_slice() {
+            [CONTROL_V1, rest @ ..] => <&[u8; 32]>::try_from(rest)
+                .ok()
+                .and_then(|b| PublicKey::from_bytes(b).ok()),
+            _ => None,
+        };
+        let outcome = match dst {
+            None => Err(refuse(STATUS_BAD_REQUEST)),
+            Some(dst) if dst == src => Err(refuse(STATUS_BAD_REQUEST)),
+            Some(dst) => {
+                let target = self.lock().get(&dst).cloned();
+                match target {
+                    None => Err(refuse(STATUS_NOT_CONNECTED)),
+                    Some(t) => {
+                        let mut ctl = vec![CONTROL_V1];
+                        ctl.extend_from_slice(src.as_bytes());
+                        t.open_with(&ctl).await.map_err(|_| refuse(STATUS_REFUSED))
+                    }
+                }
+            }
+        };
+        let other = match outcome {
+            Ok(o) => o,
+            Err(status) => {
+                log::debug!("relay: {src} -> {dst:?}: {}", status_text(status));
+                let _ = stream.write_all(&[status]).await;
+                let _ = stream.close().await;
+                return;
+            }
+        };
+        if stream.write_all(&[STATUS_OK]).await.is_err() {
+            return;
+        }
+        self.stats.channels_total.fetch_add(1, Ordering::Relaxed);
+        let (ar, aw) = futures_lite::io::split(stream);
+        let (br, bw) = futures_lite::io::split(other);
+        let up = splice(ar, bw, &self.stats);
+        let down = splice(br, aw, &self.stats);
+        future::zip(up, down).await;
+    }
+}
+
+/// Copies `r` to `w` until EOF, then half-closes `w`. On an error both ends are dropped
+/// (which resets the streams).
+async fn splice<R, W>(mut r: R, mut w: W, stats: &RelayStats)
+where
+    R: futures_lite::io::AsyncRead + Unpin,
+    W: futures_lite::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) => {
+                let _ = w.close().await;
+                return;
+            }
+            Ok(n) => {
+                if w.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Milliseconds since the epoch: a sequence number that keeps increasing across restarts.
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
