@@ -12,7 +12,7 @@ use async_net::TcpListener;
 use futures_lite::future;
 
 use super::dmsg_tools;
-use super::{CmdError, CmdResult, init_logging};
+use super::{CmdError, CmdResult, init_logging, say};
 use crate::dmsg::disc::{self, DiscLimits, Registry};
 use crate::http::server::{self, Limits};
 
@@ -82,7 +82,7 @@ impl DiscCmd {
         let (listener, handler, flusher) = discovery_service(&self.addr, self.store, limits)?;
         let local = listener.local_addr()?;
         // The one line a script (or a test) can wait for.
-        println!("discovery listening on http://{local}");
+        say(&format!("discovery listening on http://{local}"));
         let ex = Arc::new(Executor::new());
         ex.spawn(flusher).detach();
         future::block_on(ex.run(server::serve(

@@ -13,7 +13,7 @@ use async_net::TcpListener;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{CmdError, CmdResult, init_logging};
+use super::{CmdError, CmdResult, init_logging, say, say_err};
 use crate::crypto::{Keypair, PublicKey};
 use crate::dmsg::client::{ClientConfig, DmsgClient, DmsgStream};
 use crate::dmsg::disc::DiscLimits;
@@ -75,7 +75,9 @@ fn start_client(ex: &Arc<Executor<'static>>, net: Net) -> Result<DmsgClient, Cmd
         Some(u) => Some(DiscClient::new(u).map_err(|e| CmdError::usage(format!("--disc: {e}")))?),
         None => None,
     };
+    // Every relay named is kept (at least one session either way).
     let cfg = ClientConfig {
+        sessions: net.relays.len().max(1),
         relays: net.relays,
         ..ClientConfig::default()
     };
@@ -198,14 +200,14 @@ impl ServerCmd {
             ..RelayConfig::default()
         };
         let relay = Relay::new(net.keys, cfg, ex.clone());
-        println!("relay {} listening on {local}", relay.pk());
+        say(&format!("relay {} listening on {local}", relay.pk()));
         if self.disc_addr.is_some() {
-            println!("discovery listening on {disc_url}");
+            say(&format!("discovery listening on {disc_url}"));
         }
-        println!(
+        say(&format!(
             "clients join with: --relay {}@{public} --disc {disc_url}",
             relay.pk()
-        );
+        ));
         ex.spawn(relay.clone().publish_loop(disc)).detach();
         future::block_on(ex.run(relay.serve(listener)))
             .map_err(|e| CmdError::fail(format!("relay stopped: {e}")))
@@ -271,7 +273,12 @@ async fn splice_stdio(stream: DmsgStream) -> CmdResult {
             Err(e) => return Err(CmdError::fail(format!("connection lost: {e}"))),
         }
     }
-    drop(writer);
+    // The peer has finished; give our side a moment to finish sending what stdin still
+    // had (stdin at EOF ends it at once; a terminal never does, and then we stop anyway).
+    let t0 = Instant::now();
+    while !writer.is_finished() && t0.elapsed() < Duration::from_secs(2) {
+        async_io::Timer::after(Duration::from_millis(10)).await;
+    }
     Ok(())
 }
 
@@ -292,12 +299,12 @@ impl CatCmd {
                         let l = client
                             .listen(port)
                             .map_err(|e| CmdError::fail(e.to_string()))?;
-                        eprintln!("listening on {}:{port}", client.pk());
+                        say_err(&format!("listening on {}:{port}", client.pk()));
                         let s = l
                             .accept()
                             .await
                             .map_err(|e| CmdError::fail(e.to_string()))?;
-                        eprintln!("connection from {}:{}", s.remote, s.remote_port);
+                        say_err(&format!("connection from {}:{}", s.remote, s.remote_port));
                         s
                     }
                     (Some(t), None) => {
@@ -313,7 +320,10 @@ impl CatCmd {
                         ));
                     }
                 };
-                splice_stdio(stream).await
+                let r = splice_stdio(stream).await;
+                // Whatever stdin gave us must reach the peer before we exit.
+                client.flush(Duration::from_secs(5)).await;
+                r
             }))
         })
     }
@@ -393,11 +403,11 @@ impl ProbeCmd {
                         .field("open_max_us", Out::U64((max * 1000.0) as u64));
                     print!("{}", o.to_pretty());
                 } else {
-                    println!(
+                    say(&format!(
                         "{pk}:{port} reachable; first open {first_ms:.2} ms (channel + handshake), \
                          then {} opens: min {min:.2} / avg {avg:.2} / max {max:.2} ms",
                         rtts.len()
-                    );
+                    ));
                 }
                 Ok(())
             }))
@@ -487,6 +497,8 @@ impl CurlCmd {
                 }
                 let _ = out.write_all(&resp.body);
                 let _ = out.flush();
+                drop(s);
+                client.flush(Duration::from_secs(5)).await;
                 if resp.status >= 400 {
                     return Err(CmdError::fail(format!(
                         "{} answered {}",
@@ -547,18 +559,18 @@ async fn iperf_serve(mut s: DmsgStream) {
             Ok(0) => break,
             Ok(n) => got += n as u64,
             Err(e) => {
-                eprintln!("iperf: {}: {e}", s.remote);
+                say_err(&format!("iperf: {}: {e}", s.remote));
                 return;
             }
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    eprintln!(
+    say_err(&format!(
         "iperf: {} sent {:.1} MiB in {secs:.2} s = {:.1} MiB/s",
         s.remote,
         got as f64 / 1048576.0,
         got as f64 / 1048576.0 / secs.max(1e-9)
-    );
+    ));
     let _ = s.write_all(&got.to_be_bytes()).await;
     let _ = s.close().await;
 }
@@ -577,7 +589,7 @@ impl IperfCmd {
                     let l = client
                         .listen(self.port)
                         .map_err(|e| CmdError::fail(e.to_string()))?;
-                    println!("iperf server on {}:{}", client.pk(), self.port);
+                    say(&format!("iperf server on {}:{}", client.pk(), self.port));
                     loop {
                         let s = l.accept().await.map_err(|e| CmdError::fail(e.to_string()))?;
                         ex2.spawn(iperf_serve(s)).detach();
@@ -630,7 +642,7 @@ impl IperfCmd {
                     .map_err(|e| CmdError::fail(format!("no confirmation from the server: {e}")))?;
                 let secs = t0.elapsed().as_secs_f64();
                 let confirmed = u64::from_be_bytes(ack);
-                eprintln!();
+                say_err("");
                 let mibs = confirmed as f64 / 1048576.0 / secs.max(1e-9);
                 if self.json {
                     let o = Ordered::new()
@@ -640,13 +652,15 @@ impl IperfCmd {
                         .field("mib_per_s", Out::U64(mibs as u64));
                     print!("{}", o.to_pretty());
                 } else {
-                    println!(
+                    say(&format!(
                         "sent {:.1} MiB in {secs:.2} s: {mibs:.1} MiB/s ({:.0} Mbit/s); the server confirmed {} bytes",
                         sent as f64 / 1048576.0,
                         mibs * 8.388608,
                         confirmed
-                    );
+                    ));
                 }
+                drop(s);
+                client.flush(Duration::from_secs(5)).await;
                 if confirmed != sent {
                     return Err(CmdError::fail(format!(
                         "the server confirmed {confirmed} of {sent} bytes"

@@ -100,6 +100,21 @@ pub fn init_logging(level: &str) -> CmdResult {
     Ok(())
 }
 
+/// Prints a line on stdout, ignoring a closed pipe: a long-running command must not die
+/// because whoever read its first line went away.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// [`say`] on stderr.
+pub fn say_err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn print_version(tool: &str) -> CmdResult {
     println!(
         "{tool} (skywire-rs) {} {}-{}",

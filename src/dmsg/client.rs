@@ -227,6 +227,25 @@ struct Inner {
     backoff: Mutex<HashMap<PublicKey, (Instant, Duration)>>,
     /// Relays named in the last entry discovery accepted.
     published: Mutex<Vec<PublicKey>>,
+    /// Peers a channel is being set up to, with the dials waiting for it: concurrent dials
+    /// to one peer share one channel (one handshake).
+    connecting: Mutex<HashMap<PublicKey, Vec<Waker>>>,
+}
+
+/// Ends a channel setup: wakes the dials waiting for it, also when the setup is cancelled.
+struct Connecting {
+    inner: Arc<Inner>,
+    pk: PublicKey,
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        if let Some(waiters) = lock(&self.inner.connecting).remove(&self.pk) {
+            for w in waiters {
+                w.wake();
+            }
+        }
+    }
 }
 
 /// A dmsg client. Cloning gives another handle.
@@ -255,6 +274,7 @@ impl DmsgClient {
             next_port: AtomicU16::new(EPHEMERAL_START),
             backoff: Mutex::new(HashMap::new()),
             published: Mutex::new(Vec::new()),
+            connecting: Mutex::new(HashMap::new()),
         });
         ex.spawn(maintain(Arc::downgrade(&inner))).detach();
         DmsgClient { inner }
@@ -293,6 +313,28 @@ impl DmsgClient {
             }
             Timer::after(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits (at most `timeout`) until everything written on every channel and relay session
+    /// has reached the network: call before the process exits.
+    pub async fn flush(&self, timeout: Duration) {
+        let peers: Vec<Session> = lock(&self.inner.peers).values().cloned().collect();
+        let relays: Vec<Session> = lock(&self.inner.relays)
+            .values()
+            .map(|r| r.session.clone())
+            .collect();
+        let work = async {
+            for s in peers {
+                s.flush().await;
+            }
+            for s in relays {
+                s.flush().await;
+            }
+        };
+        future::or(work, async {
+            Timer::after(timeout).await;
+        })
+        .await;
     }
 
     /// Listens on `port`.
@@ -368,18 +410,48 @@ impl Inner {
         }
     }
 
-    /// The live channel to `pk`, or a new one through a relay we share.
+    /// The live channel to `pk`, or a new one through a relay we share. Concurrent calls for
+    /// one peer wait for a single setup.
     async fn channel_to(self: Arc<Self>, pk: PublicKey) -> Result<Session, DmsgError> {
-        {
-            let mut peers = lock(&self.peers);
-            match peers.get(&pk) {
-                Some(s) if s.failure().is_none() => return Ok(s.clone()),
-                Some(_) => {
-                    peers.remove(&pk);
+        loop {
+            {
+                let mut peers = lock(&self.peers);
+                match peers.get(&pk) {
+                    Some(s) if s.failure().is_none() => return Ok(s.clone()),
+                    Some(_) => {
+                        peers.remove(&pk);
+                    }
+                    None => {}
                 }
-                None => {}
             }
+            let busy = match lock(&self.connecting).entry(pk) {
+                std::collections::hash_map::Entry::Occupied(_) => true,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Vec::new());
+                    false
+                }
+            };
+            if !busy {
+                let _done = Connecting {
+                    inner: self.clone(),
+                    pk,
+                };
+                return self.clone().new_channel(pk).await;
+            }
+            // Another dial is setting the channel up: wait for it, then look again.
+            poll_fn(|cx| match lock(&self.connecting).get_mut(&pk) {
+                Some(w) => {
+                    w.push(cx.waker().clone());
+                    Poll::Pending
+                }
+                None => Poll::Ready(()),
+            })
+            .await;
         }
+    }
+
+    /// Sets up a new channel to `pk`.
+    async fn new_channel(self: Arc<Self>, pk: PublicKey) -> Result<Session, DmsgError> {
         // Which relays reach the peer: its discovery entry, else every relay we are on.
         let mut candidates: Vec<PublicKey> = Vec::new();
         let mut detail = String::new();
@@ -545,12 +617,19 @@ impl Inner {
     /// Runs the inner mux over an established channel and serves its inbound streams.
     fn adopt_channel(self: Arc<Self>, pk: PublicKey, ch: Channel<Stream>, side: Side) -> Session {
         let (r, w) = ch.split();
+        // Streams opened inside a channel are accepted by our own loop right away, so the
+        // backlog only absorbs bursts (a thousand dials at once): let it hold as many as the
+        // channel may have streams.
+        let cfg = Config {
+            accept_backlog: Config::default().max_streams,
+            ..Config::default()
+        };
         let session = Session::new(
             &self.ex,
             ChannelFrameReader::new(r),
             ChannelFrameWriter::new(w),
             side,
-            Config::default(),
+            cfg,
         );
         lock(&self.peers).insert(pk, session.clone());
         log::debug!("dmsg: channel with {pk} up");

@@ -300,13 +300,14 @@ impl Relay {
         let (br, bw) = futures_lite::io::split(other);
         let up = splice(ar, bw, &self.stats);
         let down = splice(br, aw, &self.stats);
-        future::zip(up, down).await;
+        // A clean end (FIN) in one direction leaves the other running; an error in either
+        // drops both halves of both streams, which resets them, so neither end hangs.
+        let _ = future::try_zip(up, down).await;
     }
 }
 
-/// Copies `r` to `w` until EOF, then half-closes `w`. On an error both ends are dropped
-/// (which resets the streams).
-async fn splice<R, W>(mut r: R, mut w: W, stats: &RelayStats)
+/// Copies `r` to `w` until EOF, then half-closes `w`; `Err` if either side failed.
+async fn splice<R, W>(mut r: R, mut w: W, stats: &RelayStats) -> Result<(), ()>
 where
     R: futures_lite::io::AsyncRead + Unpin,
     W: futures_lite::io::AsyncWrite + Unpin,
@@ -316,15 +317,13 @@ where
         match r.read(&mut buf).await {
             Ok(0) => {
                 let _ = w.close().await;
-                return;
+                return Ok(());
             }
             Ok(n) => {
-                if w.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
+                w.write_all(&buf[..n]).await.map_err(|_| ())?;
                 stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Err(_) => return,
+            Err(_) => return Err(()),
         }
     }
 }

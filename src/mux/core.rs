@@ -197,6 +197,9 @@ pub struct Core {
     out: VecDeque<OutFrame>,
     out_bytes: usize,
     tx_waker: Option<Waker>,
+    /// Everything queued so far has been written out (the writer flushed an empty queue).
+    flushed: bool,
+    flush_wakers: Vec<Waker>,
     /// Writers waiting for queue space.
     blocked_writers: Vec<u32>,
     pongs: Vec<u32>,
@@ -220,6 +223,8 @@ impl Core {
             out: VecDeque::new(),
             out_bytes: 0,
             tx_waker: None,
+            flushed: true,
+            flush_wakers: Vec::new(),
             blocked_writers: Vec::new(),
             pongs: Vec::new(),
             ping_waker: None,
@@ -261,6 +266,7 @@ impl Core {
     }
 
     fn push(&mut self, f: OutFrame) {
+        self.flushed = false;
         self.out_bytes += f.size();
         self.out.push_back(f);
         if let Some(w) = self.tx_waker.take() {
@@ -294,6 +300,26 @@ impl Core {
         self.out.is_empty()
     }
 
+    /// The writer reports that it has written and flushed everything taken so far.
+    pub fn mark_flushed(&mut self) {
+        if self.out.is_empty() {
+            self.flushed = true;
+            for w in self.flush_wakers.drain(..) {
+                w.wake();
+            }
+        }
+    }
+
+    /// True once everything queued has been written out (or the session failed); otherwise
+    /// registers `waker`.
+    pub fn poll_flushed(&mut self, waker: &Waker) -> bool {
+        if self.flushed || self.failed.is_some() {
+            return true;
+        }
+        self.flush_wakers.push(waker.clone());
+        false
+    }
+
     /// Fails the session: queues a go-away (for protocol errors) and wakes everyone.
     pub fn fail(&mut self, err: MuxError) {
         if self.failed.is_some() {
@@ -316,6 +342,9 @@ impl Core {
             w.wake();
         }
         if let Some(w) = self.tx_waker.take() {
+            w.wake();
+        }
+        for w in self.flush_wakers.drain(..) {
             w.wake();
         }
     }

@@ -121,6 +121,19 @@ impl Session {
         Ok(t0.elapsed())
     }
 
+    /// Waits until every frame queued so far has been written to the connection (or the
+    /// session has failed). Call before exiting a process so nothing queued is lost.
+    pub async fn flush(&self) {
+        poll_fn(|cx| {
+            if self.shared.lock().poll_flushed(cx.waker()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
     /// Sends a go-away, flushes, and shuts the connection down.
     pub fn close(&self) {
         let mut core = self.shared.lock();
@@ -191,6 +204,9 @@ async fn write_task<W: FrameWrite>(mut writer: W, shared: Arc<Shared>) {
                 let mut r = writer.write_frame(&f).await;
                 if r.is_ok() && !more {
                     r = writer.flush().await;
+                    if r.is_ok() {
+                        shared.lock().mark_flushed();
+                    }
                 }
                 if let Err(e) = r {
                     shared.lock().fail(MuxError::Closed(e.to_string()));
