@@ -7,62 +7,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-
 use async_net::{TcpListener as AsyncListener, TcpStream as AsyncStream};
-use common::{Sample, measure, median_of};
+use common::{Sample, aead_pass, measure, median_of, raw_tcp};
 use futures_lite::future::block_on;
 use skywire::crypto::Keypair;
 use skywire::crypto::channel::Channel;
-use skywire::crypto::noise::CipherState;
 use skywire::mux::codec::{ChannelFrameReader, ChannelFrameWriter};
 use skywire::mux::{Config, Session, Side};
-
-const CHUNK: usize = 64 * 1024;
-
-/// Raw loopback TCP: one writer thread, the reader on this thread.
-fn raw_tcp(total: u64) -> Sample {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    measure(|| {
-        let w = std::thread::spawn(move || {
-            let mut s = TcpStream::connect(addr).unwrap();
-            let buf = vec![0x5au8; CHUNK];
-            let mut sent = 0u64;
-            while sent < total {
-                s.write_all(&buf).unwrap();
-                sent += CHUNK as u64;
-            }
-        });
-        let (mut r, _) = l.accept().unwrap();
-        let mut buf = vec![0u8; CHUNK];
-        let mut got = 0u64;
-        loop {
-            match r.read(&mut buf).unwrap() {
-                0 => break,
-                n => got += n as u64,
-            }
-        }
-        w.join().unwrap();
-        got
-    })
-}
-
-/// One ChaCha20-Poly1305 seal pass (our CipherState, as shipped) over `total` bytes in `frame`-sized pieces, one core.
-fn aead_pass(total: u64, frame: usize) -> Sample {
-    let mut cipher = CipherState::new([7u8; 32]);
-    let mut buf = vec![0u8; frame];
-    measure(|| {
-        let mut done = 0u64;
-        while done < total {
-            let tag = cipher.seal_in_place(&[], &mut buf[..]).unwrap();
-            std::hint::black_box(&tag);
-            done += frame as u64;
-        }
-        done
-    })
-}
 
 /// The encrypted channel (KK) over loopback TCP: a sender thread and a receiver thread, each
 /// with its own single-threaded executor, `payload`-byte frames.

@@ -552,3 +552,50 @@ fn hostile_input_is_refused_while_a_transfer_goes_on() {
     // And the network still works.
     within(30, echo_once(&a, &bpk, 9, vec![3; 10_000])).unwrap();
 }
+
+/// A client that completes the XK handshake and then never answers anything is dropped by the
+/// relay once a ping goes unanswered (the tests run relays with --ping-interval 2).
+#[test]
+fn silent_session_is_dropped_after_a_missed_ping() {
+    let net = start_net(1);
+    let relay = &net.relays[0];
+    let mut tcp = std::net::TcpStream::connect(&relay.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // Run our half of XK by hand over the blocking socket.
+    let keys = Keypair::generate().unwrap();
+    let mut hs = skywire::crypto::noise::xk_initiator(&keys, &relay.pk);
+    let mut buf = [0u8; 128];
+    for turn in 0..3 {
+        if turn % 2 == 0 {
+            let n = hs.write_message(&mut buf).unwrap();
+            tcp.write_all(&(n as u16).to_be_bytes()).unwrap();
+            tcp.write_all(&buf[..n]).unwrap();
+        } else {
+            let mut len = [0u8; 2];
+            tcp.read_exact(&mut len).unwrap();
+            let n = u16::from_be_bytes(len) as usize;
+            tcp.read_exact(&mut buf[..n]).unwrap();
+            hs.read_message(&buf[..n]).unwrap();
+        }
+    }
+    assert!(hs.is_finished());
+    // Now say nothing: read (and ignore) whatever the relay sends until it hangs up.
+    let t0 = Instant::now();
+    let mut sink = [0u8; 4096];
+    loop {
+        match tcp.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "relay kept a silent session"
+        );
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "dropped too early: {took:?}"
+    );
+    eprintln!("silent session dropped after {took:?}");
+}

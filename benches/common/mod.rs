@@ -2,7 +2,11 @@
 //! and writing a results section into `docs/benchmarks.md` between markers.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
+
+use skywire::crypto::noise::CipherState;
 
 /// Process CPU time (user + system, all threads) from `/proc/self/stat`, in seconds.
 /// USER_HZ is 100 on every Linux userspace ABI.
@@ -124,4 +128,58 @@ pub fn machine() -> String {
         .map(|n| n.get())
         .unwrap_or(1);
     format!("{cpu}, {cores} cores")
+}
+
+pub const CHUNK: usize = 64 * 1024;
+
+/// Raw loopback TCP: one writer thread, the reader on this thread.
+pub fn raw_tcp(total: u64) -> Sample {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    measure(|| {
+        let w = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let buf = vec![0x5au8; CHUNK];
+            let mut sent = 0u64;
+            while sent < total {
+                s.write_all(&buf).unwrap();
+                sent += CHUNK as u64;
+            }
+        });
+        let (mut r, _) = l.accept().unwrap();
+        let mut buf = vec![0u8; CHUNK];
+        let mut got = 0u64;
+        loop {
+            match r.read(&mut buf).unwrap() {
+                0 => break,
+                n => got += n as u64,
+            }
+        }
+        w.join().unwrap();
+        got
+    })
+}
+
+/// One ChaCha20-Poly1305 seal pass (our CipherState, as shipped) over `total` bytes in `frame`-sized pieces, one core.
+pub fn aead_pass(total: u64, frame: usize) -> Sample {
+    let mut cipher = CipherState::new([7u8; 32]);
+    let mut buf = vec![0u8; frame];
+    measure(|| {
+        let mut done = 0u64;
+        while done < total {
+            let tag = cipher.seal_in_place(&[], &mut buf[..]).unwrap();
+            std::hint::black_box(&tag);
+            done += frame as u64;
+        }
+        done
+    })
+}
+
+/// CPU seconds (user + system) used so far by process `pid`.
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / 100.0
 }

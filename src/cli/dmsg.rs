@@ -85,7 +85,7 @@ impl DiscCmd {
         say(&format!("discovery listening on http://{local}"));
         let ex = Arc::new(Executor::new());
         ex.spawn(flusher).detach();
-        future::block_on(ex.run(server::serve(
+        async_io::block_on(ex.run(server::serve(
             listener,
             ex.clone(),
             handler,

@@ -209,7 +209,7 @@ impl ServerCmd {
             relay.pk()
         ));
         ex.spawn(relay.clone().publish_loop(disc)).detach();
-        future::block_on(ex.run(relay.serve(listener)))
+        async_io::block_on(ex.run(relay.serve(listener)))
             .map_err(|e| CmdError::fail(format!("relay stopped: {e}")))
     }
 }
@@ -289,7 +289,7 @@ impl CatCmd {
         let net = resolve(&self.sk, &self.config, &self.disc, &self.relay)?;
         run_async(|ex| {
             let client = start_client(&ex, net)?;
-            future::block_on(ex.run(async {
+            async_io::block_on(ex.run(async {
                 client
                     .wait_ready(READY)
                     .await
@@ -367,7 +367,7 @@ impl ProbeCmd {
         let net = resolve(&self.sk, &self.config, &self.disc, &self.relay)?;
         run_async(|ex| {
             let client = start_client(&ex, net)?;
-            future::block_on(ex.run(async {
+            async_io::block_on(ex.run(async {
                 client
                     .wait_ready(READY)
                     .await
@@ -467,7 +467,7 @@ impl CurlCmd {
             .unwrap_or_else(|| if self.data.is_some() { "POST" } else { "GET" }.into());
         run_async(|ex| {
             let client = start_client(&ex, net)?;
-            future::block_on(ex.run(async {
+            async_io::block_on(ex.run(async {
                 client
                     .wait_ready(READY)
                     .await
@@ -550,6 +550,17 @@ pub struct IperfCmd {
     log_level: String,
 }
 
+/// CPU milliseconds (user + system) this process has used, from /proc/self/stat (0 where
+/// there is no /proc).
+fn own_cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are in clock ticks of 1/100 s on Linux.
+    (t(11) + t(12)) * 10
+}
+
 async fn iperf_serve(mut s: DmsgStream) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0u64;
@@ -583,7 +594,7 @@ impl IperfCmd {
         run_async(|ex| {
             let client = start_client(&ex, net)?;
             let ex2 = ex.clone();
-            future::block_on(ex.run(async {
+            async_io::block_on(ex.run(async {
                 client.wait_ready(READY).await.map_err(|e| CmdError::fail(e.to_string()))?;
                 if self.server {
                     let l = client
@@ -649,7 +660,8 @@ impl IperfCmd {
                         .field("bytes_sent", Out::U64(sent))
                         .field("bytes_confirmed", Out::U64(confirmed))
                         .field("seconds_ms", Out::U64((secs * 1000.0) as u64))
-                        .field("mib_per_s", Out::U64(mibs as u64));
+                        .field("mib_per_s", Out::U64(mibs as u64))
+                        .field("cpu_ms", Out::U64(own_cpu_ms()));
                     print!("{}", o.to_pretty());
                 } else {
                     say(&format!(

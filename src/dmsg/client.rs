@@ -686,9 +686,10 @@ impl Inner {
         }
     }
 
-    async fn publish(&self) {
+    /// Publishes our entry; false if discovery could not be reached or refused it.
+    async fn publish(&self) -> bool {
         let Some(disc) = &self.disc else {
-            return;
+            return true;
         };
         let relays: Vec<PublicKey> = lock(&self.relays).keys().copied().collect();
         let now = super::disc::unix_now();
@@ -697,10 +698,17 @@ impl Inner {
                 Ok(()) => {
                     log::debug!("dmsg: published entry with {} relays", relays.len());
                     *lock(&self.published) = relays;
+                    true
                 }
-                Err(err) => log::warn!("dmsg: cannot publish to {}: {err}", disc.url()),
+                Err(err) => {
+                    log::warn!("dmsg: cannot publish to {}: {err}", disc.url());
+                    false
+                }
             },
-            Err(err) => log::error!("dmsg: cannot build our entry: {err}"),
+            Err(err) => {
+                log::error!("dmsg: cannot build our entry: {err}");
+                false
+            }
         }
     }
 }
@@ -709,6 +717,10 @@ impl Inner {
 async fn maintain(weak: std::sync::Weak<Inner>) {
     let mut last_set: Vec<PublicKey> = Vec::new();
     let mut last_publish: Option<Instant> = None;
+    // After a failed publish: when to try again (with jitter, so that many clients refused
+    // at once by a busy discovery do not all come back together).
+    let mut retry_at: Option<Instant> = None;
+    let mut failures: u32 = 0;
     loop {
         let Some(me) = weak.upgrade() else {
             return;
@@ -769,10 +781,24 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
         let mut set: Vec<PublicKey> = lock(&me.relays).keys().copied().collect();
         set.sort();
         let due = last_publish.is_none_or(|t| t.elapsed() >= me.cfg.publish_interval);
-        if set != last_set || due {
-            me.publish().await;
-            last_set = set;
-            last_publish = Some(Instant::now());
+        let retry_now = retry_at.is_none_or(|t| Instant::now() >= t);
+        if (set != last_set || due) && retry_now {
+            if me.publish().await {
+                last_set = set;
+                last_publish = Some(Instant::now());
+                retry_at = None;
+                failures = 0;
+            } else {
+                failures = failures.saturating_add(1);
+                let base = Duration::from_millis(500) * (1u32 << failures.min(6));
+                let base = base.min(me.cfg.max_backoff);
+                // Jitter of up to the base delay, from our key and the attempt count.
+                let salt = u32::from(me.keys.public().as_bytes()[0])
+                    .wrapping_mul(2654435761)
+                    .wrapping_add(failures.wrapping_mul(40503));
+                let jitter = base.mul_f64(f64::from(salt % 1000) / 1000.0);
+                retry_at = Some(Instant::now() + base + jitter);
+            }
         }
         drop(me);
         Timer::after(Duration::from_millis(500)).await;

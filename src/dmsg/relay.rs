@@ -81,9 +81,14 @@ impl Default for RelayConfig {
     }
 }
 
-/// The mux settings of a relay ↔ client session (both ends use these).
+/// The mux settings of a relay ↔ client session (both ends use these): frames of up to
+/// 64 KiB, so one end-to-end channel frame (at most 65,537 bytes) crosses the relay in one or
+/// two session frames, each with one 28-byte sealed header.
 pub fn session_config() -> Config {
-    Config::default()
+    Config {
+        max_frame_data: 64 * 1024,
+        ..Config::default()
+    }
 }
 
 /// Largest data payload accepted in one sealed session frame.
@@ -312,7 +317,7 @@ where
     R: futures_lite::io::AsyncRead + Unpin,
     W: futures_lite::io::AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         match r.read(&mut buf).await {
             Ok(0) => {

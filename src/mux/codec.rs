@@ -71,26 +71,87 @@ fn data_len(h: &Repr, max: usize) -> Result<usize, MuxError> {
     Ok(n)
 }
 
-/// Reads `buf.len()` bytes; `Ok(false)` if the stream ended before the first byte.
-async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<bool, MuxError> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]).await {
-            Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => return Err(MuxError::Closed("stream ended inside a frame".into())),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_closed(e)),
+/// A receive buffer: reads as much as the socket has (up to its size) and hands out frames
+/// parsed in place, so a frame costs no extra copy and usually no extra read call.
+#[derive(Debug)]
+struct RxBuf {
+    buf: Vec<u8>,
+    /// Unconsumed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Bytes of the frame handed out last, consumed at the next call.
+    pending: usize,
+}
+
+/// Bytes a receive buffer starts with (it grows for larger frames).
+const RX_INITIAL: usize = 80 * 1024;
+
+impl RxBuf {
+    fn new() -> Self {
+        RxBuf {
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            pending: 0,
         }
     }
-    Ok(true)
+
+    /// Drops the frame handed out last.
+    fn consume_pending(&mut self) {
+        self.start += self.pending;
+        self.pending = 0;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Makes at least `n` unconsumed bytes available. `Ok(false)` if the stream ended cleanly
+    /// with nothing buffered (only allowed at a frame boundary: `at_boundary`).
+    async fn ensure<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        n: usize,
+        at_boundary: bool,
+    ) -> Result<bool, MuxError> {
+        if self.end - self.start >= n {
+            return Ok(true);
+        }
+        if self.buf.len() < n.max(RX_INITIAL) {
+            // Grows rarely (first use, or a frame bigger than any before).
+            self.buf.resize(n.max(RX_INITIAL), 0);
+        }
+        if self.start + n > self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        while self.end - self.start < n {
+            match r.read(&mut self.buf[self.end..]).await {
+                Ok(0) if at_boundary && self.end == self.start => return Ok(false),
+                Ok(0) => return Err(MuxError::Closed("stream ended inside a frame".into())),
+                Ok(k) => self.end += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_closed(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.end]
+    }
 }
 
 /// Plain yamux reader.
 #[derive(Debug)]
 pub struct PlainReader<R> {
     inner: R,
-    buf: Vec<u8>,
+    rx: RxBuf,
     max_data: usize,
 }
 
@@ -100,7 +161,7 @@ impl<R> PlainReader<R> {
     pub fn new(inner: R, max_data: usize) -> Self {
         PlainReader {
             inner,
-            buf: Vec::new(),
+            rx: RxBuf::new(),
             max_data,
         }
     }
@@ -108,20 +169,21 @@ impl<R> PlainReader<R> {
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for PlainReader<R> {
     async fn read_frame(&mut self) -> Result<Option<InFrame<'_>>, MuxError> {
-        let mut head = [0u8; HEADER_LEN];
-        if !read_full(&mut self.inner, &mut head).await? {
+        self.rx.consume_pending();
+        if !self.rx.ensure(&mut self.inner, HEADER_LEN, true).await? {
             return Ok(None);
         }
-        let header = Repr::parse_header(&head).map_err(|e| MuxError::Protocol(e.to_string()))?;
+        let header =
+            Repr::parse_header(self.rx.bytes()).map_err(|e| MuxError::Protocol(e.to_string()))?;
         let n = data_len(&header, self.max_data)?;
-        self.buf.resize(n, 0);
-        if n > 0 && !read_full(&mut self.inner, &mut self.buf).await? {
-            return Err(MuxError::Closed("stream ended inside a frame".into()));
-        }
+        self.rx
+            .ensure(&mut self.inner, HEADER_LEN + n, false)
+            .await?;
+        self.rx.pending = HEADER_LEN + n;
         Ok(Some(InFrame {
             header,
             control: &[],
-            data: &self.buf,
+            data: &self.rx.bytes()[HEADER_LEN..HEADER_LEN + n],
         }))
     }
 }
@@ -281,7 +343,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for ChannelFrameWriter<W
 pub struct SealedReader<R> {
     inner: R,
     cipher: CipherState,
-    buf: Vec<u8>,
+    rx: RxBuf,
     max_data: usize,
 }
 
@@ -292,7 +354,7 @@ impl<R> SealedReader<R> {
         SealedReader {
             inner,
             cipher,
-            buf: Vec::new(),
+            rx: RxBuf::new(),
             max_data,
         }
     }
@@ -300,37 +362,36 @@ impl<R> SealedReader<R> {
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for SealedReader<R> {
     async fn read_frame(&mut self) -> Result<Option<InFrame<'_>>, MuxError> {
-        let mut prefix = [0u8; 2];
-        if !read_full(&mut self.inner, &mut prefix).await? {
+        self.rx.consume_pending();
+        if !self.rx.ensure(&mut self.inner, 2, true).await? {
             return Ok(None);
         }
-        let sealed_len = usize::from(u16::from_be_bytes(prefix));
+        let b = self.rx.bytes();
+        let sealed_len = usize::from(u16::from_be_bytes([b[0], b[1]]));
         if sealed_len < MIN_SEALED_LEN {
             return Err(MuxError::Protocol(format!(
                 "sealed length {sealed_len} is below {MIN_SEALED_LEN}"
             )));
         }
-        self.buf.resize(sealed_len, 0);
-        if !read_full(&mut self.inner, &mut self.buf).await? {
-            return Err(MuxError::Closed("stream ended inside a frame".into()));
-        }
-        let body = sealed_len - TAG_LEN;
-        let (plain, tag) = self.buf.split_at_mut(body);
+        self.rx
+            .ensure(&mut self.inner, 2 + sealed_len, false)
+            .await?;
+        let body = 2 + sealed_len - TAG_LEN;
+        let (plain, tag) = self.rx.bytes_mut()[2..2 + sealed_len].split_at_mut(body - 2);
         let tag: [u8; TAG_LEN] = (&*tag).try_into().expect("16 bytes");
         self.cipher
             .open_in_place(&[], plain, &tag)
             .map_err(|e| MuxError::Protocol(format!("session frame refused: {e}")))?;
         let header = Repr::parse_header(plain).map_err(|e| MuxError::Protocol(e.to_string()))?;
         let n = data_len(&header, self.max_data)?;
-        self.buf.truncate(body);
-        self.buf.resize(body + n, 0);
-        if n > 0 && !read_full(&mut self.inner, &mut self.buf[body..]).await? {
-            return Err(MuxError::Closed("stream ended inside a frame".into()));
-        }
+        let total = 2 + sealed_len + n;
+        self.rx.ensure(&mut self.inner, total, false).await?;
+        self.rx.pending = total;
+        let b = self.rx.bytes();
         Ok(Some(InFrame {
             header,
-            control: &self.buf[HEADER_LEN..body],
-            data: &self.buf[body..],
+            control: &b[2 + HEADER_LEN..body],
+            data: &b[2 + sealed_len..total],
         }))
     }
 }

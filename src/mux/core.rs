@@ -149,8 +149,12 @@ struct Stream {
     send_window: u32,
     /// Credit the peer still has for sending to us.
     recv_window: u32,
-    /// Received, not yet read.
-    buf: VecDeque<u8>,
+    /// Received, not yet read: whole frame payloads, the first one read from `buf_off`.
+    buf: VecDeque<Vec<u8>>,
+    /// Bytes already read from the first chunk.
+    buf_off: usize,
+    /// Unread bytes in `buf`.
+    buf_len: usize,
     /// Consumed since the last window update.
     consumed: u32,
     /// We must set ACK on our next frame (inbound stream not yet acknowledged).
@@ -257,7 +261,7 @@ impl Core {
 
     /// Bytes received on stream `id` and not yet read.
     pub fn buffered(&self, id: u32) -> Option<usize> {
-        self.streams.get(&id).map(|s| s.buf.len())
+        self.streams.get(&id).map(|s| s.buf_len)
     }
 
     /// Inbound streams waiting for `accept`.
@@ -450,7 +454,10 @@ impl Core {
                     self.push(OutFrame::control(Repr::window_update(id, Flags::NONE, n)));
                 }
             } else {
-                s.buf.extend(data);
+                if !data.is_empty() {
+                    s.buf.push_back(data.to_vec());
+                    s.buf_len += data.len();
+                }
                 if let Some(w) = s.read_waker.take() {
                     w.wake();
                 }
@@ -578,7 +585,7 @@ impl Core {
         if s.reset {
             return Err(MuxError::Reset);
         }
-        if s.buf.is_empty() {
+        if s.buf_len == 0 {
             if s.remote_fin {
                 return Ok(ReadResult::Eof);
             }
@@ -588,12 +595,22 @@ impl Core {
             s.read_waker = Some(waker.clone());
             return Ok(ReadResult::Pending);
         }
-        let n = buf.len().min(s.buf.len());
-        let (a, b) = s.buf.as_slices();
-        let from_a = n.min(a.len());
-        buf[..from_a].copy_from_slice(&a[..from_a]);
-        buf[from_a..n].copy_from_slice(&b[..n - from_a]);
-        s.buf.drain(..n);
+        let mut n = 0;
+        while n < buf.len() {
+            let Some(front) = s.buf.front() else {
+                break;
+            };
+            let avail = &front[s.buf_off..];
+            let take = avail.len().min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&avail[..take]);
+            n += take;
+            s.buf_off += take;
+            if s.buf_off == front.len() {
+                s.buf.pop_front();
+                s.buf_off = 0;
+            }
+        }
+        s.buf_len -= n;
         s.consumed += n as u32;
         if s.consumed >= half && !s.remote_fin {
             let delta = s.consumed;
@@ -700,11 +717,13 @@ impl Core {
         s.detached = true;
         s.read_waker = None;
         s.write_waker = None;
-        if s.local_fin || (s.remote_fin && s.buf.is_empty()) {
+        if s.local_fin || (s.remote_fin && s.buf_len == 0) {
             // Unread bytes are dropped; give their credit back so the peer is not left
             // waiting for a window nobody will open.
-            let unread = s.buf.len() as u32;
+            let unread = s.buf_len as u32;
             s.buf = VecDeque::new();
+            s.buf_off = 0;
+            s.buf_len = 0;
             if unread > 0 && !s.remote_fin {
                 s.recv_window += unread;
                 self.push(OutFrame::control(Repr::window_update(
