@@ -83,8 +83,11 @@ struct RxBuf {
     pending: usize,
 }
 
-/// Bytes a receive buffer starts with (it grows for larger frames).
-const RX_INITIAL: usize = 80 * 1024;
+/// Bytes a receive buffer starts with. It grows (doubling) only when a frame needs more, so
+/// an idle session costs 4 KiB here while a busy one reads up to a few frames per call.
+const RX_INITIAL: usize = 4 * 1024;
+/// Growth beyond one frame stops here (a single larger frame still gets room).
+const RX_GROW_CAP: usize = 256 * 1024;
 
 impl RxBuf {
     fn new() -> Self {
@@ -118,8 +121,10 @@ impl RxBuf {
             return Ok(true);
         }
         if self.buf.len() < n.max(RX_INITIAL) {
-            // Grows rarely (first use, or a frame bigger than any before).
-            self.buf.resize(n.max(RX_INITIAL), 0);
+            // Grows rarely: first use, or a frame bigger than the buffer. Room for two such
+            // frames (up to the cap) lets one read call bring in the next frame too.
+            let want = n.saturating_mul(2).min(RX_GROW_CAP).max(n).max(RX_INITIAL);
+            self.buf.resize(want, 0);
         }
         if self.start + n > self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
