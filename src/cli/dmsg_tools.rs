@@ -322,7 +322,7 @@ impl CatCmd {
                 };
                 let r = splice_stdio(stream).await;
                 // Whatever stdin gave us must reach the peer before we exit.
-                client.flush(Duration::from_secs(5)).await;
+                client.shutdown(Duration::from_secs(5)).await;
                 r
             }))
         })
@@ -498,7 +498,7 @@ impl CurlCmd {
                 let _ = out.write_all(&resp.body);
                 let _ = out.flush();
                 drop(s);
-                client.flush(Duration::from_secs(5)).await;
+                client.shutdown(Duration::from_secs(5)).await;
                 if resp.status >= 400 {
                     return Err(CmdError::fail(format!(
                         "{} answered {}",
@@ -672,7 +672,7 @@ impl IperfCmd {
                     ));
                 }
                 drop(s);
-                client.flush(Duration::from_secs(5)).await;
+                client.shutdown(Duration::from_secs(5)).await;
                 if confirmed != sent {
                     return Err(CmdError::fail(format!(
                         "the server confirmed {confirmed} of {sent} bytes"

@@ -230,6 +230,8 @@ struct Inner {
     /// Peers a channel is being set up to, with the dials waiting for it: concurrent dials
     /// to one peer share one channel (one handshake).
     connecting: Mutex<HashMap<PublicKey, Vec<Waker>>>,
+    /// Set by [`DmsgClient::shutdown`]: no more reconnecting.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Ends a channel setup: wakes the dials waiting for it, also when the setup is cancelled.
@@ -275,6 +277,7 @@ impl DmsgClient {
             backoff: Mutex::new(HashMap::new()),
             published: Mutex::new(Vec::new()),
             connecting: Mutex::new(HashMap::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         ex.spawn(maintain(Arc::downgrade(&inner))).detach();
         DmsgClient { inner }
@@ -333,6 +336,34 @@ impl DmsgClient {
         };
         future::or(work, async {
             Timer::after(timeout).await;
+        })
+        .await;
+    }
+
+    /// Flushes, then ends every channel and relay session gracefully (go-away, our half
+    /// closed, the peer's close awaited), all within `timeout`. Call before the process
+    /// exits: a plain exit can make the kernel reset a relay connection, and the relay then
+    /// loses what it had received from us but not yet forwarded.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let t0 = Instant::now();
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        self.flush(timeout).await;
+        let left = timeout.saturating_sub(t0.elapsed());
+        let peers: Vec<Session> = lock(&self.inner.peers).drain().map(|(_, s)| s).collect();
+        let relays: Vec<Session> = lock(&self.inner.relays)
+            .drain()
+            .map(|(_, r)| r.session)
+            .collect();
+        let work = async {
+            for s in &peers {
+                s.shutdown(left).await;
+            }
+            for s in &relays {
+                s.shutdown(left).await;
+            }
+        };
+        future::or(work, async {
+            Timer::after(left).await;
         })
         .await;
     }
@@ -725,6 +756,9 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
         let Some(me) = weak.upgrade() else {
             return;
         };
+        if me.stopping.load(Ordering::Relaxed) {
+            return;
+        }
         // Forget dead sessions.
         lock(&me.relays).retain(|pk, r| {
             let alive = r.session.failure().is_none();

@@ -210,6 +210,8 @@ pub struct Core {
     ping_waker: Option<Waker>,
     next_ping: u32,
     go_away_sent: bool,
+    /// Set by [`Core::begin_shutdown`]: once the queue drains, the writer closes its half.
+    shutting_down: bool,
     peer_go_away: Option<GoAwayCode>,
     failed: Option<MuxError>,
 }
@@ -234,6 +236,7 @@ impl Core {
             ping_waker: None,
             next_ping: 1,
             go_away_sent: false,
+            shutting_down: false,
             peer_go_away: None,
             failed: None,
         }
@@ -782,6 +785,30 @@ impl Core {
             self.go_away_sent = true;
             self.push(OutFrame::control(Repr::go_away(GoAwayCode::Normal)));
         }
+    }
+
+    /// Starts a graceful shutdown: queues a go-away; the driver closes its write half once
+    /// everything queued is out, and the session ends when the peer closes its side.
+    pub fn begin_shutdown(&mut self) {
+        self.go_away();
+        self.shutting_down = true;
+        if let Some(w) = self.tx_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// True after [`Core::begin_shutdown`].
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// True once the session has failed or ended; otherwise registers `waker`.
+    pub fn poll_ended(&mut self, waker: &Waker) -> bool {
+        if self.failed.is_some() {
+            return true;
+        }
+        self.flush_wakers.push(waker.clone());
+        false
     }
 
     /// True once the peer sent a go-away.

@@ -141,6 +141,28 @@ impl Session {
         core.fail(MuxError::Closed("closed by this side".into()));
     }
 
+    /// Ends the session gracefully: sends a go-away and everything queued, closes our write
+    /// half, then waits (at most `timeout`) for the peer to close its side. Unlike dropping
+    /// the connection this never makes the kernel reset it (which would discard data the
+    /// peer has not read yet). The session has ended when this returns.
+    pub async fn shutdown(&self, timeout: std::time::Duration) {
+        self.shared.lock().begin_shutdown();
+        let ended = poll_fn(|cx| {
+            if self.shared.lock().poll_ended(cx.waker()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        futures_lite::future::or(ended, async {
+            async_io::Timer::after(timeout).await;
+        })
+        .await;
+        self.shared
+            .lock()
+            .fail(MuxError::Closed("closed by this side".into()));
+    }
+
     /// The session's failure, once it has ended.
     pub fn failure(&self) -> Option<MuxError> {
         self.shared.lock().failure().cloned()
@@ -192,7 +214,7 @@ async fn write_task<W: FrameWrite>(mut writer: W, shared: Arc<Shared>) {
                 let more = !core.is_tx_empty();
                 return Poll::Ready(Some((f, more)));
             }
-            if core.failure().is_some() {
+            if core.failure().is_some() || core.is_shutting_down() {
                 return Poll::Ready(None);
             }
             core.set_tx_waker(cx.waker());
