@@ -4,6 +4,8 @@
 //!
 //! ```text
 //!  cli/        argh command trees for `skywire`, `dmsg`, `standalone` (multicall)
+//!  apps/       one module per app, each behind its `app-<name>` feature
+//!  app/        the app contract, static app table, launcher, Net (the three modes)
 //!  visor/      phase-1 core: config, services registry, RPC, dmsgctrl, lifecycle
 //!  http/       HTTP/1.1 + JSON helpers (field-path errors, ordered output)
 //!  crypto/     identity (Ed25519, strict verify), Noise, encrypted channel
@@ -17,6 +19,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod app;
+pub mod apps;
 pub mod cli;
 pub mod crypto;
 pub mod dmsg;

@@ -2,18 +2,15 @@
 //! curl, iperf; in `dmsg_tools`).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use argh::FromArgs;
 use async_executor::Executor;
-use async_io::Timer;
 use async_net::TcpListener;
-use futures_lite::future;
 
 use super::dmsg_tools;
 use super::{CmdError, CmdResult, init_logging, say};
-use crate::dmsg::disc::{self, DiscLimits, Registry};
+use crate::dmsg::disc::{self, DiscLimits};
 use crate::http::server::{self, Limits};
 
 #[derive(FromArgs, Debug)]
@@ -95,8 +92,7 @@ impl DiscCmd {
     }
 }
 
-/// The discovery service on `addr` (shared by `disc` and `server --disc-addr`): the bound
-/// listener, its handler, and the task that expires entries and writes the store.
+/// The discovery service on `addr` (shared by `disc` and `server --disc-addr`).
 pub(super) fn discovery_service(
     addr: &str,
     store: Option<PathBuf>,
@@ -109,63 +105,5 @@ pub(super) fn discovery_service(
     ),
     CmdError,
 > {
-    let mut reg = Registry::new(limits);
-    let now = disc::unix_now();
-    if let Some(path) = &store {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let (n, skipped) = reg.load_text(&text, now).map_err(|e| {
-                    CmdError::fail(format!(
-                        "{}: not a discovery store ({e}); move it away or pick another --store",
-                        path.display()
-                    ))
-                })?;
-                log::info!(
-                    "loaded {n} entries from {} ({skipped} expired or invalid skipped)",
-                    path.display()
-                );
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                log::info!("{} does not exist yet; starting empty", path.display());
-            }
-            Err(e) => return Err(CmdError::fail(format!("{}: {e}", path.display()))),
-        }
-    }
-    let reg = Arc::new(Mutex::new(reg));
-    let listener = future::block_on(TcpListener::bind(addr)).map_err(|e| {
-        CmdError::fail(format!(
-            "cannot listen on {addr}: {e}; pick another address with --addr"
-        ))
-    })?;
-    let handler = disc::handler(reg.clone(), Arc::new(disc::unix_now));
-    let flusher = async move {
-        let mut ticks = 0u64;
-        loop {
-            Timer::after(Duration::from_secs(1)).await;
-            ticks += 1;
-            let now = disc::unix_now();
-            let text = {
-                let mut r = disc::lock(&reg);
-                if ticks.is_multiple_of(10) {
-                    let n = r.expire(now);
-                    if n > 0 {
-                        log::debug!("expired {n} entries");
-                    }
-                }
-                match &store {
-                    Some(_) if r.is_dirty() => Some(r.save_text(now)),
-                    _ => None,
-                }
-            };
-            if let (Some(path), Some(text)) = (&store, text)
-                && let Err(e) = disc::write_store(path, &text)
-            {
-                log::error!(
-                    "cannot write {}: {e}; entries stay in memory",
-                    path.display()
-                );
-            }
-        }
-    };
-    Ok((listener, handler, flusher))
+    disc::service(addr, store, limits).map_err(CmdError::fail)
 }

@@ -27,13 +27,13 @@ use crate::visor::config::{Config, RelayAddr};
 const DEFAULT_DISC: &str = "http://127.0.0.1:9090";
 
 /// Identity, discovery and relays for a tool, from its flags and an optional config.
-struct Net {
-    keys: Keypair,
-    disc: Option<String>,
-    relays: Vec<(PublicKey, String)>,
+pub(super) struct Net {
+    pub(super) keys: Keypair,
+    pub(super) disc: Option<String>,
+    pub(super) relays: Vec<(PublicKey, String)>,
 }
 
-fn resolve(
+pub(super) fn resolve(
     sk: &Option<String>,
     config: &Option<PathBuf>,
     disc: &Option<String>,

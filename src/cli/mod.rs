@@ -4,9 +4,11 @@
 //!
 //! Errors print one line saying what failed and what to do, and exit non-zero.
 
+mod app;
 mod dmsg;
 mod dmsg_tools;
 mod keys;
+mod visor;
 
 use argh::FromArgs;
 
@@ -138,6 +140,9 @@ struct Skywire {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 enum SkywireCmd {
+    Visor(visor::VisorCmd),
+    App(app::AppCmd),
+    Cli(visor::CliCmd),
     Keygen(keys::KeygenCmd),
     Config(keys::ConfigCmd),
     Dmsg(dmsg::DmsgCmd),
@@ -147,6 +152,9 @@ impl Skywire {
     fn run(self) -> CmdResult {
         match self.cmd {
             _ if self.version => print_version("skywire"),
+            Some(SkywireCmd::Visor(c)) => c.run(),
+            Some(SkywireCmd::App(c)) => c.run(),
+            Some(SkywireCmd::Cli(c)) => c.run(),
             Some(SkywireCmd::Keygen(c)) => c.run(),
             Some(SkywireCmd::Config(c)) => c.run(),
             Some(SkywireCmd::Dmsg(c)) => c.run(),
@@ -158,11 +166,16 @@ impl Skywire {
 }
 
 #[derive(FromArgs, Debug)]
-/// dmsg: run skywire apps standalone on their own dmsg client (multicall entry of `skywire`).
+/// dmsg: run a skywire app standalone on its own dmsg client (multicall entry of `skywire`):
+/// `dmsg <app> [--sk HEX | -c CONFIG] [--disc URL] [--relay PK@HOST:PORT] [-- app args]`.
 struct DmsgTop {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    /// the app to run, then the options of 'skywire app <app> run' (without --mode), then
+    /// -- and the app's own arguments
+    #[argh(positional, greedy)]
+    args: Vec<String>,
 }
 
 impl DmsgTop {
@@ -170,19 +183,27 @@ impl DmsgTop {
         if self.version {
             return print_version("dmsg");
         }
-        Err(CmdError::usage(
-            "this build has no dmsg-standalone apps yet; run 'dmsg --help' or 'skywire --help'",
-        ))
+        let Some((a, rest)) = self.args.split_first() else {
+            return Err(CmdError::usage(format!(
+                "name an app to run; apps with a dmsg mode: {}",
+                app::apps_with(crate::app::Mode::Dmsg)
+            )));
+        };
+        app::multicall("dmsg", crate::app::Mode::Dmsg, a, rest)
     }
 }
 
 #[derive(FromArgs, Debug)]
-/// standalone: run skywire apps standalone over direct encrypted TCP (multicall entry of
-/// `skywire`).
+/// standalone: run a skywire app standalone over direct encrypted TCP (multicall entry of
+/// `skywire`): `standalone <app> [--listen ADDR] [--peer tcp://PK@HOST:PORT] [-- app args]`.
 struct StandaloneTop {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    /// the app to run, then the options of 'skywire app <app> run' (without --mode), then
+    /// -- and the app's own arguments
+    #[argh(positional, greedy)]
+    args: Vec<String>,
 }
 
 impl StandaloneTop {
@@ -190,9 +211,12 @@ impl StandaloneTop {
         if self.version {
             return print_version("standalone");
         }
-        Err(CmdError::usage(
-            "this build has no TCP-standalone apps yet; run 'standalone --help' or \
-             'skywire --help'",
-        ))
+        let Some((a, rest)) = self.args.split_first() else {
+            return Err(CmdError::usage(format!(
+                "name an app to run; apps with a TCP mode: {}",
+                app::apps_with(crate::app::Mode::Tcp)
+            )));
+        };
+        app::multicall("standalone", crate::app::Mode::Tcp, a, rest)
     }
 }

@@ -481,6 +481,79 @@ pub fn write_store(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The discovery service on `addr` (`dmsg disc`, `dmsg server --disc-addr`, the visor's
+/// embedded network): the bound listener, its handler, and the task that expires entries
+/// and writes the store (when `store` is given).
+pub fn service(
+    addr: &str,
+    store: Option<std::path::PathBuf>,
+    limits: DiscLimits,
+) -> Result<
+    (
+        async_net::TcpListener,
+        crate::http::server::Handler,
+        impl Future<Output = ()> + use<>,
+    ),
+    String,
+> {
+    let mut reg = Registry::new(limits);
+    let now = unix_now();
+    if let Some(path) = &store {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let (n, skipped) = reg.load_text(&text, now).map_err(|e| {
+                    format!(
+                        "{}: not a discovery store ({e}); move it away or pick another --store",
+                        path.display()
+                    )
+                })?;
+                log::info!(
+                    "loaded {n} entries from {} ({skipped} expired or invalid skipped)",
+                    path.display()
+                );
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::info!("{} does not exist yet; starting empty", path.display());
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+    let reg = Arc::new(std::sync::Mutex::new(reg));
+    let listener = futures_lite::future::block_on(async_net::TcpListener::bind(addr))
+        .map_err(|e| format!("cannot listen on {addr}: {e}; pick another address"))?;
+    let handler = handler(reg.clone(), Arc::new(unix_now));
+    let flusher = async move {
+        let mut ticks = 0u64;
+        loop {
+            async_io::Timer::after(std::time::Duration::from_secs(1)).await;
+            ticks += 1;
+            let now = unix_now();
+            let text = {
+                let mut r = lock(&reg);
+                if ticks.is_multiple_of(10) {
+                    let n = r.expire(now);
+                    if n > 0 {
+                        log::debug!("expired {n} entries");
+                    }
+                }
+                match &store {
+                    Some(_) if r.is_dirty() => Some(r.save_text(now)),
+                    _ => None,
+                }
+            };
+            if let (Some(path), Some(text)) = (&store, text)
+                && let Err(e) = write_store(path, &text)
+            {
+                log::error!(
+                    "cannot write {}: {e}; entries stay in memory",
+                    path.display()
+                );
+            }
+        }
+    };
+    Ok((listener, handler, flusher))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,7 +191,36 @@ pub struct DmsgConfig {
     pub sessions_count: u32,
     /// Relays to use directly, besides those discovery lists.
     pub servers: Vec<RelayAddr>,
+    /// The embedded relay + discovery hosted when neither `discovery` nor `servers` is set.
+    pub embedded: EmbeddedConfig,
 }
+
+/// `dmsg.embedded`: where a visor with no network configured hosts its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedConfig {
+    /// The relay's listen address (`:8080` = every interface: other boards connect here).
+    pub relay_addr: String,
+    /// The address other boards use to reach the relay (`host:port`); empty = guess from
+    /// the bound address and the machine's interfaces.
+    pub public_addr: String,
+    /// Discovery's listen address (loopback by default: local tools find the relay there).
+    pub disc_addr: String,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            relay_addr: DEFAULT_EMBEDDED_RELAY.into(),
+            public_addr: String::new(),
+            disc_addr: DEFAULT_EMBEDDED_DISC.into(),
+        }
+    }
+}
+
+/// Default listen address of the embedded relay.
+pub const DEFAULT_EMBEDDED_RELAY: &str = ":8080";
+/// Default listen address of the embedded discovery.
+pub const DEFAULT_EMBEDDED_DISC: &str = "127.0.0.1:9090";
 
 impl Default for DmsgConfig {
     fn default() -> Self {
@@ -199,6 +228,7 @@ impl Default for DmsgConfig {
             discovery: String::new(),
             sessions_count: 1,
             servers: Vec::new(),
+            embedded: EmbeddedConfig::default(),
         }
     }
 }
@@ -246,6 +276,10 @@ pub struct AppEntry {
     pub auto_start: bool,
     /// Restart policy.
     pub restart_policy: RestartPolicy,
+    /// Apps that must be running for this one to start (added to the built-in ones).
+    pub requires: Vec<String>,
+    /// Apps to start before this one, if they can.
+    pub wants: Vec<String>,
 }
 
 /// The whole configuration.
@@ -332,18 +366,38 @@ impl Config {
             .field(
                 "servers",
                 json::str_array(self.dmsg.servers.iter().map(|s| s.to_string())),
+            )
+            .field(
+                "embedded",
+                Out::Obj(
+                    Ordered::new()
+                        .field(
+                            "relay_addr",
+                            Out::Str(self.dmsg.embedded.relay_addr.clone()),
+                        )
+                        .field(
+                            "public_addr",
+                            Out::Str(self.dmsg.embedded.public_addr.clone()),
+                        )
+                        .field("disc_addr", Out::Str(self.dmsg.embedded.disc_addr.clone())),
+                ),
             );
         let apps = self
             .apps
             .iter()
             .map(|a| {
-                Out::Obj(
-                    Ordered::new()
-                        .field("name", Out::Str(a.name.clone()))
-                        .field("args", json::str_array(a.args.iter().cloned()))
-                        .field("auto_start", Out::Bool(a.auto_start))
-                        .field("restart_policy", Out::Str(a.restart_policy.as_str().into())),
-                )
+                let mut o = Ordered::new()
+                    .field("name", Out::Str(a.name.clone()))
+                    .field("args", json::str_array(a.args.iter().cloned()))
+                    .field("auto_start", Out::Bool(a.auto_start))
+                    .field("restart_policy", Out::Str(a.restart_policy.as_str().into()));
+                if !a.requires.is_empty() {
+                    o = o.field("requires", json::str_array(a.requires.iter().cloned()));
+                }
+                if !a.wants.is_empty() {
+                    o = o.field("wants", json::str_array(a.wants.iter().cloned()));
+                }
+                Out::Obj(o)
             })
             .collect();
         Ordered::new()
@@ -419,6 +473,23 @@ fn parse_rest<'a>(f: &mut Fields<'a>, cfg: &mut Config) -> Result<(), JsonError>
             }
             cfg.dmsg.sessions_count = n as u32;
         }
+        if let Some(mut e) = d.opt_object("embedded")? {
+            if let Some(a) = e.opt_str("relay_addr")? {
+                check_listen(a).map_err(|m| e.err("relay_addr", m))?;
+                cfg.dmsg.embedded.relay_addr = a.to_string();
+            }
+            if let Some(a) = e.opt_str("public_addr")? {
+                if !a.is_empty() {
+                    check_host_port(a).map_err(|m| e.err("public_addr", m))?;
+                }
+                cfg.dmsg.embedded.public_addr = a.to_string();
+            }
+            if let Some(a) = e.opt_str("disc_addr")? {
+                check_listen(a).map_err(|m| e.err("disc_addr", m))?;
+                cfg.dmsg.embedded.disc_addr = a.to_string();
+            }
+            e.deny_unknown()?;
+        }
         for (path, s) in d.opt_str_array("servers")? {
             cfg.dmsg
                 .servers
@@ -469,13 +540,36 @@ fn parse_app(path: String, v: &miniserde::json::Value) -> Result<AppEntry, JsonE
             )
         })?,
     };
+    let requires = a
+        .opt_str_array("requires")?
+        .into_iter()
+        .map(|(_, s)| s.to_string())
+        .collect();
+    let wants = a
+        .opt_str_array("wants")?
+        .into_iter()
+        .map(|(_, s)| s.to_string())
+        .collect();
     a.deny_unknown()?;
     Ok(AppEntry {
         name,
         args,
         auto_start,
         restart_policy,
+        requires,
+        wants,
     })
+}
+
+/// Checks a listen address: `host:port`, or `:port` for every interface.
+pub fn check_listen(s: &str) -> Result<(), String> {
+    match s.strip_prefix(':') {
+        Some(p) => p
+            .parse::<u16>()
+            .map(|_| ())
+            .map_err(|_| format!("{s:?}: the port must be 0-65535")),
+        None => check_host_port(s),
+    }
 }
 
 /// Writes `bytes` to `file` with mode 0600: to a temporary file beside it, fsync, then rename,
@@ -545,6 +639,8 @@ mod tests {
             args: vec!["--x".into()],
             auto_start: false,
             restart_policy: RestartPolicy::Always,
+            requires: vec!["logserver".into()],
+            wants: Vec::new(),
         });
         let back = Config::parse(&c.to_json()).unwrap();
         assert_eq!(back.keys.public(), c.keys.public());

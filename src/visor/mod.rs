@@ -1,3 +1,7 @@
-//! Phase-1 visor core. So far: the configuration file.
+//! Phase-1 visor core (DESIGN.md §5): configuration, the services registry with dmsgctrl,
+//! the RPC server, and the daemon's startup and shutdown order (`run`).
 
 pub mod config;
+pub mod rpc;
+pub mod run;
+pub mod services;

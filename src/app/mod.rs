@@ -1,0 +1,286 @@
+//! The app framework (DESIGN.md §5): the contract every app implements ([`AppDef`]), the
+//! static table of compiled-in apps ([`table::APPS`]), the launcher that starts them in
+//! dependency waves, and the [`Net`](net::Net) abstraction that makes the run mode a property
+//! of the network an app is handed, not of its code.
+//!
+//! An app is an async function `start(ctx) -> Result<(), String>`:
+//! - **start**: the launcher spawns `start(ctx)` on the visor's executor. The app binds what
+//!   it needs (`ctx.net.listen(port)`), then calls [`AppCtx::ready`]; the launcher waits for
+//!   that (or for the future to end) before starting the next wave.
+//! - **stop**: the launcher raises [`AppCtx::stop`]; an app that waits on
+//!   [`AppCtx::stopped`] ends cleanly, any other is cancelled (its future dropped, which
+//!   closes its listeners and connections) after a grace period.
+//! - **status**: [`AppCtx::set_status`] publishes a one-line detail, shown by
+//!   `skywire cli visor app status <name>` beside the launcher's own state and the app's
+//!   tagged connections.
+//!
+//! Returning `Ok(())` is a clean exit; `Err(reason)` is a failure (restart policy
+//! `on-failure` restarts it). A panic aborts the whole process (release builds use
+//! `panic = "abort"`), so apps never panic on input.
+
+pub mod conn;
+pub mod launcher;
+pub mod net;
+pub mod table;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use async_executor::Executor;
+use futures_lite::future::poll_fn;
+
+use crate::crypto::PublicKey;
+use crate::visor::config::RestartPolicy;
+
+/// The future an app's `start` returns.
+pub type AppFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+
+/// A boxed future borrowing its receiver.
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where an app runs (DESIGN.md §5 matrix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Inside the visor, on the visor's network.
+    Visor,
+    /// Standalone, on its own dmsg client with its own keys.
+    Dmsg,
+    /// Standalone, over direct Noise XK over TCP.
+    Tcp,
+}
+
+impl Mode {
+    /// The mode's name as the CLI spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::Visor => "visor",
+            Mode::Dmsg => "dmsg",
+            Mode::Tcp => "tcp",
+        }
+    }
+
+    /// Parses `visor`, `dmsg` or `tcp`.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "visor" => Some(Mode::Visor),
+            "dmsg" => Some(Mode::Dmsg),
+            "tcp" => Some(Mode::Tcp),
+            _ => None,
+        }
+    }
+}
+
+/// How strongly an app depends on another (systemd semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepKind {
+    /// The app is not started unless the dependency is running.
+    Requires,
+    /// The app starts after the dependency, whether or not it came up.
+    Wants,
+}
+
+impl DepKind {
+    /// `requires` or `wants`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DepKind::Requires => "requires",
+            DepKind::Wants => "wants",
+        }
+    }
+}
+
+/// One dependency of an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dep {
+    /// The app depended on.
+    pub name: String,
+    /// How.
+    pub kind: DepKind,
+}
+
+/// The static description of a compiled-in app.
+#[derive(Debug)]
+pub struct AppDef {
+    /// Unique name (`logserver`, `pty`, …).
+    pub name: &'static str,
+    /// One line for `--help` and `app ls`.
+    pub summary: &'static str,
+    /// The modes it supports.
+    pub modes: &'static [Mode],
+    /// Its overlay port, if it listens on one.
+    pub port: Option<u16>,
+    /// Its built-in dependencies (config can add more).
+    pub depends: &'static [(&'static str, DepKind)],
+    /// Stopping it needs `--i-know-what-im-doing`.
+    pub critical: bool,
+    /// Started with the visor unless the config says otherwise.
+    pub autostart: bool,
+    /// Default restart policy.
+    pub restart: RestartPolicy,
+    /// Validates the app's arguments (`launcher.apps[].args`, or the flags after
+    /// `app <name> run`): `Err` is the message to show.
+    pub check_args: fn(&[String]) -> Result<(), String>,
+    /// The entry point.
+    pub start: fn(AppCtx) -> AppFuture,
+}
+
+impl AppDef {
+    /// True if the app can run in `mode`.
+    pub fn supports(&self, mode: Mode) -> bool {
+        self.modes.contains(&mode)
+    }
+}
+
+/// What the host (visor or standalone runner) tells an app about itself.
+#[derive(Clone)]
+pub struct HostInfo {
+    /// The identity the app's network uses.
+    pub pk: PublicKey,
+    /// Hypervisor PKs configured on the visor (trusted like the visor itself).
+    pub hypervisors: Vec<PublicKey>,
+    /// When the host process started.
+    pub started: Instant,
+    /// The apps the host runs and their states (name, state), for reports.
+    pub apps: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+}
+
+impl fmt::Debug for HostInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostInfo")
+            .field("pk", &self.pk)
+            .field("hypervisors", &self.hypervisors.len())
+            .finish()
+    }
+}
+
+/// A one-shot flag that can be awaited: set once, seen by every waiter.
+#[derive(Debug, Clone, Default)]
+pub struct Signal {
+    inner: Arc<Mutex<(bool, Vec<Waker>)>>,
+}
+
+impl Signal {
+    /// Sets the flag and wakes every waiter.
+    pub fn raise(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 = true;
+        for w in g.1.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// True once raised.
+    pub fn is_raised(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    /// Waits until raised.
+    pub async fn wait(&self) {
+        poll_fn(|cx| {
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if g.0 {
+                Poll::Ready(())
+            } else {
+                g.1.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Everything an app is handed when it starts.
+#[derive(Clone)]
+pub struct AppCtx {
+    /// The app's name.
+    pub name: &'static str,
+    /// Its arguments (validated by its `check_args`).
+    pub args: Vec<String>,
+    /// The mode it runs in.
+    pub mode: Mode,
+    /// Its network, already tagged with its name.
+    pub net: Arc<dyn net::Net>,
+    /// The executor to spawn its tasks on.
+    pub ex: Arc<Executor<'static>>,
+    /// About the host.
+    pub host: HostInfo,
+    stop: Signal,
+    ready: Signal,
+    status: Arc<Mutex<String>>,
+}
+
+impl fmt::Debug for AppCtx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppCtx")
+            .field("name", &self.name)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl AppCtx {
+    /// A context; the returned signals are (stop, ready) and the status cell, for the host.
+    pub fn new(
+        name: &'static str,
+        args: Vec<String>,
+        mode: Mode,
+        net: Arc<dyn net::Net>,
+        ex: Arc<Executor<'static>>,
+        host: HostInfo,
+    ) -> AppCtx {
+        AppCtx {
+            name,
+            args,
+            mode,
+            net,
+            ex,
+            host,
+            stop: Signal::default(),
+            ready: Signal::default(),
+            status: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    /// Tells the host the app is up (its listeners are bound).
+    pub fn ready(&self) {
+        self.ready.raise();
+    }
+
+    /// Resolves when the host asks the app to stop.
+    pub async fn stopped(&self) {
+        self.stop.wait().await
+    }
+
+    /// Publishes a one-line status detail.
+    pub fn set_status(&self, s: impl Into<String>) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = s.into();
+    }
+
+    /// The stop signal (host side).
+    pub fn stop_signal(&self) -> Signal {
+        self.stop.clone()
+    }
+
+    /// The ready signal (host side).
+    pub fn ready_signal(&self) -> Signal {
+        self.ready.clone()
+    }
+
+    /// The current status detail.
+    pub fn status(&self) -> String {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// True if `pk` may use the privileged parts of an app: the host's own PK, a configured
+/// hypervisor, or a PK on the app's own whitelist.
+pub fn is_trusted(host: &HostInfo, whitelist: &[PublicKey], pk: &PublicKey) -> bool {
+    *pk == host.pk || host.hypervisors.contains(pk) || whitelist.contains(pk)
+}

@@ -1,0 +1,506 @@
+//! The network an app is handed (DESIGN.md §5): listen on a port, dial (pk, port), our PK.
+//! Three implementations make the three modes:
+//! - the visor's network (`crate::visor::services::VisorNet`): the visor's dmsg client, with
+//!   every listen going through the services registry;
+//! - [`DmsgNet`]: an app-owned dmsg client with its own keys (`--mode dmsg`);
+//! - [`TcpNet`]: Noise XK over direct TCP (`--mode tcp`): one listening socket per app, dials
+//!   by an address book of `pk@host:port`.
+//!
+//! [`Tagged`] wraps any of them so every connection carries the owning app's name.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_executor::Executor;
+use async_io::Timer;
+use async_net::{TcpListener, TcpStream};
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::BoxFut;
+use super::conn::{Conn, ConnTable, Direction};
+use crate::crypto::channel::{Channel, HANDSHAKE_TIMEOUT};
+use crate::crypto::noise::{xk_initiator, xk_responder};
+use crate::crypto::{Keypair, PublicKey};
+use crate::dmsg::client::{DmsgClient, DmsgError, Listener, PORT_BUSY, PORT_CLOSED, PORT_OK};
+use crate::mux::codec::{ChannelFrameReader, ChannelFrameWriter};
+use crate::mux::{Config, Session, Side};
+
+/// Why a network operation failed: one line for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetError(pub String);
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NetError {}
+
+impl From<DmsgError> for NetError {
+    fn from(e: DmsgError) -> Self {
+        NetError(e.to_string())
+    }
+}
+
+/// A network an app can use.
+pub trait Net: Send + Sync {
+    /// Our PK on this network.
+    fn local_pk(&self) -> PublicKey;
+    /// `dmsg` or `tcp`.
+    fn network(&self) -> &'static str;
+    /// Listens on overlay `port`.
+    fn listen(&self, port: u16) -> Result<Box<dyn Listen>, NetError>;
+    /// Opens a connection to `pk`:`port`.
+    fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>>;
+}
+
+/// A bound port.
+pub trait Listen: Send + Sync {
+    /// The port.
+    fn port(&self) -> u16;
+    /// The next connection.
+    fn accept(&self) -> BoxFut<'_, Result<Conn, NetError>>;
+}
+
+/// Any network with its connections tagged with `app` in `table`.
+pub struct Tagged {
+    inner: Arc<dyn Net>,
+    app: &'static str,
+    table: ConnTable,
+}
+
+impl fmt::Debug for Tagged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tagged").field("app", &self.app).finish()
+    }
+}
+
+impl Tagged {
+    /// Wraps `inner` for `app`.
+    pub fn wrap(inner: Arc<dyn Net>, app: &'static str, table: ConnTable) -> Arc<dyn Net> {
+        Arc::new(Tagged { inner, app, table })
+    }
+}
+
+struct TaggedListen {
+    inner: Box<dyn Listen>,
+    app: &'static str,
+    table: ConnTable,
+}
+
+impl Net for Tagged {
+    fn local_pk(&self) -> PublicKey {
+        self.inner.local_pk()
+    }
+    fn network(&self) -> &'static str {
+        self.inner.network()
+    }
+    fn listen(&self, port: u16) -> Result<Box<dyn Listen>, NetError> {
+        Ok(Box::new(TaggedListen {
+            inner: self.inner.listen(port)?,
+            app: self.app,
+            table: self.table.clone(),
+        }))
+    }
+    fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>> {
+        Box::pin(async move {
+            let c = self.inner.dial(pk, port).await?;
+            Ok(self.table.adopt(c, self.app))
+        })
+    }
+}
+
+impl Listen for TaggedListen {
+    fn port(&self) -> u16 {
+        self.inner.port()
+    }
+    fn accept(&self) -> BoxFut<'_, Result<Conn, NetError>> {
+        Box::pin(async move {
+            let c = self.inner.accept().await?;
+            Ok(self.table.adopt(c, self.app))
+        })
+    }
+}
+
+/// Turns a dmsg stream into a connection.
+pub fn dmsg_conn(s: crate::dmsg::client::DmsgStream, direction: Direction) -> Conn {
+    let (peer, rp, lp) = (s.remote, s.remote_port, s.local_port);
+    Conn::new(Box::new(s), peer, rp, lp, "dmsg", direction)
+}
+
+/// A dmsg client as an app's network (the visor wraps the same client with its registry).
+#[derive(Debug, Clone)]
+pub struct DmsgNet {
+    /// The client.
+    pub client: DmsgClient,
+}
+
+/// A dmsg listener as a [`Listen`].
+#[derive(Debug)]
+pub struct DmsgListen(pub Listener);
+
+impl Listen for DmsgListen {
+    fn port(&self) -> u16 {
+        self.0.port()
+    }
+    fn accept(&self) -> BoxFut<'_, Result<Conn, NetError>> {
+        Box::pin(async move {
+            let s = self.0.accept().await?;
+            Ok(dmsg_conn(s, Direction::In))
+        })
+    }
+}
+
+impl Net for DmsgNet {
+    fn local_pk(&self) -> PublicKey {
+        *self.client.pk()
+    }
+    fn network(&self) -> &'static str {
+        "dmsg"
+    }
+    fn listen(&self, port: u16) -> Result<Box<dyn Listen>, NetError> {
+        Ok(Box::new(DmsgListen(self.client.listen(port)?)))
+    }
+    fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>> {
+        Box::pin(async move {
+            let s = self.client.dial(&pk, port).await?;
+            Ok(dmsg_conn(s, Direction::Out))
+        })
+    }
+}
+
+/// Noise XK over direct TCP: `listen` binds the one TCP address this app was given; `dial`
+/// looks the PK up in the address book (`tcp://<pk>@host:port`). Each TCP connection carries
+/// one stream (inside a mux session, with the same port header and status byte as dmsg).
+pub struct TcpNet {
+    keys: Keypair,
+    listen_addr: Option<String>,
+    book: Mutex<HashMap<PublicKey, String>>,
+    ex: Arc<Executor<'static>>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for TcpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpNet")
+            .field("pk", self.keys.public())
+            .field("listen_addr", &self.listen_addr)
+            .finish()
+    }
+}
+
+impl TcpNet {
+    /// A TCP network with identity `keys`, listening (when an app listens) on `listen_addr`.
+    pub fn new(
+        keys: Keypair,
+        listen_addr: Option<String>,
+        ex: Arc<Executor<'static>>,
+    ) -> Arc<TcpNet> {
+        Arc::new(TcpNet {
+            keys,
+            listen_addr,
+            book: Mutex::new(HashMap::new()),
+            ex,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// Remembers where `pk` listens (`host:port`).
+    pub fn add_peer(&self, pk: PublicKey, addr: String) {
+        self.book
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pk, addr);
+    }
+
+    async fn dial_inner(&self, pk: PublicKey, port: u16) -> Result<Conn, NetError> {
+        let addr = self
+            .book
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pk)
+            .cloned()
+            .ok_or_else(|| {
+                NetError(format!(
+                    "no TCP address for {pk}; give it as tcp://{pk}@<host>:<port>"
+                ))
+            })?;
+        let tcp = TcpStream::connect(addr.as_str())
+            .await
+            .map_err(|e| NetError(format!("cannot connect to {addr}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let ch = Channel::handshake(tcp, xk_initiator(&self.keys, &pk), HANDSHAKE_TIMEOUT)
+            .await
+            .map_err(|e| NetError(format!("handshake with {pk} at {addr}: {e}")))?;
+        let session = mux_over(&self.ex, ch, Side::Client);
+        let mut st = session
+            .open()
+            .await
+            .map_err(|e| NetError(format!("{addr}: {e}")))?;
+        let io = |e: std::io::Error| NetError(format!("{addr}: {e}"));
+        let local_port = 0;
+        let mut hdr = [0u8; 4];
+        hdr[..2].copy_from_slice(&port.to_be_bytes());
+        hdr[2..].copy_from_slice(&u16::to_be_bytes(local_port));
+        st.write_all(&hdr).await.map_err(io)?;
+        let mut status = [0u8; 1];
+        st.read_exact(&mut status).await.map_err(io)?;
+        match status[0] {
+            PORT_OK => Ok(Conn::new(
+                Box::new(SessionStream {
+                    stream: st,
+                    _session: session,
+                }),
+                pk,
+                port,
+                local_port,
+                "tcp",
+                Direction::Out,
+            )),
+            PORT_CLOSED => Err(NetError(format!("{pk} at {addr} serves no port {port}"))),
+            PORT_BUSY => Err(NetError(format!("{pk} at {addr} is busy; try again"))),
+            s => Err(NetError(format!("{addr} answered unknown status {s}"))),
+        }
+    }
+}
+
+/// A mux stream that keeps its (one-stream) session alive.
+struct SessionStream {
+    stream: crate::mux::Stream,
+    _session: Session,
+}
+
+impl futures_lite::io::AsyncRead for SessionStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl futures_lite::io::AsyncWrite for SessionStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+fn mux_over(ex: &Arc<Executor<'static>>, ch: Channel<TcpStream>, side: Side) -> Session {
+    let (r, w) = ch.split();
+    Session::new(
+        ex,
+        ChannelFrameReader::new(r),
+        ChannelFrameWriter::new(w),
+        side,
+        Config::default(),
+    )
+}
+
+/// Connections waiting for `accept`, filled by a task.
+#[derive(Default)]
+struct Queue {
+    items: std::collections::VecDeque<Conn>,
+    waker: Option<std::task::Waker>,
+}
+
+/// Most handshaken connections waiting for `accept` (more are closed).
+const TCP_BACKLOG: usize = 64;
+
+/// A bound TCP port serving one overlay port. Handshakes run in their own tasks, so a
+/// silent or slow peer never delays another; dropping this stops the accept loop.
+struct TcpListen {
+    port: u16,
+    queue: Arc<Mutex<Queue>>,
+    _task: async_executor::Task<()>,
+}
+
+/// One connection: handshake, then the stream with its port header. `None` when the peer
+/// gave up or misbehaved (logged).
+async fn tcp_incoming(
+    tcp: TcpStream,
+    keys: Arc<Keypair>,
+    port: u16,
+    ex: Arc<Executor<'static>>,
+    timeout: Duration,
+) -> Option<Conn> {
+    let _ = tcp.set_nodelay(true);
+    let ch = match Channel::handshake(tcp, xk_responder(&keys), HANDSHAKE_TIMEOUT).await {
+        Ok(ch) => ch,
+        Err(e) => {
+            log::info!("tcp: handshake failed: {e}");
+            return None;
+        }
+    };
+    let peer = *ch.remote();
+    let session = mux_over(&ex, ch, Side::Server);
+    let work = async {
+        let mut st = session.accept().await.ok()?;
+        let mut hdr = [0u8; 4];
+        st.read_exact(&mut hdr).await.ok()?;
+        let dst = u16::from_be_bytes([hdr[0], hdr[1]]);
+        let src = u16::from_be_bytes([hdr[2], hdr[3]]);
+        if dst != port {
+            let _ = st.write_all(&[PORT_CLOSED]).await;
+            let _ = st.flush().await;
+            log::info!("tcp: {peer} asked for port {dst}; this listener serves {port}");
+            return None;
+        }
+        st.write_all(&[PORT_OK]).await.ok()?;
+        Some((st, src))
+    };
+    let got = future::or(work, async {
+        Timer::after(timeout).await;
+        None
+    })
+    .await;
+    let (st, src) = got?;
+    Some(Conn::new(
+        Box::new(SessionStream {
+            stream: st,
+            _session: session,
+        }),
+        peer,
+        src,
+        port,
+        "tcp",
+        Direction::In,
+    ))
+}
+
+async fn tcp_accept_loop(
+    listener: TcpListener,
+    keys: Arc<Keypair>,
+    port: u16,
+    ex: Arc<Executor<'static>>,
+    timeout: Duration,
+    queue: Arc<Mutex<Queue>>,
+) {
+    let wake = |q: &Arc<Mutex<Queue>>| {
+        let mut g = q.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = g.waker.take() {
+            w.wake();
+        }
+        drop(g);
+    };
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((t, _)) => t,
+            Err(e) => {
+                // Out of file descriptors and the like: wait, do not spin.
+                log::warn!("tcp: accept: {e}");
+                Timer::after(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let (keys, ex2, q) = (keys.clone(), ex.clone(), queue.clone());
+        ex.spawn(async move {
+            if let Some(c) = tcp_incoming(tcp, keys, port, ex2, timeout).await {
+                let mut g = q.lock().unwrap_or_else(|p| p.into_inner());
+                if g.items.len() < TCP_BACKLOG {
+                    g.items.push_back(c);
+                } else {
+                    log::warn!("tcp: port {port} backlog full; connection closed");
+                }
+                drop(g);
+                wake(&q);
+            }
+        })
+        .detach();
+    }
+}
+
+impl Listen for TcpListen {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn accept(&self) -> BoxFut<'_, Result<Conn, NetError>> {
+        Box::pin(future::poll_fn(move |cx| {
+            let mut g = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = g.items.pop_front() {
+                return std::task::Poll::Ready(Ok(c));
+            }
+            g.waker = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        }))
+    }
+}
+
+impl Net for TcpNet {
+    fn local_pk(&self) -> PublicKey {
+        *self.keys.public()
+    }
+    fn network(&self) -> &'static str {
+        "tcp"
+    }
+    fn listen(&self, port: u16) -> Result<Box<dyn Listen>, NetError> {
+        let addr = self.listen_addr.as_deref().ok_or_else(|| {
+            NetError("no TCP listen address given (use --listen <host:port>)".into())
+        })?;
+        let bind = if addr.starts_with(':') {
+            format!("0.0.0.0{addr}")
+        } else {
+            addr.to_string()
+        };
+        let listener = future::block_on(TcpListener::bind(bind.as_str()))
+            .map_err(|e| NetError(format!("cannot listen on {addr}: {e}")))?;
+        if let Ok(a) = listener.local_addr() {
+            log::info!("tcp: {} listening on {a}", self.keys.public());
+        }
+        let queue = Arc::new(Mutex::new(Queue::default()));
+        let task = self.ex.spawn(tcp_accept_loop(
+            listener,
+            Arc::new(Keypair::from_seed(self.keys.seed())),
+            port,
+            self.ex.clone(),
+            self.timeout,
+            queue.clone(),
+        ));
+        Ok(Box::new(TcpListen {
+            port,
+            queue,
+            _task: task,
+        }))
+    }
+    fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>> {
+        Box::pin(async move {
+            let t = self.timeout;
+            future::or(self.dial_inner(pk, port), async move {
+                Timer::after(t).await;
+                Err(NetError(format!(
+                    "dial {pk}: timed out after {} s",
+                    t.as_secs()
+                )))
+            })
+            .await
+        })
+    }
+}
+
+/// Parses `tcp://<pk>@<host>:<port>` (the `tcp://` prefix optional).
+pub fn parse_tcp_peer(s: &str) -> Result<(PublicKey, String), String> {
+    let rest = s.strip_prefix("tcp://").unwrap_or(s);
+    let a = crate::visor::config::RelayAddr::parse(rest)
+        .map_err(|e| format!("{s}: {e} (expected tcp://<pk>@<host>:<port>)"))?;
+    Ok((a.pk, a.addr))
+}

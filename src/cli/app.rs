@@ -1,0 +1,303 @@
+//! `skywire app <name> start|stop|status|run` and the multicall entries `dmsg <app>` and
+//! `standalone <app>`. start/stop/status talk to the running visor; `run` runs the app in the
+//! foreground on a network of its own (`--mode dmsg`: its own dmsg client and keys;
+//! `--mode tcp`: Noise XK over direct TCP).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use async_executor::Executor;
+use futures_lite::{StreamExt, future};
+
+use super::dmsg_tools::resolve;
+use super::visor::{app_start, app_status, app_stop};
+use super::{CmdError, CmdResult, init_logging, say};
+use crate::app::conn::ConnTable;
+use crate::app::net::{DmsgNet, Net, Tagged, TcpNet, parse_tcp_peer};
+use crate::app::table::{self, APPS};
+use crate::app::{AppCtx, AppDef, HostInfo, Mode};
+use crate::dmsg::client::{ClientConfig, DmsgClient};
+use crate::dmsg::disc_client::DiscClient;
+use crate::visor::config::Config;
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "app")]
+/// manage one app: `skywire app <name> start|stop|status|run`.
+pub struct AppCmd {
+    /// the app (see 'skywire cli visor app ls')
+    #[argh(positional)]
+    name: String,
+    #[argh(subcommand)]
+    cmd: AppSub,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum AppSub {
+    Start(StartCmd),
+    Stop(StopCmd),
+    Status(StatusCmd),
+    Run(RunCmd),
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "start")]
+/// start the app in the running visor.
+struct StartCmd {
+    /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
+    #[argh(option)]
+    rpc: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "stop")]
+/// stop the app in the running visor.
+struct StopCmd {
+    /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
+    #[argh(option)]
+    rpc: Option<String>,
+    /// stop it even if it is critical (you may lose remote access)
+    #[argh(switch)]
+    i_know_what_im_doing: bool,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "status")]
+/// the app's state in the running visor, with its connections.
+struct StatusCmd {
+    /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
+    #[argh(option)]
+    rpc: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "run")]
+/// run the app standalone in the foreground; app arguments go after `--`.
+pub struct RunCmd {
+    /// dmsg (own dmsg client and keys) or tcp (Noise XK over direct TCP)
+    #[argh(option)]
+    mode: String,
+    /// secret key (hex); default: from -c, else a throwaway key
+    #[argh(option)]
+    sk: Option<String>,
+    /// identity (and, for dmsg, network) from this skywire-config.json
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// dmsg: discovery URL (default: from -c, else http://127.0.0.1:9090)
+    #[argh(option)]
+    disc: Option<String>,
+    /// dmsg: a relay to use, <pk>@<host>:<port> (repeatable)
+    #[argh(option)]
+    relay: Vec<String>,
+    /// tcp: listen address, e.g. :2022 or 127.0.0.1:2022
+    #[argh(option)]
+    listen: Option<String>,
+    /// tcp: a peer's address, tcp://<pk>@<host>:<port> (repeatable)
+    #[argh(option)]
+    peer: Vec<String>,
+    /// log level (default info)
+    #[argh(option, default = "String::from(\"info\")")]
+    log_level: String,
+    /// the app's own arguments
+    #[argh(positional, greedy)]
+    args: Vec<String>,
+}
+
+impl AppCmd {
+    /// Runs the subcommand.
+    pub fn run(self) -> CmdResult {
+        match self.cmd {
+            AppSub::Start(c) => app_start(&c.rpc, &self.name, c.json),
+            AppSub::Stop(c) => app_stop(&c.rpc, &self.name, c.i_know_what_im_doing, c.json),
+            AppSub::Status(c) => app_status(&c.rpc, &self.name, c.json),
+            AppSub::Run(c) => {
+                let mode = Mode::parse(&c.mode)
+                    .filter(|m| *m != Mode::Visor)
+                    .ok_or_else(|| {
+                        CmdError::usage(format!(
+                            "--mode {:?}: expected dmsg or tcp (inside the visor, use 'skywire app {} start')",
+                            c.mode, self.name
+                        ))
+                    })?;
+                run_standalone(&self.name, mode, c)
+            }
+        }
+    }
+}
+
+fn find_app(name: &str) -> Result<&'static AppDef, CmdError> {
+    table::find(name).ok_or_else(|| {
+        CmdError::usage(format!(
+            "no app {name:?} in this build (it has: {})",
+            table::names()
+        ))
+    })
+}
+
+/// Runs `name` in the foreground in `mode` until it ends or SIGINT/SIGTERM.
+pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
+    let def = find_app(name)?;
+    if !def.supports(mode) {
+        return Err(CmdError::usage(format!(
+            "{name} has no {} mode (it runs: {})",
+            mode.as_str(),
+            def.modes
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    (def.check_args)(&c.args).map_err(|e| CmdError::usage(format!("{name}: {e}")))?;
+    init_logging(&c.log_level)?;
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
+            .map_err(|e| CmdError::fail(format!("cannot install signal handlers: {e}")))?;
+    let net_args = resolve(&c.sk, &c.config, &c.disc, &c.relay)?;
+    let hypervisors = match &c.config {
+        Some(p) => Config::load(p)
+            .map_err(|e| CmdError::fail(e.to_string()))?
+            .hypervisors
+            .clone(),
+        None => Vec::new(),
+    };
+    let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
+    let pk = *net_args.keys.public();
+    let mut dmsg_client = None;
+    let net: Arc<dyn Net> = match mode {
+        Mode::Dmsg => {
+            let disc = match &net_args.disc {
+                Some(u) => {
+                    Some(DiscClient::new(u).map_err(|e| CmdError::usage(format!("--disc: {e}")))?)
+                }
+                None => None,
+            };
+            let client = DmsgClient::start(
+                ex.clone(),
+                net_args.keys,
+                disc,
+                ClientConfig {
+                    sessions: net_args.relays.len().max(1),
+                    relays: net_args.relays,
+                    ..ClientConfig::default()
+                },
+            );
+            dmsg_client = Some(client.clone());
+            Arc::new(DmsgNet { client })
+        }
+        _ => {
+            let tcp = TcpNet::new(net_args.keys, c.listen.clone(), ex.clone());
+            for p in &c.peer {
+                let (pk, addr) =
+                    parse_tcp_peer(p).map_err(|e| CmdError::usage(format!("--peer: {e}")))?;
+                tcp.add_peer(pk, addr);
+            }
+            tcp
+        }
+    };
+    let started = Instant::now();
+    let state = Arc::new(std::sync::Mutex::new("starting".to_string()));
+    let st2 = state.clone();
+    let app_name = def.name;
+    let host = HostInfo {
+        pk,
+        hypervisors,
+        started,
+        apps: Arc::new(move || {
+            vec![(
+                app_name.to_string(),
+                st2.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            )]
+        }),
+    };
+    let ctx = AppCtx::new(
+        def.name,
+        c.args.clone(),
+        mode,
+        Tagged::wrap(net, def.name, ConnTable::default()),
+        ex.clone(),
+        host,
+    );
+    let stop = ctx.stop_signal();
+    let ready = ctx.ready_signal();
+    let main = async {
+        if let Some(client) = &dmsg_client {
+            client
+                .wait_ready(Duration::from_secs(15))
+                .await
+                .map_err(|e| CmdError::fail(e.to_string()))?;
+        }
+        let app = ex.spawn((def.start)(ctx));
+        let announce = async {
+            ready.wait().await;
+            *state.lock().unwrap_or_else(|p| p.into_inner()) = "running".into();
+            say(&format!("{name} running ({} mode) as {pk}", mode.as_str()));
+            future::pending::<()>().await;
+        };
+        let res = future::or(async { Some(app.await) }, async {
+            future::or(announce, async {
+                signals.next().await;
+            })
+            .await;
+            None
+        })
+        .await;
+        let res = match res {
+            Some(r) => r,
+            None => {
+                log::info!("{name}: stopping");
+                stop.raise();
+                Ok(())
+            }
+        };
+        if let Some(client) = &dmsg_client {
+            client.shutdown(Duration::from_secs(1)).await;
+        }
+        res.map_err(|e| CmdError::fail(format!("{name}: {e}")))
+    };
+    async_io::block_on(ex.run(main))
+}
+
+/// The multicall entries: `dmsg <app> [run flags] [-- app args]` is
+/// `skywire app <app> run --mode dmsg …`, and `standalone <app> …` is `--mode tcp`.
+pub fn multicall(tool: &str, mode: Mode, app: &str, rest: &[String]) -> CmdResult {
+    let refs: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let cmd = RunCmd::from_args(&[tool, app], &["--mode", mode.as_str()]).and_then(|_| {
+        let mut all = vec!["--mode", mode.as_str()];
+        all.extend(refs.iter().copied());
+        RunCmd::from_args(&[tool, app], &all)
+    });
+    match cmd {
+        Ok(cmd) => run_standalone(app, mode, cmd),
+        Err(e) if e.status.is_ok() => {
+            say(&e.output);
+            Ok(())
+        }
+        Err(e) => Err(CmdError::usage(e.output)),
+    }
+}
+
+/// The apps that support `mode`, for help texts.
+pub fn apps_with(mode: Mode) -> String {
+    let v: Vec<&str> = APPS
+        .iter()
+        .filter(|d| d.supports(mode))
+        .map(|d| d.name)
+        .collect();
+    if v.is_empty() {
+        "none in this build".into()
+    } else {
+        v.join(", ")
+    }
+}

@@ -1,0 +1,563 @@
+//! `skywire visor` (the daemon), `skywire cli visor …` and `skywire app <name> …`: the
+//! commands that run or talk to a visor. The talking ones use the visor's RPC (HTTP/JSON on
+//! 127.0.0.1:3435 by default; `--rpc ADDR` or `$SKYWIRE_RPC` to change it).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argh::FromArgs;
+use miniserde::json::{Number, Value};
+
+use super::{CmdError, CmdResult, say};
+use crate::http::client::{HttpUrl, request};
+use crate::http::json::parse_object;
+use crate::visor::config::DEFAULT_CLI_ADDR;
+use crate::visor::run::{self, VisorOptions};
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "visor")]
+/// run the visor daemon: with no -c, its config lives in the state directory (created with
+/// fresh keys on first start) and, with no network configured, it hosts an embedded relay +
+/// discovery.
+pub struct VisorCmd {
+    /// config file (default: <state dir>/skywire-config.json, created if missing)
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// state directory when -c is not given (default $SKYWIRE_STATE_DIR, else ./local)
+    #[argh(option)]
+    state_dir: Option<PathBuf>,
+    /// RPC address (overrides the config's cli_addr)
+    #[argh(option)]
+    rpc: Option<String>,
+    /// log level: error, warn, info, debug, trace (overrides the config)
+    #[argh(option)]
+    log_level: Option<String>,
+}
+
+impl VisorCmd {
+    /// Runs the daemon until SIGINT/SIGTERM.
+    pub fn run(self) -> CmdResult {
+        run::run(VisorOptions {
+            config: self.config,
+            state_dir: self.state_dir,
+            rpc: self.rpc,
+            log_level: self.log_level,
+        })
+        .map_err(CmdError::fail)
+    }
+}
+
+/// The RPC address: `--rpc`, else `$SKYWIRE_RPC`, else the default.
+fn rpc_addr(flag: &Option<String>) -> String {
+    flag.clone()
+        .or_else(|| std::env::var("SKYWIRE_RPC").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_CLI_ADDR.to_string())
+}
+
+/// Calls the visor's RPC; `Ok` is the parsed JSON body of a 2xx answer.
+pub fn call(rpc: &Option<String>, method: &str, path: &str) -> Result<Value, CmdError> {
+    let addr = rpc_addr(rpc);
+    let addr = addr.strip_prefix("http://").unwrap_or(&addr).to_string();
+    let url = HttpUrl::parse(&format!("http://{addr}{path}"))
+        .map_err(|e| CmdError::usage(format!("--rpc {addr}: {e}")))?;
+    let body: Option<&[u8]> = (method == "POST").then_some(b"");
+    let timeout = if path.contains("/ping/") || path.ends_with("/start") {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(10)
+    };
+    let resp = async_io::block_on(request(&url, method, body, 1 << 20, timeout)).map_err(|e| {
+        CmdError::fail(format!(
+            "no visor answers on {addr} ({e}); start one with 'skywire visor', or point to it \
+             with --rpc ADDR or SKYWIRE_RPC"
+        ))
+    })?;
+    let text = resp.text();
+    let obj = parse_object(&text)
+        .map_err(|e| CmdError::fail(format!("visor sent a body that is not JSON ({e})")))?;
+    if !(200..300).contains(&resp.status) {
+        let msg = match obj.get("error") {
+            Some(Value::String(s)) => s.clone(),
+            _ => format!("HTTP {}", resp.status),
+        };
+        return Err(CmdError::fail(msg));
+    }
+    Ok(Value::Object(obj))
+}
+
+/// Field `k` of an object as text ("" when absent).
+pub fn field(v: &Value, k: &str) -> String {
+    let Value::Object(o) = v else {
+        return String::new();
+    };
+    match o.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(Number::U64(n))) => n.to_string(),
+        Some(Value::Number(Number::I64(n))) => n.to_string(),
+        Some(Value::Number(Number::F64(n))) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| match x {
+                Value::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => String::new(),
+    }
+}
+
+/// The `items` array of a list answer.
+fn items(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Object(o) => match o.get("items") {
+            Some(Value::Array(a)) => a.iter().cloned().collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// Prints a JSON value compactly.
+fn print_json(v: &Value) {
+    say(&miniserde::json::to_string(v));
+}
+
+/// `3d4h`, `5m12s`, `40s`.
+fn human_secs(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn table(rows: &[Vec<String>]) {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == cols {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            }
+        }
+        say(line.trim_end());
+    }
+}
+
+fn print_app(v: &Value) {
+    let state = field(v, "state");
+    say(&format!("{}: {}", field(v, "name"), state));
+    let port = field(v, "port");
+    say(&format!(
+        "  mode {}, port {}, wave {}, restart {}, restarts {}{}",
+        field(v, "mode"),
+        if port.is_empty() { "-".into() } else { port },
+        field(v, "wave"),
+        field(v, "restart_policy"),
+        field(v, "restarts"),
+        if field(v, "critical") == "true" {
+            ", critical"
+        } else {
+            ""
+        }
+    ));
+    if state == "running" {
+        say(&format!(
+            "  up {}",
+            human_secs(field(v, "uptime_secs").parse().unwrap_or(0))
+        ));
+    }
+    for (k, label) in [("requires", "requires"), ("wants", "wants")] {
+        let d = field(v, k);
+        if !d.is_empty() {
+            say(&format!("  {label} {d}"));
+        }
+    }
+    let e = field(v, "last_error");
+    if !e.is_empty() {
+        say(&format!("  last error: {e}"));
+    }
+    let d = field(v, "detail");
+    if !d.is_empty() {
+        say(&format!("  {d}"));
+    }
+    if let Value::Object(o) = v
+        && let Some(Value::Array(conns)) = o.get("connections")
+    {
+        if conns.is_empty() {
+            say("  no connections");
+        } else {
+            let mut rows = vec![vec![
+                "PEER".to_string(),
+                "PORT".into(),
+                "NET".into(),
+                "DIR".into(),
+                "RX".into(),
+                "TX".into(),
+                "AGE".into(),
+            ]];
+            for c in conns {
+                rows.push(vec![
+                    field(c, "peer"),
+                    format!("{}→{}", field(c, "local_port"), field(c, "remote_port")),
+                    field(c, "network"),
+                    field(c, "direction"),
+                    field(c, "rx_bytes"),
+                    field(c, "tx_bytes"),
+                    human_secs(field(c, "age_secs").parse().unwrap_or(0)),
+                ]);
+            }
+            table(&rows);
+        }
+    }
+}
+
+// ---- skywire cli visor … -----------------------------------------------------------------
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "cli")]
+/// talk to a running visor over its RPC.
+pub struct CliCmd {
+    #[argh(subcommand)]
+    cmd: CliSub,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum CliSub {
+    Visor(CliVisor),
+}
+
+impl CliCmd {
+    /// Runs the subcommand.
+    pub fn run(self) -> CmdResult {
+        match self.cmd {
+            CliSub::Visor(c) => c.run(),
+        }
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "visor")]
+/// the visor: info, ping, ports, apps.
+struct CliVisor {
+    /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
+    #[argh(option)]
+    rpc: Option<String>,
+    #[argh(subcommand)]
+    cmd: CliVisorSub,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum CliVisorSub {
+    Info(InfoCmd),
+    Ping(PingCmd),
+    Ports(PortsCmd),
+    App(CliAppCmd),
+}
+
+impl CliVisor {
+    fn run(self) -> CmdResult {
+        match self.cmd {
+            CliVisorSub::Info(c) => c.run(&self.rpc),
+            CliVisorSub::Ping(c) => c.run(&self.rpc),
+            CliVisorSub::Ports(c) => c.run(&self.rpc),
+            CliVisorSub::App(c) => c.run(&self.rpc),
+        }
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "info")]
+/// the visor's identity, network and uptime.
+struct InfoCmd {
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+impl InfoCmd {
+    fn run(self, rpc: &Option<String>) -> CmdResult {
+        let v = call(rpc, "GET", "/v1/info")?;
+        if self.json {
+            print_json(&v);
+            return Ok(());
+        }
+        say(&format!("pk:        {}", field(&v, "pk")));
+        say(&format!("version:   {}", field(&v, "version")));
+        say(&format!(
+            "uptime:    {}",
+            human_secs(field(&v, "uptime_secs").parse().unwrap_or(0))
+        ));
+        say(&format!("network:   {}", field(&v, "network")));
+        let hosted = field(&v, "hosted_relay");
+        if !hosted.is_empty() {
+            say(&format!("hosting:   relay {hosted}"));
+            say(&format!("join with: skywire config gen --join {hosted}"));
+        }
+        let d = field(&v, "discovery");
+        if !d.is_empty() {
+            say(&format!("discovery: {d}"));
+        }
+        let r = field(&v, "relays");
+        say(&format!(
+            "relays:    {}",
+            if r.is_empty() { "none connected" } else { &r }
+        ));
+        say(&format!(
+            "apps:      {} running of {}",
+            field(&v, "apps_running"),
+            field(&v, "apps")
+        ));
+        say(&format!("rss:       {} KiB", field(&v, "rss_kib")));
+        Ok(())
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "ping")]
+/// round trips to a peer's dmsgctrl (port 7) through the visor.
+struct PingCmd {
+    /// the peer's public key
+    #[argh(positional)]
+    pk: String,
+    /// how many pings (default 3, at most 100)
+    #[argh(option, short = 'n', default = "3")]
+    count: u32,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+impl PingCmd {
+    fn run(self, rpc: &Option<String>) -> CmdResult {
+        crate::crypto::PublicKey::from_hex(&self.pk)
+            .map_err(|e| CmdError::usage(format!("{}: {e}", self.pk)))?;
+        let v = call(
+            rpc,
+            "POST",
+            &format!("/v1/ping/{}?count={}", self.pk, self.count),
+        )?;
+        if self.json {
+            print_json(&v);
+            return Ok(());
+        }
+        let rtts: Vec<u64> = match &v {
+            Value::Object(o) => match o.get("rtt_us") {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|x| match x {
+                        Value::Number(Number::U64(n)) => Some(*n),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        for (i, r) in rtts.iter().enumerate() {
+            say(&format!(
+                "pong from {}: seq={} rtt={:.3} ms",
+                self.pk,
+                i + 1,
+                *r as f64 / 1000.0
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "ports")]
+/// the overlay ports this visor serves, and who serves them.
+struct PortsCmd {
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+impl PortsCmd {
+    fn run(self, rpc: &Option<String>) -> CmdResult {
+        let v = call(rpc, "GET", "/v1/ports")?;
+        if self.json {
+            print_json(&v);
+            return Ok(());
+        }
+        let mut rows = vec![vec![
+            "PORT".to_string(),
+            "SERVED BY".into(),
+            "NETWORK".into(),
+            "SINCE".into(),
+        ]];
+        for p in items(&v) {
+            rows.push(vec![
+                field(&p, "port"),
+                field(&p, "owner"),
+                field(&p, "network"),
+                human_secs(field(&p, "since_secs").parse().unwrap_or(0)),
+            ]);
+        }
+        table(&rows);
+        Ok(())
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "app")]
+/// the visor's apps: ls, start, stop, status.
+struct CliAppCmd {
+    #[argh(subcommand)]
+    cmd: CliAppSub,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum CliAppSub {
+    Ls(LsCmd),
+    Start(NamedStart),
+    Stop(NamedStop),
+    Status(NamedStatus),
+}
+
+impl CliAppCmd {
+    fn run(self, rpc: &Option<String>) -> CmdResult {
+        match self.cmd {
+            CliAppSub::Ls(c) => c.run(rpc),
+            CliAppSub::Start(c) => app_start(rpc, &c.name, c.json),
+            CliAppSub::Stop(c) => app_stop(rpc, &c.name, c.i_know_what_im_doing, c.json),
+            CliAppSub::Status(c) => app_status(rpc, &c.name, c.json),
+        }
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "ls")]
+/// every app: name, mode, state, port, uptime, restarts, last error.
+struct LsCmd {
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+impl LsCmd {
+    fn run(self, rpc: &Option<String>) -> CmdResult {
+        let v = call(rpc, "GET", "/v1/apps")?;
+        if self.json {
+            print_json(&v);
+            return Ok(());
+        }
+        let mut rows = vec![vec![
+            "NAME".to_string(),
+            "MODE".into(),
+            "STATE".into(),
+            "PORT".into(),
+            "UPTIME".into(),
+            "RESTARTS".into(),
+            "LAST ERROR".into(),
+        ]];
+        for a in items(&v) {
+            let up: u64 = field(&a, "uptime_secs").parse().unwrap_or(0);
+            let port = field(&a, "port");
+            rows.push(vec![
+                field(&a, "name"),
+                field(&a, "mode"),
+                field(&a, "state"),
+                if port.is_empty() { "-".into() } else { port },
+                if field(&a, "state") == "running" {
+                    human_secs(up)
+                } else {
+                    "-".into()
+                },
+                field(&a, "restarts"),
+                field(&a, "last_error"),
+            ]);
+        }
+        table(&rows);
+        Ok(())
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "start")]
+/// start an app (and what it depends on).
+struct NamedStart {
+    /// the app
+    #[argh(positional)]
+    name: String,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "stop")]
+/// stop an app (and what requires it).
+struct NamedStop {
+    /// the app
+    #[argh(positional)]
+    name: String,
+    /// stop it even if it is critical (you may lose remote access)
+    #[argh(switch)]
+    i_know_what_im_doing: bool,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "status")]
+/// one app's state and its connections.
+struct NamedStatus {
+    /// the app
+    #[argh(positional)]
+    name: String,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+/// `app start`.
+pub fn app_start(rpc: &Option<String>, name: &str, json: bool) -> CmdResult {
+    let v = call(rpc, "POST", &format!("/v1/apps/{name}/start"))?;
+    if json {
+        print_json(&v);
+    } else {
+        say(&format!("{name}: {}", field(&v, "state")));
+    }
+    Ok(())
+}
+
+/// `app stop`.
+pub fn app_stop(rpc: &Option<String>, name: &str, force: bool, json: bool) -> CmdResult {
+    let q = if force { "?force=1" } else { "" };
+    let v = call(rpc, "POST", &format!("/v1/apps/{name}/stop{q}"))?;
+    if json {
+        print_json(&v);
+    } else {
+        say(&format!(
+            "stopped: {}",
+            field(&v, "stopped").replace(',', ", ")
+        ));
+    }
+    Ok(())
+}
+
+/// `app status`.
+pub fn app_status(rpc: &Option<String>, name: &str, json: bool) -> CmdResult {
+    let v = call(rpc, "GET", &format!("/v1/apps/{name}"))?;
+    if json {
+        print_json(&v);
+    } else {
+        print_app(&v);
+    }
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! The visor's RPC: HTTP/JSON on `cli_addr` (127.0.0.1:3435 by default). The CLI and the
+//! hypervisor use it; it is never served to the overlay. Routes (all JSON):
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/health` | `{"status":"ok"}` |
+//! | GET | `/v1/info` | identity, version, uptime, network, relays, RSS |
+//! | GET | `/v1/ports` | the services registry |
+//! | GET | `/v1/apps` | every app (state, port, uptime, restarts, last error) |
+//! | GET | `/v1/apps/<name>` | one app, with its tagged connections |
+//! | POST | `/v1/apps/<name>/start` | start it (and what it depends on) |
+//! | POST | `/v1/apps/<name>/stop[?force=1]` | stop it (critical apps need `force`) |
+//! | POST | `/v1/ping/<pk>[?count=N]` | dmsgctrl round trips to a peer |
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::app::conn::{ConnRow, Direction};
+use crate::app::launcher::{AppStatus, LaunchError, Launcher, State};
+use crate::crypto::PublicKey;
+use crate::http::json::{Ordered, Out, str_array};
+use crate::http::server::{Handler, Request, Response};
+
+use super::services::Services;
+
+/// What the RPC serves from.
+#[derive(Debug, Clone)]
+pub struct RpcState {
+    /// The launcher.
+    pub launcher: Launcher,
+    /// The services registry (and the dmsg client).
+    pub services: Services,
+    /// When the visor started.
+    pub started: Instant,
+    /// Network description for `info` (`embedded`, `joined`, `discovery`).
+    pub network: String,
+    /// `pk@host:port` of the relay this visor hosts, if any.
+    pub hosted_relay: Option<String>,
+    /// Discovery URL in use, if any.
+    pub discovery: Option<String>,
+    /// The RPC address.
+    pub rpc_addr: String,
+}
+
+/// The RPC handler.
+pub fn handler(state: Arc<RpcState>) -> Handler {
+    Arc::new(move |req: Request| {
+        let st = state.clone();
+        Box::pin(async move { route(&st, req).await })
+    })
+}
+
+async fn route(st: &RpcState, req: Request) -> Response {
+    let segs: Vec<String> = req.segments().into_iter().map(String::from).collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let m = req.method.as_str();
+    match (m, segs.as_slice()) {
+        ("GET", ["health"]) => ok(Ordered::new().field("status", Out::Str("ok".into()))),
+        ("GET", ["v1", "info"]) => ok(info(st)),
+        ("GET", ["v1", "ports"]) => ok_arr(ports(st)),
+        ("GET", ["v1", "apps"]) => {
+            st.launcher.refresh();
+            ok_arr(
+                st.launcher
+                    .list()
+                    .iter()
+                    .map(|a| Out::Obj(app_json(a)))
+                    .collect(),
+            )
+        }
+        ("GET", ["v1", "apps", name]) => {
+            st.launcher.refresh();
+            match st.launcher.status(name) {
+                Ok(a) => {
+                    let conns = st.launcher.conns().list(Some(name));
+                    ok(app_json(&a).field("connections", conns_json(&conns)))
+                }
+                Err(e) => launch_err(e),
+            }
+        }
+        ("POST", ["v1", "apps", name, "start"]) => match st.launcher.start(name).await {
+            Ok(a) => ok(app_json(&a)),
+            Err(e) => launch_err(e),
+        },
+        ("POST", ["v1", "apps", name, "stop"]) => {
+            let force = matches!(req.query_param("force"), Some("1" | "true"));
+            match st.launcher.stop(name, force).await {
+                Ok(stopped) => ok(Ordered::new().field("stopped", str_array(stopped))),
+                Err(e) => launch_err(e),
+            }
+        }
+        ("POST" | "GET", ["v1", "ping", pk]) => {
+            let Ok(pk) = PublicKey::from_hex(pk) else {
+                return Response::error(400, format!("{pk:?} is not a public key (64 hex digits)"));
+            };
+            let count = match req.query_param("count").map(str::parse::<u32>) {
+                None => 1,
+                Some(Ok(n)) if (1..=100).contains(&n) => n,
+                Some(_) => return Response::error(400, "count must be 1-100"),
+            };
+            let t0 = Instant::now();
+            match st.services.ping(pk, count).await {
+                Ok(rtts) => ok(Ordered::new()
+                    .field("pk", Out::Str(pk.to_hex()))
+                    .field(
+                        "rtt_us",
+                        Out::Arr(
+                            rtts.iter()
+                                .map(|d| Out::U64(d.as_micros() as u64))
+                                .collect(),
+                        ),
+                    )
+                    .field("total_ms", Out::U64(t0.elapsed().as_millis() as u64))),
+                Err(e) => Response::error(502, e.to_string()),
+            }
+        }
+        (_, ["health"] | ["v1", ..]) if m != "GET" && m != "POST" => {
+            Response::error(405, format!("{m} is not served here"))
+        }
+        _ => Response::error(404, format!("no route {m} {}", req.path)),
+    }
+}
+
+fn ok(o: Ordered) -> Response {
+    Response::json(200, o.to_pretty() + "\n")
+}
+
+fn ok_arr(v: Vec<Out>) -> Response {
+    let o = Ordered::new().field("items", Out::Arr(v));
+    Response::json(200, o.to_pretty() + "\n")
+}
+
+fn launch_err(e: LaunchError) -> Response {
+    let status = match &e {
+        LaunchError::Unknown(_) => 404,
+        LaunchError::Critical(_) => 403,
+        LaunchError::Blocked(..) | LaunchError::Failed(..) => 409,
+        LaunchError::ShuttingDown => 503,
+    };
+    Response::error(status, e.to_string())
+}
+
+fn info(st: &RpcState) -> Ordered {
+    let dmsg = st.services.dmsg();
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    let apps = st.launcher.list();
+    let running = apps.iter().filter(|a| a.state == State::Running).count();
+    Ordered::new()
+        .field("pk", Out::Str(dmsg.pk().to_hex()))
+        .field("version", Out::Str(crate::VERSION.into()))
+        .field("uptime_secs", Out::U64(st.started.elapsed().as_secs()))
+        .field("rpc_addr", Out::Str(st.rpc_addr.clone()))
+        .field("network", Out::Str(st.network.clone()))
+        .field(
+            "hosted_relay",
+            Out::Str(st.hosted_relay.clone().unwrap_or_default()),
+        )
+        .field(
+            "discovery",
+            Out::Str(st.discovery.clone().unwrap_or_default()),
+        )
+        .field(
+            "relays",
+            str_array(dmsg.relays().iter().map(|p| p.to_hex())),
+        )
+        .field("apps", Out::U64(apps.len() as u64))
+        .field("apps_running", Out::U64(running as u64))
+        .field("rss_kib", Out::U64(rss))
+}
+
+fn ports(st: &RpcState) -> Vec<Out> {
+    st.services
+        .list()
+        .into_iter()
+        .map(|s| {
+            Out::Obj(
+                Ordered::new()
+                    .field("port", Out::U64(s.port.into()))
+                    .field("owner", Out::Str(s.owner))
+                    .field("network", Out::Str(s.network.into()))
+                    .field("since_secs", Out::U64(s.since.elapsed().as_secs())),
+            )
+        })
+        .collect()
+}
+
+/// One app as JSON (shared by `ls` and `status`).
+pub fn app_json(a: &AppStatus) -> Ordered {
+    let deps = |k: crate::app::DepKind| {
+        str_array(
+            a.deps
+                .iter()
+                .filter(|d| d.kind == k)
+                .map(|d| d.name.clone()),
+        )
+    };
+    Ordered::new()
+        .field("name", Out::Str(a.name.into()))
+        .field("mode", Out::Str("visor".into()))
+        .field("state", Out::Str(a.state.as_str().into()))
+        .field(
+            "port",
+            Out::Str(a.port.map(|p| p.to_string()).unwrap_or_default()),
+        )
+        .field(
+            "uptime_secs",
+            Out::U64(if a.state == State::Running {
+                a.since_secs
+            } else {
+                0
+            }),
+        )
+        .field("restarts", Out::U64(a.restarts.into()))
+        .field(
+            "last_error",
+            Out::Str(a.last_error.clone().unwrap_or_default()),
+        )
+        .field("detail", Out::Str(a.detail.clone()))
+        .field("wave", Out::U64(a.wave as u64 + 1))
+        .field("start_seq", Out::U64(a.start_seq))
+        .field("restart_policy", Out::Str(a.policy.as_str().into()))
+        .field("auto_start", Out::Bool(a.auto_start))
+        .field("critical", Out::Bool(a.critical))
+        .field("requires", deps(crate::app::DepKind::Requires))
+        .field("wants", deps(crate::app::DepKind::Wants))
+        .field("summary", Out::Str(a.summary.into()))
+}
+
+fn conns_json(rows: &[ConnRow]) -> Out {
+    Out::Arr(
+        rows.iter()
+            .map(|c| {
+                Out::Obj(
+                    Ordered::new()
+                        .field("peer", Out::Str(c.peer.to_hex()))
+                        .field("remote_port", Out::U64(c.remote_port.into()))
+                        .field("local_port", Out::U64(c.local_port.into()))
+                        .field("network", Out::Str(c.network.into()))
+                        .field(
+                            "direction",
+                            Out::Str(
+                                match c.direction {
+                                    Direction::In => "in",
+                                    Direction::Out => "out",
+                                }
+                                .into(),
+                            ),
+                        )
+                        .field("rx_bytes", Out::U64(c.rx))
+                        .field("tx_bytes", Out::U64(c.tx))
+                        .field("age_secs", Out::U64(c.age_secs)),
+                )
+            })
+            .collect(),
+    )
+}

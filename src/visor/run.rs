@@ -1,0 +1,322 @@
+//! `skywire visor`: the phase-1 core, started in this order (docs/architecture.md):
+//!
+//! 1. config: `-c FILE`, else `<state dir>/skywire-config.json`, created with fresh keys if
+//!    missing; then logging at the config's level;
+//! 2. the app plan (every compiled-in app sorted into dependency waves): a config error
+//!    stops here, before anything listens;
+//! 3. signal handlers (SIGINT, SIGTERM);
+//! 4. the network: with no discovery and no relays configured, the embedded discovery and
+//!    relay (DESIGN.md §7); then the dmsg client (to the configured relays, or to our own);
+//! 5. the services registry and dmsgctrl (port 7);
+//! 6. the RPC server on `cli_addr`;
+//! 7. the launcher, which starts the auto-start apps wave by wave.
+//!
+//! Shutdown (SIGINT/SIGTERM) goes backwards: apps stop in reverse wave order, the dmsg
+//! client closes its sessions gracefully, and the process exits 0.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_executor::Executor;
+use async_net::TcpListener;
+use futures_lite::{StreamExt, future};
+
+use super::config::{self, Config, ConfigErrorKind};
+use super::rpc::{self, RpcState};
+use super::services::Services;
+use crate::app::HostInfo;
+use crate::app::conn::ConnTable;
+use crate::app::launcher::{self, Launcher};
+use crate::app::table::APPS;
+use crate::crypto::{Keypair, PublicKey};
+use crate::dmsg::client::{ClientConfig, DmsgClient};
+use crate::dmsg::disc::{self, DiscLimits};
+use crate::dmsg::disc_client::DiscClient;
+use crate::dmsg::relay::{Relay, RelayConfig};
+use crate::http::server::{self, Limits};
+
+/// Where the state directory is when neither `-c` nor `--state-dir` is given.
+pub const DEFAULT_STATE_DIR: &str = "./local";
+
+/// How the visor was asked to start.
+#[derive(Debug, Clone, Default)]
+pub struct VisorOptions {
+    /// `-c FILE`.
+    pub config: Option<PathBuf>,
+    /// `--state-dir DIR` (or `$SKYWIRE_STATE_DIR`).
+    pub state_dir: Option<PathBuf>,
+    /// `--rpc ADDR`: overrides `cli_addr`.
+    pub rpc: Option<String>,
+    /// `--log-level`: overrides the config.
+    pub log_level: Option<String>,
+}
+
+/// Finds or creates the config. Returns it with its path and whether it was created.
+pub fn resolve_config(opts: &VisorOptions) -> Result<(Config, PathBuf, bool), String> {
+    if let Some(file) = &opts.config {
+        return match Config::load(file) {
+            Ok(c) => Ok((c, file.clone(), false)),
+            Err(e) if matches!(e.kind, ConfigErrorKind::Missing) => Err(format!(
+                "{}: no such config; create one with 'skywire config gen -o {}', or start \
+                 'skywire visor' without -c to use the embedded default",
+                file.display(),
+                file.display()
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    let dir = opts
+        .state_dir
+        .clone()
+        .or_else(|| std::env::var_os("SKYWIRE_STATE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let file = dir.join(config::DEFAULT_FILE);
+    match Config::load(&file) {
+        Ok(c) => Ok((c, file, false)),
+        Err(e) if matches!(e.kind, ConfigErrorKind::Missing) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create state directory {}: {e}", dir.display()))?;
+            let mut cfg = Config::generate().map_err(|e| e.to_string())?;
+            // The config lives in the state directory, so the state directory is its own.
+            cfg.local_path = ".".into();
+            cfg.save(&file, false).map_err(|e| e.to_string())?;
+            Ok((cfg, file, true))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A guess at an address other machines can reach us on: the source address of the default
+/// route (no packet is sent), else loopback.
+fn outward_ip() -> std::net::IpAddr {
+    let guess = || -> std::io::Result<std::net::IpAddr> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        s.connect("192.0.2.1:9")?;
+        Ok(s.local_addr()?.ip())
+    };
+    match guess() {
+        Ok(ip) if !ip.is_unspecified() => ip,
+        _ => std::net::IpAddr::from([127, 0, 0, 1]),
+    }
+}
+
+fn bind(addr: &str, what: &str, field: &str, file: &Path) -> Result<TcpListener, String> {
+    let a = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    future::block_on(TcpListener::bind(a.as_str())).map_err(|e| {
+        format!(
+            "{what}: cannot listen on {addr}: {e}; is another visor running? Set {field} in {} \
+             (port 0 picks a free one)",
+            file.display()
+        )
+    })
+}
+
+/// Runs the visor until SIGINT/SIGTERM. `on_ready` gets the lines to print once the RPC
+/// answers.
+pub fn run(opts: VisorOptions) -> Result<(), String> {
+    let t_start = Instant::now();
+    // 1. Config and logging.
+    let (cfg, file, created) = resolve_config(&opts)?;
+    let level = opts
+        .log_level
+        .clone()
+        .unwrap_or_else(|| cfg.log_level.as_str().to_string());
+    let filter: log::LevelFilter = level.parse().map_err(|_| {
+        format!("log level {level:?} is not one of error, warn, info, debug, trace")
+    })?;
+    let _ = simple_logger::SimpleLogger::new().with_level(filter).init();
+    if created {
+        log::info!("created {} with a fresh identity", file.display());
+    }
+    let rpc_addr = opts.rpc.clone().unwrap_or_else(|| cfg.cli_addr.clone());
+    config::check_host_port(&rpc_addr).map_err(|e| format!("--rpc: {e}"))?;
+    if !config::is_loopback(&rpc_addr) {
+        log::warn!("RPC on {rpc_addr} is not loopback: anyone who reaches it controls this visor");
+    }
+
+    // 2. The app plan.
+    let planned =
+        launcher::plan(APPS, &cfg.apps).map_err(|e| format!("{}: {e}", file.display()))?;
+
+    // 3. Signals, before anything is started, so none is missed.
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
+    let pk = *cfg.keys.public();
+
+    // 4. The network.
+    let embedded = cfg.dmsg.discovery.is_empty() && cfg.dmsg.servers.is_empty();
+    let mut hosted_relay = None;
+    let (disc_url, relays, network) = if embedded {
+        let e = &cfg.dmsg.embedded;
+        let (dl, handler, flusher) = disc::service(&e.disc_addr, None, DiscLimits::default())
+            .map_err(|m| {
+                format!(
+                    "embedded discovery: {m}; set dmsg.embedded.disc_addr in {}",
+                    file.display()
+                )
+            })?;
+        let disc_local = dl.local_addr().map_err(|e| e.to_string())?;
+        let disc_url = format!("http://{}", loopback_if_unspecified(disc_local));
+        ex.spawn(flusher).detach();
+        ex.spawn(server::serve(dl, ex.clone(), handler, Limits::default()))
+            .detach();
+        let rl = bind(
+            &e.relay_addr,
+            "embedded relay",
+            "dmsg.embedded.relay_addr",
+            &file,
+        )?;
+        let relay_local = rl.local_addr().map_err(|e| e.to_string())?;
+        let public = if !e.public_addr.is_empty() {
+            e.public_addr.clone()
+        } else if relay_local.ip().is_unspecified() {
+            format!("{}:{}", outward_ip(), relay_local.port())
+        } else {
+            relay_local.to_string()
+        };
+        let relay = Relay::new(
+            Keypair::from_seed(cfg.keys.seed()),
+            RelayConfig {
+                public_addr: public.clone(),
+                ..RelayConfig::default()
+            },
+            ex.clone(),
+        );
+        let dc = DiscClient::new(&disc_url).map_err(|e| e.to_string())?;
+        ex.spawn(relay.clone().publish_loop(dc)).detach();
+        let r2 = relay.clone();
+        ex.spawn(async move {
+            if let Err(e) = r2.serve(rl).await {
+                log::error!("embedded relay stopped: {e}");
+            }
+        })
+        .detach();
+        hosted_relay = Some(format!("{pk}@{public}"));
+        let own = (pk, loopback_if_unspecified(relay_local).to_string());
+        (Some(disc_url), vec![own], "embedded".to_string())
+    } else {
+        let relays: Vec<(PublicKey, String)> = cfg
+            .dmsg
+            .servers
+            .iter()
+            .map(|a| (a.pk, a.addr.clone()))
+            .collect();
+        let d = (!cfg.dmsg.discovery.is_empty()).then(|| cfg.dmsg.discovery.clone());
+        let net = if d.is_some() { "discovery" } else { "joined" };
+        (d, relays, net.to_string())
+    };
+    let disc_client = match &disc_url {
+        Some(u) => Some(DiscClient::new(u).map_err(|e| format!("dmsg.discovery: {e}"))?),
+        None => None,
+    };
+    let dmsg = DmsgClient::start(
+        ex.clone(),
+        Keypair::from_seed(cfg.keys.seed()),
+        disc_client,
+        ClientConfig {
+            sessions: (cfg.dmsg.sessions_count as usize).max(1),
+            relays,
+            ..ClientConfig::default()
+        },
+    );
+
+    // 5. Services registry and dmsgctrl.
+    let conns = ConnTable::default();
+    let services = Services::new(dmsg.clone(), conns.clone());
+    let _dmsgctrl = services
+        .serve_dmsgctrl(&ex)
+        .map_err(|e| format!("dmsgctrl: {e}"))?;
+
+    // 6. RPC.
+    let rl = bind(&rpc_addr, "RPC", "cli_addr (or pass --rpc)", &file)?;
+    let rpc_local = rl.local_addr().map_err(|e| e.to_string())?;
+
+    // 7. Launcher.
+    let svc = services.clone();
+    let launcher = Launcher::new(
+        ex.clone(),
+        planned,
+        Arc::new(move |name| svc.net_for(name)),
+        conns,
+    );
+    let l2 = launcher.clone();
+    launcher.set_host(HostInfo {
+        pk,
+        hypervisors: cfg.hypervisors.clone(),
+        started: t_start,
+        apps: Arc::new(move || l2.states()),
+    });
+    let state = Arc::new(RpcState {
+        launcher: launcher.clone(),
+        services: services.clone(),
+        started: t_start,
+        network: network.clone(),
+        hosted_relay: hosted_relay.clone(),
+        discovery: disc_url.clone(),
+        rpc_addr: rpc_local.to_string(),
+    });
+    ex.spawn(server::serve(
+        rl,
+        ex.clone(),
+        rpc::handler(state),
+        Limits::default(),
+    ))
+    .detach();
+    crate::cli::say(&format!("visor {pk} up; RPC on http://{rpc_local}"));
+    match &hosted_relay {
+        Some(r) => {
+            crate::cli::say(&format!(
+                "hosting the embedded relay ({r}) and discovery ({})",
+                disc_url.as_deref().unwrap_or("")
+            ));
+            crate::cli::say(&format!(
+                "another board joins with: skywire config gen --join {r}"
+            ));
+        }
+        None => crate::cli::say(&format!("network: {network}")),
+    }
+    log::info!("started in {} ms", t_start.elapsed().as_millis());
+    let l3 = launcher.clone();
+    ex.spawn(async move { l3.start_all().await }).detach();
+
+    let main = async {
+        let sig = signals.next().await;
+        log::info!(
+            "{}: shutting down",
+            match sig {
+                Some(Ok(async_signal::Signal::Int)) => "SIGINT",
+                _ => "SIGTERM",
+            }
+        );
+        let t0 = Instant::now();
+        let stop = async {
+            launcher.shutdown().await;
+            dmsg.shutdown(Duration::from_millis(500)).await;
+        };
+        future::or(stop, async {
+            async_io::Timer::after(Duration::from_millis(1500)).await;
+            log::warn!("shutdown took too long; exiting anyway");
+        })
+        .await;
+        log::info!("stopped in {} ms", t0.elapsed().as_millis());
+    };
+    async_io::block_on(ex.run(main));
+    Ok(())
+}
+
+fn loopback_if_unspecified(a: SocketAddr) -> SocketAddr {
+    if a.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], a.port()))
+    } else {
+        a
+    }
+}
