@@ -3,6 +3,7 @@
 #   make / make build          release build for this machine (target/release/skywire)
 #   make run                   build, create local/skywire-config.json if missing, check it
 #   make test                  install test needs (tests/deps.sh), then cargo test --all-targets
+#                              (with the test-only `test-apps` feature: tests/visor.rs drives them)
 #   make cross TARGET=…        board build -> dist/skywire-<short name>
 #   make cross-test TARGET=…   unit tests for a board target under qemu-user
 #   make size                  stripped binary size per target, as a table
@@ -40,7 +41,7 @@ run: build
 
 test:
 	bash tests/deps.sh
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --features skywire/test-apps
 
 cross:
 	@[ -n "$(TARGET)" ] || { echo "make cross: set TARGET, e.g. make cross TARGET=armv7 (one of: $$(source cross/lib.sh && cross_names))" >&2; exit 2; }
@@ -58,6 +59,7 @@ lint:
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features skywire/test-apps -- -D warnings
 
 bench:
 	$(CARGO) bench -- --write docs/benchmarks.md

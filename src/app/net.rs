@@ -362,7 +362,8 @@ async fn tcp_incoming(
         let src = u16::from_be_bytes([hdr[2], hdr[3]]);
         if dst != port {
             let _ = st.write_all(&[PORT_CLOSED]).await;
-            let _ = st.flush().await;
+            // FIN, not a reset: a reset could overtake the status byte.
+            let _ = st.close().await;
             log::info!("tcp: {peer} asked for port {dst}; this listener serves {port}");
             return None;
         }

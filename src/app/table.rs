@@ -126,7 +126,7 @@ mod testapps {
         future::or(serve, end).await
     }
 
-    const MODES: &[Mode] = &[Mode::Visor, Mode::Dmsg];
+    const MODES: &[Mode] = &[Mode::Visor, Mode::Dmsg, Mode::Tcp];
 
     pub static TEST_A: AppDef = AppDef {
         name: "test-a",

@@ -155,6 +155,9 @@ struct ConfigCheck {
 impl ConfigCheck {
     fn run(self) -> CmdResult {
         let cfg = Config::load(&self.config)?;
+        // The app plan is part of the config: unknown apps, bad arguments, cycles.
+        let waves = crate::app::launcher::plan(crate::app::table::APPS, &cfg.apps)
+            .map_err(|e| CmdError::fail(format!("{}: {e}", self.config.display())))?;
         let mut warnings = Vec::new();
         if !config::is_loopback(&cfg.cli_addr) {
             warnings.push(format!(
@@ -190,6 +193,16 @@ impl ConfigCheck {
             println!("  state dir:   {state_dir}");
             println!("  hypervisors: {}", cfg.hypervisors.len());
             println!("  apps:        {}", cfg.apps.len());
+            let mut by_wave: Vec<Vec<&str>> = Vec::new();
+            for p in &waves {
+                if by_wave.len() <= p.wave {
+                    by_wave.resize(p.wave + 1, Vec::new());
+                }
+                by_wave[p.wave].push(p.def.name);
+            }
+            for (i, w) in by_wave.iter().enumerate() {
+                println!("  wave {}:      {}", i + 1, w.join(", "));
+            }
             for w in warnings {
                 println!("  warning: {w}");
             }

@@ -28,6 +28,7 @@ use super::rpc::{self, RpcState};
 use super::services::Services;
 use crate::app::HostInfo;
 use crate::app::conn::ConnTable;
+use crate::app::net::Tagged;
 use crate::app::launcher::{self, Launcher};
 use crate::app::table::APPS;
 use crate::crypto::{Keypair, PublicKey};
@@ -241,11 +242,11 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
     let rpc_local = rl.local_addr().map_err(|e| e.to_string())?;
 
     // 7. Launcher.
-    let svc = services.clone();
+    let (svc, tags) = (services.clone(), conns.clone());
     let launcher = Launcher::new(
         ex.clone(),
         planned,
-        Arc::new(move |name| svc.net_for(name)),
+        Arc::new(move |name| Tagged::wrap(svc.net_for(name), name, tags.clone())),
         conns,
     );
     let l2 = launcher.clone();
