@@ -22,22 +22,17 @@ CARGO  ?= cargo
 TARGET ?=
 PREFIX ?= /usr/local
 BIN    := target/release/skywire
-CONFIG := local/skywire-config.json
+STATE  := local
 
 .PHONY: build run test cross cross-test size lint bench fuzz install clean help
 
 build:
 	$(CARGO) build --release
 
-# The visor daemon arrives with its own issue; until then `make run` does what the binary can.
+# The visor on its embedded default: state (config with fresh keys on first start) in
+# $(STATE); with no network configured it hosts its own relay + discovery. Ctrl-C stops it.
 run: build
-	@mkdir -p $(dir $(CONFIG))
-	@if [ ! -e $(CONFIG) ]; then \
-		echo "make run: no $(CONFIG) yet; generating one with fresh keys"; \
-		$(BIN) config gen -o $(CONFIG); \
-	fi
-	$(BIN) config check -c $(CONFIG)
-	@echo "make run: the visor daemon ('skywire visor') arrives with the visor issue (#5); for now: built $(BIN), config $(CONFIG) checked."
+	$(BIN) visor --state-dir $(STATE)
 
 test:
 	bash tests/deps.sh
