@@ -9,12 +9,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_executor::Executor;
-use common::{Sample, aead_pass, cpu_seconds_of, raw_tcp, rss_kib_of};
+use common::{Proc, Sample, aead_pass, cpu_seconds_of, raw_tcp, rss_kib_of};
 use futures_lite::future::{self, block_on};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use skywire::crypto::Keypair;
@@ -22,22 +22,6 @@ use skywire::dmsg::client::{ClientConfig, DmsgClient};
 use skywire::dmsg::disc_client::DiscClient;
 
 const BIN: &str = env!("CARGO_BIN_EXE_skywire");
-
-/// Kills its child on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
 
 /// Starts `skywire <args>` (with a raised descriptor limit) and returns it with its first
 /// stdout line.

@@ -183,3 +183,20 @@ pub fn cpu_seconds_of(pid: u32) -> f64 {
     let t = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
     (t(11) + t(12)) / 100.0
 }
+
+/// A child process killed (by its PID, through the handle) and reaped when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
