@@ -184,8 +184,10 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
         } else {
             relay_local.to_string()
         };
+        let relay_keys = embedded_relay_keys(&cfg.keys);
+        let relay_pk = *relay_keys.public();
         let relay = Relay::new(
-            Keypair::from_seed(cfg.keys.seed()),
+            relay_keys,
             RelayConfig {
                 public_addr: public.clone(),
                 ..RelayConfig::default()
@@ -201,8 +203,8 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
             }
         })
         .detach();
-        hosted_relay = Some(format!("{pk}@{public}"));
-        let own = (pk, loopback_if_unspecified(relay_local).to_string());
+        hosted_relay = Some(format!("{relay_pk}@{public}"));
+        let own = (relay_pk, loopback_if_unspecified(relay_local).to_string());
         (Some(disc_url), vec![own], "embedded".to_string())
     } else {
         let relays: Vec<(PublicKey, String)> = cfg
@@ -312,6 +314,16 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
     };
     async_io::block_on(ex.run(main));
     Ok(())
+}
+
+/// The embedded relay's identity: derived from the visor's seed, so it is stable across
+/// restarts (joined boards keep their `--join <pk>@…`) yet distinct from the visor's own PK
+/// (discovery holds one entry per PK, and the visor publishes a client entry under its own).
+pub fn embedded_relay_keys(visor: &Keypair) -> Keypair {
+    let h = crate::crypto::hmac::sha512(&[b"skywire-rs embedded relay v1", visor.seed()]);
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&h[..32]);
+    Keypair::from_seed(&seed)
 }
 
 fn loopback_if_unspecified(a: SocketAddr) -> SocketAddr {
