@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Python's `noiseprotocol` (PyPI), the independent Noise peer of tests/noise_interop.rs, in a
+# Python's `noiseprotocol` (PyPI), the independent Noise peer of tests/noise_interop.rs, and
+# `pexpect` (drives the interactive pty client through a real terminal, DESIGN.md §9), in a
 # venv at the repository root (.venv, ignored by git). Idempotent: creates the venv and
 # installs the package only when missing. Needs python3 with the venv module.
 set -euo pipefail
@@ -7,8 +8,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 venv=$root/.venv
 py=$venv/bin/python
 
-if [ -x "$py" ] && "$py" -c 'import noise.connection, cryptography' 2>/dev/null; then
-    echo "python.sh: noiseprotocol already in $venv"
+if [ -x "$py" ] && "$py" -c 'import noise.connection, cryptography, pexpect' 2>/dev/null; then
+    echo "python.sh: noiseprotocol and pexpect already in $venv"
     exit 0
 fi
 
@@ -17,12 +18,12 @@ if [ ! -x "$py" ]; then
     echo "python.sh: creating $venv"
     python3 -m venv "$venv" || { echo "python.sh: 'python3 -m venv' failed; install python3-venv" >&2; exit 1; }
 fi
-echo "python.sh: installing noiseprotocol into $venv"
+echo "python.sh: installing noiseprotocol and pexpect into $venv"
 for attempt in 1 2 3; do
-    if "$py" -m pip install -q --disable-pip-version-check 'noiseprotocol==0.3.1'; then
+    if "$py" -m pip install -q --disable-pip-version-check 'noiseprotocol==0.3.1' 'pexpect==4.9.0'; then
         break
     fi
-    [ "$attempt" -lt 3 ] || { echo "python.sh: pip install noiseprotocol failed 3 times; check the PyPI mirror" >&2; exit 1; }
+    [ "$attempt" -lt 3 ] || { echo "python.sh: pip install failed 3 times; check the PyPI mirror" >&2; exit 1; }
     sleep $((attempt * 5))
 done
-"$py" -c 'import noise.connection, cryptography'
+"$py" -c 'import noise.connection, cryptography, pexpect'
