@@ -451,6 +451,25 @@ fn launcher_semantics_through_the_binary() {
         text(&o)
     );
 
+    // The pty whitelist: edited through the RPC, saved in the config file.
+    let friend = Keypair::from_seed(&[5; 32]).public().to_hex();
+    let o = sw(&["cli", "pty", "--rpc", &v.rpc, "whitelist", "add", &friend]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), friend);
+    let saved = std::fs::read_to_string(&c).unwrap();
+    assert!(saved.contains(&friend), "{saved}");
+    let o = sw(&["cli", "pty", "--rpc", &v.rpc, "whitelist", "rm", &friend]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = sw(&["cli", "pty", "--rpc", &v.rpc, "whitelist", "ls", "--json"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("\"whitelist\":[]"),
+        "{}",
+        text(&o)
+    );
+    assert!(!std::fs::read_to_string(&c).unwrap().contains(&friend));
+    let o = sw(&["cli", "pty", "--rpc", &v.rpc, "whitelist", "add", "zz"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
     // An unknown app and an unreachable visor are one-line errors.
     let o = sw(&["app", "nope", "status", "--rpc", &v.rpc]);
     assert!(text(&o).contains("no app \"nope\""), "{}", text(&o));

@@ -146,6 +146,38 @@ pub struct HostInfo {
     pub started: Instant,
     /// The apps the host runs and their states (name, state), for reports.
     pub apps: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+    /// PKs allowed privileged access (a shell) besides `pk` and `hypervisors`: the visor's
+    /// `pty.whitelist`, editable while running.
+    pub whitelist: SharedKeys,
+}
+
+/// A list of PKs shared between the host and its apps, editable while they run.
+#[derive(Debug, Clone, Default)]
+pub struct SharedKeys(Arc<Mutex<Vec<PublicKey>>>);
+
+impl SharedKeys {
+    /// A list holding `keys`.
+    pub fn new(keys: Vec<PublicKey>) -> SharedKeys {
+        SharedKeys(Arc::new(Mutex::new(keys)))
+    }
+
+    /// The PKs, in order.
+    pub fn get(&self) -> Vec<PublicKey> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// True if `pk` is listed.
+    pub fn contains(&self, pk: &PublicKey) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(pk)
+    }
+
+    /// Replaces the list.
+    pub fn set(&self, keys: Vec<PublicKey>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
 }
 
 impl fmt::Debug for HostInfo {

@@ -39,7 +39,7 @@ enum AppSub {
     Start(StartCmd),
     Stop(StopCmd),
     Status(StatusCmd),
-    Run(RunCmd),
+    Run(Box<RunCmd>),
 }
 
 #[derive(FromArgs, Debug)]
@@ -106,6 +106,9 @@ pub struct RunCmd {
     /// tcp: a peer's address, tcp://<pk>@<host>:<port> (repeatable)
     #[argh(option)]
     peer: Vec<String>,
+    /// a PK allowed privileged access (a pty shell), besides -c's pty.whitelist (repeatable)
+    #[argh(option)]
+    whitelist: Vec<String>,
     /// log level (default info)
     #[argh(option, default = "String::from(\"info\")")]
     log_level: String,
@@ -130,7 +133,7 @@ impl AppCmd {
                             c.mode, self.name
                         ))
                     })?;
-                run_standalone(&self.name, mode, c)
+                run_standalone(&self.name, mode, *c)
             }
         }
     }
@@ -165,13 +168,20 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
         async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
             .map_err(|e| CmdError::fail(format!("cannot install signal handlers: {e}")))?;
     let net_args = resolve(&c.sk, &c.config, &c.disc, &c.relay)?;
-    let hypervisors = match &c.config {
-        Some(p) => Config::load(p)
-            .map_err(|e| CmdError::fail(e.to_string()))?
-            .hypervisors
-            .clone(),
-        None => Vec::new(),
+    let (hypervisors, mut whitelist) = match &c.config {
+        Some(p) => {
+            let cfg = Config::load(p).map_err(|e| CmdError::fail(e.to_string()))?;
+            (cfg.hypervisors.clone(), cfg.pty_whitelist.clone())
+        }
+        None => (Vec::new(), Vec::new()),
     };
+    for w in &c.whitelist {
+        let pk = crate::crypto::PublicKey::from_hex(w)
+            .map_err(|e| CmdError::usage(format!("--whitelist {w}: {e}")))?;
+        if !whitelist.contains(&pk) {
+            whitelist.push(pk);
+        }
+    }
     let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
     let pk = *net_args.keys.public();
     let mut dmsg_client = None;
@@ -220,6 +230,7 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
                 st2.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             )]
         }),
+        whitelist: crate::app::SharedKeys::new(whitelist),
     };
     let ctx = AppCtx::new(
         def.name,

@@ -8,6 +8,7 @@ mod app;
 mod dmsg;
 mod dmsg_tools;
 mod keys;
+mod pty;
 mod visor;
 
 use argh::FromArgs;

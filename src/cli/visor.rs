@@ -60,7 +60,7 @@ pub fn call(rpc: &Option<String>, method: &str, path: &str) -> Result<Value, Cmd
     let addr = addr.strip_prefix("http://").unwrap_or(&addr).to_string();
     let url = HttpUrl::parse(&format!("http://{addr}{path}"))
         .map_err(|e| CmdError::usage(format!("--rpc {addr}: {e}")))?;
-    let body: Option<&[u8]> = (method == "POST").then_some(b"");
+    let body: Option<&[u8]> = (method != "GET").then_some(b"");
     let timeout = if path.contains("/ping/") || path.ends_with("/start") {
         Duration::from_secs(30)
     } else {
@@ -234,6 +234,7 @@ pub struct CliCmd {
 #[argh(subcommand)]
 enum CliSub {
     Visor(CliVisor),
+    Pty(super::pty::PtyCmd),
 }
 
 impl CliCmd {
@@ -241,6 +242,7 @@ impl CliCmd {
     pub fn run(self) -> CmdResult {
         match self.cmd {
             CliSub::Visor(c) => c.run(),
+            CliSub::Pty(c) => c.run(),
         }
     }
 }

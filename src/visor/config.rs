@@ -297,6 +297,9 @@ pub struct Config {
     pub dmsg: DmsgConfig,
     /// PKs of hypervisors allowed to manage this visor.
     pub hypervisors: Vec<PublicKey>,
+    /// PKs allowed to open a shell with the pty app (`pty.whitelist`), besides this visor's
+    /// own PK and its hypervisors.
+    pub pty_whitelist: Vec<PublicKey>,
     /// Per-app settings.
     pub apps: Vec<AppEntry>,
 }
@@ -316,6 +319,7 @@ impl Config {
             cli_addr: DEFAULT_CLI_ADDR.to_string(),
             dmsg: DmsgConfig::default(),
             hypervisors: Vec::new(),
+            pty_whitelist: Vec::new(),
             apps: Vec::new(),
         }
     }
@@ -413,6 +417,13 @@ impl Config {
                 json::str_array(self.hypervisors.iter().map(|p| p.to_hex())),
             )
             .field(
+                "pty",
+                Out::Obj(Ordered::new().field(
+                    "whitelist",
+                    json::str_array(self.pty_whitelist.iter().map(|p| p.to_hex())),
+                )),
+            )
+            .field(
                 "launcher",
                 Out::Obj(Ordered::new().field("apps", Out::Arr(apps))),
             )
@@ -503,6 +514,18 @@ fn parse_rest<'a>(f: &mut Fields<'a>, cfg: &mut Config) -> Result<(), JsonError>
             msg: e.to_string(),
         })?;
         cfg.hypervisors.push(pk);
+    }
+    if let Some(mut p) = f.opt_object("pty")? {
+        for (path, s) in p.opt_str_array("whitelist")? {
+            let pk = PublicKey::from_hex(s).map_err(|e| JsonError {
+                path,
+                msg: e.to_string(),
+            })?;
+            if !cfg.pty_whitelist.contains(&pk) {
+                cfg.pty_whitelist.push(pk);
+            }
+        }
+        p.deny_unknown()?;
     }
     if let Some(mut l) = f.opt_object("launcher")? {
         for (path, v) in l.opt_array("apps")? {
@@ -631,6 +654,8 @@ mod tests {
     fn generated_config_round_trips() {
         let mut c = sample();
         c.hypervisors.push(*Keypair::from_seed(&[6u8; 32]).public());
+        c.pty_whitelist
+            .push(*Keypair::from_seed(&[8u8; 32]).public());
         c.dmsg
             .servers
             .push(RelayAddr::parse(&format!("{}@relay.example:8080", c.keys.public())).unwrap());
@@ -647,6 +672,7 @@ mod tests {
         assert_eq!(back.dmsg, c.dmsg);
         assert_eq!(back.apps, c.apps);
         assert_eq!(back.hypervisors, c.hypervisors);
+        assert_eq!(back.pty_whitelist, c.pty_whitelist);
         assert_eq!(back.to_json(), c.to_json());
     }
 

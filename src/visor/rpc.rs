@@ -11,6 +11,8 @@
 //! | POST | `/v1/apps/<name>/start` | start it (and what it depends on) |
 //! | POST | `/v1/apps/<name>/stop[?force=1]` | stop it (critical apps need `force`) |
 //! | POST | `/v1/ping/<pk>[?count=N]` | dmsgctrl round trips to a peer |
+//! | GET | `/v1/whitelist` | `pty.whitelist` |
+//! | POST / DELETE | `/v1/whitelist/<pk>` | add / remove a PK (saved to the config file) |
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,6 +42,10 @@ pub struct RpcState {
     pub discovery: Option<String>,
     /// The RPC address.
     pub rpc_addr: String,
+    /// The config file (whitelist edits are saved there).
+    pub config_file: std::path::PathBuf,
+    /// The `pty.whitelist` the apps see.
+    pub whitelist: crate::app::SharedKeys,
 }
 
 /// The RPC handler.
@@ -114,11 +120,48 @@ async fn route(st: &RpcState, req: Request) -> Response {
                 Err(e) => Response::error(502, e.to_string()),
             }
         }
-        (_, ["health"] | ["v1", ..]) if m != "GET" && m != "POST" => {
+        ("GET", ["v1", "whitelist"]) => ok(whitelist_json(st)),
+        ("POST" | "DELETE", ["v1", "whitelist", pk]) => {
+            let Ok(pk) = PublicKey::from_hex(pk) else {
+                return Response::error(400, format!("{pk:?} is not a public key (64 hex digits)"));
+            };
+            match edit_whitelist(st, pk, m == "POST") {
+                Ok(()) => ok(whitelist_json(st)),
+                Err(e) => Response::error(500, e),
+            }
+        }
+        (_, ["health"] | ["v1", ..]) if !matches!(m, "GET" | "POST" | "DELETE") => {
             Response::error(405, format!("{m} is not served here"))
         }
         _ => Response::error(404, format!("no route {m} {}", req.path)),
     }
+}
+
+fn whitelist_json(st: &RpcState) -> Ordered {
+    Ordered::new()
+        .field(
+            "whitelist",
+            str_array(st.whitelist.get().iter().map(|p| p.to_hex())),
+        )
+        .field("config", Out::Str(st.config_file.display().to_string()))
+}
+
+/// Adds or removes `pk` in `pty.whitelist`: in the config file first (re-read, so other edits
+/// are kept; written atomically), then in the running apps' list.
+fn edit_whitelist(st: &RpcState, pk: PublicKey, add: bool) -> Result<(), String> {
+    let mut cfg = super::config::Config::load(&st.config_file).map_err(|e| e.to_string())?;
+    cfg.pty_whitelist.retain(|k| *k != pk);
+    if add {
+        cfg.pty_whitelist.push(pk);
+    }
+    cfg.save(&st.config_file, true).map_err(|e| e.to_string())?;
+    log::info!(
+        "pty.whitelist: {} {pk} ({} listed)",
+        if add { "added" } else { "removed" },
+        cfg.pty_whitelist.len()
+    );
+    st.whitelist.set(cfg.pty_whitelist);
+    Ok(())
 }
 
 fn ok(o: Ordered) -> Response {

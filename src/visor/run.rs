@@ -244,6 +244,7 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
     let rpc_local = rl.local_addr().map_err(|e| e.to_string())?;
 
     // 7. Launcher.
+    let whitelist = crate::app::SharedKeys::new(cfg.pty_whitelist.clone());
     let (svc, tags) = (services.clone(), conns.clone());
     let launcher = Launcher::new(
         ex.clone(),
@@ -257,6 +258,7 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
         hypervisors: cfg.hypervisors.clone(),
         started: t_start,
         apps: Arc::new(move || l2.states()),
+        whitelist: whitelist.clone(),
     });
     let state = Arc::new(RpcState {
         launcher: launcher.clone(),
@@ -266,6 +268,8 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
         hosted_relay: hosted_relay.clone(),
         discovery: disc_url.clone(),
         rpc_addr: rpc_local.to_string(),
+        config_file: file.clone(),
+        whitelist,
     });
     ex.spawn(server::serve(
         rl,

@@ -147,6 +147,7 @@ fn launcher(entries: &[AppEntry]) -> (Launcher, Arc<Executor<'static>>) {
         hypervisors: Vec::new(),
         started: Instant::now(),
         apps: Arc::new(Vec::new),
+        whitelist: crate::app::SharedKeys::default(),
     });
     (l, ex)
 }
