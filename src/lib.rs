@@ -17,6 +17,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+#[cfg(feature = "app-pty")]
+pub mod apps;
 pub mod cli;
 pub mod crypto;
 pub mod dmsg;
