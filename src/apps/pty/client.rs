@@ -104,8 +104,16 @@ where
         proto::write_frame(&mut wr, &Repr::Request(req)).await?;
         wr.flush().await?;
         await_accept(&mut rd, &mut buf).await?;
-        proto::write_frame(&mut wr, &Repr::StdinEof).await?;
-        wr.flush().await?;
+        // A command that ends at once may have closed the session already: its exit status
+        // is still to be read, so a failure to send here is not the end.
+        let eof = async {
+            proto::write_frame(&mut wr, &Repr::StdinEof).await?;
+            wr.flush().await?;
+            Ok::<_, PtyError>(())
+        };
+        if let Err(e) = eof.await {
+            log::debug!("pty: stdin-eof not sent: {e}");
+        }
         downlink(&mut rd, out, &mut buf).await
     };
     let result = match opts.timeout {
@@ -172,10 +180,17 @@ where
     ])?;
     let raw = sys::RawMode::enter(term.get_ref())?;
     let mut term_out: &Async<File> = &term;
-    let result = future::or(
-        downlink(&mut rd, &mut term_out, &mut buf),
-        uplink(&term, &signals, &mut wr, size),
-    )
+    let result = future::or(downlink(&mut rd, &mut term_out, &mut buf), async {
+        match uplink(&term, &signals, &mut wr, size).await {
+            // The stream failed on our side: the downlink sees it too, and returns an exit
+            // status that arrived before the failure.
+            Err(PtyError::Io(e)) => {
+                log::debug!("pty: cannot send to the host: {e}");
+                future::pending().await
+            }
+            other => other,
+        }
+    })
     .await;
     drop(raw);
     let _ = with_timeout(Duration::from_secs(1), wr.close()).await;

@@ -155,6 +155,10 @@ impl fmt::Display for SessionEnd {
 
 /// Time allowed for sending a refusal or the exit status and closing.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time the client has to close its side after our last frame…
+const LINGER: Duration = Duration::from_secs(1);
+/// …and bytes it may still send meanwhile.
+const LINGER_MAX: usize = 64 * 1024;
 /// Largest stdout frame payload.
 const CHUNK: usize = 16 * 1024;
 /// After the child exits: stop draining the pty after this much quiet…
@@ -190,7 +194,7 @@ where
 
     if !allowed {
         log::warn!("pty: refused {peer}: not whitelisted");
-        return Ok(refuse(&mut wr, format!("not whitelisted: {peer}")).await);
+        return Ok(refuse(&mut rd, &mut wr, format!("not whitelisted: {peer}")).await);
     }
     let request = match first {
         Ok(First::Frame) => match Frame::new_checked(&buf[..]).and_then(|f| Repr::parse(&f)) {
@@ -201,11 +205,11 @@ where
                     other.frame_type()
                 );
                 log::warn!("pty: refused {peer}: {why}");
-                return Ok(refuse(&mut wr, why).await);
+                return Ok(refuse(&mut rd, &mut wr, why).await);
             }
             Err(e) => {
                 log::warn!("pty: refused {peer}: bad request: {e}");
-                return Ok(refuse(&mut wr, format!("bad request: {e}")).await);
+                return Ok(refuse(&mut rd, &mut wr, format!("bad request: {e}")).await);
             }
         },
         Ok(First::TooLarge(len)) => {
@@ -214,12 +218,19 @@ where
                 limits.max_request
             );
             log::warn!("pty: refused {peer}: {why}");
-            return Ok(refuse(&mut wr, why).await);
+            return Ok(refuse(&mut rd, &mut wr, why).await);
         }
         Ok(First::Eof) => return Err(PtyError::Closed),
         Err(e) => {
             log::warn!("pty: no request from {peer}: {e}");
-            let _ = refuse(&mut wr, format!("bad request: {e}")).await;
+            if matches!(e, PtyError::Timeout(_)) {
+                refuse(
+                    &mut rd,
+                    &mut wr,
+                    "timed out waiting for the request".to_owned(),
+                )
+                .await;
+            }
             return Err(e);
         }
     };
@@ -228,7 +239,7 @@ where
             "pty: refused {peer}: too many sessions ({} running)",
             active.active()
         );
-        return Ok(refuse(&mut wr, "too many sessions".to_owned()).await);
+        return Ok(refuse(&mut rd, &mut wr, "too many sessions".to_owned()).await);
     };
     run(&mut rd, &mut wr, peer, request, config).await
 }
@@ -283,7 +294,11 @@ fn eof_closed(e: io::Error) -> PtyError {
 }
 
 /// Sends `Refused(reason)` and closes, giving up after [`CLOSE_TIMEOUT`].
-async fn refuse<W: AsyncWrite + Unpin>(wr: &mut W, reason: String) -> SessionEnd {
+async fn refuse<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    rd: &mut R,
+    wr: &mut W,
+    reason: String,
+) -> SessionEnd {
     let sent = with_timeout(CLOSE_TIMEOUT, async {
         proto::write_frame(wr, &Repr::Refused(&reason)).await?;
         wr.flush().await?;
@@ -296,11 +311,33 @@ async fn refuse<W: AsyncWrite + Unpin>(wr: &mut W, reason: String) -> SessionEnd
         Some(Err(e)) => log::debug!("pty: refusal not delivered: {e}"),
         None => log::debug!("pty: refusal not delivered in time"),
     }
+    linger(rd).await;
     SessionEnd::Refused(reason)
 }
 
+/// After the last frame and our close: waits (at most [`LINGER`]) for the client to close its
+/// side, discarding what it still sends. Closing a connection with unread bytes resets it,
+/// and a TCP reset can destroy our last frame before the client has read it.
+async fn linger<R: AsyncRead + Unpin>(rd: &mut R) {
+    let _ = with_timeout(LINGER, async {
+        let mut sink = [0u8; 1024];
+        let mut total = 0;
+        while total < LINGER_MAX {
+            match rd.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}
+
 /// Sends the final frames and closes (best effort: the client may be gone).
-async fn finish<W: AsyncWrite + Unpin>(wr: &mut W, frames: &[Repr<'_>]) {
+async fn finish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    rd: &mut R,
+    wr: &mut W,
+    frames: &[Repr<'_>],
+) {
     let sent = with_timeout(CLOSE_TIMEOUT, async {
         for f in frames {
             proto::write_frame(wr, f).await?;
@@ -315,6 +352,7 @@ async fn finish<W: AsyncWrite + Unpin>(wr: &mut W, frames: &[Repr<'_>]) {
         Some(Err(e)) => log::debug!("pty: exit status not delivered: {e}"),
         None => log::debug!("pty: exit status not delivered in time"),
     }
+    linger(rd).await;
 }
 
 /// Runs an accepted request to its end.
@@ -345,7 +383,7 @@ where
         Ok(p) => p,
         Err(e) => {
             log::error!("pty: cannot allocate a pty for {peer}: {e}");
-            refuse(wr, format!("cannot allocate a pty: {e}")).await;
+            refuse(rd, wr, format!("cannot allocate a pty: {e}")).await;
             return Err(e.into());
         }
     };
@@ -379,6 +417,7 @@ where
             let msg = format!("skywire pty: cannot run {program}: {e}{nl}");
             let status = ExitStatus::Code(code);
             finish(
+                rd,
                 wr,
                 &[
                     Repr::Accepted,
@@ -437,7 +476,7 @@ where
             }
             let status = reap(&mut child, pid);
             drop(master);
-            finish(wr, &[Repr::Exit(status)]).await;
+            finish(rd, wr, &[Repr::Exit(status)]).await;
             log::info!("pty: session from {peer} ended: {status}");
             Ok(SessionEnd::Exited(status))
         }
