@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Invariants:
-//! - No `unsafe` outside the one module per unavoidable OS call (none yet).
+//! - No `unsafe` outside the one module per unavoidable OS call (`apps::pty::sys` so far).
 //! - Library code never spawns on a global executor: `main` owns the one executor.
 //! - Parsers of untrusted bytes return errors; they never panic on input.
 

@@ -3,3 +3,5 @@
 
 #[cfg(feature = "app-logserver")]
 pub mod logserver;
+#[cfg(feature = "app-pty")]
+pub mod pty;
