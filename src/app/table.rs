@@ -9,6 +9,8 @@ use super::AppDef;
 pub static APPS: &[&AppDef] = &[
     #[cfg(feature = "app-logserver")]
     &crate::apps::logserver::DEF,
+    #[cfg(feature = "app-pty")]
+    &crate::apps::pty::app::DEF,
     #[cfg(feature = "test-apps")]
     &testapps::TEST_A,
     #[cfg(feature = "test-apps")]

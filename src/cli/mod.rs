@@ -38,7 +38,10 @@ fn run_parsed<T: FromArgs>(name: &str, rest: &[&str], run: impl FnOnce(T) -> Cmd
         Ok(cmd) => match run(cmd) {
             Ok(()) => 0,
             Err(e) => {
-                eprintln!("{name}: error: {}", e.msg);
+                // An empty message passes an exit code through (e.g. a remote command's).
+                if !e.msg.is_empty() {
+                    eprintln!("{name}: error: {}", e.msg);
+                }
                 e.code
             }
         },

@@ -563,3 +563,73 @@ pub fn app_status(rpc: &Option<String>, name: &str, json: bool) -> CmdResult {
     }
     Ok(())
 }
+
+/// Opens a stream to `pk`:`port` through the running visor (RPC `POST /v1/dial`, HTTP
+/// upgrade): the visor dials with its own identity and the RPC connection becomes the stream.
+pub async fn dial_via_visor(
+    rpc: &Option<String>,
+    pk: &crate::crypto::PublicKey,
+    port: u16,
+) -> Result<async_net::TcpStream, CmdError> {
+    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = rpc_addr(rpc);
+    let addr = addr.strip_prefix("http://").unwrap_or(&addr).to_string();
+    let no_visor = |e: &dyn std::fmt::Display| {
+        CmdError::fail(format!(
+            "no visor answers on {addr} ({e}); start one with 'skywire visor', point to it with \
+             --rpc ADDR or SKYWIRE_RPC, or reach the peer directly with --via tcp://<pk>@host:port"
+        ))
+    };
+    let mut s = async_net::TcpStream::connect(addr.as_str())
+        .await
+        .map_err(|e| no_visor(&e))?;
+    let _ = s.set_nodelay(true);
+    let req = format!(
+        "POST /v1/dial/{pk}/{port} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: {}\r\nContent-Length: 0\r\n\r\n",
+        crate::visor::rpc::DIAL_UPGRADE
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| no_visor(&e))?;
+    // The response head, a byte at a time: nothing after it may be consumed.
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return Err(CmdError::fail("the visor sent an oversize response head"));
+        }
+        match s.read(&mut b).await {
+            Ok(1) => head.push(b[0]),
+            Ok(_) => return Err(CmdError::fail("the visor closed the connection")),
+            Err(e) => return Err(no_visor(&e)),
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    if status == 101 {
+        return Ok(s);
+    }
+    let len: usize = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+        .min(64 * 1024);
+    let mut body = vec![0u8; len];
+    let _ = s.read_exact(&mut body).await;
+    let msg = parse_object(&String::from_utf8_lossy(&body))
+        .ok()
+        .and_then(|o| match o.get("error") {
+            Some(Value::String(m)) => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| format!("the visor answered HTTP {status}"));
+    Err(CmdError::fail(msg))
+}

@@ -95,6 +95,27 @@ impl Request {
     }
 }
 
+/// What takes over a connection after a `101 Switching Protocols` response: it is handed
+/// the raw TCP stream (only [`serve`] connections can be upgraded).
+pub type UpgradeFn =
+    Box<dyn FnOnce(async_net::TcpStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// An upgrade attached to a response (taken once).
+#[derive(Clone, Default)]
+pub struct Upgrade(Arc<std::sync::Mutex<Option<UpgradeFn>>>);
+
+impl std::fmt::Debug for Upgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Upgrade")
+    }
+}
+
+impl Upgrade {
+    fn take(&self) -> Option<UpgradeFn> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// A response to send.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -106,9 +127,23 @@ pub struct Response {
     pub headers: Vec<(&'static str, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// Set by [`Response::switching`]: the connection is handed over after the response.
+    pub upgrade: Option<Upgrade>,
 }
 
 impl Response {
+    /// `101 Switching Protocols` to `protocol`; then `f` gets the connection. On a
+    /// connection that cannot be upgraded (not from [`serve`]) it is closed instead.
+    pub fn switching(protocol: &str, f: UpgradeFn) -> Response {
+        Response {
+            status: 101,
+            content_type: "application/octet-stream",
+            headers: vec![("Upgrade", protocol.to_string())],
+            body: Vec::new(),
+            upgrade: Some(Upgrade(Arc::new(std::sync::Mutex::new(Some(f))))),
+        }
+    }
+
     /// A JSON response.
     pub fn json(status: u16, body: String) -> Response {
         Response {
@@ -116,6 +151,7 @@ impl Response {
             content_type: "application/json",
             headers: Vec::new(),
             body: body.into_bytes(),
+            upgrade: None,
         }
     }
 
@@ -132,6 +168,7 @@ impl Response {
             content_type: "text/plain; charset=utf-8",
             headers: Vec::new(),
             body: body.into().into_bytes(),
+            upgrade: None,
         }
     }
 
@@ -146,6 +183,7 @@ impl Response {
 pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
         201 => "Created",
         204 => "No Content",
@@ -400,6 +438,16 @@ pub async fn write_response<S: AsyncWrite + Unpin>(
     keep_alive: bool,
     head_only: bool,
 ) -> io::Result<()> {
+    if resp.status == 101 {
+        let mut head = String::from("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n");
+        for (k, v) in &resp.headers {
+            let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await?;
+        return stream.flush().await;
+    }
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
         resp.status,
@@ -422,19 +470,48 @@ pub async fn write_response<S: AsyncWrite + Unpin>(
     stream.flush().await
 }
 
-/// Serves requests on one connection until it closes, errs, or asks to close.
+/// Serves requests on one connection until it closes, errs, or asks to close. A connection
+/// cannot be upgraded here (an upgrade response closes it); [`serve`]'s can.
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+    stream: S,
     peer: Option<SocketAddr>,
     handler: Handler,
     limits: Limits,
 ) {
+    if let Some((mut s, _)) = serve_until_upgrade(stream, peer, handler, limits).await {
+        let _ = s.close().await;
+    }
+}
+
+/// [`serve_connection`], returning the stream and the upgrade when a handler answered
+/// `101 Switching Protocols`. The client must wait for the 101 before sending more: bytes
+/// that came with the request are refused (400).
+async fn serve_until_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: Option<SocketAddr>,
+    handler: Handler,
+    limits: Limits,
+) -> Option<(S, UpgradeFn)> {
     let mut buf = Vec::new();
     loop {
         match read_request(&mut stream, &mut buf, &limits, peer).await {
             Ok((req, keep_alive)) => {
                 let head_only = req.method == "HEAD";
-                let resp = handler(req).await;
+                let mut resp = handler(req).await;
+                if let Some(up) = resp.upgrade.take().and_then(|u| u.take()) {
+                    if !buf.is_empty() {
+                        let r = Response::error(400, "data sent before 101 Switching Protocols");
+                        let _ = write_response(&mut stream, &r, false, false).await;
+                        break;
+                    }
+                    if write_response(&mut stream, &resp, false, false)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    return Some((stream, up));
+                }
                 if write_response(&mut stream, &resp, keep_alive, head_only)
                     .await
                     .is_err()
@@ -453,6 +530,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     let _ = stream.close().await;
+    None
 }
 
 /// Accepts connections on `listener` forever, serving each on its own task of `ex`. At most
@@ -485,8 +563,11 @@ pub async fn serve(
         }
         let (handler, limits, active) = (handler.clone(), limits.clone(), active.clone());
         ex.spawn(async move {
-            serve_connection(stream, Some(peer), handler, limits).await;
+            let up = serve_until_upgrade(stream, Some(peer), handler, limits).await;
             active.fetch_sub(1, Ordering::AcqRel);
+            if let Some((stream, f)) = up {
+                f(stream).await;
+            }
         })
         .detach();
     }

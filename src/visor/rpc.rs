@@ -11,6 +11,7 @@
 //! | POST | `/v1/apps/<name>/start` | start it (and what it depends on) |
 //! | POST | `/v1/apps/<name>/stop[?force=1]` | stop it (critical apps need `force`) |
 //! | POST | `/v1/ping/<pk>[?count=N]` | dmsgctrl round trips to a peer |
+//! | POST | `/v1/dial/<pk>/<port>` + `Upgrade: skywire-stream` | 101, then the connection is a stream to the peer's port, opened by the visor with its identity |
 //! | GET | `/v1/whitelist` | `pty.whitelist` |
 //! | POST / DELETE | `/v1/whitelist/<pk>` | add / remove a PK (saved to the config file) |
 
@@ -120,6 +121,7 @@ async fn route(st: &RpcState, req: Request) -> Response {
                 Err(e) => Response::error(502, e.to_string()),
             }
         }
+        ("POST", ["v1", "dial", pk, port]) => dial(st, &req, pk, port).await,
         ("GET", ["v1", "whitelist"]) => ok(whitelist_json(st)),
         ("POST" | "DELETE", ["v1", "whitelist", pk]) => {
             let Ok(pk) = PublicKey::from_hex(pk) else {
@@ -135,6 +137,41 @@ async fn route(st: &RpcState, req: Request) -> Response {
         }
         _ => Response::error(404, format!("no route {m} {}", req.path)),
     }
+}
+
+/// The protocol name of the dial upgrade.
+pub const DIAL_UPGRADE: &str = "skywire-stream";
+
+/// Opens a stream from the visor to `pk`:`port` and hands the RPC connection over to it
+/// (HTTP upgrade), so local tools use the visor's identity and network without a dmsg
+/// client of their own (a second client with the visor's key would fight it for its relay
+/// sessions). Errors before the stream is open are ordinary JSON answers.
+async fn dial(st: &RpcState, req: &Request, pk: &str, port: &str) -> Response {
+    let Ok(pk) = PublicKey::from_hex(pk) else {
+        return Response::error(400, format!("{pk:?} is not a public key (64 hex digits)"));
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Response::error(400, format!("{port:?} is not a port (0-65535)"));
+    };
+    if !req
+        .header("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case(DIAL_UPGRADE))
+    {
+        return Response::error(400, format!("send Upgrade: {DIAL_UPGRADE}"));
+    }
+    let conn = match st.services.dial(pk, port).await {
+        Ok(c) => st.launcher.conns().adopt(c, "cli"),
+        Err(e) => return Response::error(502, e.to_string()),
+    };
+    Response::switching(
+        DIAL_UPGRADE,
+        Box::new(move |tcp| {
+            Box::pin(async move {
+                let _ = tcp.set_nodelay(true);
+                crate::app::net::pipe(tcp, conn).await;
+            })
+        }),
+    )
 }
 
 fn whitelist_json(st: &RpcState) -> Ordered {

@@ -42,11 +42,22 @@ pub struct Service {
     pub since: Instant,
 }
 
+/// Connections from this visor to one of its own ports, waiting for `accept`.
+#[derive(Debug, Default)]
+struct LocalQueue {
+    items: std::collections::VecDeque<Conn>,
+    waker: Option<std::task::Waker>,
+}
+
+/// Most local connections waiting on one port.
+const LOCAL_BACKLOG: usize = 64;
+
 /// The registry.
 #[derive(Debug, Clone)]
 pub struct Services {
     dmsg: DmsgClient,
     table: Arc<Mutex<BTreeMap<u16, Service>>>,
+    local: Arc<Mutex<BTreeMap<u16, Arc<Mutex<LocalQueue>>>>>,
     conns: ConnTable,
 }
 
@@ -56,6 +67,7 @@ impl Services {
         Services {
             dmsg,
             table: Arc::new(Mutex::new(BTreeMap::new())),
+            local: Arc::new(Mutex::new(BTreeMap::new())),
             conns,
         }
     }
@@ -80,6 +92,11 @@ impl Services {
             )));
         }
         let l = self.dmsg.listen(port)?;
+        let queue = Arc::new(Mutex::new(LocalQueue::default()));
+        self.local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(port, queue.clone());
         t.insert(
             port,
             Service {
@@ -92,7 +109,51 @@ impl Services {
         Ok(ServiceListener {
             inner: DmsgListen(l),
             table: self.table.clone(),
+            local: self.local.clone(),
+            queue,
         })
+    }
+
+    /// Opens a connection to `pk`:`port`: over dmsg, or, when `pk` is this visor's own,
+    /// straight to the local service (a socket pair; a dmsg client cannot dial itself).
+    pub async fn dial(&self, pk: PublicKey, port: u16) -> Result<Conn, NetError> {
+        if pk != *self.dmsg.pk() {
+            let s = self.dmsg.dial(&pk, port).await?;
+            return Ok(dmsg_conn(s, Direction::Out));
+        }
+        let queue = self
+            .local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&port)
+            .cloned()
+            .ok_or_else(|| NetError(format!("this visor has no listener on port {port}")))?;
+        let (a, b) = async_net::unix::UnixStream::pair()
+            .map_err(|e| NetError(format!("local connection: {e}")))?;
+        let local_port = 49152 + (rand_u16() % 16384);
+        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.items.len() >= LOCAL_BACKLOG {
+            return Err(NetError(format!("port {port} is busy; try again")));
+        }
+        q.items.push_back(Conn::new(
+            Box::new(b),
+            pk,
+            local_port,
+            port,
+            "local",
+            Direction::In,
+        ));
+        if let Some(w) = q.waker.take() {
+            w.wake();
+        }
+        Ok(Conn::new(
+            Box::new(a),
+            pk,
+            port,
+            local_port,
+            "local",
+            Direction::Out,
+        ))
     }
 
     /// The registered ports, in order.
@@ -132,9 +193,9 @@ impl Services {
     /// Pings `pk` over dmsgctrl `count` times on one stream; returns each round trip.
     pub async fn ping(&self, pk: PublicKey, count: u32) -> Result<Vec<Duration>, NetError> {
         let t0 = Instant::now();
-        let s = self.dmsg.dial(&pk, DMSGCTRL_PORT).await?;
+        let c = self.dial(pk, DMSGCTRL_PORT).await?;
         let setup = t0.elapsed();
-        let mut c = self.conns.adopt(dmsg_conn(s, Direction::Out), "dmsgctrl");
+        let mut c = self.conns.adopt(c, "dmsgctrl");
         log::debug!("dmsgctrl: stream to {pk} open in {} µs", setup.as_micros());
         let mut rtts = Vec::new();
         for _ in 0..count.max(1) {
@@ -196,12 +257,18 @@ async fn pong_loop(mut c: Conn) {
 pub struct ServiceListener {
     inner: DmsgListen,
     table: Arc<Mutex<BTreeMap<u16, Service>>>,
+    local: Arc<Mutex<BTreeMap<u16, Arc<Mutex<LocalQueue>>>>>,
+    queue: Arc<Mutex<LocalQueue>>,
 }
 
 impl Drop for ServiceListener {
     fn drop(&mut self) {
         let port = self.inner.0.port();
         self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&port);
+        self.local
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&port);
@@ -213,8 +280,25 @@ impl Listen for ServiceListener {
         self.inner.port()
     }
     fn accept(&self) -> BoxFut<'_, Result<Conn, NetError>> {
-        self.inner.accept()
+        let local = future::poll_fn(move |cx| {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            match q.items.pop_front() {
+                Some(c) => std::task::Poll::Ready(Ok(c)),
+                None => {
+                    q.waker = Some(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+            }
+        });
+        Box::pin(future::or(self.inner.accept(), local))
     }
+}
+
+/// A little randomness for local port numbers (they are labels, not security).
+fn rand_u16() -> u16 {
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    u16::from_be_bytes(b)
 }
 
 /// The visor's network as one app sees it: listens go through the registry under the
@@ -236,9 +320,6 @@ impl Net for VisorNet {
         Ok(Box::new(self.services.register(port, self.owner)?))
     }
     fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>> {
-        Box::pin(async move {
-            let s = self.services.dmsg.dial(&pk, port).await?;
-            Ok(dmsg_conn(s, Direction::Out))
-        })
+        Box::pin(self.services.dial(pk, port))
     }
 }

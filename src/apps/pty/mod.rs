@@ -20,6 +20,7 @@
 //! a quiet mode: no echo and no output post-processing, so the bytes a command writes arrive
 //! unchanged (`42\n`, not `42\r\n`). Stdout and stderr are therefore one stream.
 
+pub mod app;
 pub mod client;
 pub mod host;
 pub mod proto;
