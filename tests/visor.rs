@@ -7,177 +7,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::visor::*;
 
 use async_executor::Executor;
 use futures_lite::io::AsyncReadExt;
 use skywire::app::net::{Net, TcpNet};
 use skywire::crypto::{Keypair, PublicKey};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn sw(args: &[&str]) -> Output {
-    Command::new(common::skywire_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Reads one JSON string field out of compact JSON (good enough for our own output).
-fn json_field(json: &str, key: &str) -> String {
-    let pat = format!("\"{key}\":\"");
-    let i = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} not in {json}"));
-    let rest = &json[i + pat.len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
-struct Visor {
-    proc: common::ChildGuard,
-    rpc: String,
-    pk: String,
-    dir: PathBuf,
-}
-
-impl Visor {
-    fn cli(&self, args: &[&str]) -> Output {
-        let mut v = vec!["cli", "visor", "--rpc", &self.rpc];
-        v.extend_from_slice(args);
-        sw(&v)
-    }
-    fn info(&self) -> String {
-        let o = self.cli(&["info", "--json"]);
-        assert!(o.status.success(), "{}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    fn app_json(&self, name: &str) -> String {
-        let o = self.cli(&["app", "status", name, "--json"]);
-        assert!(o.status.success(), "{}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    fn wait_state(&self, name: &str, state: &str) -> String {
-        let t0 = Instant::now();
-        loop {
-            let j = self.app_json(name);
-            if json_field(&j, "state") == state {
-                return j;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(15),
-                "{name} never {state}: {j}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// Writes a config: `apps` is the `launcher.apps` JSON array; `join` a relay or `None` to
-/// host the embedded network on free loopback ports.
-fn write_config(dir: &Path, join: Option<&str>, apps: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let file = dir.join("skywire-config.json");
-    let mut args = vec!["config", "gen", "-o", file.to_str().unwrap(), "--force"];
-    if let Some(j) = join {
-        args.extend(["--join", j]);
-    }
-    let o = sw(&args);
-    assert!(o.status.success(), "{}", text(&o));
-    let mut cfg = std::fs::read_to_string(&file).unwrap();
-    cfg = cfg.replace(
-        "\"relay_addr\": \":8080\"",
-        "\"relay_addr\": \"127.0.0.1:0\"",
-    );
-    cfg = cfg.replace(
-        "\"disc_addr\": \"127.0.0.1:9090\"",
-        "\"disc_addr\": \"127.0.0.1:0\"",
-    );
-    cfg = cfg.replace("\"apps\": []", &format!("\"apps\": {apps}"));
-    std::fs::write(&file, cfg).unwrap();
-    file
-}
-
-fn start_visor(dir: &Path, config: Option<&Path>) -> Visor {
-    let rpc = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(common::skywire_bin());
-    cmd.arg("visor")
-        .args(["--rpc", &rpc, "--log-level", "info"]);
-    match config {
-        Some(c) => cmd.args(["-c", c.to_str().unwrap()]),
-        None => cmd.args(["--state-dir", dir.to_str().unwrap()]),
-    };
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.join("visor.log")).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(
-        line.starts_with("visor "),
-        "visor did not start: {line} {}",
-        std::fs::read_to_string(dir.join("visor.log")).unwrap_or_default()
-    );
-    let pk = line.split_whitespace().nth(1).unwrap().to_string();
-    // Keep reading stdout so the visor never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = out.read_to_string(&mut sink);
-    });
-    Visor {
-        proc: common::ChildGuard(Some(child)),
-        rpc,
-        pk,
-        dir: dir.to_path_buf(),
-    }
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("skywire-visor-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn wait_exit(mut c: Child, secs: u64) -> Option<std::process::ExitStatus> {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if let Some(s) = c.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-    None
-}
-
-fn sigterm(c: &Child) {
-    let pid = rustix::process::Pid::from_child(c);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-}
 
 #[test]
 fn fresh_state_dir_serves_and_sigterm_exits_zero_quickly() {
@@ -341,10 +181,6 @@ fn two_visors_ping_curl_node_info_and_tags() {
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     let log = std::fs::read_to_string(a.dir.join("visor.log")).unwrap();
     assert!(log.contains("logserver stopped"), "{log}");
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod visor;
+
 /// The known-answer vectors directory: `$SKYWIRE_VECTORS`, else `../shared/vectors` beside the
 /// project. Returns `None` (the caller skips) only outside CI; under `CI` a missing directory
 /// fails the test, as DESIGN.md §9 requires.

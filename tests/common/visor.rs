@@ -1,0 +1,174 @@
+//! Helpers for tests that run visors: start them on free loopback ports, talk to them
+//! through the CLI, read their JSON.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::ChildGuard;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn sw(args: &[&str]) -> Output {
+    Command::new(super::skywire_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Reads one JSON string field out of compact JSON (good enough for our own output).
+pub fn json_field(json: &str, key: &str) -> String {
+    let pat = format!("\"{key}\":\"");
+    let i = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("{key} not in {json}"));
+    let rest = &json[i + pat.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+pub struct Visor {
+    pub proc: ChildGuard,
+    pub rpc: String,
+    pub pk: String,
+    pub dir: PathBuf,
+}
+
+impl Visor {
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut v = vec!["cli", "visor", "--rpc", &self.rpc];
+        v.extend_from_slice(args);
+        sw(&v)
+    }
+    pub fn info(&self) -> String {
+        let o = self.cli(&["info", "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    pub fn app_json(&self, name: &str) -> String {
+        let o = self.cli(&["app", "status", name, "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    pub fn wait_state(&self, name: &str, state: &str) -> String {
+        let t0 = Instant::now();
+        loop {
+            let j = self.app_json(name);
+            if json_field(&j, "state") == state {
+                return j;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "{name} never {state}: {j}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Writes a config: `apps` is the `launcher.apps` JSON array; `join` a relay or `None` to
+/// host the embedded network on free loopback ports.
+pub fn write_config(dir: &Path, join: Option<&str>, apps: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("skywire-config.json");
+    let mut args = vec!["config", "gen", "-o", file.to_str().unwrap(), "--force"];
+    if let Some(j) = join {
+        args.extend(["--join", j]);
+    }
+    let o = sw(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut cfg = std::fs::read_to_string(&file).unwrap();
+    cfg = cfg.replace(
+        "\"relay_addr\": \":8080\"",
+        "\"relay_addr\": \"127.0.0.1:0\"",
+    );
+    cfg = cfg.replace(
+        "\"disc_addr\": \"127.0.0.1:9090\"",
+        "\"disc_addr\": \"127.0.0.1:0\"",
+    );
+    cfg = cfg.replace("\"apps\": []", &format!("\"apps\": {apps}"));
+    std::fs::write(&file, cfg).unwrap();
+    file
+}
+
+pub fn start_visor(dir: &Path, config: Option<&Path>) -> Visor {
+    let rpc = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(super::skywire_bin());
+    cmd.arg("visor")
+        .args(["--rpc", &rpc, "--log-level", "info"]);
+    match config {
+        Some(c) => cmd.args(["-c", c.to_str().unwrap()]),
+        None => cmd.args(["--state-dir", dir.to_str().unwrap()]),
+    };
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("visor.log")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("visor "),
+        "visor did not start: {line} {}",
+        std::fs::read_to_string(dir.join("visor.log")).unwrap_or_default()
+    );
+    let pk = line.split_whitespace().nth(1).unwrap().to_string();
+    // Keep reading stdout so the visor never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = out.read_to_string(&mut sink);
+    });
+    Visor {
+        proc: ChildGuard(Some(child)),
+        rpc,
+        pk,
+        dir: dir.to_path_buf(),
+    }
+}
+
+pub fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("skywire-visor-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn wait_exit(mut c: Child, secs: u64) -> Option<std::process::ExitStatus> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        if let Some(s) = c.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    None
+}
+
+pub fn sigterm(c: &Child) {
+    let pid = rustix::process::Pid::from_child(c);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
