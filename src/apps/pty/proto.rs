@@ -1094,7 +1094,10 @@ mod tests {
         let squash = |s: &str| s.split_ascii_whitespace().collect::<String>();
         let lines: Vec<String> = section.lines().map(squash).collect();
         for (name, hex) in GOLDEN.iter().take(11) {
-            assert!(lines.contains(&squash(hex)), "{name} missing from docs/protocol.md");
+            assert!(
+                lines.contains(&squash(hex)),
+                "{name} missing from docs/protocol.md"
+            );
         }
     }
 
