@@ -38,7 +38,12 @@
 //!    [`Limits::kill_grace`] for whatever is still alive, and the leader is reaped: no orphans.
 //!
 //! Writing stdin to the pty waits when the program does not read it; while it waits, later
-//! frames of the same client (and the end of its stream) are not read.
+//! frames of the same client (and the end of its stream) are not read. Exec keeps the pty's
+//! canonical (line) input mode so that stdin-eof works: lines longer than the kernel's line
+//! buffer (4,095 bytes on Linux) are cut there.
+//!
+//! Processes still in the session when its leader exits normally get SIGHUP, as on a
+//! terminal hang-up; only a dropped connection escalates to SIGKILL.
 
 use core::fmt;
 use std::fs::File;
@@ -393,8 +398,10 @@ where
     {
         log::debug!("pty: cannot set the initial size: {e}");
     }
-    if req.mode == Mode::Exec {
-        sys::quiet_mode(&pty.slave)?;
+    if req.mode == Mode::Exec
+        && let Err(e) = sys::quiet_mode(&pty.slave)
+    {
+        log::debug!("pty: cannot turn echo off for an exec: {e}");
     }
     let cmd = build_command(&req, &shell, &user);
     let sys::Pty { master, slave } = pty;

@@ -1,4 +1,4 @@
-//! The pty session protocol (docs/protocol.md, "pty sessions").
+//! The pty session protocol (docs/protocol.md, §10 "pty sessions").
 //!
 //! A pty session is one byte stream (an overlay stream to port 22, or Noise-XK-over-TCP in
 //! TCP-standalone mode). Both directions carry the same frame layout:
@@ -1084,6 +1084,20 @@ mod tests {
             let repr = Repr::parse(&Frame::new_checked(&bytes[..]).unwrap())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(repr.to_vec().unwrap(), bytes, "{name}");
+        }
+    }
+
+    #[test]
+    fn docs_show_the_golden_bytes() {
+        let doc = include_str!("../../../docs/protocol.md");
+        let section = &doc[doc.find("## 10. pty sessions").expect("pty section")..];
+        let squash = |s: &str| s.split_ascii_whitespace().collect::<String>();
+        let lines: Vec<String> = section.lines().map(squash).collect();
+        for (name, hex) in GOLDEN.iter().take(11) {
+            assert!(
+                lines.contains(&squash(hex)),
+                "{name} missing from docs/protocol.md"
+            );
         }
     }
 
