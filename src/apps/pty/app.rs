@@ -95,7 +95,14 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
             let (config, count, c2) = (config.clone(), counter.clone(), ctx.clone());
             ctx.ex
                 .spawn(async move {
-                    let end = host::serve_session(conn, peer, allowed, &config, &count).await;
+                    // Stopping the app ends its sessions: the dropped session closes the pty,
+                    // and the kernel hangs up the shell's session.
+                    let session = host::serve_session(conn, peer, allowed, &config, &count);
+                    let end = future::or(session, async {
+                        c2.stopped().await;
+                        Err(super::PtyError::Interrupted("TERM (pty app stopped)"))
+                    })
+                    .await;
                     match end {
                         Ok(e) => log::info!("pty: session of {peer}: {e}"),
                         Err(e) => log::info!("pty: session of {peer} failed: {e}"),
