@@ -70,7 +70,7 @@ fn num(json: &str, path: &str) -> f64 {
         .unwrap_or_else(|| panic!("{key} in {json}"))
         + pat.len();
     scope[i..]
-        .split(|c: char| c == ',' || c == '}')
+        .split([',', '}'])
         .next()
         .unwrap()
         .trim()
