@@ -11,17 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Proc, rss_kib_of};
+use common::{Proc, free_port, rss_kib_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_skywire");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A config on free loopback ports; `join` makes it a joined visor.
 fn config(dir: &Path, join: Option<&str>) -> PathBuf {

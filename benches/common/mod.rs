@@ -184,6 +184,15 @@ pub fn cpu_seconds_of(pid: u32) -> f64 {
     (t(11) + t(12)) / 100.0
 }
 
+/// A free loopback TCP port (bound and released; good enough for a bench).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A child process killed (by its PID, through the handle) and reaped when dropped.
 pub struct Proc(pub std::process::Child);
 

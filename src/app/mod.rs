@@ -311,6 +311,18 @@ impl AppCtx {
     }
 }
 
+/// Parses an app's arguments with its argh struct; `Err` is the first line of argh's message.
+pub fn parse_args<T: argh::FromArgs>(app: &str, args: &[String]) -> Result<T, String> {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    T::from_args(&[app], &refs).map_err(|e| {
+        e.output
+            .lines()
+            .next()
+            .unwrap_or("bad arguments")
+            .to_string()
+    })
+}
+
 /// True if `pk` may use the privileged parts of an app: the host's own PK, a configured
 /// hypervisor, or a PK on the app's own whitelist.
 pub fn is_trusted(host: &HostInfo, whitelist: &[PublicKey], pk: &PublicKey) -> bool {

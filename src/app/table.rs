@@ -68,14 +68,7 @@ mod testapps {
     }
 
     fn parse(name: &str, args: &[String]) -> Result<Args, String> {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        Args::from_args(&[name], &refs).map_err(|e| {
-            e.output
-                .lines()
-                .next()
-                .unwrap_or("bad arguments")
-                .to_string()
-        })
+        crate::app::parse_args(name, args)
     }
 
     fn check(args: &[String]) -> Result<(), String> {

@@ -34,14 +34,7 @@ struct Args {
 }
 
 fn parse_args(args: &[String]) -> Result<Vec<PublicKey>, String> {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let a = Args::from_args(&["logserver"], &refs).map_err(|e| {
-        e.output
-            .lines()
-            .next()
-            .unwrap_or("bad arguments")
-            .to_string()
-    })?;
+    let a: Args = crate::app::parse_args("logserver", args)?;
     a.whitelist
         .iter()
         .map(|s| PublicKey::from_hex(s).map_err(|e| format!("--whitelist {s}: {e}")))

@@ -11,15 +11,13 @@ use argh::FromArgs;
 use async_executor::Executor;
 use futures_lite::{StreamExt, future};
 
-use super::dmsg_tools::resolve;
+use super::dmsg_tools::{resolve, start_client};
 use super::visor::{app_start, app_status, app_stop};
 use super::{CmdError, CmdResult, init_logging, say};
 use crate::app::conn::ConnTable;
 use crate::app::net::{DmsgNet, Net, Tagged, TcpNet, parse_tcp_peer};
 use crate::app::table::{self, APPS};
 use crate::app::{AppCtx, AppDef, HostInfo, Mode};
-use crate::dmsg::client::{ClientConfig, DmsgClient};
-use crate::dmsg::disc_client::DiscClient;
 use crate::visor::config::Config;
 
 #[derive(FromArgs, Debug)]
@@ -187,22 +185,7 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
     let mut dmsg_client = None;
     let net: Arc<dyn Net> = match mode {
         Mode::Dmsg => {
-            let disc = match &net_args.disc {
-                Some(u) => {
-                    Some(DiscClient::new(u).map_err(|e| CmdError::usage(format!("--disc: {e}")))?)
-                }
-                None => None,
-            };
-            let client = DmsgClient::start(
-                ex.clone(),
-                net_args.keys,
-                disc,
-                ClientConfig {
-                    sessions: net_args.relays.len().max(1),
-                    relays: net_args.relays,
-                    ..ClientConfig::default()
-                },
-            );
+            let client = start_client(&ex, net_args)?;
             dmsg_client = Some(client.clone());
             Arc::new(DmsgNet { client })
         }

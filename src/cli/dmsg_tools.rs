@@ -70,7 +70,7 @@ pub(super) fn resolve(
     })
 }
 
-fn start_client(ex: &Arc<Executor<'static>>, net: Net) -> Result<DmsgClient, CmdError> {
+pub(super) fn start_client(ex: &Arc<Executor<'static>>, net: Net) -> Result<DmsgClient, CmdError> {
     let disc = match &net.disc {
         Some(u) => Some(DiscClient::new(u).map_err(|e| CmdError::usage(format!("--disc: {e}")))?),
         None => None,

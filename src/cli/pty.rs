@@ -7,15 +7,14 @@ use std::time::Duration;
 use argh::FromArgs;
 use async_executor::Executor;
 
-use super::dmsg_tools::resolve;
+use super::dmsg_tools::{resolve, start_client};
 use super::visor::{call, dial_via_visor, field};
 use super::{CmdError, CmdResult, init_logging, say};
 use crate::app::conn::{AsyncIo, Conn};
 use crate::app::net::{DmsgNet, Net, TcpNet, parse_tcp_peer};
 use crate::apps::pty::{PORT, client};
 use crate::crypto::PublicKey;
-use crate::dmsg::client::{ClientConfig, DmsgClient};
-use crate::dmsg::disc_client::DiscClient;
+use crate::dmsg::client::DmsgClient;
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "pty")]
@@ -135,23 +134,7 @@ async fn connect(
         return Ok((Box::new(c), None));
     }
     if r.dmsg {
-        let id = resolve(r.sk, r.config, r.disc, r.relay)?;
-        let disc = match &id.disc {
-            Some(u) => {
-                Some(DiscClient::new(u).map_err(|e| CmdError::usage(format!("--disc: {e}")))?)
-            }
-            None => None,
-        };
-        let client = DmsgClient::start(
-            ex.clone(),
-            id.keys,
-            disc,
-            ClientConfig {
-                sessions: id.relays.len().max(1),
-                relays: id.relays,
-                ..ClientConfig::default()
-            },
-        );
+        let client = start_client(ex, resolve(r.sk, r.config, r.disc, r.relay)?)?;
         client
             .wait_ready(Duration::from_secs(15))
             .await

@@ -29,14 +29,7 @@ struct Args {
 }
 
 fn parse_args(args: &[String]) -> Result<HostConfig, String> {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let a = Args::from_args(&["pty"], &refs).map_err(|e| {
-        e.output
-            .lines()
-            .next()
-            .unwrap_or("bad arguments")
-            .to_string()
-    })?;
+    let a: Args = crate::app::parse_args("pty", args)?;
     if a.max_sessions == 0 {
         return Err("--max-sessions must be at least 1".into());
     }
