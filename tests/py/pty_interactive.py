@@ -45,7 +45,7 @@ expect(r"30 100", "stty size to follow the resize")
 expect("PTY> ", "the prompt after stty")
 
 child.sendline("sleep 30")
-time.sleep(0.5)
+time.sleep(1.0)  # let `sleep 30` start: a Ctrl-C before it would hit the shell
 t0 = time.monotonic()
 child.sendcontrol("c")
 expect("PTY> ", "the prompt after Ctrl-C", timeout=5)

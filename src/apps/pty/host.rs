@@ -498,6 +498,18 @@ where
             kill_and_reap(&mut child, pid, fg, &watch, config.limits.kill_grace).await;
             match err {
                 None => Ok(SessionEnd::Dropped),
+                // A client that goes away with bytes in flight resets the connection instead
+                // of closing it: that is a drop too, not a failure.
+                Some(PtyError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    Ok(SessionEnd::Dropped)
+                }
                 Some(e) => Err(e),
             }
         }

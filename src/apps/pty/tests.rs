@@ -23,6 +23,13 @@ use crate::crypto::{Keypair, PublicKey};
 const TEST_LIMIT: Duration = Duration::from_secs(40);
 /// Upper bound for one expected piece of output.
 const STEP: Duration = Duration::from_secs(10);
+/// Time for a typed command to start before a signal is sent at it (generous: CI machines
+/// are shared, and a signal that arrives before the command runs hits the shell instead).
+const SETTLE: Duration = Duration::from_millis(1000);
+/// The tests that deliver Ctrl-C / job-control signals run one at a time: run side by side
+/// (in one process or two), the interactive one's Ctrl-C was seen not to interrupt its
+/// `sleep` (cause not found yet; see the closing note of issue 6).
+static SIGNAL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn peer() -> PublicKey {
     *Keypair::from_seed(&[7u8; 32]).public()
@@ -355,25 +362,26 @@ fn shell_has_a_tty_follows_resizes_and_exits_with_its_status() {
 
 #[test]
 fn shell_ctrl_c_ctrl_z_and_signal_frames_reach_the_foreground() {
+    let _one = SIGNAL_TESTS.lock().unwrap_or_else(|p| p.into_inner());
     let host = with_shell(|mut raw| async move {
         // Ctrl-C as a byte: the remote line discipline interrupts `sleep 30`.
         raw.typed("echo START$((1+1)); sleep 30\r").await;
         raw.until("START2").await;
-        Timer::after(Duration::from_millis(300)).await;
+        Timer::after(SETTLE).await;
         raw.typed("\x03").await;
         raw.typed("echo DONE$((2+3))\r").await;
         raw.until("DONE5").await;
         // A signal frame does the same.
         raw.typed("echo AGAIN$((3+4)); sleep 30\r").await;
         raw.until("AGAIN7").await;
-        Timer::after(Duration::from_millis(300)).await;
+        Timer::after(SETTLE).await;
         raw.send(Repr::Signal(Sig::Int)).await;
         raw.typed("echo BACK$((4+5))\r").await;
         raw.until("BACK9").await;
         // Ctrl-Z stops the foreground job; the shell says so and prompts again.
         raw.typed("echo Z$((5+6)); sleep 30\r").await;
         raw.until("Z11").await;
-        Timer::after(Duration::from_millis(300)).await;
+        Timer::after(SETTLE).await;
         raw.typed("\x1a").await;
         raw.until("Stopped").await;
         raw.typed("echo ALIVE$((6+7))\r").await;
@@ -684,6 +692,7 @@ async fn user_until(term: &Async<File>, acc: &mut String, needle: &str) {
 
 #[test]
 fn interactive_client_raw_mode_resize_ctrl_c_and_exit_status() {
+    let _one = SIGNAL_TESTS.lock().unwrap_or_else(|p| p.into_inner());
     let local = sys::Pty::open().unwrap();
     sys::set_winsize(&local.master, 30, 90).unwrap();
     let before = rustix::termios::tcgetattr(&local.slave).unwrap();
@@ -716,7 +725,7 @@ fn interactive_client_raw_mode_resize_ctrl_c_and_exit_status() {
                 rustix::process::Signal::WINCH,
             )
             .unwrap();
-            Timer::after(Duration::from_millis(300)).await;
+            Timer::after(SETTLE).await;
             w.write_all(b"stty size\r").await.unwrap();
             user_until(&user, &mut seen, "40 120").await;
             // Ctrl-C goes through as a byte and interrupts the remote `sleep 30`.
@@ -724,7 +733,7 @@ fn interactive_client_raw_mode_resize_ctrl_c_and_exit_status() {
                 .await
                 .unwrap();
             user_until(&user, &mut seen, "START2").await;
-            Timer::after(Duration::from_millis(300)).await;
+            Timer::after(SETTLE).await;
             w.write_all(b"\x03").await.unwrap();
             w.write_all(b"echo DONE$((2+3))\r").await.unwrap();
             user_until(&user, &mut seen, "DONE5").await;
