@@ -244,6 +244,7 @@ fn pty_in_all_three_modes() {
         Command::new(&st_link)
             .args([
                 "pty",
+                "host",
                 "--sk",
                 &hex(host.seed()),
                 "--listen",

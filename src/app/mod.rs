@@ -121,6 +121,8 @@ pub struct AppDef {
     pub autostart: bool,
     /// Default restart policy.
     pub restart: RestartPolicy,
+    /// Where it listens in TCP mode when `--listen` is not given (DESIGN.md §4).
+    pub tcp_listen: Option<&'static str>,
     /// Validates the app's arguments (`launcher.apps[].args`, or the flags after
     /// `app <name> run`): `Err` is the message to show.
     pub check_args: fn(&[String]) -> Result<(), String>,

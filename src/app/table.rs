@@ -132,6 +132,7 @@ mod testapps {
         critical: false,
         autostart: false,
         restart: RestartPolicy::OnFailure,
+        tcp_listen: None,
         check_args: check,
         start,
     };
@@ -145,6 +146,7 @@ mod testapps {
         critical: false,
         autostart: false,
         restart: RestartPolicy::OnFailure,
+        tcp_listen: None,
         check_args: check,
         start,
     };
@@ -158,6 +160,7 @@ mod testapps {
         critical: false,
         autostart: false,
         restart: RestartPolicy::OnFailure,
+        tcp_listen: None,
         check_args: check,
         start,
     };
@@ -171,6 +174,7 @@ mod testapps {
         critical: true,
         autostart: false,
         restart: RestartPolicy::OnFailure,
+        tcp_listen: None,
         check_args: check,
         start,
     };

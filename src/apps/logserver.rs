@@ -51,6 +51,7 @@ pub static DEF: AppDef = AppDef {
     critical: false,
     autostart: true,
     restart: RestartPolicy::OnFailure,
+    tcp_listen: None,
     check_args: |a| parse_args(a).map(|_| ()),
     start,
 };

@@ -98,7 +98,7 @@ pub struct RunCmd {
     /// dmsg: a relay to use, <pk>@<host>:<port> (repeatable)
     #[argh(option)]
     relay: Vec<String>,
-    /// tcp: listen address, e.g. :2022 or 127.0.0.1:2022
+    /// tcp: listen address, e.g. 127.0.0.1:2022 (default: the app's, :2022 for pty)
     #[argh(option)]
     listen: Option<String>,
     /// tcp: a peer's address, tcp://<pk>@<host>:<port> (repeatable)
@@ -190,7 +190,8 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
             Arc::new(DmsgNet { client })
         }
         _ => {
-            let tcp = TcpNet::new(net_args.keys, c.listen.clone(), ex.clone());
+            let listen = c.listen.clone().or(def.tcp_listen.map(String::from));
+            let tcp = TcpNet::new(net_args.keys, listen, ex.clone());
             for p in &c.peer {
                 let (pk, addr) =
                     parse_tcp_peer(p).map_err(|e| CmdError::usage(format!("--peer: {e}")))?;
@@ -266,6 +267,12 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
 /// The multicall entries: `dmsg <app> [run flags] [-- app args]` is
 /// `skywire app <app> run --mode dmsg …`, and `standalone <app> …` is `--mode tcp`.
 pub fn multicall(tool: &str, mode: Mode, app: &str, rest: &[String]) -> CmdResult {
+    // `dmsg pty host …` / `standalone pty host …` read naturally; `host` is the only role
+    // the standalone entries run, so the word is optional.
+    let rest = match rest.first().map(String::as_str) {
+        Some("host") => &rest[1..],
+        _ => rest,
+    };
     let refs: Vec<&str> = rest.iter().map(String::as_str).collect();
     let cmd = RunCmd::from_args(&[tool, app], &["--mode", mode.as_str()]).and_then(|_| {
         let mut all = vec!["--mode", mode.as_str()];

@@ -60,6 +60,7 @@ macro_rules! def {
             critical: $critical,
             autostart: true,
             restart: RestartPolicy::Never,
+            tcp_listen: None,
             check_args: ok_args,
             start,
         };

@@ -56,6 +56,7 @@ pub static DEF: AppDef = AppDef {
     critical: true,
     autostart: true,
     restart: RestartPolicy::OnFailure,
+    tcp_listen: Some(":2022"),
     check_args: |a| parse_args(a).map(|_| ()),
     start,
 };
