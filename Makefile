@@ -55,6 +55,8 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --features skywire/test-apps -- -D warnings
+	$(CARGO) clippy -p skywire --lib --bins --no-default-features -- -D warnings
+	$(CARGO) clippy -p skywire --lib --bins --no-default-features --features app-pty -- -D warnings
 
 bench:
 	$(CARGO) bench -- --write docs/benchmarks.md

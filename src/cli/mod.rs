@@ -8,6 +8,7 @@ mod app;
 mod dmsg;
 mod dmsg_tools;
 mod keys;
+#[cfg(feature = "app-pty")]
 mod pty;
 mod visor;
 

@@ -234,6 +234,7 @@ pub struct CliCmd {
 #[argh(subcommand)]
 enum CliSub {
     Visor(CliVisor),
+    #[cfg(feature = "app-pty")]
     Pty(super::pty::PtyCmd),
 }
 
@@ -242,6 +243,7 @@ impl CliCmd {
     pub fn run(self) -> CmdResult {
         match self.cmd {
             CliSub::Visor(c) => c.run(),
+            #[cfg(feature = "app-pty")]
             CliSub::Pty(c) => c.run(),
         }
     }
@@ -566,6 +568,7 @@ pub fn app_status(rpc: &Option<String>, name: &str, json: bool) -> CmdResult {
 
 /// Opens a stream to `pk`:`port` through the running visor (RPC `POST /v1/dial`, HTTP
 /// upgrade): the visor dials with its own identity and the RPC connection becomes the stream.
+#[cfg(feature = "app-pty")]
 pub async fn dial_via_visor(
     rpc: &Option<String>,
     pk: &crate::crypto::PublicKey,
