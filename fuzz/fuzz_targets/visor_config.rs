@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again.apps, c.apps);
     assert_eq!(again.cli_addr, c.cli_addr);
     assert_eq!(again.hypervisors, c.hypervisors);
+    assert_eq!(again.pty_whitelist, c.pty_whitelist);
     match plan(APPS, &c.apps) {
         Err(msg) => assert!(!msg.is_empty()),
         Ok(p) => {
