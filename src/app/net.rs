@@ -458,11 +458,7 @@ impl Net for TcpNet {
         let addr = self.listen_addr.as_deref().ok_or_else(|| {
             NetError("no TCP listen address given (use --listen <host:port>)".into())
         })?;
-        let bind = if addr.starts_with(':') {
-            format!("0.0.0.0{addr}")
-        } else {
-            addr.to_string()
-        };
+        let bind = crate::visor::config::bind_addr(addr);
         let listener = future::block_on(TcpListener::bind(bind.as_str()))
             .map_err(|e| NetError(format!("cannot listen on {addr}: {e}")))?;
         if let Ok(a) = listener.local_addr() {

@@ -105,5 +105,6 @@ pub(super) fn discovery_service(
     ),
     CmdError,
 > {
-    disc::service(addr, store, limits).map_err(CmdError::fail)
+    disc::service(addr, store, limits)
+        .map_err(|e| CmdError::fail(format!("{e}; pick another address")))
 }

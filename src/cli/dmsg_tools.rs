@@ -22,7 +22,7 @@ use crate::dmsg::relay::{Relay, RelayConfig};
 use crate::http::client::request_on;
 use crate::http::json::{Ordered, Out};
 use crate::http::server::{self, Limits};
-use crate::visor::config::{Config, RelayAddr};
+use crate::visor::config::{Config, RelayAddr, bind_addr};
 
 const DEFAULT_DISC: &str = "http://127.0.0.1:9090";
 
@@ -143,14 +143,6 @@ pub struct ServerCmd {
     /// log level: error, warn, info, debug, trace (default info)
     #[argh(option, default = "String::from(\"info\")")]
     log_level: String,
-}
-
-fn bind_addr(a: &str) -> String {
-    if a.starts_with(':') {
-        format!("0.0.0.0{a}")
-    } else {
-        a.to_string()
-    }
 }
 
 impl ServerCmd {

@@ -486,7 +486,7 @@ fn parse_rest<'a>(f: &mut Fields<'a>, cfg: &mut Config) -> Result<(), JsonError>
         }
         if let Some(mut e) = d.opt_object("embedded")? {
             if let Some(a) = e.opt_str("relay_addr")? {
-                check_listen(a).map_err(|m| e.err("relay_addr", m))?;
+                check_host_port(a).map_err(|m| e.err("relay_addr", m))?;
                 cfg.dmsg.embedded.relay_addr = a.to_string();
             }
             if let Some(a) = e.opt_str("public_addr")? {
@@ -496,7 +496,7 @@ fn parse_rest<'a>(f: &mut Fields<'a>, cfg: &mut Config) -> Result<(), JsonError>
                 cfg.dmsg.embedded.public_addr = a.to_string();
             }
             if let Some(a) = e.opt_str("disc_addr")? {
-                check_listen(a).map_err(|m| e.err("disc_addr", m))?;
+                check_host_port(a).map_err(|m| e.err("disc_addr", m))?;
                 cfg.dmsg.embedded.disc_addr = a.to_string();
             }
             e.deny_unknown()?;
@@ -584,14 +584,11 @@ fn parse_app(path: String, v: &miniserde::json::Value) -> Result<AppEntry, JsonE
     })
 }
 
-/// Checks a listen address: `host:port`, or `:port` for every interface.
-pub fn check_listen(s: &str) -> Result<(), String> {
-    match s.strip_prefix(':') {
-        Some(p) => p
-            .parse::<u16>()
-            .map(|_| ())
-            .map_err(|_| format!("{s:?}: the port must be 0-65535")),
-        None => check_host_port(s),
+/// The address to bind for a listen address: `:port` means every interface.
+pub fn bind_addr(listen: &str) -> String {
+    match listen.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => listen.to_string(),
     }
 }
 

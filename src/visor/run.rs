@@ -4,11 +4,12 @@
 //!    missing; then logging at the config's level;
 //! 2. the app plan (every compiled-in app sorted into dependency waves): a config error
 //!    stops here, before anything listens;
-//! 3. signal handlers (SIGINT, SIGTERM);
+//! 3. signal handlers (SIGINT, SIGTERM), and the RPC address bound (not yet served): when it
+//!    is taken another visor is running, which is the error to report;
 //! 4. the network: with no discovery and no relays configured, the embedded discovery and
 //!    relay (DESIGN.md §7); then the dmsg client (to the configured relays, or to our own);
 //! 5. the services registry and dmsgctrl (port 7);
-//! 6. the RPC server on `cli_addr`;
+//! 6. the RPC server on `cli_addr` starts serving;
 //! 7. the launcher, which starts the auto-start apps wave by wave.
 //!
 //! Shutdown (SIGINT/SIGTERM) goes backwards: apps stop in reverse wave order, the dmsg
@@ -104,22 +105,15 @@ fn outward_ip() -> std::net::IpAddr {
 }
 
 fn bind(addr: &str, what: &str, field: &str, file: &Path) -> Result<TcpListener, String> {
-    let a = if addr.starts_with(':') {
-        format!("0.0.0.0{addr}")
-    } else {
-        addr.to_string()
-    };
-    future::block_on(TcpListener::bind(a.as_str())).map_err(|e| {
+    future::block_on(TcpListener::bind(config::bind_addr(addr))).map_err(|e| {
         format!(
-            "{what}: cannot listen on {addr}: {e}; is another visor running? Set {field} in {} \
-             (port 0 picks a free one)",
+            "{what}: cannot listen on {addr}: {e}; set {field} in {} (port 0 picks a free one)",
             file.display()
         )
     })
 }
 
-/// Runs the visor until SIGINT/SIGTERM. `on_ready` gets the lines to print once the RPC
-/// answers.
+/// Runs the visor until SIGINT/SIGTERM.
 pub fn run(opts: VisorOptions) -> Result<(), String> {
     let t_start = Instant::now();
     // 1. Config and logging.
@@ -150,6 +144,23 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
         async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
+    // The RPC address is bound first (served in step 6): when it is taken, another visor is
+    // almost certainly running, and that is the thing to say.
+    let rl = future::block_on(TcpListener::bind(config::bind_addr(&rpc_addr))).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(
+                "RPC address {rpc_addr} is taken: another visor is probably running \
+                 ('skywire cli visor --rpc {rpc_addr} info' tells); stop it, or give this one \
+                 its own --rpc and dmsg.embedded addresses in {}",
+                file.display()
+            )
+        } else {
+            format!(
+                "RPC: cannot listen on {rpc_addr}: {e}; set cli_addr in {} or pass --rpc",
+                file.display()
+            )
+        }
+    })?;
     let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
     let pk = *cfg.keys.public();
 
@@ -161,7 +172,8 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
         let (dl, handler, flusher) = disc::service(&e.disc_addr, None, DiscLimits::default())
             .map_err(|m| {
                 format!(
-                    "embedded discovery: {m}; set dmsg.embedded.disc_addr in {}",
+                    "embedded discovery: {m}; set dmsg.embedded.disc_addr in {} (port 0 picks a \
+                     free one)",
                     file.display()
                 )
             })?;
@@ -239,8 +251,7 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
         .serve_dmsgctrl(&ex)
         .map_err(|e| format!("dmsgctrl: {e}"))?;
 
-    // 6. RPC.
-    let rl = bind(&rpc_addr, "RPC", "cli_addr (or pass --rpc)", &file)?;
+    // 6. RPC (bound before the network, above).
     let rpc_local = rl.local_addr().map_err(|e| e.to_string())?;
 
     // 7. Launcher.
