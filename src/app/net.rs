@@ -237,10 +237,19 @@ impl TcpNet {
             .await
             .map_err(|e| NetError(format!("handshake with {pk} at {addr}: {e}")))?;
         let session = mux_over(&self.ex, ch, Side::Client);
-        let mut st = session
-            .open()
-            .await
-            .map_err(|e| NetError(format!("{addr}: {e}")))?;
+        let stream = match session.open().await {
+            Ok(s) => s,
+            Err(e) => {
+                end_when_idle(&self.ex, session);
+                return Err(NetError(format!("{addr}: {e}")));
+            }
+        };
+        // From here on, dropping `st` (on any error) ends the connection too.
+        let mut st = SessionStream {
+            stream,
+            session,
+            ex: self.ex.clone(),
+        };
         let io = |e: std::io::Error| NetError(format!("{addr}: {e}"));
         let local_port = 0;
         let mut hdr = [0u8; 4];
@@ -251,10 +260,7 @@ impl TcpNet {
         st.read_exact(&mut status).await.map_err(io)?;
         match status[0] {
             PORT_OK => Ok(Conn::new(
-                Box::new(SessionStream {
-                    stream: st,
-                    _session: session,
-                }),
+                Box::new(st),
                 pk,
                 port,
                 local_port,
@@ -268,10 +274,34 @@ impl TcpNet {
     }
 }
 
-/// A mux stream that keeps its (one-stream) session alive.
+/// The one stream of a TCP-mode connection. The session's tasks run on their own, so the
+/// connection would outlive the stream; dropping this ends the session once the stream has
+/// finished its goodbye (FIN both ways, or a reset).
 struct SessionStream {
     stream: crate::mux::Stream,
-    _session: Session,
+    session: Session,
+    ex: Arc<Executor<'static>>,
+}
+
+impl Drop for SessionStream {
+    fn drop(&mut self) {
+        end_when_idle(&self.ex, self.session.clone());
+    }
+}
+
+/// Shuts `session` down (gracefully, so nothing queued is lost) once it has no streams left,
+/// waiting at most a few seconds for them.
+fn end_when_idle(ex: &Arc<Executor<'static>>, session: Session) {
+    ex.spawn(async move {
+        for _ in 0..100 {
+            if session.stream_count() == 0 || session.failure().is_some() {
+                break;
+            }
+            Timer::after(Duration::from_millis(50)).await;
+        }
+        session.shutdown(Duration::from_secs(1)).await;
+    })
+    .detach();
 }
 
 impl futures_lite::io::AsyncRead for SessionStream {
@@ -375,11 +405,15 @@ async fn tcp_incoming(
         None
     })
     .await;
-    let (st, src) = got?;
+    let Some((st, src)) = got else {
+        end_when_idle(&ex, session);
+        return None;
+    };
     Some(Conn::new(
         Box::new(SessionStream {
             stream: st,
-            _session: session,
+            session,
+            ex,
         }),
         peer,
         src,
