@@ -429,9 +429,12 @@ impl Launcher {
             .collect()
     }
 
-    /// Snapshot of every app, in wave order.
+    /// Snapshot of every app, in wave order. An app that reported ready since the last look
+    /// is marked running first, so a late `ready` shows without waiting for a command.
     pub fn list(&self) -> Vec<AppStatus> {
-        self.slots()
+        let mut slots = self.slots();
+        Self::mark_ready(&mut slots);
+        slots
             .iter()
             .map(|s| AppStatus {
                 name: s.p.def.name,
@@ -702,24 +705,29 @@ impl Launcher {
         }));
     }
 
+    /// Marks every starting app that has reported ready as running.
+    fn mark_ready(slots: &mut [Slot]) {
+        for s in slots.iter_mut() {
+            if s.state == State::Starting
+                && s.ctx.as_ref().is_some_and(|c| c.ready_signal().is_raised())
+            {
+                s.state = State::Running;
+                s.since = Instant::now();
+                log::info!("launcher: {} running", s.p.def.name);
+            }
+        }
+    }
+
     async fn wait_ready(&self, names: &[&str]) {
         let t0 = Instant::now();
         loop {
-            let mut pending = false;
-            {
+            let pending = {
                 let mut slots = self.slots();
-                for s in slots.iter_mut().filter(|s| names.contains(&s.p.def.name)) {
-                    if s.state == State::Starting {
-                        if s.ctx.as_ref().is_some_and(|c| c.ready_signal().is_raised()) {
-                            s.state = State::Running;
-                            s.since = Instant::now();
-                            log::info!("launcher: {} running", s.p.def.name);
-                        } else {
-                            pending = true;
-                        }
-                    }
-                }
-            }
+                Self::mark_ready(&mut slots);
+                slots
+                    .iter()
+                    .any(|s| names.contains(&s.p.def.name) && s.state == State::Starting)
+            };
             if !pending {
                 return;
             }
@@ -732,20 +740,6 @@ impl Launcher {
                 return;
             }
             Timer::after(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Marks apps that became ready since the last look as running (called by status
-    /// readers so a late `ready` is seen without a start command).
-    pub fn refresh(&self) {
-        let mut slots = self.slots();
-        for s in slots.iter_mut() {
-            if s.state == State::Starting
-                && s.ctx.as_ref().is_some_and(|c| c.ready_signal().is_raised())
-            {
-                s.state = State::Running;
-                s.since = Instant::now();
-            }
         }
     }
 

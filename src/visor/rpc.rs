@@ -65,26 +65,20 @@ async fn route(st: &RpcState, req: Request) -> Response {
         ("GET", ["health"]) => ok(Ordered::new().field("status", Out::Str("ok".into()))),
         ("GET", ["v1", "info"]) => ok(info(st)),
         ("GET", ["v1", "ports"]) => ok_arr(ports(st)),
-        ("GET", ["v1", "apps"]) => {
-            st.launcher.refresh();
-            ok_arr(
-                st.launcher
-                    .list()
-                    .iter()
-                    .map(|a| Out::Obj(app_json(a)))
-                    .collect(),
-            )
-        }
-        ("GET", ["v1", "apps", name]) => {
-            st.launcher.refresh();
-            match st.launcher.status(name) {
-                Ok(a) => {
-                    let conns = st.launcher.conns().list(Some(name));
-                    ok(app_json(&a).field("connections", conns_json(&conns)))
-                }
-                Err(e) => launch_err(e),
+        ("GET", ["v1", "apps"]) => ok_arr(
+            st.launcher
+                .list()
+                .iter()
+                .map(|a| Out::Obj(app_json(a)))
+                .collect(),
+        ),
+        ("GET", ["v1", "apps", name]) => match st.launcher.status(name) {
+            Ok(a) => {
+                let conns = st.launcher.conns().list(Some(name));
+                ok(app_json(&a).field("connections", conns_json(&conns)))
             }
-        }
+            Err(e) => launch_err(e),
+        },
         ("POST", ["v1", "apps", name, "start"]) => match st.launcher.start(name).await {
             Ok(a) => ok(app_json(&a)),
             Err(e) => launch_err(e),

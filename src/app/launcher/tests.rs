@@ -154,7 +154,6 @@ fn launcher(entries: &[AppEntry]) -> (Launcher, Arc<Executor<'static>>) {
 }
 
 fn state(l: &Launcher, n: &str) -> State {
-    l.refresh();
     l.status(n).unwrap().state
 }
 
