@@ -313,6 +313,22 @@ impl AppCtx {
     }
 }
 
+/// The `kB` value of `key` (e.g. `VmRSS:`, `MemTotal:`) in a /proc status-style file; 0 where
+/// there is none (no /proc, or the field is missing).
+pub fn proc_kib(file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
 /// Parses an app's arguments with its argh struct; `Err` is the first line of argh's message.
 pub fn parse_args<T: argh::FromArgs>(app: &str, args: &[String]) -> Result<T, String> {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -132,21 +132,8 @@ fn handle(host: &HostInfo, whitelist: &[PublicKey], peer: &PublicKey, req: &Requ
 
 /// Basic facts about this machine and visor.
 pub fn node_info(host: &HostInfo) -> Ordered {
-    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kib = |key: &str| -> u64 {
-        mem.lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0u64);
+    let kib = |key: &str| crate::app::proc_kib("/proc/meminfo", key);
+    let rss = crate::app::proc_kib("/proc/self/status", "VmRSS:");
     let sys_uptime = std::fs::read_to_string("/proc/uptime")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())

@@ -216,17 +216,7 @@ fn launch_err(e: LaunchError) -> Response {
 
 fn info(st: &RpcState) -> Ordered {
     let dmsg = st.services.dmsg();
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or(0);
+    let rss = crate::app::proc_kib("/proc/self/status", "VmRSS:");
     let apps = st.launcher.list();
     let running = apps.iter().filter(|a| a.state == State::Running).count();
     Ordered::new()
