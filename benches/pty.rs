@@ -19,6 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Proc, free_port};
+use skywire::crypto::hex::encode as hex;
 
 const BIN: &str = env!("CARGO_BIN_EXE_skywire");
 
@@ -68,10 +69,6 @@ fn num(json: &str, path: &str) -> f64 {
         .trim()
         .parse()
         .unwrap()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// dropbear on 127.0.0.1:`port` in a private mount namespace where /root/.ssh holds

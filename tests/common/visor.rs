@@ -169,6 +169,5 @@ pub fn sigterm(c: &Child) {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
 }
 
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+/// Hex of a secret key seed, for `--sk`.
+pub use skywire::crypto::hex::encode as hex;
