@@ -170,4 +170,5 @@ pub fn sigterm(c: &Child) {
 }
 
 /// Hex of a secret key seed, for `--sk`.
+#[allow(unused_imports)] // only some test crates use it
 pub use skywire::crypto::hex::encode as hex;
