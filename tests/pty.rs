@@ -173,30 +173,22 @@ fn pty_in_all_three_modes() {
     let host = Keypair::from_seed(&[21; 32]);
     let client = Keypair::from_seed(&[22; 32]);
     let dmsg_link = symlink(&dir, "dmsg");
-    let mut h = common::ChildGuard(Some(
-        Command::new(&dmsg_link)
-            .args([
-                "pty",
-                "--sk",
-                &hex(host.seed()),
-                "--relay",
-                &relay,
-                "--disc",
-                &disc,
-                "--whitelist",
-                &client.public().to_hex(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    let mut line = String::new();
-    BufReader::new(h.0.as_mut().unwrap().stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut h, line) = spawn_first_line(
+        &dmsg_link,
+        &[
+            "pty",
+            "--sk",
+            &hex(host.seed()),
+            "--relay",
+            &relay,
+            "--disc",
+            &disc,
+            "--whitelist",
+            &client.public().to_hex(),
+        ],
+    );
     assert_eq!(
-        line.trim(),
+        line,
         format!("pty running (dmsg mode) as {}", host.public())
     );
     let net = |sk: &str| -> Vec<String> {
@@ -240,31 +232,20 @@ fn pty_in_all_three_modes() {
     // TCP-standalone mode: `standalone pty --listen`, reached with --via.
     let port = free_port();
     let st_link = symlink(&dir, "standalone");
-    let mut t = common::ChildGuard(Some(
-        Command::new(&st_link)
-            .args([
-                "pty",
-                "host",
-                "--sk",
-                &hex(host.seed()),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--whitelist",
-                &client.public().to_hex(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    let mut line = String::new();
-    BufReader::new(t.0.as_mut().unwrap().stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(
-        line.trim(),
-        format!("pty running (tcp mode) as {}", host.public())
+    let (mut t, line) = spawn_first_line(
+        &st_link,
+        &[
+            "pty",
+            "host",
+            "--sk",
+            &hex(host.seed()),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--whitelist",
+            &client.public().to_hex(),
+        ],
     );
+    assert_eq!(line, format!("pty running (tcp mode) as {}", host.public()));
     let via = format!("tcp://{}@127.0.0.1:{port}", host.public());
     let tcp = |verb: &str, sk: &str| -> Vec<String> {
         vec![

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -364,34 +363,23 @@ fn standalone_modes_dmsg_and_tcp() {
     let disc = json_field(&info, "discovery");
     let sk = hex(&[9u8; 32]);
     let pk = Keypair::from_seed(&[9u8; 32]).public().to_hex();
-    let mut app = common::ChildGuard(Some(
-        Command::new(common::skywire_bin())
-            .args([
-                "app",
-                "logserver",
-                "run",
-                "--mode",
-                "dmsg",
-                "--sk",
-                &sk,
-                "--relay",
-                &relay,
-                "--disc",
-                &disc,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    let mut line = String::new();
-    BufReader::new(app.0.as_mut().unwrap().stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(
-        line.trim(),
-        format!("logserver running (dmsg mode) as {pk}")
+    let (mut app, line) = spawn_first_line(
+        common::skywire_bin(),
+        &[
+            "app",
+            "logserver",
+            "run",
+            "--mode",
+            "dmsg",
+            "--sk",
+            &sk,
+            "--relay",
+            &relay,
+            "--disc",
+            &disc,
+        ],
     );
+    assert_eq!(line, format!("logserver running (dmsg mode) as {pk}"));
     let o = sw(&[
         "dmsg",
         "curl",
@@ -420,28 +408,20 @@ fn standalone_modes_dmsg_and_tcp() {
     let link = dir.join("standalone");
     std::os::unix::fs::symlink(common::skywire_bin(), &link).unwrap();
     let port = free_port();
-    let mut st = common::ChildGuard(Some(
-        Command::new(&link)
-            .args([
-                "test-c",
-                "--sk",
-                &sk,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--",
-                "--port",
-                "5",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    let mut line = String::new();
-    BufReader::new(st.0.as_mut().unwrap().stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), format!("test-c running (tcp mode) as {pk}"));
+    let (mut st, line) = spawn_first_line(
+        &link,
+        &[
+            "test-c",
+            "--sk",
+            &sk,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--",
+            "--port",
+            "5",
+        ],
+    );
+    assert_eq!(line, format!("test-c running (tcp mode) as {pk}"));
     let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
     let client = TcpNet::new(Keypair::from_seed(&[3; 32]), None, ex.clone());
     let server = PublicKey::from_hex(&pk).unwrap();

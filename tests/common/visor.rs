@@ -172,3 +172,22 @@ pub fn sigterm(c: &Child) {
 /// Hex of a secret key seed, for `--sk`.
 #[allow(unused_imports)] // only some test crates use it
 pub use skywire::crypto::hex::encode as hex;
+
+/// Starts `program args…` with stdout piped and returns it with its first stdout line
+/// (trimmed): what a standalone app prints once it runs.
+pub fn spawn_first_line(
+    program: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+) -> (ChildGuard, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (ChildGuard(Some(child)), line.trim().to_string())
+}
