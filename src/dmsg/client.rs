@@ -109,7 +109,11 @@ impl fmt::Display for DmsgError {
                     "peer {pk} is unknown to discovery (not online, or wrong pk)"
                 )
             }
-            DmsgError::NoCommonRelay(pk, d) => write!(f, "no relay reaches peer {pk}: {d}"),
+            DmsgError::NoCommonRelay(pk, d) => write!(
+                f,
+                "no relay reaches peer {pk} ({d}); check that it is online and uses a relay or \
+                 discovery this side also uses"
+            ),
             DmsgError::NoListener(pk, p) => write!(f, "peer {pk} has no listener on port {p}"),
             DmsgError::Busy(pk, p) => write!(f, "peer {pk} port {p} is busy; try again"),
             DmsgError::Timeout(d) => write!(f, "timed out after {} s", d.as_secs()),
