@@ -519,10 +519,8 @@ pub fn service(
         }
     }
     let reg = Arc::new(std::sync::Mutex::new(reg));
-    let listener = futures_lite::future::block_on(async_net::TcpListener::bind(
-        crate::visor::config::bind_addr(addr),
-    ))
-    .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = futures_lite::future::block_on(async_net::TcpListener::bind(addr))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let handler = handler(reg.clone(), Arc::new(unix_now));
     let flusher = async move {
         let mut ticks = 0u64;

@@ -169,14 +169,18 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
     let mut hosted_relay = None;
     let (disc_url, relays, network) = if embedded {
         let e = &cfg.dmsg.embedded;
-        let (dl, handler, flusher) = disc::service(&e.disc_addr, None, DiscLimits::default())
-            .map_err(|m| {
-                format!(
-                    "embedded discovery: {m}; set dmsg.embedded.disc_addr in {} (port 0 picks a \
+        let (dl, handler, flusher) = disc::service(
+            &config::bind_addr(&e.disc_addr),
+            None,
+            DiscLimits::default(),
+        )
+        .map_err(|m| {
+            format!(
+                "embedded discovery: {m}; set dmsg.embedded.disc_addr in {} (port 0 picks a \
                      free one)",
-                    file.display()
-                )
-            })?;
+                file.display()
+            )
+        })?;
         let disc_local = dl.local_addr().map_err(|e| e.to_string())?;
         let disc_url = format!("http://{}", loopback_if_unspecified(disc_local));
         ex.spawn(flusher).detach();
