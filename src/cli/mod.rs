@@ -12,6 +12,12 @@ mod keys;
 mod pty;
 mod visor;
 
+/// Opens a byte stream to a peer's port through the running visor (RPC `POST /v1/dial`), the
+/// way `skywire cli pty` does; public so that `benches/hostile.rs` can move data through a
+/// visor with the same client code.
+#[cfg(feature = "app-pty")]
+pub use visor::dial_via_visor;
+
 use argh::FromArgs;
 
 /// Exit code for a failed command.
