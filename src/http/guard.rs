@@ -150,7 +150,7 @@ impl LocalGuard {
         let Some(token) = &self.token else {
             return Ok(());
         };
-        if self.open.iter().any(|p| *p == req.path) {
+        if self.open.contains(&req.path) {
             return Ok(());
         }
         let auths: Vec<&str> = all("authorization").collect();
