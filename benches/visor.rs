@@ -39,9 +39,9 @@ fn rpc_answers(addr: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
+    // The RPC refuses a Host that is not its own address (DNS rebinding guard).
+    let req = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
         return false;
     }
     let mut r = String::new();
@@ -79,9 +79,11 @@ fn start(cfg: &Path) -> (Proc, String, Duration) {
     (Proc(child), rpc, took)
 }
 
-fn info_field(rpc: &str, key: &str) -> String {
+fn info_field(rpc: &str, cfg: &Path, key: &str) -> String {
+    // `-c`: the CLI finds the visor's RPC token through its config.
     let o = Command::new(BIN)
-        .args(["cli", "visor", "--rpc", rpc, "info", "--json"])
+        .args(["cli", "visor", "--rpc", rpc, "-c", cfg.to_str().unwrap()])
+        .args(["info", "--json"])
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -125,7 +127,7 @@ fn main() {
 
     // Idle RSS: one host, one joined visor, both with the default apps, after they settle.
     let (host, host_rpc, _) = start(&host_cfg);
-    let relay = info_field(&host_rpc, "hosted_relay");
+    let relay = info_field(&host_rpc, &host_cfg, "hosted_relay");
     let join_cfg = config(&dir.join("joined"), Some(&relay));
     let mut join_starts = Vec::new();
     for _ in 0..runs {

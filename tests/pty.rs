@@ -128,6 +128,8 @@ fn pty_in_all_three_modes() {
         "pty".into(),
         "--rpc".into(),
         a.rpc.clone(),
+        "-c".into(),
+        ca.to_str().unwrap().into(),
         "exec".into(),
         b.pk.clone(),
     ];
@@ -140,7 +142,7 @@ fn pty_in_all_three_modes() {
         assert!(t0.elapsed() < Duration::from_secs(10), "{}", text(&o));
         std::thread::sleep(Duration::from_millis(200));
     }
-    let o = sw(&["cli", "pty", "--rpc", &b.rpc, "whitelist", "add", &a.pk]);
+    let o = b.pty(&["whitelist", "add", &a.pk]);
     assert!(o.status.success(), "{}", text(&o));
     // B refuses a PK that is not on the list: a throwaway one on its own dmsg client.
     let refused_visor = vec![
@@ -161,6 +163,8 @@ fn pty_in_all_three_modes() {
         "pty".into(),
         "--rpc".into(),
         a.rpc.clone(),
+        "-c".into(),
+        ca.to_str().unwrap().into(),
         "start".into(),
         b.pk.clone(),
     ];
@@ -270,7 +274,7 @@ fn pty_in_all_three_modes() {
     assert!(wait_exit(t.take(), 5).unwrap().success());
 
     // The pty app is critical in the visor: stopping it needs the flag.
-    let o = sw(&["app", "pty", "stop", "--rpc", &b.rpc]);
+    let o = b.sw(&["app", "pty", "stop", "--rpc", &b.rpc]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("--i-know-what-im-doing"), "{}", text(&o));
 }

@@ -263,10 +263,10 @@ fn launcher_semantics_through_the_binary() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "test-c");
 
     // Critical: refused without the flag, done with it.
-    let o = sw(&["app", "test-crit", "stop", "--rpc", &v.rpc]);
+    let o = v.sw(&["app", "test-crit", "stop", "--rpc", &v.rpc]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("--i-know-what-im-doing"), "{}", text(&o));
-    let o = sw(&[
+    let o = v.sw(&[
         "app",
         "test-crit",
         "stop",
@@ -278,7 +278,7 @@ fn launcher_semantics_through_the_binary() {
     assert_eq!(json_field(&v.app_json("test-crit"), "state"), "stopped");
 
     // Starting test-b now pulls in test-a, which fails again: a clear refusal.
-    let o = sw(&["app", "test-b", "start", "--rpc", &v.rpc]);
+    let o = v.sw(&["app", "test-b", "start", "--rpc", &v.rpc]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o).contains("test-b not started: requires test-a"),
@@ -288,25 +288,25 @@ fn launcher_semantics_through_the_binary() {
 
     // The pty whitelist: edited through the RPC, saved in the config file.
     let friend = Keypair::from_seed(&[5; 32]).public().to_hex();
-    let o = sw(&["cli", "pty", "--rpc", &v.rpc, "whitelist", "add", &friend]);
+    let o = v.pty(&["whitelist", "add", &friend]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), friend);
     let saved = std::fs::read_to_string(&c).unwrap();
     assert!(saved.contains(&friend), "{saved}");
-    let o = sw(&["cli", "pty", "--rpc", &v.rpc, "whitelist", "rm", &friend]);
+    let o = v.pty(&["whitelist", "rm", &friend]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = sw(&["cli", "pty", "--rpc", &v.rpc, "whitelist", "ls", "--json"]);
+    let o = v.pty(&["whitelist", "ls", "--json"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("\"whitelist\":[]"),
         "{}",
         text(&o)
     );
     assert!(!std::fs::read_to_string(&c).unwrap().contains(&friend));
-    let o = sw(&["cli", "pty", "--rpc", &v.rpc, "whitelist", "add", "zz"]);
+    let o = v.pty(&["whitelist", "add", "zz"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
     // An unknown app and an unreachable visor are one-line errors.
-    let o = sw(&["app", "nope", "status", "--rpc", &v.rpc]);
+    let o = v.sw(&["app", "nope", "status", "--rpc", &v.rpc]);
     assert!(text(&o).contains("no app \"nope\""), "{}", text(&o));
     let o = sw(&[
         "cli",

@@ -8,7 +8,7 @@ use argh::FromArgs;
 use async_executor::Executor;
 
 use super::dmsg_tools::{resolve, start_client};
-use super::visor::{call, dial_via_visor, field};
+use super::visor::{Rpc, call, dial_via_visor, field};
 use super::{CmdError, CmdResult, init_logging, say};
 use crate::app::conn::{AsyncIo, Conn};
 use crate::app::net::{DmsgNet, Net, TcpNet, parse_tcp_peer};
@@ -23,6 +23,13 @@ pub struct PtyCmd {
     /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
+    /// the visor's config file, to find its RPC token (as given to 'skywire visor -c')
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// the visor's state directory, to find its RPC token (default $SKYWIRE_STATE_DIR, else
+    /// ./local)
+    #[argh(option)]
+    state_dir: Option<PathBuf>,
     #[argh(subcommand)]
     cmd: PtySub,
 }
@@ -38,10 +45,15 @@ enum PtySub {
 impl PtyCmd {
     /// Runs the subcommand.
     pub fn run(self) -> CmdResult {
+        let rpc = Rpc {
+            addr: self.rpc,
+            config: self.config,
+            state_dir: self.state_dir,
+        };
         match self.cmd {
-            PtySub::Exec(c) => c.run(&self.rpc),
-            PtySub::Start(c) => c.run(&self.rpc),
-            PtySub::Whitelist(c) => c.run(&self.rpc),
+            PtySub::Exec(c) => c.run(&rpc),
+            PtySub::Start(c) => c.run(&rpc),
+            PtySub::Whitelist(c) => c.run(&rpc),
         }
     }
 }
@@ -63,7 +75,7 @@ struct WhitelistCmd {
 }
 
 impl WhitelistCmd {
-    fn run(self, rpc: &Option<String>) -> CmdResult {
+    fn run(self, rpc: &Rpc) -> CmdResult {
         let pk = || -> Result<String, CmdError> {
             let pk = self.pk.clone().ok_or_else(|| {
                 CmdError::usage(format!("whitelist {}: give the PK", self.action))
@@ -99,7 +111,7 @@ impl WhitelistCmd {
 
 /// Where a pty client's stream comes from.
 struct Reach<'a> {
-    rpc: &'a Option<String>,
+    rpc: &'a Rpc,
     via: &'a Option<String>,
     dmsg: bool,
     sk: &'a Option<String>,
@@ -150,7 +162,9 @@ async fn connect(
     }
     if r.sk.is_some() || r.config.is_some() {
         return Err(CmdError::usage(
-            "--sk/-c set the identity of --via or --dmsg; through the visor its own is used",
+            "--sk/-c after exec/start set the identity of --via or --dmsg; through the visor \
+             its own is used (name the visor's config before the subcommand: 'cli pty -c FILE \
+             exec …')",
         ));
     }
     let s = dial_via_visor(r.rpc, &pk, PORT).await?;
@@ -211,7 +225,7 @@ struct ExecCmd {
 }
 
 impl ExecCmd {
-    fn run(self, rpc: &Option<String>) -> CmdResult {
+    fn run(self, rpc: &Rpc) -> CmdResult {
         init_logging(&self.log_level)?;
         let pk = parse_pk(&self.pk)?;
         if self.cmd.is_empty() {
@@ -278,7 +292,7 @@ struct StartCmd {
 }
 
 impl StartCmd {
-    fn run(self, rpc: &Option<String>) -> CmdResult {
+    fn run(self, rpc: &Rpc) -> CmdResult {
         init_logging(&self.log_level)?;
         let pk = parse_pk(&self.pk)?;
         let reach = Reach {

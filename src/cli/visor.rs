@@ -1,6 +1,8 @@
 //! `skywire visor` (the daemon), `skywire cli visor …` and `skywire app <name> …`: the
 //! commands that run or talk to a visor. The talking ones use the visor's RPC (HTTP/JSON on
-//! 127.0.0.1:3435 by default; `--rpc ADDR` or `$SKYWIRE_RPC` to change it).
+//! 127.0.0.1:3435 by default; `--rpc ADDR` or `$SKYWIRE_RPC` to change it), sending the token
+//! the visor wrote to `<state dir>/rpc.token` (found through `-c`/`--state-dir` as the visor
+//! finds its config).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use argh::FromArgs;
 use miniserde::json::{Number, Value};
 
 use super::{CmdError, CmdResult, say};
-use crate::http::client::{HttpUrl, request};
+use crate::http::client::{HttpUrl, request_with};
 use crate::http::json::parse_object;
 use crate::visor::config::DEFAULT_CLI_ADDR;
 use crate::visor::run::{self, VisorOptions};
@@ -47,17 +49,86 @@ impl VisorCmd {
     }
 }
 
-/// The RPC address: `--rpc`, else `$SKYWIRE_RPC`, else the default.
-fn rpc_addr(flag: &Option<String>) -> String {
-    flag.clone()
-        .or_else(|| std::env::var("SKYWIRE_RPC").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| DEFAULT_CLI_ADDR.to_string())
+/// Where the CLI finds the visor: its RPC address (`--rpc`, else `$SKYWIRE_RPC`, else the
+/// default) and the config or state directory whose `rpc.token` it sends (`-c`, else
+/// `--state-dir`, else `$SKYWIRE_STATE_DIR`, else `./local`, as `skywire visor` finds them).
+#[derive(Debug, Clone, Default)]
+pub struct Rpc {
+    /// `--rpc ADDR`.
+    pub addr: Option<String>,
+    /// `-c FILE`: the visor's config.
+    pub config: Option<PathBuf>,
+    /// `--state-dir DIR`: the visor's state directory.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl From<&Option<String>> for Rpc {
+    /// Only `--rpc`: the token is found through `$SKYWIRE_STATE_DIR`, else `./local`.
+    fn from(addr: &Option<String>) -> Rpc {
+        Rpc {
+            addr: addr.clone(),
+            ..Rpc::default()
+        }
+    }
+}
+
+impl Rpc {
+    /// `host:port` of the RPC.
+    fn addr(&self) -> String {
+        let a = self
+            .addr
+            .clone()
+            .or_else(|| std::env::var("SKYWIRE_RPC").ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| DEFAULT_CLI_ADDR.to_string());
+        a.strip_prefix("http://").unwrap_or(&a).to_string()
+    }
+
+    /// The token and its file, or why it cannot be had (one line: which file, what to do).
+    fn token(&self) -> Result<(String, PathBuf), String> {
+        let file = run::rpc_token_file(&VisorOptions {
+            config: self.config.clone(),
+            state_dir: self.state_dir.clone(),
+            ..VisorOptions::default()
+        })?;
+        match std::fs::read_to_string(&file) {
+            Ok(t) if !t.trim().is_empty() => Ok((t.trim().to_string(), file)),
+            Ok(_) => Err(format!("{}: the RPC token file is empty", file.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                "{}: no RPC token; is the visor running with this state directory? (give the \
+                 -c FILE or --state-dir DIR it was started with)",
+                file.display()
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+                "{}: permission denied; run the CLI as the visor's user",
+                file.display()
+            )),
+            Err(e) => Err(format!("{}: {e}", file.display())),
+        }
+    }
+
+    /// The `Authorization` value (none when the token cannot be read: the request is still
+    /// sent, so that "no visor answers" is said when that is the problem).
+    fn auth(&self) -> (Option<String>, Result<(String, PathBuf), String>) {
+        let t = self.token();
+        (t.as_ref().ok().map(|(t, _)| format!("Bearer {t}")), t)
+    }
+}
+
+/// What to say when the visor answers 401.
+fn unauthorized(token: &Result<(String, PathBuf), String>, addr: &str) -> CmdError {
+    CmdError::fail(match token {
+        Err(why) => why.clone(),
+        Ok((_, file)) => format!(
+            "the visor on {addr} refused the token in {}: it is another visor's (or from an \
+             earlier start); give the -c FILE or --state-dir DIR this visor runs with",
+            file.display()
+        ),
+    })
 }
 
 /// Calls the visor's RPC; `Ok` is the parsed JSON body of a 2xx answer.
-pub fn call(rpc: &Option<String>, method: &str, path: &str) -> Result<Value, CmdError> {
-    let addr = rpc_addr(rpc);
-    let addr = addr.strip_prefix("http://").unwrap_or(&addr).to_string();
+pub fn call(rpc: &Rpc, method: &str, path: &str) -> Result<Value, CmdError> {
+    let addr = rpc.addr();
     let url = HttpUrl::parse(&format!("http://{addr}{path}"))
         .map_err(|e| CmdError::usage(format!("--rpc {addr}: {e}")))?;
     let body: Option<&[u8]> = (method != "GET").then_some(b"");
@@ -66,12 +137,18 @@ pub fn call(rpc: &Option<String>, method: &str, path: &str) -> Result<Value, Cmd
     } else {
         Duration::from_secs(10)
     };
-    let resp = async_io::block_on(request(&url, method, body, 1 << 20, timeout)).map_err(|e| {
-        CmdError::fail(format!(
-            "no visor answers on {addr} ({e}); start one with 'skywire visor', or point to it \
-             with --rpc ADDR or SKYWIRE_RPC"
-        ))
-    })?;
+    let (auth, token) = rpc.auth();
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let resp = async_io::block_on(request_with(&url, method, &headers, body, 1 << 20, timeout))
+        .map_err(|e| {
+            CmdError::fail(format!(
+                "no visor answers on {addr} ({e}); start one with 'skywire visor', or point to \
+                 it with --rpc ADDR or SKYWIRE_RPC"
+            ))
+        })?;
+    if resp.status == 401 {
+        return Err(unauthorized(&token, &addr));
+    }
     let text = resp.text();
     let obj = parse_object(&text)
         .map_err(|e| CmdError::fail(format!("visor sent a body that is not JSON ({e})")))?;
@@ -256,6 +333,13 @@ struct CliVisor {
     /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
+    /// the visor's config file, to find its RPC token (as given to 'skywire visor -c')
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// the visor's state directory, to find its RPC token (default $SKYWIRE_STATE_DIR, else
+    /// ./local)
+    #[argh(option)]
+    state_dir: Option<PathBuf>,
     #[argh(subcommand)]
     cmd: CliVisorSub,
 }
@@ -271,11 +355,16 @@ enum CliVisorSub {
 
 impl CliVisor {
     fn run(self) -> CmdResult {
+        let rpc = Rpc {
+            addr: self.rpc,
+            config: self.config,
+            state_dir: self.state_dir,
+        };
         match self.cmd {
-            CliVisorSub::Info(c) => c.run(&self.rpc),
-            CliVisorSub::Ping(c) => c.run(&self.rpc),
-            CliVisorSub::Ports(c) => c.run(&self.rpc),
-            CliVisorSub::App(c) => c.run(&self.rpc),
+            CliVisorSub::Info(c) => c.run(&rpc),
+            CliVisorSub::Ping(c) => c.run(&rpc),
+            CliVisorSub::Ports(c) => c.run(&rpc),
+            CliVisorSub::App(c) => c.run(&rpc),
         }
     }
 }
@@ -290,7 +379,7 @@ struct InfoCmd {
 }
 
 impl InfoCmd {
-    fn run(self, rpc: &Option<String>) -> CmdResult {
+    fn run(self, rpc: &Rpc) -> CmdResult {
         let v = call(rpc, "GET", "/v1/info")?;
         if self.json {
             print_json(&v);
@@ -343,7 +432,7 @@ struct PingCmd {
 }
 
 impl PingCmd {
-    fn run(self, rpc: &Option<String>) -> CmdResult {
+    fn run(self, rpc: &Rpc) -> CmdResult {
         crate::crypto::PublicKey::from_hex(&self.pk)
             .map_err(|e| CmdError::usage(format!("{}: {e}", self.pk)))?;
         let v = call(
@@ -390,7 +479,7 @@ struct PortsCmd {
 }
 
 impl PortsCmd {
-    fn run(self, rpc: &Option<String>) -> CmdResult {
+    fn run(self, rpc: &Rpc) -> CmdResult {
         let v = call(rpc, "GET", "/v1/ports")?;
         if self.json {
             print_json(&v);
@@ -433,12 +522,12 @@ enum CliAppSub {
 }
 
 impl CliAppCmd {
-    fn run(self, rpc: &Option<String>) -> CmdResult {
+    fn run(self, rpc: &Rpc) -> CmdResult {
         match self.cmd {
             CliAppSub::Ls(c) => c.run(rpc),
-            CliAppSub::Start(c) => app_start(rpc, &c.name, c.json),
-            CliAppSub::Stop(c) => app_stop(rpc, &c.name, c.i_know_what_im_doing, c.json),
-            CliAppSub::Status(c) => app_status(rpc, &c.name, c.json),
+            CliAppSub::Start(c) => app_start(rpc.clone(), &c.name, c.json),
+            CliAppSub::Stop(c) => app_stop(rpc.clone(), &c.name, c.i_know_what_im_doing, c.json),
+            CliAppSub::Status(c) => app_status(rpc.clone(), &c.name, c.json),
         }
     }
 }
@@ -453,7 +542,7 @@ struct LsCmd {
 }
 
 impl LsCmd {
-    fn run(self, rpc: &Option<String>) -> CmdResult {
+    fn run(self, rpc: &Rpc) -> CmdResult {
         let v = call(rpc, "GET", "/v1/apps")?;
         if self.json {
             print_json(&v);
@@ -530,8 +619,8 @@ struct NamedStatus {
 }
 
 /// `app start`.
-pub fn app_start(rpc: &Option<String>, name: &str, json: bool) -> CmdResult {
-    let v = call(rpc, "POST", &format!("/v1/apps/{name}/start"))?;
+pub fn app_start(rpc: impl Into<Rpc>, name: &str, json: bool) -> CmdResult {
+    let v = call(&rpc.into(), "POST", &format!("/v1/apps/{name}/start"))?;
     if json {
         print_json(&v);
     } else {
@@ -541,9 +630,9 @@ pub fn app_start(rpc: &Option<String>, name: &str, json: bool) -> CmdResult {
 }
 
 /// `app stop`.
-pub fn app_stop(rpc: &Option<String>, name: &str, force: bool, json: bool) -> CmdResult {
+pub fn app_stop(rpc: impl Into<Rpc>, name: &str, force: bool, json: bool) -> CmdResult {
     let q = if force { "?force=1" } else { "" };
-    let v = call(rpc, "POST", &format!("/v1/apps/{name}/stop{q}"))?;
+    let v = call(&rpc.into(), "POST", &format!("/v1/apps/{name}/stop{q}"))?;
     if json {
         print_json(&v);
     } else {
@@ -556,8 +645,8 @@ pub fn app_stop(rpc: &Option<String>, name: &str, force: bool, json: bool) -> Cm
 }
 
 /// `app status`.
-pub fn app_status(rpc: &Option<String>, name: &str, json: bool) -> CmdResult {
-    let v = call(rpc, "GET", &format!("/v1/apps/{name}"))?;
+pub fn app_status(rpc: impl Into<Rpc>, name: &str, json: bool) -> CmdResult {
+    let v = call(&rpc.into(), "GET", &format!("/v1/apps/{name}"))?;
     if json {
         print_json(&v);
     } else {
@@ -570,13 +659,13 @@ pub fn app_status(rpc: &Option<String>, name: &str, json: bool) -> CmdResult {
 /// upgrade): the visor dials with its own identity and the RPC connection becomes the stream.
 #[cfg(feature = "app-pty")]
 pub async fn dial_via_visor(
-    rpc: &Option<String>,
+    rpc: &Rpc,
     pk: &crate::crypto::PublicKey,
     port: u16,
 ) -> Result<async_net::TcpStream, CmdError> {
     use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = rpc_addr(rpc);
-    let addr = addr.strip_prefix("http://").unwrap_or(&addr).to_string();
+    let addr = rpc.addr();
+    let (auth, token) = rpc.auth();
     let no_visor = |e: &dyn std::fmt::Display| {
         CmdError::fail(format!(
             "no visor answers on {addr} ({e}); start one with 'skywire visor', point to it with \
@@ -587,8 +676,11 @@ pub async fn dial_via_visor(
         .await
         .map_err(|e| no_visor(&e))?;
     let _ = s.set_nodelay(true);
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "POST /v1/dial/{pk}/{port} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: {}\r\nContent-Length: 0\r\n\r\n",
+        "POST /v1/dial/{pk}/{port} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: Upgrade\r\nUpgrade: {}\r\nContent-Length: 0\r\n\r\n",
         crate::visor::rpc::DIAL_UPGRADE
     );
     s.write_all(req.as_bytes())
@@ -615,6 +707,9 @@ pub async fn dial_via_visor(
         .unwrap_or(0);
     if status == 101 {
         return Ok(s);
+    }
+    if status == 401 {
+        return Err(unauthorized(&token, &addr));
     }
     let len: usize = text
         .lines()

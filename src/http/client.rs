@@ -129,10 +129,29 @@ pub async fn request_on<S: AsyncRead + AsyncWrite + Unpin>(
     body: Option<&[u8]>,
     max_body: usize,
 ) -> Result<HttpResponse, HttpError> {
+    request_on_with(stream, method, host, path, &[], body, max_body).await
+}
+
+/// [`request_on`] with extra request headers (names and values are ours: no CR/LF).
+pub async fn request_on_with<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    max_body: usize,
+) -> Result<HttpResponse, HttpError> {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: skywire-rs/{}\r\nAccept: */*\r\nConnection: close\r\n",
         crate::VERSION
     );
+    for (k, v) in headers {
+        if k.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
+            return Err(HttpError::Url(format!("header {k:?} is not sendable")));
+        }
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some(b) = body {
         head.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
@@ -288,11 +307,32 @@ pub async fn request(
     max_body: usize,
     timeout: Duration,
 ) -> Result<HttpResponse, HttpError> {
+    request_with(url, method, &[], body, max_body, timeout).await
+}
+
+/// [`request`] with extra request headers.
+pub async fn request_with(
+    url: &HttpUrl,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    max_body: usize,
+    timeout: Duration,
+) -> Result<HttpResponse, HttpError> {
     let work = async {
         let mut s = TcpStream::connect(url.authority.as_str())
             .await
             .map_err(|e| HttpError::Io(format!("cannot connect to {}: {e}", url.authority)))?;
-        request_on(&mut s, method, &url.authority, &url.path, body, max_body).await
+        request_on_with(
+            &mut s,
+            method,
+            &url.authority,
+            &url.path,
+            headers,
+            body,
+            max_body,
+        )
+        .await
     };
     futures_lite::future::or(work, async {
         Timer::after(timeout).await;

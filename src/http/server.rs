@@ -7,14 +7,17 @@
 //! request bodies (411), bodies over the limit (413, before reading them), header blocks over
 //! the limit (431), and a client that is too slow to send its request (408). A connection that
 //! goes idle between requests is closed quietly. Nothing a client sends can make it allocate
-//! more than the header limit plus the body limit.
+//! more than the header limit plus the body limit. `HEAD` is served as `GET` without the
+//! body (handlers see `GET`).
+//!
+//! [`serve`] bounds connections in total and per source address, shedding idle ones first
+//! when a limit is reached (see [`super::conns`]), so idle sockets cannot lock others out.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_executor::Executor;
@@ -22,6 +25,7 @@ use async_io::Timer;
 use async_net::TcpListener;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::conns::{ConnTable, Slot};
 use super::json::{Ordered, Out};
 
 /// Bounds on what one client may cost.
@@ -33,10 +37,17 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Time allowed from the first byte of a request to the end of its body.
     pub request_timeout: Duration,
-    /// How long a kept-alive connection may sit idle before it is closed.
+    /// How long a connection may wait for (the first byte of) a request before it is closed.
     pub idle_timeout: Duration,
-    /// Concurrent connections per listener; more are answered 503 and closed.
+    /// The idle timeout when the listener (or the client's address) is at three quarters of
+    /// its connection limit or more.
+    pub pressure_idle_timeout: Duration,
+    /// Concurrent connections per listener. At the limit the longest-idle connection is
+    /// closed to make room; when none is idle the new one is answered 503 and closed.
     pub max_connections: usize,
+    /// Concurrent connections per source address (IPv4 address or IPv6 /64), with the same
+    /// shedding: that address's longest-idle connection goes first.
+    pub max_connections_per_addr: usize,
 }
 
 impl Default for Limits {
@@ -46,7 +57,9 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            pressure_idle_timeout: Duration::from_secs(2),
             max_connections: 256,
+            max_connections_per_addr: 32,
         }
     }
 }
@@ -240,12 +253,28 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     buf: &mut Vec<u8>,
     limits: &Limits,
     peer: Option<SocketAddr>,
+    slot: Option<&Slot>,
 ) -> Result<(Request, bool), ReadError> {
-    // Wait for the first byte of the next request under the idle timeout, then give the
-    // whole request the request timeout.
+    // Wait for the first byte of the next request under the idle timeout (shorter under
+    // pressure; the wait ends early when the connection is shed), then give the whole request
+    // the request timeout.
     let mut chunk = [0u8; 4096];
     if buf.is_empty() {
-        let n = with_timeout(limits.idle_timeout, stream.read(&mut chunk))
+        let idle = match slot {
+            Some(s) if s.under_pressure() => limits.pressure_idle_timeout.min(limits.idle_timeout),
+            _ => limits.idle_timeout,
+        };
+        if let Some(s) = slot {
+            s.idle();
+        }
+        let shed = async {
+            match slot {
+                Some(s) => s.shed().await,
+                None => futures_lite::future::pending().await,
+            }
+            None
+        };
+        let n = futures_lite::future::or(with_timeout(idle, stream.read(&mut chunk)), shed)
             .await
             .ok_or(ReadError::Quiet)?
             .map_err(|_| ReadError::Quiet)?;
@@ -253,6 +282,9 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(ReadError::Quiet);
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+    if slot.is_some_and(|s| !s.busy()) {
+        return Err(ReadError::Quiet);
     }
     let deadline = Timer::after(limits.request_timeout);
     let read_rest = async {
@@ -376,12 +408,17 @@ fn head_of(
         let Ok(value) = std::str::from_utf8(h.value) else {
             return Err(ReadError::Reply(400, format!("header {name} is not UTF-8")));
         };
-        let value = value.trim().to_string();
+        // Optional whitespace around a field value is not part of it (RFC 9110 §5.5).
+        let value = value.trim_matches([' ', '\t']).to_string();
         match name.as_str() {
             "content-length" => {
-                let n: usize = value.parse().map_err(|_| {
-                    ReadError::Reply(400, format!("invalid Content-Length {value:?}"))
-                })?;
+                // 1*DIGIT and nothing else: no sign, no inner spaces, no list.
+                let n = Some(&value)
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        ReadError::Reply(400, format!("invalid Content-Length {value:?}"))
+                    })?;
                 if seen_length && n != body_len {
                     return Err(ReadError::Reply(
                         400,
@@ -478,33 +515,57 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     handler: Handler,
     limits: Limits,
 ) {
-    if let Some((mut s, _)) = serve_until_upgrade(stream, peer, handler, limits).await {
+    if let Some((mut s, _)) = serve_until_upgrade(stream, peer, handler, limits, None).await {
         let _ = s.close().await;
     }
 }
 
+/// Writes `resp` unless the client does not take it within the request timeout (a client
+/// that never reads must not hold its connection busy for good).
+async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    resp: &Response,
+    keep_alive: bool,
+    head_only: bool,
+    limits: &Limits,
+) -> io::Result<()> {
+    with_timeout(
+        limits.request_timeout,
+        write_response(stream, resp, keep_alive, head_only),
+    )
+    .await
+    .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()))
+}
+
 /// [`serve_connection`], returning the stream and the upgrade when a handler answered
 /// `101 Switching Protocols`. The client must wait for the 101 before sending more: bytes
-/// that came with the request are refused (400).
+/// that came with the request are refused (400). With a `slot`, the connection is marked
+/// idle while it waits for a request and closes when it is shed.
 async fn serve_until_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: Option<SocketAddr>,
     handler: Handler,
     limits: Limits,
+    slot: Option<&Slot>,
 ) -> Option<(S, UpgradeFn)> {
     let mut buf = Vec::new();
     loop {
-        match read_request(&mut stream, &mut buf, &limits, peer).await {
-            Ok((req, keep_alive)) => {
+        match read_request(&mut stream, &mut buf, &limits, peer, slot).await {
+            Ok((mut req, keep_alive)) => {
+                // HEAD is GET without the body (the headers, Content-Length included, are
+                // those of the GET answer).
                 let head_only = req.method == "HEAD";
+                if head_only {
+                    req.method = "GET".to_string();
+                }
                 let mut resp = handler(req).await;
                 if let Some(up) = resp.upgrade.take().and_then(|u| u.take()) {
                     if !buf.is_empty() {
                         let r = Response::error(400, "data sent before 101 Switching Protocols");
-                        let _ = write_response(&mut stream, &r, false, false).await;
+                        let _ = send(&mut stream, &r, false, false, &limits).await;
                         break;
                     }
-                    if write_response(&mut stream, &resp, false, false)
+                    if send(&mut stream, &resp, false, false, &limits)
                         .await
                         .is_err()
                     {
@@ -512,7 +573,7 @@ async fn serve_until_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     return Some((stream, up));
                 }
-                if write_response(&mut stream, &resp, keep_alive, head_only)
+                if send(&mut stream, &resp, keep_alive, head_only, &limits)
                     .await
                     .is_err()
                     || !keep_alive
@@ -523,8 +584,8 @@ async fn serve_until_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
             Err(ReadError::Quiet) => break,
             Err(ReadError::Reply(status, msg)) => {
                 log::debug!("http: {status} to {peer:?}: {msg}");
-                let _ =
-                    write_response(&mut stream, &Response::error(status, msg), false, false).await;
+                let r = Response::error(status, msg);
+                let _ = send(&mut stream, &r, false, false, &limits).await;
                 break;
             }
         }
@@ -533,15 +594,17 @@ async fn serve_until_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     None
 }
 
-/// Accepts connections on `listener` forever, serving each on its own task of `ex`. At most
-/// `limits.max_connections` are served at once; the next is answered 503 and closed.
+/// Accepts connections on `listener` forever, serving each on its own task of `ex`, within
+/// `limits.max_connections` in total and `limits.max_connections_per_addr` per source
+/// address: at a limit an idle connection is closed to make room, and when none is idle the
+/// new one is answered 503 and closed.
 pub async fn serve(
     listener: TcpListener,
     ex: Arc<Executor<'static>>,
     handler: Handler,
     limits: Limits,
 ) -> io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
+    let table = ConnTable::new(limits.max_connections, limits.max_connections_per_addr);
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -552,19 +615,24 @@ pub async fn serve(
             }
             Err(e) => return Err(e),
         };
-        if active.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
-            active.fetch_sub(1, Ordering::AcqRel);
-            ex.spawn(async move {
-                let resp = Response::error(503, "too many connections; try again shortly");
-                let _ = write_response(&mut stream, &resp, false, false).await;
-            })
-            .detach();
-            continue;
-        }
-        let (handler, limits, active) = (handler.clone(), limits.clone(), active.clone());
+        let slot = match table.admit(peer.ip()) {
+            Ok(s) => s,
+            Err(msg) => {
+                log::debug!("http: refused {peer}: {msg}");
+                let limits = limits.clone();
+                ex.spawn(async move {
+                    let resp = Response::error(503, msg);
+                    let _ = send(&mut stream, &resp, false, false, &limits).await;
+                })
+                .detach();
+                continue;
+            }
+        };
+        let (handler, limits) = (handler.clone(), limits.clone());
         ex.spawn(async move {
-            let up = serve_until_upgrade(stream, Some(peer), handler, limits).await;
-            active.fetch_sub(1, Ordering::AcqRel);
+            let up = serve_until_upgrade(stream, Some(peer), handler, limits, Some(&slot)).await;
+            // An upgraded connection is no longer HTTP: it leaves the table.
+            drop(slot);
             if let Some((stream, f)) = up {
                 f(stream).await;
             }
@@ -680,6 +748,16 @@ mod tests {
                 "400 Bad Request",
             ),
         ];
+        // Content-Length is 1*DIGIT: no sign, no inner space, no list, no other digits.
+        let mut cases = cases;
+        for cl in [
+            "+5", "-0", "5 5", "5,5", "0x5", "5a", "a5", "", "\u{0665}", "1e1",
+        ] {
+            cases.push((
+                format!("POST / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\nhello").into_bytes(),
+                "400 Bad Request",
+            ));
+        }
         for (raw, want) in cases {
             let out = exchange(addr, &raw);
             assert!(
@@ -714,15 +792,92 @@ mod tests {
     }
 
     #[test]
-    fn connection_limit_answers_503() {
+    fn content_length_with_whitespace_around_it_is_fine() {
+        let addr = start(Limits::default());
+        let out = exchange(
+            addr,
+            b"POST /p HTTP/1.1\r\nContent-Length: \t3 \r\nConnection: close\r\n\r\nabc",
+        );
+        assert!(
+            out.starts_with("HTTP/1.1 200") && out.contains("\"len\":3"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn head_is_get_without_the_body() {
+        let addr = start(Limits::default());
+        let out = exchange(addr, b"HEAD /h HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let get = r#"{"method":"GET","path":"/h","q":"","len":0}"#;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(
+            out.contains(&format!("Content-Length: {}\r\n", get.len())),
+            "{out}"
+        );
+        assert!(out.ends_with("\r\n\r\n"), "{out}");
+    }
+
+    /// Reads until EOF or `secs`; true on EOF (the server closed the connection).
+    fn closed_by_server(s: &mut std::net::TcpStream, secs: u64) -> bool {
+        s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+        let mut b = [0u8; 512];
+        loop {
+            match s.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    #[test]
+    fn at_the_limit_idle_connections_are_shed_and_busy_ones_kept() {
         let limits = Limits {
-            max_connections: 1,
+            max_connections: 2,
+            max_connections_per_addr: 2,
             ..Limits::default()
         };
         let addr = start(limits);
-        let _held = std::net::TcpStream::connect(addr).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        let out = exchange(addr, b"GET / HTTP/1.1\r\n\r\n");
+        // Two idle connections fill the listener; a third client is served anyway, and
+        // the longest-idle connection is the one closed for it.
+        let mut idle1 = std::net::TcpStream::connect(addr).unwrap();
+        let out = exchange(addr, b"GET /warm HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        let mut idle2 = std::net::TcpStream::connect(addr).unwrap();
+        // Make sure idle2 is accepted after idle1 before the next one arrives.
+        idle2.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+        let mut b = [0u8; 256];
+        assert!(idle2.read(&mut b).unwrap() > 0);
+        let out = exchange(addr, b"GET /b HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(
+            closed_by_server(&mut idle1, 5),
+            "the oldest idle one is shed"
+        );
+        // Busy connections (a request under way) are not shed: with two of them, the
+        // next client is refused.
+        // (The 100 Continue shows the server has read the head, so the connection is busy.)
+        let busy: Vec<_> = (0..2)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.write_all(
+                    b"POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+                )
+                .unwrap();
+                let mut first = [0u8; 25];
+                s.read_exact(&mut first).unwrap();
+                assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+                s
+            })
+            .collect();
+        assert!(
+            closed_by_server(&mut idle2, 5),
+            "idle2 made room for a busy one"
+        );
+        let out = exchange(addr, b"GET /c HTTP/1.1\r\nConnection: close\r\n\r\n");
         assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+        assert!(out.contains("too many connections"), "{out}");
+        drop(busy);
     }
 }

@@ -21,6 +21,12 @@ pub const DEFAULT_FILE: &str = "skywire-config.json";
 pub const DEFAULT_CLI_ADDR: &str = "127.0.0.1:3435";
 /// Default state directory, relative to the config file's directory.
 pub const DEFAULT_LOCAL_PATH: &str = "./local";
+/// The most PKs `pty.whitelist` may hold (each edit rewrites the file; beyond this a list is
+/// better kept elsewhere). A config with more is refused at load; an RPC add beyond it is
+/// answered 409.
+pub const MAX_PTY_WHITELIST: usize = 1024;
+/// The visor RPC's bearer token, in the state directory (0600, new at every start).
+pub const RPC_TOKEN_FILE: &str = "rpc.token";
 
 /// Why a config could not be loaded or written.
 #[derive(Debug)]
@@ -525,6 +531,15 @@ fn parse_rest<'a>(f: &mut Fields<'a>, cfg: &mut Config) -> Result<(), JsonError>
                 cfg.pty_whitelist.push(pk);
             }
         }
+        if cfg.pty_whitelist.len() > MAX_PTY_WHITELIST {
+            return Err(p.err(
+                "whitelist",
+                format!(
+                    "{} keys; at most {MAX_PTY_WHITELIST} are allowed",
+                    cfg.pty_whitelist.len()
+                ),
+            ));
+        }
         p.deny_unknown()?;
     }
     if let Some(mut l) = f.opt_object("launcher")? {
@@ -725,6 +740,30 @@ mod tests {
                 err: IdentityError::Mismatch
             })
         ));
+    }
+
+    #[test]
+    fn whitelist_is_capped_at_load() {
+        let mut c = sample();
+        c.pty_whitelist = (0..MAX_PTY_WHITELIST)
+            .map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                *Keypair::from_seed(&seed).public()
+            })
+            .collect();
+        let full = c.to_json();
+        assert_eq!(
+            Config::parse(&full).unwrap().pty_whitelist.len(),
+            MAX_PTY_WHITELIST
+        );
+        c.pty_whitelist
+            .push(*Keypair::from_seed(&[0xee; 32]).public());
+        let e = err_of(&c.to_json());
+        assert!(
+            e.contains("`pty.whitelist`") && e.contains("at most 1024"),
+            "{e}"
+        );
     }
 
     #[test]

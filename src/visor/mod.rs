@@ -5,3 +5,4 @@ pub mod config;
 pub mod rpc;
 pub mod run;
 pub mod services;
+pub mod whitelist;

@@ -14,6 +14,12 @@
 //! | POST | `/v1/dial/<pk>/<port>` + `Upgrade: skywire-stream` | 101, then the connection is a stream to the peer's port, opened by the visor with its identity |
 //! | GET | `/v1/whitelist` | `pty.whitelist` |
 //! | POST / DELETE | `/v1/whitelist/<pk>` | add / remove a PK (saved to the config file) |
+//!
+//! Every route is behind a [`LocalGuard`](crate::http::guard::LocalGuard) (see [`guarded`]):
+//! a foreign `Host` or any `Origin` is refused (403), and every route but `/health` needs
+//! `Authorization: Bearer <token>` (401), the token being the one in `<state dir>/rpc.token`.
+//! `HEAD` is served on every `GET` route; a known path with a method it does not serve is
+//! answered 405 with `Allow`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,10 +27,12 @@ use std::time::Instant;
 use crate::app::conn::{ConnRow, Direction};
 use crate::app::launcher::{AppStatus, LaunchError, Launcher, State};
 use crate::crypto::PublicKey;
+use crate::http::guard::LocalGuard;
 use crate::http::json::{Ordered, Out, str_array};
 use crate::http::server::{Handler, Request, Response};
 
 use super::services::Services;
+use super::whitelist::EditError;
 
 /// What the RPC serves from.
 #[derive(Debug, Clone)]
@@ -47,9 +55,11 @@ pub struct RpcState {
     pub config_file: std::path::PathBuf,
     /// The `pty.whitelist` the apps see.
     pub whitelist: crate::app::SharedKeys,
+    /// Saves whitelist edits (off the executor) and updates `whitelist`.
+    pub editor: super::whitelist::WhitelistEditor,
 }
 
-/// The RPC handler.
+/// The RPC handler, unguarded: [`guarded`] is what is served.
 pub fn handler(state: Arc<RpcState>) -> Handler {
     Arc::new(move |req: Request| {
         let st = state.clone();
@@ -57,10 +67,57 @@ pub fn handler(state: Arc<RpcState>) -> Handler {
     })
 }
 
+/// The RPC handler behind the local guard: `Host` must name `served` (or loopback), no
+/// `Origin`, and the token on every route but `/health`. `token_file` is named in the 401
+/// answer.
+pub fn guarded(
+    state: Arc<RpcState>,
+    served: std::net::SocketAddr,
+    token: String,
+    token_file: &std::path::Path,
+) -> Handler {
+    LocalGuard::new(served, Some(token))
+        .open_path("/health")
+        .hint(format!(
+            "the skywire CLI reads it from {} (run it as the visor's user)",
+            token_file.display()
+        ))
+        .wrap(handler(state))
+}
+
+/// The methods a known path serves (`HEAD` with every `GET`), for 405 and `Allow`.
+fn allowed(segs: &[&str]) -> Option<&'static [&'static str]> {
+    const GET: &[&str] = &["GET", "HEAD"];
+    Some(match segs {
+        ["health"] | ["v1", "info" | "ports" | "apps" | "whitelist"] | ["v1", "apps", _] => GET,
+        ["v1", "apps", _, "start" | "stop"] | ["v1", "dial", _, _] => &["POST"],
+        ["v1", "ping", _] => &["GET", "HEAD", "POST"],
+        ["v1", "whitelist", _] => &["POST", "DELETE"],
+        _ => return None,
+    })
+}
+
+/// `"zz"` → `"zz" is not a public key: <why>` (the why from the key parser).
+fn bad_pk(text: &str, e: impl std::fmt::Display) -> Response {
+    Response::error(400, format!("{text:?} is not a public key: {e}"))
+}
+
 async fn route(st: &RpcState, req: Request) -> Response {
     let segs: Vec<String> = req.segments().into_iter().map(String::from).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    // The server hands HEAD over as GET (and drops the body).
     let m = req.method.as_str();
+    match allowed(&segs) {
+        None => return Response::error(404, format!("no route {m} {}", req.path)),
+        Some(ms) if !ms.contains(&m) => {
+            return Response::error(
+                405,
+                format!("{} serves {}, not {m}", req.path, ms.join(", ")),
+            )
+            .with_header("Allow", ms.join(", "));
+        }
+        Some(_) => {}
+    }
     match (m, segs.as_slice()) {
         ("GET", ["health"]) => ok(Ordered::new().field("status", Out::Str("ok".into()))),
         ("GET", ["v1", "info"]) => ok(info(st)),
@@ -91,8 +148,9 @@ async fn route(st: &RpcState, req: Request) -> Response {
             }
         }
         ("POST" | "GET", ["v1", "ping", pk]) => {
-            let Ok(pk) = PublicKey::from_hex(pk) else {
-                return Response::error(400, format!("{pk:?} is not a public key (64 hex digits)"));
+            let pk = match PublicKey::from_hex(pk) {
+                Ok(k) => k,
+                Err(e) => return bad_pk(pk, e),
             };
             let count = match req.query_param("count").map(str::parse::<u32>) {
                 None => 1,
@@ -118,18 +176,18 @@ async fn route(st: &RpcState, req: Request) -> Response {
         ("POST", ["v1", "dial", pk, port]) => dial(st, &req, pk, port).await,
         ("GET", ["v1", "whitelist"]) => ok(whitelist_json(st)),
         ("POST" | "DELETE", ["v1", "whitelist", pk]) => {
-            let Ok(pk) = PublicKey::from_hex(pk) else {
-                return Response::error(400, format!("{pk:?} is not a public key (64 hex digits)"));
+            let pk = match PublicKey::from_hex(pk) {
+                Ok(k) => k,
+                Err(e) => return bad_pk(pk, e),
             };
-            match edit_whitelist(st, pk, m == "POST") {
+            match st.editor.edit(pk, m == "POST").await {
                 Ok(()) => ok(whitelist_json(st)),
-                Err(e) => Response::error(500, e),
+                Err(e @ EditError::Full) => Response::error(409, e.to_string()),
+                Err(e @ EditError::Busy) => Response::error(503, e.to_string()),
+                Err(e @ EditError::Failed(_)) => Response::error(500, e.to_string()),
             }
         }
-        (_, ["health"] | ["v1", ..]) if !matches!(m, "GET" | "POST" | "DELETE") => {
-            Response::error(405, format!("{m} is not served here"))
-        }
-        _ => Response::error(404, format!("no route {m} {}", req.path)),
+        _ => Response::error(500, format!("{m} {}: route table out of step", req.path)),
     }
 }
 
@@ -141,10 +199,14 @@ pub const DIAL_UPGRADE: &str = "skywire-stream";
 /// client of their own (a second client with the visor's key would fight it for its relay
 /// sessions). Errors before the stream is open are ordinary JSON answers.
 async fn dial(st: &RpcState, req: &Request, pk: &str, port: &str) -> Response {
-    let Ok(pk) = PublicKey::from_hex(pk) else {
-        return Response::error(400, format!("{pk:?} is not a public key (64 hex digits)"));
+    let pk = match PublicKey::from_hex(pk) {
+        Ok(k) => k,
+        Err(e) => return bad_pk(pk, e),
     };
-    let Ok(port) = port.parse::<u16>() else {
+    let Some(port) = Some(port)
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|p| p.parse::<u16>().ok())
+    else {
         return Response::error(400, format!("{port:?} is not a port (0-65535)"));
     };
     if !req
@@ -175,24 +237,6 @@ fn whitelist_json(st: &RpcState) -> Ordered {
             str_array(st.whitelist.get().iter().map(|p| p.to_hex())),
         )
         .field("config", Out::Str(st.config_file.display().to_string()))
-}
-
-/// Adds or removes `pk` in `pty.whitelist`: in the config file first (re-read, so other edits
-/// are kept; written atomically), then in the running apps' list.
-fn edit_whitelist(st: &RpcState, pk: PublicKey, add: bool) -> Result<(), String> {
-    let mut cfg = super::config::Config::load(&st.config_file).map_err(|e| e.to_string())?;
-    cfg.pty_whitelist.retain(|k| *k != pk);
-    if add {
-        cfg.pty_whitelist.push(pk);
-    }
-    cfg.save(&st.config_file, true).map_err(|e| e.to_string())?;
-    log::info!(
-        "pty.whitelist: {} {pk} ({} listed)",
-        if add { "added" } else { "removed" },
-        cfg.pty_whitelist.len()
-    );
-    st.whitelist.set(cfg.pty_whitelist);
-    Ok(())
 }
 
 fn ok(o: Ordered) -> Response {

@@ -9,7 +9,8 @@
 //! 4. the network: with no discovery and no relays configured, the embedded discovery and
 //!    relay (DESIGN.md §7); then the dmsg client (to the configured relays, or to our own);
 //! 5. the services registry and dmsgctrl (port 7);
-//! 6. the RPC server on `cli_addr` starts serving;
+//! 6. the RPC server on `cli_addr` starts serving, behind the local guard (Host, Origin, and
+//!    the bearer token written to `<state dir>/rpc.token` once the address was bound);
 //! 7. the launcher, which starts the auto-start apps wave by wave.
 //!
 //! Shutdown (SIGINT/SIGTERM) goes backwards: apps stop in reverse wave order, the dmsg
@@ -55,6 +56,57 @@ pub struct VisorOptions {
     pub log_level: Option<String>,
 }
 
+/// The state directory when no `-c` is given: `--state-dir`, else `$SKYWIRE_STATE_DIR`, else
+/// [`DEFAULT_STATE_DIR`].
+fn state_dir_of(opts: &VisorOptions) -> PathBuf {
+    opts.state_dir
+        .clone()
+        .or_else(|| std::env::var_os("SKYWIRE_STATE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
+/// Where the visor started with `opts` keeps its RPC token: `<state dir>/rpc.token`, the
+/// state directory being the config's `local_path` (resolved against the config file's
+/// directory). For the CLI, which finds the config as the visor does but never creates it.
+pub fn rpc_token_file(opts: &VisorOptions) -> Result<PathBuf, String> {
+    let file = match &opts.config {
+        Some(f) => f.clone(),
+        None => state_dir_of(opts).join(config::DEFAULT_FILE),
+    };
+    let cfg = Config::load(&file).map_err(|e| match e.kind {
+        ConfigErrorKind::Missing => format!(
+            "{}: no visor config here, so no RPC token; point to the visor's with -c FILE or \
+             --state-dir DIR (or $SKYWIRE_STATE_DIR) as it was started",
+            file.display()
+        ),
+        ConfigErrorKind::Io(ref io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+            format!(
+                "{}: permission denied; the CLI must run as the visor's user to use its RPC",
+                file.display()
+            )
+        }
+        _ => e.to_string(),
+    })?;
+    Ok(cfg.state_dir(&file).join(config::RPC_TOKEN_FILE))
+}
+
+/// Writes a fresh RPC token to `file` (0600, atomically), creating its directory (0700)
+/// when missing; returns the token.
+fn write_rpc_token(file: &Path) -> Result<String, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create state directory {}: {e}", dir.display()))?;
+    }
+    let token = crate::http::guard::new_token()?;
+    config::write_secret_file(file, format!("{token}\n").as_bytes(), true)
+        .map_err(|e| format!("RPC token: {e}"))?;
+    Ok(token)
+}
+
 /// Finds or creates the config. Returns it with its path and whether it was created.
 pub fn resolve_config(opts: &VisorOptions) -> Result<(Config, PathBuf, bool), String> {
     if let Some(file) = &opts.config {
@@ -69,16 +121,16 @@ pub fn resolve_config(opts: &VisorOptions) -> Result<(Config, PathBuf, bool), St
             Err(e) => Err(e.to_string()),
         };
     }
-    let dir = opts
-        .state_dir
-        .clone()
-        .or_else(|| std::env::var_os("SKYWIRE_STATE_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let dir = state_dir_of(opts);
     let file = dir.join(config::DEFAULT_FILE);
     match Config::load(&file) {
         Ok(c) => Ok((c, file, false)),
         Err(e) if matches!(e.kind, ConfigErrorKind::Missing) => {
-            std::fs::create_dir_all(&dir)
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
                 .map_err(|e| format!("cannot create state directory {}: {e}", dir.display()))?;
             let mut cfg = Config::generate().map_err(|e| e.to_string())?;
             // The config lives in the state directory, so the state directory is its own.
@@ -161,6 +213,11 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
             )
         }
     })?;
+    // The RPC token, once the address is ours (so a second visor on the same state
+    // directory fails above instead of replacing the first one's token).
+    let token_file = cfg.state_dir(&file).join(config::RPC_TOKEN_FILE);
+    let token_file = std::path::absolute(&token_file).unwrap_or(token_file);
+    let token = write_rpc_token(&token_file)?;
     let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
     let pk = *cfg.keys.public();
 
@@ -260,6 +317,8 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
 
     // 7. Launcher.
     let whitelist = crate::app::SharedKeys::new(cfg.pty_whitelist.clone());
+    let editor = super::whitelist::WhitelistEditor::start(file.clone(), whitelist.clone())
+        .map_err(|e| format!("cannot start the whitelist writer thread: {e}"))?;
     let (svc, tags) = (services.clone(), conns.clone());
     let launcher = Launcher::new(
         ex.clone(),
@@ -285,14 +344,16 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
         rpc_addr: rpc_local.to_string(),
         config_file: file.clone(),
         whitelist,
+        editor,
     });
     ex.spawn(server::serve(
         rl,
         ex.clone(),
-        rpc::handler(state),
+        rpc::guarded(state, rpc_local, token, &token_file),
         Limits::default(),
     ))
     .detach();
+    log::info!("RPC token in {}", token_file.display());
     crate::cli::say(&format!("visor {pk} up; RPC on http://{rpc_local}"));
     match &hosted_relay {
         Some(r) => {

@@ -42,18 +42,66 @@ pub fn json_field(json: &str, key: &str) -> String {
     rest[..rest.find('"').unwrap()].to_string()
 }
 
+/// `skywire args…` with `$SKYWIRE_STATE_DIR` set (how `skywire app <name> …` finds the
+/// visor's RPC token).
+pub fn sw_in(state_dir: &Path, args: &[&str]) -> Output {
+    Command::new(super::skywire_bin())
+        .args(args)
+        .env("SKYWIRE_STATE_DIR", state_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 pub struct Visor {
     pub proc: ChildGuard,
     pub rpc: String,
     pub pk: String,
     pub dir: PathBuf,
+    /// The config file it runs with (its RPC token is found through it).
+    pub config: PathBuf,
 }
 
 impl Visor {
+    /// `skywire cli visor --rpc … -c <its config> args…`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        let mut v = vec!["cli", "visor", "--rpc", &self.rpc];
+        let mut v = vec![
+            "cli",
+            "visor",
+            "--rpc",
+            &self.rpc,
+            "-c",
+            self.config.to_str().unwrap(),
+        ];
         v.extend_from_slice(args);
         sw(&v)
+    }
+    /// `skywire cli pty --rpc … -c <its config> args…`.
+    pub fn pty(&self, args: &[&str]) -> Output {
+        let mut v = vec![
+            "cli",
+            "pty",
+            "--rpc",
+            &self.rpc,
+            "-c",
+            self.config.to_str().unwrap(),
+        ];
+        v.extend_from_slice(args);
+        sw(&v)
+    }
+    /// `skywire args…` finding this visor's token through `$SKYWIRE_STATE_DIR`.
+    pub fn sw(&self, args: &[&str]) -> Output {
+        sw_in(&self.dir, args)
+    }
+    /// The RPC token it wrote.
+    pub fn token(&self) -> String {
+        let cfg = std::fs::read_to_string(&self.config).unwrap();
+        let local = json_field(&cfg.replace("\": \"", "\":\""), "local_path");
+        let file = self.config.parent().unwrap().join(local).join("rpc.token");
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .trim()
+            .to_string()
     }
     pub fn info(&self) -> String {
         let o = self.cli(&["info", "--json"]);
@@ -141,6 +189,9 @@ pub fn start_visor(dir: &Path, config: Option<&Path>) -> Visor {
         rpc,
         pk,
         dir: dir.to_path_buf(),
+        config: config
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.join("skywire-config.json")),
     }
 }
 
