@@ -264,7 +264,8 @@ fn start(args: &[&str]) -> (Proc, String) {
 
 struct Visor {
     proc: Proc,
-    rpc: String,
+    /// The RPC address and the config file (the CLI finds the RPC token beside it).
+    rpc: (String, PathBuf),
     pk: PublicKey,
 }
 
@@ -427,7 +428,7 @@ fn start_visor(dir: &Path, join: &str, url: &str) -> Visor {
         .unwrap_or_else(|| panic!("visor did not start: {line:?}"));
     Visor {
         proc: Proc(child),
-        rpc,
+        rpc: (rpc, file),
         pk,
     }
 }
@@ -509,13 +510,17 @@ fn serve(node: &Node, tx: mpsc::Sender<Received>) {
 fn send(
     via: Via,
     sender: Option<&Node>,
-    visor_rpc: Option<&str>,
+    visor_rpc: Option<(String, PathBuf)>,
     to: PublicKey,
     bytes: u64,
 ) -> mpsc::Receiver<Result<(), String>> {
     let (tx, rx) = mpsc::channel();
     let client = sender.map(|n| n.client().clone());
-    let rpc = visor_rpc.map(str::to_string);
+    let rpc = visor_rpc.map(|(addr, config)| skywire::cli::Rpc {
+        addr: Some(addr),
+        config: Some(config),
+        state_dir: None,
+    });
     std::thread::spawn(move || {
         let r = block_on(async {
             match via {
@@ -525,6 +530,7 @@ fn send(
                     send_pattern(&mut s, bytes).await
                 }
                 Via::Visor => {
+                    let rpc = rpc.expect("a visor");
                     let mut s = skywire::cli::dial_via_visor(&rpc, &to, PORT)
                         .await
                         .map_err(|e| format!("dial through the visor: {}", e.msg))?;
@@ -693,7 +699,7 @@ fn warm_up(
         let sent = send(
             via,
             sender,
-            net.visor.as_ref().map(|v| v.rpc.as_str()),
+            net.visor.as_ref().map(|v| v.rpc.clone()),
             to,
             1 << 20,
         );
@@ -783,7 +789,7 @@ fn run_row(plan: &Plan, kind: Option<Kind>, target: Target, via: Via, label: &st
     let sent = send(
         via,
         sender.as_ref(),
-        net.visor.as_ref().map(|v| v.rpc.as_str()),
+        net.visor.as_ref().map(|v| v.rpc.clone()),
         to,
         plan.bytes,
     );

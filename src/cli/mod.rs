@@ -14,9 +14,9 @@ mod visor;
 
 /// Opens a byte stream to a peer's port through the running visor (RPC `POST /v1/dial`), the
 /// way `skywire cli pty` does; public so that `benches/hostile.rs` can move data through a
-/// visor with the same client code.
+/// visor with the same client code (`Rpc` names the visor: its address and config).
 #[cfg(feature = "app-pty")]
-pub use visor::dial_via_visor;
+pub use visor::{Rpc, dial_via_visor};
 
 use argh::FromArgs;
 
