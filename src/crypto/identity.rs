@@ -383,11 +383,11 @@ mod tests {
         let mut minus_one = p_plus(0);
         minus_one[0] = 0xec;
         let non_canonical = [
-            hex::encode(&p_plus(0)),  // y = p (the order-4 point y = 0)
-            hex::encode(&p_plus(1)),  // y = p + 1 (the identity)
-            hex::encode(&p_plus(3)),  // y = p + 3 (the point y = 3, of large order)
-            enc(&one, true),          // identity, x = 0 with the sign bit
-            enc(&minus_one, true),    // y = -1, x = 0 with the sign bit
+            hex::encode(&p_plus(0)), // y = p (the order-4 point y = 0)
+            hex::encode(&p_plus(1)), // y = p + 1 (the identity)
+            hex::encode(&p_plus(3)), // y = p + 3 (the point y = 3, of large order)
+            enc(&one, true),         // identity, x = 0 with the sign bit
+            enc(&minus_one, true),   // y = -1, x = 0 with the sign bit
         ];
         for h in &non_canonical {
             assert_eq!(
@@ -423,7 +423,10 @@ mod tests {
         // Real keys are unaffected.
         for seed in 0..64u8 {
             let kp = Keypair::from_seed(&[seed; 32]);
-            assert_eq!(&PublicKey::from_bytes(kp.public().as_bytes()).unwrap(), kp.public());
+            assert_eq!(
+                &PublicKey::from_bytes(kp.public().as_bytes()).unwrap(),
+                kp.public()
+            );
         }
     }
 
