@@ -270,7 +270,7 @@ impl Registry {
     pub fn put_from(&mut self, e: Entry, now: u64, src: Option<IpAddr>) -> Result<(), DiscError> {
         // A new key (or one whose entry expired) costs a token. Checked first: a flood from
         // one address is refused before any signature is verified for it.
-        let new_key = !self.entries.get(&e.pk).is_some_and(|s| s.expires >= now);
+        let new_key = self.entries.get(&e.pk).is_none_or(|s| s.expires < now);
         if new_key && let Err(retry_after) = self.limiter.check(src, now) {
             self.stats.rate_limited += 1;
             let cfg = self.limiter.config();
@@ -559,7 +559,7 @@ impl Registry {
             let expires = t.opt_u64("expires", u64::MAX).ok().flatten();
             if let (Some(pk), Some(seq), Some(expires)) = (pk, seq, expires)
                 && expires >= now
-                && !self.entries.get(&pk).is_some_and(|s| s.entry.seq > seq)
+                && self.entries.get(&pk).is_none_or(|s| s.entry.seq <= seq)
             {
                 self.entries.remove(&pk);
                 self.bury(pk, seq, expires, now);
