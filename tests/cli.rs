@@ -228,3 +228,116 @@ fn config_check_names_the_problem() {
         stderr(&o)
     );
 }
+
+/// Runs the binary with stdout on `out` and returns (exit code, stderr).
+fn run_to(bin: &Path, args: &[&str], out: std::process::Stdio) -> (Option<i32>, String) {
+    let o = Command::new(bin)
+        .args(args)
+        .stdout(out)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("spawn skywire");
+    (o.status.code(), stderr(&o))
+}
+
+fn dev_full() -> std::process::Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full (Linux)")
+        .into()
+}
+
+/// Finding 10: a failed write on stdout is an error (exit 1, one line), not a panic
+/// (134 in release builds); a closed pipe ends the output quietly.
+#[test]
+fn stdout_write_errors_are_reported_not_panics() {
+    let dir = TempDir::new("devfull");
+    let cfg = dir.0.join("c.json");
+    let o = sky(&["config", "gen", "-o", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bin = common::skywire_bin();
+    let dmsg = dir.0.join("dmsg");
+    std::os::unix::fs::symlink(&bin, &dmsg).unwrap();
+    let cases: Vec<(&Path, Vec<&str>)> = vec![
+        (&bin, vec!["keygen"]),
+        (&bin, vec!["keygen", "--json"]),
+        (&bin, vec!["--version"]),
+        (&bin, vec!["--help"]),
+        (&bin, vec!["app", "pty", "run", "--help"]),
+        (&bin, vec!["config", "gen", "-o", "-"]),
+        (&bin, vec!["config", "check", "-c", cfg.to_str().unwrap()]),
+        (&dmsg, vec!["pty", "--help"]),
+    ];
+    for (b, args) in &cases {
+        let (code, err) = run_to(b, args, dev_full());
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "{}: error: cannot write to stdout: No space left on device",
+                b.file_name().unwrap().to_str().unwrap()
+            ),
+            "{args:?}"
+        );
+    }
+    // EPIPE: the reader went away (`| head -0`): quiet, and the command's own status.
+    for (b, args) in &cases {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let (code, err) = run_to(b, args, writer.into());
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert_eq!(err, "", "{args:?}");
+    }
+    // A command that fails for its own reason still says so with stdout full.
+    let (code, err) = run_to(&bin, &["config", "check", "-c", "/nonexistent"], dev_full());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no such file"), "{err}");
+}
+
+/// Finding 10: `skywire app <name> run --help` names the app; the multicall entries'
+/// help does not offer (or require) `--mode`, which their name sets.
+#[test]
+fn run_help_names_the_app_and_multicall_help_has_no_mode() {
+    let o = sky(&["app", "pty", "run", "--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("Usage: skywire app pty run --mode <mode>"),
+        "{}",
+        stdout(&o)
+    );
+    let o = sky(&["app", "logserver", "status", "--help"]);
+    assert!(
+        stdout(&o).starts_with("Usage: skywire app logserver status"),
+        "{}",
+        stdout(&o)
+    );
+    // Without --mode, `run` says what is missing.
+    let o = sky(&["app", "pty", "run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--mode"), "{}", stderr(&o));
+    let dir = TempDir::new("multicall-help");
+    for (name, app) in [
+        ("standalone", "pty"),
+        ("dmsg", "pty"),
+        ("dmsg", "logserver"),
+    ] {
+        let link = dir.0.join(name);
+        if !link.exists() {
+            std::os::unix::fs::symlink(common::skywire_bin(), &link).unwrap();
+        }
+        for help in [vec![app, "--help"], vec![app, "host", "--help"]] {
+            let o = run(&link, &help);
+            assert!(o.status.success(), "{name} {help:?}: {}", stderr(&o));
+            let out = stdout(&o);
+            assert!(
+                out.starts_with(&format!("Usage: {name} {app} [--sk <sk>]")),
+                "{out}"
+            );
+            assert!(!out.contains("--mode"), "{name} {help:?}: {out}");
+        }
+        // And --mode is not taken either: the entry's name is the mode.
+        let o = run(&link, &[app, "--mode", "tcp"]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    }
+}

@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::future::block_on;
 use skywire::crypto::Keypair;
@@ -18,6 +18,11 @@ use skywire::dmsg::entry::{Deletion, Entry};
 
 /// Starts discovery on a free port; returns the guard and its URL.
 fn start(store: Option<&Path>) -> (common::ChildGuard, String) {
+    start_with(store, &[])
+}
+
+/// [`start`] with more flags.
+fn start_with(store: Option<&Path>, flags: &[&str]) -> (common::ChildGuard, String) {
     let mut cmd = Command::new(common::skywire_bin());
     cmd.args([
         "dmsg",
@@ -27,6 +32,7 @@ fn start(store: Option<&Path>) -> (common::ChildGuard, String) {
         "--log-level",
         "warn",
     ]);
+    cmd.args(flags);
     if let Some(s) = store {
         cmd.arg("--store").arg(s);
     }
@@ -261,4 +267,237 @@ fn stalled_clients_do_not_block_others() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+}
+
+/// One keep-alive HTTP/1.1 connection for many requests in a row (curl per request would
+/// take minutes for thousands).
+struct KeepAlive {
+    r: BufReader<std::net::TcpStream>,
+    w: std::net::TcpStream,
+}
+
+impl KeepAlive {
+    fn connect(url: &str) -> KeepAlive {
+        let s = std::net::TcpStream::connect(url.strip_prefix("http://").unwrap()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        KeepAlive {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    /// POSTs `body` to /entries: (status, headers, body).
+    fn post(&mut self, body: &str) -> (u16, String, String) {
+        // One write (and no Nagle): a request in pieces would wait for delayed ACKs.
+        let req = format!(
+            "POST /entries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.w.write_all(req.as_bytes()).unwrap();
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(self.r.read_line(&mut line).unwrap() > 0, "closed: {head}");
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        let mut b = vec![0u8; len];
+        self.r.read_exact(&mut b).unwrap();
+        (status, head, String::from_utf8(b).unwrap())
+    }
+}
+
+/// Finding 8: one address registering throwaway keys as fast as it can gets 429 after the
+/// burst; an existing key still updates and a new key from another address still registers.
+#[test]
+fn throwaway_keys_from_one_address_are_rate_limited() {
+    // Loopback is exempt by default (tests start hundreds of clients from 127.0.0.1):
+    // --limit-loopback makes 127.0.0.1 and 127.0.0.2 two ordinary addresses.
+    let burst = 32;
+    let (_d, url) = start_with(
+        None,
+        &[
+            "--limit-loopback",
+            "--new-keys-burst",
+            "32",
+            "--new-keys-per-min",
+            "1",
+        ],
+    );
+    let now = unix_now();
+    let mut conn = KeepAlive::connect(&url);
+    let t0 = Instant::now();
+    let (mut stored, mut limited, mut first) = (Vec::new(), 0usize, None);
+    for n in 0..2000u32 {
+        if t0.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        let mut seed = [7u8; 32];
+        seed[..4].copy_from_slice(&n.to_be_bytes());
+        let k = Keypair::from_seed(&seed);
+        let e = Entry::client(&k, 1, now, vec![], vec![]).unwrap();
+        let (st, head, body) = conn.post(&e.to_json().to_compact());
+        match st {
+            200 => stored.push(k),
+            429 => {
+                limited += 1;
+                first.get_or_insert((head, body));
+            }
+            other => panic!("key {n}: {other} {body}"),
+        }
+    }
+    // One token a minute may have come back while the loop ran.
+    let refill = t0.elapsed().as_secs() as usize / 60 + 1;
+    assert!(
+        stored.len() >= burst && stored.len() <= burst + refill,
+        "{} stored, {limited} limited",
+        stored.len()
+    );
+    assert!(limited >= 2000 - burst - refill - 1, "{limited}");
+    let (head, body) = first.unwrap();
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: "),
+        "{head}"
+    );
+    assert!(
+        body.contains("too many new keys from this address"),
+        "{body}"
+    );
+    // An existing key still updates, on the same connection, many times.
+    for seq in 2..20 {
+        let e = Entry::client(&stored[0], seq, now, vec![], vec![]).unwrap();
+        let (st, _, body) = conn.post(&e.to_json().to_compact());
+        assert_eq!(st, 200, "{body}");
+    }
+    // A new key from another address registers (127.0.0.2 is loopback on Linux).
+    let k = Keypair::from_seed(&[200; 32]);
+    let e = Entry::client(&k, 1, now, vec![], vec![]).unwrap();
+    let (st, body) = post_from(&url, "127.0.0.2", &e.to_json().to_compact());
+    assert_eq!(st, 200, "{body}");
+    // ... and the flooding address is still refused.
+    let k = Keypair::from_seed(&[201; 32]);
+    let e = Entry::client(&k, 1, now, vec![], vec![]).unwrap();
+    assert_eq!(post(&url, &e.to_json().to_compact()).0, 429);
+    let (_, health) = curl(&[&format!("{url}/health")]);
+    assert!(
+        health.contains(&format!("\"entries\":{}", stored.len() + 1)),
+        "{health}"
+    );
+    assert!(health.contains("\"rate_limited\":"), "{health}");
+}
+
+/// The default exempts loopback: hundreds of local clients register at once.
+#[test]
+fn loopback_is_exempt_by_default() {
+    let (_d, url) = start(None);
+    let now = unix_now();
+    let mut conn = KeepAlive::connect(&url);
+    for n in 0..300u32 {
+        let mut seed = [9u8; 32];
+        seed[..4].copy_from_slice(&n.to_be_bytes());
+        let e = Entry::client(&Keypair::from_seed(&seed), 1, now, vec![], vec![]).unwrap();
+        let (st, _, body) = conn.post(&e.to_json().to_compact());
+        assert_eq!(st, 200, "key {n}: {body}");
+    }
+}
+
+/// POSTs from the local address `from` (curl --interface).
+fn post_from(url: &str, from: &str, body: &str) -> (u16, String) {
+    let mut child = Command::new("curl")
+        .args(["-s", "-m", "10", "-w", "\n%{http_code}", "-X", "POST"])
+        .args(["--interface", from, "--data-binary", "@-"])
+        .arg(format!("{url}/entries"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl is needed (Debian package curl)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Finding 10: a deleted entry replayed (its old signed form) does not come back.
+#[test]
+fn deleted_entry_replayed_stays_deleted() {
+    let (_d, url) = start(None);
+    let c = DiscClient::new(&url).unwrap();
+    let k = Keypair::generate().unwrap();
+    let now = unix_now();
+    let old = Entry::client(&k, 5, now, vec![], vec![]).unwrap();
+    block_on(c.put(&old)).unwrap();
+    block_on(c.delete(&Deletion::new(&k, 6, now))).unwrap();
+    let (st, body) = post(&url, &old.to_json().to_compact());
+    assert_eq!(st, 409, "{body}");
+    assert!(body.contains("deletion"), "{body}");
+    assert!(block_on(c.entry(k.public())).unwrap().is_none());
+    let (_, health) = curl(&[&format!("{url}/health")]);
+    assert!(health.contains("\"tombstones\":1"), "{health}");
+    // The owner signs a newer entry: back.
+    block_on(c.put(&Entry::client(&k, 7, now, vec![], vec![]).unwrap())).unwrap();
+    assert!(block_on(c.entry(k.public())).unwrap().is_some());
+}
+
+/// Finding 10: the identity point (`0100…00`) verifies a "signature" (R = identity, S = 0)
+/// for every message, so salty alone lets anyone store an entry for it; it is no identity.
+#[test]
+fn small_order_pk_entry_is_refused() {
+    let (_d, url) = start(None);
+    let mut pk = [0u8; 32];
+    pk[0] = 1;
+    let mut sig = [0u8; 64];
+    sig[0] = 1;
+    let now = unix_now();
+    // The forgery works against salty alone (what discovery checked before).
+    let salty_pk = salty::PublicKey::try_from(&pk).unwrap();
+    assert!(
+        salty_pk
+            .verify(b"any message at all", &salty::Signature::from(&sig))
+            .is_ok()
+    );
+    let json = format!(
+        r#"{{"pk":"{}","seq":1,"timestamp":{now},"client":{{"relays":[]}},"sig":"{}"}}"#,
+        skywire::crypto::hex::encode(&pk),
+        skywire::crypto::hex::encode(&sig)
+    );
+    let (st, body) = post(&url, &json);
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("small order"), "{body}");
+    let (st, body) = curl(&[&format!(
+        "{url}/entries/{}",
+        skywire::crypto::hex::encode(&pk)
+    )]);
+    assert_eq!(st, 400, "{body}");
+    // A 64-hex PK that is no point says so; bad hex says what a PK looks like.
+    let mut two = [0u8; 32];
+    two[0] = 2;
+    let (_, body) = curl(&[&format!(
+        "{url}/entries/{}",
+        skywire::crypto::hex::encode(&two)
+    )]);
+    assert!(
+        body.contains("not a valid public key: not a point on the curve"),
+        "{body}"
+    );
+    let (_, body) = curl(&[&format!("{url}/entries/abc")]);
+    assert!(body.contains("not a public key (64 hex digits)"), "{body}");
 }

@@ -266,7 +266,7 @@ fn head_405_and_content_length() {
     // A bad key says why (the parser's message), not a fixed text.
     let (st, out) = raw(&v.rpc, &req("POST", "/v1/whitelist/zz", &h));
     assert!(
-        st == 400 && out.contains(r#"\"zz\" is not a public key: "#),
+        st == 400 && out.contains(r#"\"zz\" is not a public key (64 hex digits): "#),
         "{out}"
     );
 

@@ -219,7 +219,11 @@ impl Signal {
             if g.0 {
                 Poll::Ready(())
             } else {
-                g.1.push(cx.waker().clone());
+                // Once per task: a waiter polled again and again (raced against I/O with
+                // `future::or`) must not grow the list.
+                if !g.1.iter().any(|w| w.will_wake(cx.waker())) {
+                    g.1.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         })
@@ -345,4 +349,25 @@ pub fn parse_args<T: argh::FromArgs>(app: &str, args: &[String]) -> Result<T, St
 /// hypervisor, or a PK on the app's own whitelist.
 pub fn is_trusted(host: &HostInfo, whitelist: &[PublicKey], pk: &PublicKey) -> bool {
     *pk == host.pk || host.hypervisors.contains(pk) || whitelist.contains(pk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A waiter polled over and over (raced with I/O by `future::or` on a long-lived
+    /// connection) keeps one waker, not one per poll.
+    #[test]
+    fn signal_keeps_one_waker_per_task() {
+        let s = Signal::default();
+        let mut wait = Box::pin(s.wait());
+        let waker = Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        for _ in 0..10_000 {
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(s.inner.lock().unwrap().1.len(), 1);
+        s.raise();
+        assert!(wait.as_mut().poll(&mut cx).is_ready());
+    }
 }

@@ -79,13 +79,43 @@ struct StatusCmd {
     json: bool,
 }
 
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "run")]
-/// run the app standalone in the foreground; app arguments go after `--`.
-pub struct RunCmd {
-    /// dmsg (own dmsg client and keys) or tcp (Noise XK over direct TCP)
-    #[argh(option)]
-    mode: String,
+/// The run options, declared once: `skywire app <name> run` takes them with `--mode`
+/// ([`RunCmd`]); the multicall entries `dmsg <app>` and `standalone <app>` without it (their
+/// name is the mode), so their help does not offer or require a flag they set themselves.
+macro_rules! run_options {
+    // The type is taken apart (`Option`, `<`, inner, `>`) because argh recognises optional
+    // and repeated options by the literal `Option`/`Vec`, which an opaque `$ty:ty` hides.
+    ($( $(#[$attr:meta])* $field:ident : $outer:ident $(<$inner:ty>)?, )*) => {
+        #[derive(FromArgs, Debug)]
+        #[argh(subcommand, name = "run")]
+        /// run the app standalone in the foreground; app arguments go after `--`.
+        pub struct RunCmd {
+            /// dmsg (own dmsg client and keys) or tcp (Noise XK over direct TCP)
+            #[argh(option)]
+            mode: String,
+            $( $(#[$attr])* $field: $outer $(<$inner>)?, )*
+        }
+
+        #[derive(FromArgs, Debug)]
+        /// run the app standalone in the foreground on the network this entry names (dmsg:
+        /// its own dmsg client and keys; standalone: Noise XK over direct TCP); app arguments
+        /// go after `--`.
+        struct MulticallRun {
+            $( $(#[$attr])* $field: $outer $(<$inner>)?, )*
+        }
+
+        impl MulticallRun {
+            fn with_mode(self, mode: Mode) -> RunCmd {
+                RunCmd {
+                    mode: mode.as_str().to_string(),
+                    $( $field: self.$field, )*
+                }
+            }
+        }
+    };
+}
+
+run_options! {
     /// secret key (hex); default: from -c, else a throwaway key
     #[argh(option)]
     sk: Option<String>,
@@ -274,17 +304,9 @@ pub fn multicall(tool: &str, mode: Mode, app: &str, rest: &[String]) -> CmdResul
         _ => rest,
     };
     let refs: Vec<&str> = rest.iter().map(String::as_str).collect();
-    let cmd = RunCmd::from_args(&[tool, app], &["--mode", mode.as_str()]).and_then(|_| {
-        let mut all = vec!["--mode", mode.as_str()];
-        all.extend(refs.iter().copied());
-        RunCmd::from_args(&[tool, app], &all)
-    });
-    match cmd {
-        Ok(cmd) => run_standalone(app, mode, cmd),
-        Err(e) if e.status.is_ok() => {
-            say(&e.output);
-            Ok(())
-        }
+    match MulticallRun::from_args(&[tool, app], &refs) {
+        Ok(cmd) => run_standalone(app, mode, cmd.with_mode(mode)),
+        Err(e) if e.status.is_ok() => super::print_line(&e.output),
         Err(e) => Err(CmdError::usage(e.output)),
     }
 }

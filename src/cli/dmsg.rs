@@ -11,6 +11,7 @@ use async_net::TcpListener;
 use super::dmsg_tools;
 use super::{CmdError, CmdResult, init_logging, say};
 use crate::dmsg::disc::{self, DiscLimits};
+use crate::dmsg::disc_rate::RateLimit;
 use crate::http::server::{self, Limits};
 
 #[derive(FromArgs, Debug)]
@@ -60,9 +61,22 @@ struct DiscCmd {
     /// seconds an entry lives unless re-published (default 300)
     #[argh(option, default = "300")]
     ttl: u64,
-    /// most entries held (default 100000)
+    /// most entries held (default 100000); when full, a new key evicts a throwaway or stale
+    /// entry (never a fresh relay or a client it confirms), else gets 503
     #[argh(option, default = "100_000")]
     max_entries: usize,
+    /// new keys one source address (an IPv6 /64) may register at once; each further one
+    /// waits for a token, answered 429 with Retry-After meanwhile (default 32; 0 turns the
+    /// limit off). Updates of registered keys are free.
+    #[argh(option, default = "32")]
+    new_keys_burst: u32,
+    /// tokens a source address gets back a minute, up to the burst (default 4)
+    #[argh(option, default = "4")]
+    new_keys_per_min: u32,
+    /// apply the new-key limit to loopback addresses too (127.0.0.0/8 and ::1 are exempt by
+    /// default: local clients are as trusted as the host)
+    #[argh(switch)]
+    limit_loopback: bool,
     /// log level: error, warn, info, debug, trace (default info)
     #[argh(option, default = "String::from(\"info\")")]
     log_level: String,
@@ -71,9 +85,23 @@ struct DiscCmd {
 impl DiscCmd {
     fn run(self) -> CmdResult {
         init_logging(&self.log_level)?;
+        if self.new_keys_burst > 0 && self.new_keys_per_min == 0 {
+            return Err(CmdError::usage(
+                "--new-keys-per-min must be at least 1 (--new-keys-burst 0 turns the limit off)",
+            ));
+        }
+        if self.max_entries == 0 {
+            return Err(CmdError::usage("--max-entries must be at least 1"));
+        }
         let limits = DiscLimits {
             max_entries: self.max_entries,
             ttl_secs: self.ttl,
+            new_keys: RateLimit {
+                burst: self.new_keys_burst,
+                per_minute: self.new_keys_per_min,
+                limit_loopback: self.limit_loopback,
+                ..RateLimit::default()
+            },
             ..DiscLimits::default()
         };
         let (listener, handler, flusher) = discovery_service(&self.addr, self.store, limits)?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 
-use super::{CmdError, CmdResult};
+use super::{CmdError, CmdResult, print_line, print_out};
 use crate::crypto::{Keypair, PublicKey};
 use crate::http::json::{self, Ordered, Out};
 use crate::visor::config::{self, Config, RelayAddr};
@@ -38,16 +38,19 @@ impl KeygenCmd {
                     let out = Ordered::new()
                         .field("pk", Out::Str(pk))
                         .field("file", Out::Str(file.display().to_string()));
-                    println!("{}", out.to_compact());
+                    print_line(&out.to_compact())?;
                 } else {
-                    println!("pk: {pk}");
-                    println!("wrote the key pair to {} (mode 0600)", file.display());
+                    print_line(&format!("pk: {pk}"))?;
+                    print_line(&format!(
+                        "wrote the key pair to {} (mode 0600)",
+                        file.display()
+                    ))?;
                 }
             }
-            None if self.json => println!("{}", doc.to_compact()),
+            None if self.json => print_line(&doc.to_compact())?,
             None => {
-                println!("pk: {pk}");
-                println!("sk: {}", kp.secret_hex());
+                print_line(&format!("pk: {pk}"))?;
+                print_line(&format!("sk: {}", kp.secret_hex()))?;
             }
         }
         Ok(())
@@ -130,12 +133,12 @@ impl ConfigGen {
         let text = cfg.to_json();
         Config::parse(&text).map_err(|e| CmdError::usage(format!("{e:?}")))?;
         if self.output.as_os_str() == "-" {
-            print!("{text}");
+            print_out(&text)?;
             return Ok(());
         }
         cfg.save(&self.output, self.force)?;
-        println!("pk: {}", cfg.keys.public());
-        println!("wrote {} (mode 0600)", self.output.display());
+        print_line(&format!("pk: {}", cfg.keys.public()))?;
+        print_line(&format!("wrote {} (mode 0600)", self.output.display()))?;
         Ok(())
     }
 }
@@ -184,15 +187,15 @@ impl ConfigCheck {
                 .field("hypervisors", Out::U64(cfg.hypervisors.len() as u64))
                 .field("apps", Out::U64(cfg.apps.len() as u64))
                 .field("warnings", json::str_array(warnings));
-            println!("{}", out.to_compact());
+            print_line(&out.to_compact())?;
         } else {
-            println!("{}: ok", self.config.display());
-            println!("  pk:          {}", cfg.keys.public());
-            println!("  cli_addr:    {}", cfg.cli_addr);
-            println!("  network:     {network}");
-            println!("  state dir:   {state_dir}");
-            println!("  hypervisors: {}", cfg.hypervisors.len());
-            println!("  apps:        {}", cfg.apps.len());
+            print_line(&format!("{}: ok", self.config.display()))?;
+            print_line(&format!("  pk:          {}", cfg.keys.public()))?;
+            print_line(&format!("  cli_addr:    {}", cfg.cli_addr))?;
+            print_line(&format!("  network:     {network}"))?;
+            print_line(&format!("  state dir:   {state_dir}"))?;
+            print_line(&format!("  hypervisors: {}", cfg.hypervisors.len()))?;
+            print_line(&format!("  apps:        {}", cfg.apps.len()))?;
             let mut by_wave: Vec<Vec<&str>> = Vec::new();
             for p in &waves {
                 if by_wave.len() <= p.wave {
@@ -201,10 +204,10 @@ impl ConfigCheck {
                 by_wave[p.wave].push(p.def.name);
             }
             for (i, w) in by_wave.iter().enumerate() {
-                println!("  wave {}:      {}", i + 1, w.join(", "));
+                print_line(&format!("  wave {}:      {}", i + 1, w.join(", ")))?;
             }
             for w in warnings {
-                println!("  warning: {w}");
+                print_line(&format!("  warning: {w}"))?;
             }
         }
         Ok(())

@@ -3,6 +3,15 @@
 //! TCP-standalone entry. Every command that exists works; later layers add theirs.
 //!
 //! Errors print one line saying what failed and what to do, and exit non-zero.
+//!
+//! Output goes through [`print_out`]/[`print_line`] (one-shot output: a write error ends the
+//! command) or [`say`] (the lines of long-running commands: the command goes on, the failure
+//! is reported when it ends). Either way a command whose stdout could not be written exits 1
+//! with `<tool>: error: cannot write to stdout: <reason>` (e.g. `No space left on device`
+//! for `>/dev/full`), never a panic. A closed pipe (EPIPE: the reader, say `head -1`, went
+//! away) ends output quietly and does not change the exit status, as for a tool killed by
+//! SIGPIPE under a shell that ignores it: the reader chose to stop reading, and a
+//! `set -o pipefail` pipeline does not fail because of it.
 
 mod app;
 mod dmsg;
@@ -41,27 +50,46 @@ pub fn main(args: Vec<String>) -> i32 {
 }
 
 fn run_parsed<T: FromArgs>(name: &str, rest: &[&str], run: impl FnOnce(T) -> CmdResult) -> i32 {
-    match T::from_args(&[name], rest) {
-        Ok(cmd) => match run(cmd) {
-            Ok(()) => 0,
-            Err(e) => {
-                // An empty message passes an exit code through (e.g. a remote command's).
-                if !e.msg.is_empty() {
-                    eprintln!("{name}: error: {}", e.msg);
-                }
-                e.code
-            }
-        },
+    let res = match T::from_args(&[name], rest) {
+        Ok(cmd) => run(cmd),
+        Err(early) if early.status.is_ok() => print_line(&name_the_app(&early.output, rest)),
         Err(early) => {
-            if early.status.is_ok() {
-                println!("{}", early.output);
-                0
-            } else {
-                eprintln!("{}", early.output);
-                eprintln!("Run '{name} --help' for usage.");
-                EXIT_USAGE
-            }
+            say_err(&name_the_app(&early.output, rest));
+            say_err(&format!("Run '{name} --help' for usage."));
+            return EXIT_USAGE;
         }
+    };
+    // Anything still buffered, and a failure `say` met on the way.
+    let _ = write_stdout(b"");
+    let lost = take_stdout_error();
+    match res {
+        Ok(()) => match lost {
+            Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                say_err(&format!("{name}: error: {}", stdout_failure(&e)));
+                EXIT_FAIL
+            }
+            _ => 0,
+        },
+        Err(e) => {
+            // An empty message passes an exit code through (e.g. a remote command's).
+            if !e.msg.is_empty() {
+                say_err(&format!("{name}: error: {}", e.msg));
+            }
+            e.code
+        }
+    }
+}
+
+/// argh names a subcommand of `skywire app <name>` without the name (`skywire app run`):
+/// put it back in the usage line.
+fn name_the_app(output: &str, rest: &[&str]) -> String {
+    match rest {
+        ["app", app, sub, ..] if !app.starts_with('-') && !sub.starts_with('-') => output.replacen(
+            &format!("Usage: skywire app {sub}"),
+            &format!("Usage: skywire app {app} {sub}"),
+            1,
+        ),
+        _ => output.to_string(),
     }
 }
 
@@ -113,29 +141,84 @@ pub fn init_logging(level: &str) -> CmdResult {
     Ok(())
 }
 
-/// Prints a line on stdout, ignoring a closed pipe: a long-running command must not die
-/// because whoever read its first line went away.
-pub fn say(line: &str) {
+/// The first stdout write error of this process, for [`run_parsed`] to report.
+static STDOUT_ERROR: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mutex::new(None);
+
+/// Writes and flushes `bytes` on stdout, remembering the first failure.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    let res = out.write_all(bytes).and_then(|()| out.flush());
+    if let Err(e) = &res {
+        let mut first = STDOUT_ERROR.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(std::io::Error::new(e.kind(), io_reason(e)));
+        }
+    }
+    res
 }
 
-/// [`say`] on stderr.
+fn take_stdout_error() -> Option<std::io::Error> {
+    STDOUT_ERROR
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+}
+
+/// An I/O error's reason without the "(os error N)" suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn stdout_failure(e: &std::io::Error) -> String {
+    format!("cannot write to stdout: {}", io_reason(e))
+}
+
+/// Prints `text` as is on stdout. A failure ends the command (module docs): exit 1 with
+/// "cannot write to stdout: …", or quietly for a closed pipe.
+pub fn print_out(text: &str) -> CmdResult {
+    write_stdout(text.as_bytes()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // Quiet; run_parsed turns the recorded EPIPE into the command's own status.
+            CmdError {
+                msg: String::new(),
+                code: 0,
+            }
+        } else {
+            CmdError::fail(stdout_failure(&e))
+        }
+    })
+}
+
+/// [`print_out`] of one line.
+pub fn print_line(line: &str) -> CmdResult {
+    print_out(&format!("{line}\n"))
+}
+
+/// Prints a line on stdout for a long-running command: a failure does not stop it (it must
+/// not die because whoever read its first line went away); it is reported when the command
+/// ends (module docs).
+pub fn say(line: &str) {
+    let _ = write_stdout(format!("{line}\n").as_bytes());
+}
+
+/// [`say`] on stderr; a failure there has nowhere to be reported and is ignored.
 pub fn say_err(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn print_version(tool: &str) -> CmdResult {
-    println!(
+    print_line(&format!(
         "{tool} (skywire-rs) {} {}-{}",
         crate::VERSION,
         std::env::consts::ARCH,
         std::env::consts::OS
-    );
-    Ok(())
+    ))
 }
 
 #[derive(FromArgs, Debug)]

@@ -5,6 +5,13 @@
 //! `L` is rejected before salty sees it (RFC 8032 §5.1.7; salty 0.3.0 alone accepts such
 //! signatures). The Noise static key pair is derived from the identity, so knowing a PK means
 //! knowing its Noise static.
+//!
+//! A PK is accepted only in the one encoding its point has, and only if no one can hold its
+//! secret ([`PublicKey::from_bytes`]): the bytes must decompress to a curve point, compress
+//! back to the same 32 bytes (which refuses `y ≥ p` and `x = 0` with the sign bit set), and the
+//! point must not be of small order (`[8]P` is not the identity). The eight small-order points
+//! (the identity `0100…00` among them) verify forged signatures for every message under
+//! cofactored checks and have no secret key, so they are never identities.
 
 use core::fmt;
 
@@ -21,13 +28,55 @@ const GROUP_ORDER_LE: [u8; 32] = [
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
 ];
 
+/// Why some text or bytes are not a public key. The Display reads after the input it is
+/// about: `format!("{input:?} is {err}")` gives `"00…" is not a valid public key: not a point
+/// on the curve`, and `format!("{input}: {err}")` reads as well.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKeyError {
+    /// The text is not 64 hex digits.
+    Hex(HexError),
+    /// The 32 bytes decode to no point on the curve.
+    NotOnCurve,
+    /// The bytes decode to a point but are not its canonical encoding (`y ≥ p`, or `x = 0`
+    /// with the sign bit set).
+    NonCanonical,
+    /// The point has small order (it lies in the 8-torsion subgroup): no secret key exists.
+    SmallOrder,
+}
+
+impl fmt::Display for PublicKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublicKeyError::Hex(e) => write!(f, "not a public key (64 hex digits): {e}"),
+            PublicKeyError::NotOnCurve => {
+                f.write_str("not a valid public key: not a point on the curve")
+            }
+            PublicKeyError::NonCanonical => f.write_str(
+                "not a valid public key: not the canonical encoding of its point (y >= p, or \
+                 x = 0 with the sign bit set)",
+            ),
+            PublicKeyError::SmallOrder => f.write_str(
+                "not a valid public key: a point of small order, which no secret key produces",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PublicKeyError {}
+
+impl From<HexError> for PublicKeyError {
+    fn from(e: HexError) -> Self {
+        PublicKeyError::Hex(e)
+    }
+}
+
 /// What went wrong with a key or a signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentityError {
-    /// The text is not hex of the right length.
+    /// The text is not hex of the right length (a secret key).
     Hex(HexError),
-    /// The 32 bytes are not the encoding of a point on the curve.
-    NotAPoint,
+    /// A public key is not acceptable.
+    PublicKey(PublicKeyError),
     /// The signature does not verify (including a non-canonical `S`).
     BadSignature,
     /// The secret key does not produce the public key it was paired with.
@@ -40,7 +89,7 @@ impl fmt::Display for IdentityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IdentityError::Hex(e) => write!(f, "bad key encoding: {e}"),
-            IdentityError::NotAPoint => f.write_str("not a valid Ed25519 public key"),
+            IdentityError::PublicKey(e) => write!(f, "{e}"),
             IdentityError::BadSignature => f.write_str("signature does not verify"),
             IdentityError::Mismatch => f.write_str("secret key does not match public key"),
             IdentityError::Random(e) => write!(f, "no randomness from the OS: {e}"),
@@ -56,19 +105,41 @@ impl From<HexError> for IdentityError {
     }
 }
 
-/// A validated Ed25519 public key: its bytes decode to a curve point.
+impl From<PublicKeyError> for IdentityError {
+    fn from(e: PublicKeyError) -> Self {
+        IdentityError::PublicKey(e)
+    }
+}
+
+/// A validated Ed25519 public key: the canonical encoding of a curve point that is not of
+/// small order (module docs).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PublicKey([u8; KEY_LEN]);
 
 impl PublicKey {
-    /// Accepts 32 bytes only if they encode a curve point.
-    pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Result<Self, IdentityError> {
-        salty::PublicKey::try_from(bytes).map_err(|_| IdentityError::NotAPoint)?;
+    /// Accepts 32 bytes only if they are the canonical encoding of a curve point of more than
+    /// small order.
+    pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Result<Self, PublicKeyError> {
+        let point = salty::CompressedY(*bytes)
+            .decompressed()
+            .map_err(|_| PublicKeyError::NotOnCurve)?;
+        // salty reduces y mod p and ignores a sign bit it cannot honour (x = 0); compressing
+        // the point again gives the one canonical encoding.
+        if point.compressed().to_bytes() != *bytes {
+            return Err(PublicKeyError::NonCanonical);
+        }
+        // [8]P by three doublings: the identity exactly when P is in the 8-torsion subgroup.
+        let p2 = &point + &point;
+        let p4 = &p2 + &p2;
+        let p8 = &p4 + &p4;
+        if p8 == salty::EdwardsPoint::neutral_element() {
+            return Err(PublicKeyError::SmallOrder);
+        }
         Ok(PublicKey(*bytes))
     }
 
     /// Parses 64 hex characters.
-    pub fn from_hex(s: &str) -> Result<Self, IdentityError> {
+    pub fn from_hex(s: &str) -> Result<Self, PublicKeyError> {
         Self::from_bytes(&hex::decode_array(s)?)
     }
 
@@ -87,7 +158,8 @@ impl PublicKey {
         if !scalar_is_canonical(sig[32..].try_into().expect("32 bytes")) {
             return Err(IdentityError::BadSignature);
         }
-        let pk = salty::PublicKey::try_from(&self.0).map_err(|_| IdentityError::NotAPoint)?;
+        let pk = salty::PublicKey::try_from(&self.0)
+            .map_err(|_| IdentityError::PublicKey(PublicKeyError::NotOnCurve))?;
         pk.verify(msg, &salty::Signature::from(sig))
             .map_err(|_| IdentityError::BadSignature)
     }
@@ -114,7 +186,7 @@ impl fmt::Debug for PublicKey {
 }
 
 impl core::str::FromStr for PublicKey {
-    type Err = IdentityError;
+    type Err = PublicKeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::from_hex(s)
     }
@@ -260,8 +332,102 @@ mod tests {
         );
         assert!(matches!(
             PublicKey::from_hex("zz"),
-            Err(IdentityError::Hex(_))
+            Err(PublicKeyError::Hex(_))
         ));
+    }
+
+    /// Little-endian hex of `y` with the sign bit of x (bit 255) set if `sign`.
+    fn enc(y: &[u8; 32], sign: bool) -> String {
+        let mut b = *y;
+        b[31] |= u8::from(sign) << 7;
+        hex::encode(&b)
+    }
+
+    /// p = 2^255 - 19 plus `k`, little-endian (k < 19 + 256).
+    fn p_plus(k: u8) -> [u8; 32] {
+        let mut b = [0xffu8; 32];
+        b[31] = 0x7f;
+        let (lo, carry) = 0xedu8.overflowing_add(k);
+        b[0] = lo;
+        assert!(!carry, "p + {k} needs a carry; not used here");
+        b
+    }
+
+    /// The encodings that are not identities, with why: the eight small-order points (the
+    /// identity first), y = p, y = p + 1, the identity and y = -1 with the sign bit set, and
+    /// a y that is on no point.
+    #[test]
+    fn non_canonical_and_small_order_keys_are_refused() {
+        let small_order = [
+            "0100000000000000000000000000000000000000000000000000000000000000", // identity
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // order 2
+            "0000000000000000000000000000000000000000000000000000000000000000", // order 4
+            "0000000000000000000000000000000000000000000000000000000000000080", // order 4
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", // order 8
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85", // order 8
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", // order 8
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa", // order 8
+        ];
+        for h in small_order {
+            assert_eq!(
+                PublicKey::from_hex(h),
+                Err(PublicKeyError::SmallOrder),
+                "{h}"
+            );
+            // salty alone takes every one of them.
+            let b: [u8; 32] = hex::decode_array(h).unwrap();
+            assert!(salty::PublicKey::try_from(&b).is_ok(), "{h}");
+        }
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        let mut minus_one = p_plus(0);
+        minus_one[0] = 0xec;
+        let non_canonical = [
+            hex::encode(&p_plus(0)), // y = p (the order-4 point y = 0)
+            hex::encode(&p_plus(1)), // y = p + 1 (the identity)
+            hex::encode(&p_plus(3)), // y = p + 3 (the point y = 3, of large order)
+            enc(&one, true),         // identity, x = 0 with the sign bit
+            enc(&minus_one, true),   // y = -1, x = 0 with the sign bit
+        ];
+        for h in &non_canonical {
+            assert_eq!(
+                PublicKey::from_hex(h),
+                Err(PublicKeyError::NonCanonical),
+                "{h}"
+            );
+            let b: [u8; 32] = hex::decode_array(h).unwrap();
+            assert!(salty::PublicKey::try_from(&b).is_ok(), "salty takes {h}");
+        }
+        // y = 3 itself is a valid key (large order, canonical): only its alias is refused.
+        let mut three = [0u8; 32];
+        three[0] = 3;
+        PublicKey::from_bytes(&three).unwrap();
+        // y = 2 is on no point.
+        let mut two = [0u8; 32];
+        two[0] = 2;
+        let err = PublicKey::from_bytes(&two).unwrap_err();
+        assert_eq!(err, PublicKeyError::NotOnCurve);
+        assert_eq!(
+            format!("{:?} is {err}", hex::encode(&two)),
+            format!(
+                "{:?} is not a valid public key: not a point on the curve",
+                hex::encode(&two)
+            )
+        );
+        let err = PublicKey::from_hex("0100").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("not a public key (64 hex digits): "),
+            "{err}"
+        );
+        // Real keys are unaffected.
+        for seed in 0..64u8 {
+            let kp = Keypair::from_seed(&[seed; 32]);
+            assert_eq!(
+                &PublicKey::from_bytes(kp.public().as_bytes()).unwrap(),
+                kp.public()
+            );
+        }
     }
 
     #[test]

@@ -7,4 +7,4 @@ pub mod hmac;
 pub mod identity;
 pub mod noise;
 
-pub use identity::{IdentityError, Keypair, PublicKey};
+pub use identity::{IdentityError, Keypair, PublicKey, PublicKeyError};

@@ -4,5 +4,6 @@
 pub mod client;
 pub mod disc;
 pub mod disc_client;
+pub mod disc_rate;
 pub mod entry;
 pub mod relay;

@@ -358,8 +358,10 @@ impl Config {
             )));
         }
         let pk_text = f.str("pk").map_err(ConfigErrorKind::Json)?;
-        let pk = PublicKey::from_hex(pk_text)
-            .map_err(|err| ConfigErrorKind::Key { field: "pk", err })?;
+        let pk = PublicKey::from_hex(pk_text).map_err(|e| ConfigErrorKind::Key {
+            field: "pk",
+            err: e.into(),
+        })?;
         let sk_text = f.str("sk").map_err(ConfigErrorKind::Json)?;
         let keys = Keypair::from_hex(sk_text, Some(&pk))
             .map_err(|err| ConfigErrorKind::Key { field: "sk", err })?;

@@ -97,9 +97,10 @@ fn allowed(segs: &[&str]) -> Option<&'static [&'static str]> {
     })
 }
 
-/// `"zz"` → `"zz" is not a public key: <why>` (the why from the key parser).
+/// `"zz"` → `"zz" is not a public key (64 hex digits): …` / `… is not a valid public key: not a
+/// point on the curve` (the reason is the key parser's).
 fn bad_pk(text: &str, e: impl std::fmt::Display) -> Response {
-    Response::error(400, format!("{text:?} is not a public key: {e}"))
+    Response::error(400, format!("{text:?} is {e}"))
 }
 
 async fn route(st: &RpcState, req: Request) -> Response {

@@ -6,30 +6,35 @@ use std::path::PathBuf;
 pub mod visor;
 
 /// The known-answer vectors directory: `$SKYWIRE_VECTORS`, else `../shared/vectors` beside the
-/// project. Returns `None` (the caller skips) only outside CI; under `CI` a missing directory
-/// fails the test, as DESIGN.md §9 requires.
-pub fn vectors_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SKYWIRE_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "test vectors not found at {} (set SKYWIRE_VECTORS); CI must not skip them",
-            dir.display()
-        );
-    }
-    eprintln!("skipping: test vectors not found at {}", dir.display());
-    None
+/// project, where they always are. A missing directory fails the test (never a silent skip,
+/// under `make test` as under CI), naming where it looked.
+pub fn vectors_dir() -> PathBuf {
+    let (dir, from) = match std::env::var_os("SKYWIRE_VECTORS") {
+        Some(d) => (PathBuf::from(d), "$SKYWIRE_VECTORS"),
+        None => (
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"),
+            "the default ../shared/vectors beside the project; set $SKYWIRE_VECTORS to \
+             read them from elsewhere",
+        ),
+    };
+    assert!(
+        dir.is_dir(),
+        "test vectors not found at {} ({from}); the known-answer tests do not skip",
+        dir.display()
+    );
+    dir
 }
 
-/// Reads one vector file as text.
-pub fn read_vector(name: &str) -> Option<String> {
-    let dir = vectors_dir()?;
-    let p = dir.join(name);
-    Some(std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+/// Reads one vector file as text; a missing file fails the test with its path.
+pub fn read_vector(name: &str) -> String {
+    let p = vectors_dir().join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| {
+        panic!(
+            "test vector {}: {e} (vectors are read from $SKYWIRE_VECTORS, else \
+             ../shared/vectors beside the project)",
+            p.display()
+        )
+    })
 }
 
 /// Path of the built `skywire` binary under test.

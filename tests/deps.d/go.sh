@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Go toolchain and hashicorp/yamux source for tests/yamux_interop.rs (DESIGN.md §9 tier 4).
+# Go toolchain and hashicorp/yamux source for tests/mux_interop.rs (DESIGN.md §9 tier 4).
 # Idempotent: installs only what is missing; the Go peer is built offline against Debian's
 # GOPATH tree (/usr/share/gocode), so no Go module proxy is ever contacted.
 set -euo pipefail
