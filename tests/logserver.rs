@@ -156,7 +156,15 @@ fn idle_streams_of_one_or_many_keys_do_not_lock_out_readers() {
         .open("/dev/full")
         .unwrap();
     let o = Command::new(common::skywire_bin())
-        .args(["cli", "visor", "--rpc", &v.rpc, "info"])
+        .args([
+            "cli",
+            "visor",
+            "--rpc",
+            &v.rpc,
+            "-c",
+            v.config.to_str().unwrap(),
+            "info",
+        ])
         .stdout(Stdio::from(full))
         .output()
         .unwrap();
