@@ -156,6 +156,20 @@ fn browser_requests_are_refused_and_the_cli_is_served() {
     assert!(o.status.success(), "{}", text(&o));
     let o = v.sw(&["app", "pty", "status", "--rpc", &v.rpc]);
     assert!(o.status.success(), "{}", text(&o));
+    // `skywire app` names the visor the way `cli visor` does (no $SKYWIRE_STATE_DIR here).
+    let cfg = v.config.to_str().unwrap();
+    let o = sw(&["app", "pty", "status", "--rpc", &v.rpc, "-c", cfg]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = sw(&[
+        "app",
+        "pty",
+        "status",
+        "--rpc",
+        &v.rpc,
+        "--state-dir",
+        v.dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
     let o = v.pty(&["whitelist", "add", &victim]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(

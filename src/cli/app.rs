@@ -12,7 +12,7 @@ use async_executor::Executor;
 use futures_lite::{StreamExt, future};
 
 use super::dmsg_tools::{resolve, start_client};
-use super::visor::{app_start, app_status, app_stop};
+use super::visor::{Rpc, app_start, app_status, app_stop};
 use super::{CmdError, CmdResult, init_logging, say};
 use crate::app::conn::ConnTable;
 use crate::app::net::{DmsgNet, Net, Tagged, TcpNet, parse_tcp_peer};
@@ -40,6 +40,15 @@ enum AppSub {
     Run(Box<RunCmd>),
 }
 
+/// The visor that start/stop/status talk to: its RPC address and where its token is.
+fn target(addr: Option<String>, config: Option<PathBuf>, state_dir: Option<PathBuf>) -> Rpc {
+    Rpc {
+        addr,
+        config,
+        state_dir,
+    }
+}
+
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "start")]
 /// start the app in the running visor.
@@ -47,6 +56,12 @@ struct StartCmd {
     /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
+    /// the visor's config file (its RPC token is found beside it)
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// the visor's state directory (default $SKYWIRE_STATE_DIR, else ./local)
+    #[argh(option)]
+    state_dir: Option<PathBuf>,
     /// print JSON
     #[argh(switch)]
     json: bool,
@@ -59,6 +74,12 @@ struct StopCmd {
     /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
+    /// the visor's config file (its RPC token is found beside it)
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// the visor's state directory (default $SKYWIRE_STATE_DIR, else ./local)
+    #[argh(option)]
+    state_dir: Option<PathBuf>,
     /// stop it even if it is critical (you may lose remote access)
     #[argh(switch)]
     i_know_what_im_doing: bool,
@@ -74,6 +95,12 @@ struct StatusCmd {
     /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
+    /// the visor's config file (its RPC token is found beside it)
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// the visor's state directory (default $SKYWIRE_STATE_DIR, else ./local)
+    #[argh(option)]
+    state_dir: Option<PathBuf>,
     /// print JSON
     #[argh(switch)]
     json: bool,
@@ -149,9 +176,16 @@ impl AppCmd {
     /// Runs the subcommand.
     pub fn run(self) -> CmdResult {
         match self.cmd {
-            AppSub::Start(c) => app_start(&c.rpc, &self.name, c.json),
-            AppSub::Stop(c) => app_stop(&c.rpc, &self.name, c.i_know_what_im_doing, c.json),
-            AppSub::Status(c) => app_status(&c.rpc, &self.name, c.json),
+            AppSub::Start(c) => app_start(target(c.rpc, c.config, c.state_dir), &self.name, c.json),
+            AppSub::Stop(c) => app_stop(
+                target(c.rpc, c.config, c.state_dir),
+                &self.name,
+                c.i_know_what_im_doing,
+                c.json,
+            ),
+            AppSub::Status(c) => {
+                app_status(target(c.rpc, c.config, c.state_dir), &self.name, c.json)
+            }
             AppSub::Run(c) => {
                 let mode = Mode::parse(&c.mode)
                     .filter(|m| *m != Mode::Visor)
