@@ -15,9 +15,14 @@
 //!
 //! A maintenance task keeps `sessions` relay sessions up (from the configured relays, then
 //! discovery), reconnects with backoff when one dies, and re-publishes the client entry
-//! whenever the set changes and every `publish_interval`.
+//! whenever the set changes and every `publish_interval`. Joining does not trust discovery's
+//! relay entries (anyone can sign one, with any address and capacity): candidates come in the
+//! [`RelayBook`] order (relays that answered before first, the rest at random), attempts
+//! start staggered, up to `join_parallel` at once, and each must connect and finish its
+//! handshake within `relay_timeout`, so relays that accept and never answer cost a few
+//! seconds, not a join.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -35,6 +40,7 @@ use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::disc_client::DiscClient;
 use super::entry::{Entry, Kind};
 use super::relay::{self, CONTROL_V1, STATUS_OK, session_config, session_max_data, unix_millis};
+use super::relay_book::RelayBook;
 use crate::crypto::channel::{Channel, HANDSHAKE_TIMEOUT, handshake_transport};
 use crate::crypto::noise::{kk_initiator, kk_responder, xk_initiator};
 use crate::crypto::{Keypair, PublicKey};
@@ -66,6 +72,10 @@ pub struct ClientConfig {
     pub dial_timeout: Duration,
     /// Streams waiting in one listener's backlog.
     pub listen_backlog: usize,
+    /// How long connecting to a relay and its handshake may take together.
+    pub relay_timeout: Duration,
+    /// Relay connection attempts in flight at once while joining (beyond those needed).
+    pub join_parallel: usize,
 }
 
 impl Default for ClientConfig {
@@ -77,6 +87,8 @@ impl Default for ClientConfig {
             max_backoff: Duration::from_secs(30),
             dial_timeout: Duration::from_secs(10),
             listen_backlog: 64,
+            relay_timeout: Duration::from_secs(3),
+            join_parallel: 3,
         }
     }
 }
@@ -227,8 +239,12 @@ struct Inner {
     peers: Mutex<HashMap<PublicKey, Session>>,
     listeners: Mutex<HashMap<u16, Arc<Mutex<Backlog>>>>,
     next_port: AtomicU16,
-    /// When each relay may be tried again.
-    backoff: Mutex<HashMap<PublicKey, (Instant, Duration)>>,
+    /// How each relay's last attempt went and when it may be tried again.
+    book: Mutex<RelayBook>,
+    /// Relays the maintenance task is connecting to now, with when each attempt started.
+    joining: Mutex<HashMap<PublicKey, Instant>>,
+    /// Wakes the maintenance task early (an attempt finished).
+    wake: Notify,
     /// Relays named in the last entry discovery accepted.
     published: Mutex<Vec<PublicKey>>,
     /// Peers a channel is being set up to, with the dials waiting for it: concurrent dials
@@ -278,7 +294,9 @@ impl DmsgClient {
             peers: Mutex::new(HashMap::new()),
             listeners: Mutex::new(HashMap::new()),
             next_port: AtomicU16::new(EPHEMERAL_START),
-            backoff: Mutex::new(HashMap::new()),
+            book: Mutex::new(RelayBook::new()),
+            joining: Mutex::new(HashMap::new()),
+            wake: Notify::default(),
             published: Mutex::new(Vec::new()),
             connecting: Mutex::new(HashMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -560,20 +578,38 @@ impl Inner {
         self.connect_relay(relay, addr).await
     }
 
+    /// Connects to `relay` at `addr` for a dial (the peer is on it): a session, recorded in
+    /// the relay book either way.
     async fn connect_relay(
         self: Arc<Self>,
         relay: PublicKey,
         addr: String,
     ) -> Result<Session, String> {
+        match self.handshake_relay(relay, &addr).await {
+            Ok(session) => {
+                lock(&self.book).succeeded(relay, Instant::now());
+                self.adopt_relay(relay, addr, session, false)
+                    .ok_or_else(|| "client is shutting down".to_string())
+            }
+            Err(e) => {
+                self.note_failure(relay, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// TCP connection and XK handshake with `relay` at `addr`, both within `relay_timeout`.
+    async fn handshake_relay(&self, relay: PublicKey, addr: &str) -> Result<Session, String> {
+        let timeout = self.cfg.relay_timeout;
         let work = async {
-            let mut tcp = TcpStream::connect(addr.as_str())
+            let mut tcp = TcpStream::connect(addr)
                 .await
                 .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
             let _ = tcp.set_nodelay(true);
             let (t, _) = handshake_transport(
                 &mut tcp,
                 xk_initiator(&self.keys, &relay),
-                HANDSHAKE_TIMEOUT,
+                timeout.min(HANDSHAKE_TIMEOUT),
             )
             .await
             .map_err(|e| format!("handshake with {addr}: {e}"))?;
@@ -585,14 +621,42 @@ impl Inner {
                 session_config(),
             ))
         };
-        let session = work.await?;
-        lock(&self.relays).insert(
-            relay,
-            RelaySession {
-                session: session.clone(),
-                addr,
-            },
-        );
+        future::or(work, async {
+            Timer::after(timeout).await;
+            Err(format!(
+                "{addr} did not connect and complete the handshake within {:.1} s",
+                timeout.as_secs_f64()
+            ))
+        })
+        .await
+    }
+
+    /// Keeps `session` with `relay` and serves the channels it brings; closes it instead (and
+    /// returns `None`) if the client is stopping, or if `only_if_needed` and the client
+    /// already has the sessions it wants.
+    fn adopt_relay(
+        self: &Arc<Self>,
+        relay: PublicKey,
+        addr: String,
+        session: Session,
+        only_if_needed: bool,
+    ) -> Option<Session> {
+        {
+            let mut relays = lock(&self.relays);
+            let surplus = only_if_needed && relays.len() >= self.cfg.sessions;
+            if self.stopping.load(Ordering::Relaxed) || surplus {
+                drop(relays);
+                session.close();
+                return None;
+            }
+            relays.insert(
+                relay,
+                RelaySession {
+                    session: session.clone(),
+                    addr,
+                },
+            );
+        }
         log::info!("dmsg: session with relay {relay} up");
         let me = self.clone();
         let s2 = session.clone();
@@ -604,7 +668,72 @@ impl Inner {
                 }
             })
             .detach();
-        Ok(session)
+        Some(session)
+    }
+
+    /// Records a failed attempt with `relay`; it is not tried again (by the maintenance task)
+    /// before its backoff has passed.
+    fn note_failure(&self, relay: PublicKey, e: &str) {
+        let jitter = (random_u64() % 1000) as f64 / 1000.0;
+        let wait = lock(&self.book).failed(relay, Instant::now(), self.cfg.max_backoff, jitter);
+        log::warn!(
+            "dmsg: relay {relay}: {e}; retrying in {:.1} s",
+            wait.as_secs_f64()
+        );
+    }
+
+    /// Starts a background attempt to join `relay` at `addr` (maintenance).
+    fn spawn_join(self: &Arc<Self>, relay: PublicKey, addr: String) {
+        lock(&self.joining).insert(relay, Instant::now());
+        let me = self.clone();
+        self.ex
+            .spawn(async move {
+                let r = me.handshake_relay(relay, &addr).await;
+                lock(&me.joining).remove(&relay);
+                match r {
+                    Ok(session) => {
+                        lock(&me.book).succeeded(relay, Instant::now());
+                        if me.adopt_relay(relay, addr, session, true).is_none() {
+                            log::debug!("dmsg: relay {relay} answered but is not needed now");
+                        }
+                    }
+                    Err(e) => me.note_failure(relay, &e),
+                }
+                me.wake.notify();
+            })
+            .detach();
+    }
+
+    /// Starts the join attempts due now, given the relays discovery lists: as many as
+    /// sessions are missing, and one more each [`JOIN_STAGGER`] while attempts are in flight
+    /// (up to `join_parallel` beyond those needed).
+    fn start_joins(self: &Arc<Self>, discovered: &[(PublicKey, String, u32)]) {
+        let have: HashSet<PublicKey> = lock(&self.relays).keys().copied().collect();
+        let need = self.cfg.sessions.saturating_sub(have.len());
+        if need == 0 || self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let joining: HashMap<PublicKey, Instant> = lock(&self.joining).clone();
+        let in_flight = joining.len();
+        let room = need + self.cfg.join_parallel.saturating_sub(1);
+        let mut start = need.saturating_sub(in_flight);
+        let newest = joining.values().max().copied();
+        if start == 0 && in_flight < room && newest.is_none_or(|t| t.elapsed() >= JOIN_STAGGER) {
+            start = 1;
+        }
+        if start == 0 {
+            return;
+        }
+        let order = lock(&self.book).order(
+            &self.cfg.relays,
+            discovered.to_vec(),
+            |pk| have.contains(pk) || joining.contains_key(pk),
+            Instant::now(),
+            random_u64,
+        );
+        for (pk, addr) in order.into_iter().take(start) {
+            self.spawn_join(pk, addr);
+        }
     }
 
     async fn open_channel(
@@ -756,6 +885,10 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
     // at once by a busy discovery do not all come back together).
     let mut retry_at: Option<Instant> = None;
     let mut failures: u32 = 0;
+    // Discovery's relays (pk, address, advertised free sessions), refreshed at most every
+    // DISC_REFRESH while sessions are missing.
+    let mut discovered: Vec<(PublicKey, String, u32)> = Vec::new();
+    let mut discovered_at: Option<Instant> = None;
     loop {
         let Some(me) = weak.upgrade() else {
             return;
@@ -774,53 +907,37 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
         lock(&me.peers).retain(|_, s| s.failure().is_none());
         let have = lock(&me.relays).len();
         if have < me.cfg.sessions {
-            let mut candidates = me.cfg.relays.clone();
+            let stale = discovered_at.is_none_or(|t| t.elapsed() >= DISC_REFRESH);
             if let Some(disc) = &me.disc
-                && let Ok(list) = disc.relays().await
+                && stale
             {
-                for e in list {
-                    if let Kind::Relay { addr, .. } = e.kind
-                        && !candidates.iter().any(|(pk, _)| *pk == e.pk)
-                    {
-                        candidates.push((e.pk, addr));
+                match disc.relays().await {
+                    Ok(list) => {
+                        discovered = list
+                            .into_iter()
+                            .filter_map(|e| match e.kind {
+                                Kind::Relay {
+                                    addr,
+                                    available_sessions,
+                                } => Some((e.pk, addr, available_sessions)),
+                                Kind::Client { .. } => None,
+                            })
+                            .collect();
+                        discovered_at = Some(Instant::now());
                     }
+                    Err(e) => log::debug!("dmsg: cannot list relays: {e}"),
                 }
             }
-            let now = Instant::now();
-            for (pk, addr) in candidates {
-                if lock(&me.relays).len() >= me.cfg.sessions {
-                    break;
-                }
-                if lock(&me.relays).contains_key(&pk) {
-                    continue;
-                }
-                if lock(&me.backoff)
-                    .get(&pk)
-                    .is_some_and(|(until, _)| *until > now)
-                {
-                    continue;
-                }
-                match me.clone().connect_relay(pk, addr.clone()).await {
-                    Ok(_) => {
-                        lock(&me.backoff).remove(&pk);
-                    }
-                    Err(e) => {
-                        let mut b = lock(&me.backoff);
-                        let next = b
-                            .get(&pk)
-                            .map(|(_, d)| (*d * 2).min(me.cfg.max_backoff))
-                            .unwrap_or(Duration::from_secs(1));
-                        log::warn!("dmsg: relay {pk}: {e}; retrying in {} s", next.as_secs());
-                        b.insert(pk, (Instant::now() + next, next));
-                    }
-                }
-            }
+            me.start_joins(&discovered);
         }
         let mut set: Vec<PublicKey> = lock(&me.relays).keys().copied().collect();
         set.sort();
         let due = last_publish.is_none_or(|t| t.elapsed() >= me.cfg.publish_interval);
         let retry_now = retry_at.is_none_or(|t| Instant::now() >= t);
-        if (set != last_set || due) && retry_now {
+        // Nothing to say before the first session is up (an entry naming no relay reaches
+        // nobody).
+        let nothing = set.is_empty() && last_publish.is_none();
+        if (set != last_set || due) && retry_now && !nothing {
             if me.publish().await {
                 last_set = set;
                 last_publish = Some(Instant::now());
@@ -838,7 +955,62 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
                 retry_at = Some(Instant::now() + base + jitter);
             }
         }
+        // Sleep until the next tick, or until a join attempt ends.
+        me.wake.wait(Duration::from_millis(500)).await;
         drop(me);
-        Timer::after(Duration::from_millis(500)).await;
     }
+}
+
+/// How often the maintenance task asks discovery for relays while it needs sessions.
+const DISC_REFRESH: Duration = Duration::from_secs(5);
+
+/// While join attempts are in flight and none has answered, another starts this often.
+pub const JOIN_STAGGER: Duration = Duration::from_millis(500);
+
+/// A wake-up for one waiting task; a notification while nobody waits is kept for the next wait.
+#[derive(Debug, Default)]
+struct Notify {
+    flag: std::sync::atomic::AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Notify {
+    fn notify(&self) {
+        self.flag.store(true, Ordering::Release);
+        if let Some(w) = lock(&self.waker).take() {
+            w.wake();
+        }
+    }
+
+    /// Waits for a notification, at most `timeout`.
+    async fn wait(&self, timeout: Duration) {
+        let notified = poll_fn(|cx| {
+            if self.flag.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            *lock(&self.waker) = Some(cx.waker().clone());
+            if self.flag.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        future::or(notified, async {
+            Timer::after(timeout).await;
+        })
+        .await;
+    }
+}
+
+/// 64 random bits (for shuffles and jitter; not for keys).
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        return t.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    u64::from_le_bytes(b)
 }

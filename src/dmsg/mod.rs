@@ -7,3 +7,4 @@ pub mod disc;
 pub mod disc_client;
 pub mod entry;
 pub mod relay;
+pub mod relay_book;
