@@ -2,7 +2,7 @@
 //! public key. Tools take their identity from `--sk`, or `-c skywire-config.json`, or make a
 //! throwaway key; discovery from `--disc`, else the config, else http://127.0.0.1:9090.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -278,47 +278,6 @@ pub struct CatCmd {
     log_level: String,
 }
 
-/// Copies stdin to `stream` (on a thread) and `stream` to stdout until the peer closes.
-async fn splice_stdio(stream: DmsgStream) -> CmdResult {
-    let (mut r, w) = futures_lite::io::split(stream);
-    let writer = std::thread::spawn(move || {
-        let mut w = w;
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if future::block_on(w.write_all(&buf[..n])).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = future::block_on(w.close());
-    });
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut out = std::io::stdout().lock();
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
-                    break;
-                }
-            }
-            Err(e) => return Err(CmdError::fail(format!("connection lost: {e}"))),
-        }
-    }
-    // The peer has finished; give our side a moment to finish sending what stdin still
-    // had (stdin at EOF ends it at once; a terminal never does, and then we stop anyway).
-    let t0 = Instant::now();
-    while !writer.is_finished() && t0.elapsed() < Duration::from_secs(2) {
-        async_io::Timer::after(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
 impl CatCmd {
     /// Runs it.
     pub fn run(self) -> CmdResult {
@@ -357,10 +316,8 @@ impl CatCmd {
                         ));
                     }
                 };
-                let r = splice_stdio(stream).await;
-                // Whatever stdin gave us must reach the peer before we exit.
-                client.shutdown(Duration::from_secs(5)).await;
-                r
+                // Ends the client's sessions too, gracefully, so that our last bytes arrive.
+                super::cat::transfer(stream, &client).await
             }))
         })
     }

@@ -5,6 +5,7 @@
 //! Errors print one line saying what failed and what to do, and exit non-zero.
 
 mod app;
+mod cat;
 mod dmsg;
 mod dmsg_tools;
 mod keys;

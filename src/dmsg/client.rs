@@ -44,8 +44,10 @@ use super::relay_book::RelayBook;
 use crate::crypto::channel::{Channel, HANDSHAKE_TIMEOUT, handshake_transport};
 use crate::crypto::noise::{kk_initiator, kk_responder, xk_initiator};
 use crate::crypto::{Keypair, PublicKey};
-use crate::mux::codec::{ChannelFrameReader, ChannelFrameWriter, SealedReader, SealedWriter};
-use crate::mux::{Config, Session, Side, Stream};
+use crate::mux::codec::{
+    ChannelFrameReader, ChannelFrameWriter, FrameRead, InFrame, SealedReader, SealedWriter,
+};
+use crate::mux::{Config, MuxError, Session, Side, Stream};
 
 /// The listener accepted the stream.
 pub const PORT_OK: u8 = 0;
@@ -141,12 +143,61 @@ impl std::error::Error for DmsgError {}
 #[derive(Debug)]
 pub struct DmsgStream {
     stream: Stream,
+    /// The channel the stream runs in.
+    channel: PeerChannel,
     /// The peer.
     pub remote: PublicKey,
     /// The peer's port.
     pub remote_port: u16,
     /// Our port.
     pub local_port: u16,
+}
+
+impl DmsgStream {
+    /// Resets the stream (RST): the peer's reads and writes on it fail, so it knows that we
+    /// stopped before the end.
+    pub fn reset(self) {
+        self.stream.reset();
+    }
+
+    /// True once the end-to-end channel this stream runs in has ended because the peer closed
+    /// it cleanly (its end of the channel reached us after everything it sent before). A
+    /// channel the relay reset, or that failed, or that is still open, gives false: after our
+    /// own graceful close ([`DmsgClient::shutdown`]) this says whether the peer's side read
+    /// what we sent up to the close and answered it.
+    pub fn channel_closed_by_peer(&self) -> bool {
+        self.channel.session.failure().is_some()
+            && self.channel.closed_by_peer.load(Ordering::Acquire)
+    }
+
+    /// Why the channel ended, if it has.
+    pub fn channel_failure(&self) -> Option<String> {
+        self.channel.session.failure().map(|e| e.to_string())
+    }
+}
+
+/// An end-to-end channel with a peer: its inner mux session, and whether the peer closed it
+/// cleanly.
+#[derive(Debug, Clone)]
+struct PeerChannel {
+    session: Session,
+    closed_by_peer: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Notes a clean end of the frames it reads (the peer closed the channel between frames).
+struct EofWatch<R> {
+    inner: R,
+    clean_eof: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R: FrameRead> FrameRead for EofWatch<R> {
+    async fn read_frame(&mut self) -> Result<Option<InFrame<'_>>, MuxError> {
+        let r = self.inner.read_frame().await;
+        if matches!(r, Ok(None)) {
+            self.clean_eof.store(true, Ordering::Release);
+        }
+        r
+    }
 }
 
 impl AsyncRead for DmsgStream {
@@ -236,7 +287,7 @@ struct Inner {
     ex: Arc<Executor<'static>>,
     cfg: ClientConfig,
     relays: Mutex<HashMap<PublicKey, RelaySession>>,
-    peers: Mutex<HashMap<PublicKey, Session>>,
+    peers: Mutex<HashMap<PublicKey, PeerChannel>>,
     listeners: Mutex<HashMap<u16, Arc<Mutex<Backlog>>>>,
     next_port: AtomicU16,
     /// How each relay's last attempt went and when it may be tried again.
@@ -343,7 +394,10 @@ impl DmsgClient {
     /// Waits (at most `timeout`) until everything written on every channel and relay session
     /// has reached the network: call before the process exits.
     pub async fn flush(&self, timeout: Duration) {
-        let peers: Vec<Session> = lock(&self.inner.peers).values().cloned().collect();
+        let peers: Vec<Session> = lock(&self.inner.peers)
+            .values()
+            .map(|c| c.session.clone())
+            .collect();
         let relays: Vec<Session> = lock(&self.inner.relays)
             .values()
             .map(|r| r.session.clone())
@@ -371,7 +425,10 @@ impl DmsgClient {
         self.inner.stopping.store(true, Ordering::Relaxed);
         self.flush(timeout).await;
         let left = timeout.saturating_sub(t0.elapsed());
-        let peers: Vec<Session> = lock(&self.inner.peers).drain().map(|(_, s)| s).collect();
+        let peers: Vec<Session> = lock(&self.inner.peers)
+            .drain()
+            .map(|(_, c)| c.session)
+            .collect();
         let relays: Vec<Session> = lock(&self.inner.relays)
             .drain()
             .map(|(_, r)| r.session)
@@ -438,6 +495,7 @@ impl Inner {
         let channel = self.clone().channel_to(pk).await?;
         let local_port = self.ephemeral_port();
         let mut st = channel
+            .session
             .open()
             .await
             .map_err(|e| DmsgError::Other(format!("channel to {pk}: {e}")))?;
@@ -451,6 +509,7 @@ impl Inner {
         match status[0] {
             PORT_OK => Ok(DmsgStream {
                 stream: st,
+                channel,
                 remote: pk,
                 remote_port: port,
                 local_port,
@@ -465,12 +524,12 @@ impl Inner {
 
     /// The live channel to `pk`, or a new one through a relay we share. Concurrent calls for
     /// one peer wait for a single setup.
-    async fn channel_to(self: Arc<Self>, pk: PublicKey) -> Result<Session, DmsgError> {
+    async fn channel_to(self: Arc<Self>, pk: PublicKey) -> Result<PeerChannel, DmsgError> {
         loop {
             {
                 let mut peers = lock(&self.peers);
                 match peers.get(&pk) {
-                    Some(s) if s.failure().is_none() => return Ok(s.clone()),
+                    Some(c) if c.session.failure().is_none() => return Ok(c.clone()),
                     Some(_) => {
                         peers.remove(&pk);
                     }
@@ -504,7 +563,7 @@ impl Inner {
     }
 
     /// Sets up a new channel to `pk`.
-    async fn new_channel(self: Arc<Self>, pk: PublicKey) -> Result<Session, DmsgError> {
+    async fn new_channel(self: Arc<Self>, pk: PublicKey) -> Result<PeerChannel, DmsgError> {
         // Which relays reach the peer: its discovery entry, else every relay we are on.
         let mut candidates: Vec<PublicKey> = Vec::new();
         let mut detail = String::new();
@@ -740,7 +799,7 @@ impl Inner {
         self: Arc<Self>,
         relay: &Session,
         pk: PublicKey,
-    ) -> Result<Session, String> {
+    ) -> Result<PeerChannel, String> {
         let mut ctl = vec![CONTROL_V1];
         ctl.extend_from_slice(pk.as_bytes());
         let mut st = relay.open_with(&ctl).await.map_err(|e| e.to_string())?;
@@ -779,7 +838,12 @@ impl Inner {
     }
 
     /// Runs the inner mux over an established channel and serves its inbound streams.
-    fn adopt_channel(self: Arc<Self>, pk: PublicKey, ch: Channel<Stream>, side: Side) -> Session {
+    fn adopt_channel(
+        self: Arc<Self>,
+        pk: PublicKey,
+        ch: Channel<Stream>,
+        side: Side,
+    ) -> PeerChannel {
         let (r, w) = ch.split();
         // Streams opened inside a channel are accepted by our own loop right away, so the
         // backlog only absorbs bursts (a thousand dials at once): let it hold as many as the
@@ -788,31 +852,34 @@ impl Inner {
             accept_backlog: Config::default().max_streams,
             ..Config::default()
         };
-        let session = Session::new(
-            &self.ex,
-            ChannelFrameReader::new(r),
-            ChannelFrameWriter::new(w),
-            side,
-            cfg,
-        );
-        lock(&self.peers).insert(pk, session.clone());
+        let closed_by_peer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = EofWatch {
+            inner: ChannelFrameReader::new(r),
+            clean_eof: closed_by_peer.clone(),
+        };
+        let session = Session::new(&self.ex, reader, ChannelFrameWriter::new(w), side, cfg);
+        let channel = PeerChannel {
+            session: session.clone(),
+            closed_by_peer,
+        };
+        lock(&self.peers).insert(pk, channel.clone());
         log::debug!("dmsg: channel with {pk} up");
-        let s2 = session.clone();
+        let c2 = channel.clone();
         let me = self.clone();
         self.ex
             .spawn(async move {
-                while let Ok(st) = s2.accept().await {
+                while let Ok(st) = c2.session.accept().await {
                     me.ex
                         .clone()
-                        .spawn(me.clone().incoming_stream(pk, st))
+                        .spawn(me.clone().incoming_stream(pk, c2.clone(), st))
                         .detach();
                 }
             })
             .detach();
-        session
+        channel
     }
 
-    async fn incoming_stream(self: Arc<Self>, pk: PublicKey, mut st: Stream) {
+    async fn incoming_stream(self: Arc<Self>, pk: PublicKey, channel: PeerChannel, mut st: Stream) {
         let mut hdr = [0u8; 4];
         let read = future::or(async { st.read_exact(&mut hdr).await.is_ok() }, async {
             Timer::after(HANDSHAKE_TIMEOUT).await;
@@ -841,6 +908,7 @@ impl Inner {
         let mut b = lock(&backlog);
         b.queue.push_back(DmsgStream {
             stream: st,
+            channel,
             remote: pk,
             remote_port,
             local_port: port,
@@ -904,7 +972,7 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
             }
             alive
         });
-        lock(&me.peers).retain(|_, s| s.failure().is_none());
+        lock(&me.peers).retain(|_, c| c.session.failure().is_none());
         let have = lock(&me.relays).len();
         if have < me.cfg.sessions {
             let stale = discovered_at.is_none_or(|t| t.elapsed() >= DISC_REFRESH);
