@@ -5,11 +5,14 @@
 //! `max_sessions` session slots, one of the `max_handshakes` handshake slots, and — per source
 //! address — one of `max_handshakes_per_addr` handshake slots, one of `max_sessions_per_addr`
 //! session slots and one token of a bucket refilled at `handshake_rate` per second (holding
-//! at most `handshake_burst`). A refused connection is closed at once, unread. When the
-//! handshake ends the caller says how ([`Gate::handshake_succeeded`] keeps the session slot,
-//! [`Gate::handshake_failed`] gives everything back), and [`Gate::session_ended`] frees the
-//! session slot. The session limit is thus enforced when the connection arrives, not after its
-//! handshake: a burst of clients can never push the relay past `max_sessions`.
+//! at most `handshake_burst`). A refused connection is closed at once, unread. When every
+//! global handshake slot is taken, up to `max_waiting` connections wait for one, in arrival
+//! order and unread ([`Gate::try_run`]; the caller bounds the wait), so that a burst of
+//! honest clients is served rather than refused. When the handshake ends the caller says how
+//! ([`Gate::handshake_succeeded`] keeps the session slot, [`Gate::handshake_failed`] gives
+//! everything back), and [`Gate::session_ended`] frees the session slot. The session limit
+//! is thus enforced when the connection arrives, not after its handshake: a burst of clients
+//! can never push the relay past `max_sessions`.
 //!
 //! The source address is an IPv4 address, or the /64 prefix of an IPv6 address (one host
 //! usually holds a whole /64). Loopback peers share one address for every local process (and
@@ -25,7 +28,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The relay's admission limits (DESIGN.md §3.5; docs/cli.md `dmsg server` flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,10 @@ pub struct Limits {
     pub max_sessions: usize,
     /// Most handshakes in progress at once.
     pub max_handshakes: usize,
+    /// Connections waiting (unread) for a handshake slot when all are taken.
+    pub max_waiting: usize,
+    /// How long a connection may wait for a handshake slot (the relay's part of the limit).
+    pub max_wait: Duration,
     /// Most handshakes in progress at once from one source address.
     pub max_handshakes_per_addr: usize,
     /// Most sessions (handshakes included) from one source address.
@@ -53,6 +60,8 @@ impl Default for Limits {
         Limits {
             max_sessions: 2048,
             max_handshakes: 64,
+            max_waiting: 256,
+            max_wait: Duration::from_secs(2),
             max_handshakes_per_addr: 8,
             max_sessions_per_addr: 128,
             handshake_rate: 16,
@@ -68,7 +77,7 @@ impl Default for Limits {
 pub enum Refusal {
     /// Every session slot is taken.
     Full,
-    /// `max_handshakes` handshakes are already running.
+    /// `max_handshakes` handshakes are already running and `max_waiting` connections wait.
     Handshakes,
     /// This address already runs `max_handshakes_per_addr` handshakes.
     AddrHandshakes,
@@ -84,7 +93,7 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Refusal::Full => "every session slot is taken",
-            Refusal::Handshakes => "too many handshakes in progress",
+            Refusal::Handshakes => "too many handshakes in progress or waiting",
             Refusal::AddrHandshakes => "too many handshakes in progress from this address",
             Refusal::AddrSessions => "too many sessions from this address",
             Refusal::AddrRate => "handshakes started too fast from this address",
@@ -152,10 +161,20 @@ impl AddrState {
 }
 
 /// What one admitted connection holds, to give back through the [`Gate`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Ticket {
+    id: u64,
     /// The per-address key, when the per-address limits apply to it.
     addr: Option<AddrKey>,
+    /// Holds a global handshake slot (else it waits for one).
+    running: bool,
+}
+
+impl Ticket {
+    /// True once the connection holds a handshake slot and may start its handshake.
+    pub fn running(&self) -> bool {
+        self.running
+    }
 }
 
 /// The admission state of one relay.
@@ -165,6 +184,8 @@ pub struct Gate {
     sessions: usize,
     handshakes: usize,
     peak_handshakes: usize,
+    waiting: VecDeque<u64>,
+    next_id: u64,
     addrs: HashMap<AddrKey, AddrState>,
 }
 
@@ -176,6 +197,8 @@ impl Gate {
             sessions: 0,
             handshakes: 0,
             peak_handshakes: 0,
+            waiting: VecDeque::new(),
+            next_id: 0,
             addrs: HashMap::new(),
         }
     }
@@ -195,6 +218,11 @@ impl Gate {
         self.handshakes
     }
 
+    /// Connections waiting for a handshake slot.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
     /// The most handshakes that were ever in progress at once.
     pub fn peak_handshakes(&self) -> usize {
         self.peak_handshakes
@@ -206,12 +234,15 @@ impl Gate {
     }
 
     /// Admits a connection from `ip` arriving at `now`, reserving its session and handshake
-    /// slots, or says why not (nothing is reserved then).
+    /// slots (or a place in the wait for a handshake slot: see [`Ticket::running`]), or says
+    /// why not (nothing is reserved then).
     pub fn try_begin(&mut self, ip: IpAddr, now: Instant) -> Result<Ticket, Refusal> {
         if self.sessions >= self.limits.max_sessions {
             return Err(Refusal::Full);
         }
-        if self.handshakes >= self.limits.max_handshakes {
+        // First come, first served: a newcomer does not pass connections already waiting.
+        let run_now = self.handshakes < self.limits.max_handshakes && self.waiting.is_empty();
+        if !run_now && self.waiting.len() >= self.limits.max_waiting {
             return Err(Refusal::Handshakes);
         }
         let per_addr = self.limits.limit_loopback || !is_loopback(ip);
@@ -254,22 +285,57 @@ impl Gate {
             None
         };
         self.sessions += 1;
-        self.handshakes += 1;
-        self.peak_handshakes = self.peak_handshakes.max(self.handshakes);
-        Ok(Ticket { addr })
+        let id = self.next_id;
+        self.next_id += 1;
+        if run_now {
+            self.handshakes += 1;
+            self.peak_handshakes = self.peak_handshakes.max(self.handshakes);
+        } else {
+            self.waiting.push_back(id);
+        }
+        Ok(Ticket {
+            id,
+            addr,
+            running: run_now,
+        })
     }
 
-    /// The handshake of `t` succeeded: its handshake slots are free, its session slots kept.
-    pub fn handshake_succeeded(&mut self, t: &Ticket) {
-        self.handshakes = self.handshakes.saturating_sub(1);
+    /// Gives the waiting `t` a handshake slot if one is free and `t` is first in line; true
+    /// if `t` holds one now.
+    pub fn try_run(&mut self, t: &mut Ticket) -> bool {
+        if t.running {
+            return true;
+        }
+        if self.handshakes < self.limits.max_handshakes && self.waiting.front() == Some(&t.id) {
+            self.waiting.pop_front();
+            self.handshakes += 1;
+            self.peak_handshakes = self.peak_handshakes.max(self.handshakes);
+            t.running = true;
+        }
+        t.running
+    }
+
+    fn end_handshake(&mut self, t: &mut Ticket) {
+        if t.running {
+            self.handshakes = self.handshakes.saturating_sub(1);
+            t.running = false;
+        } else if let Some(i) = self.waiting.iter().position(|id| *id == t.id) {
+            self.waiting.remove(i);
+        }
         if let Some(st) = t.addr.and_then(|k| self.addrs.get_mut(&k)) {
             st.handshakes = st.handshakes.saturating_sub(1);
         }
     }
 
-    /// The handshake of `t` failed (or was abandoned): everything it held is free.
-    pub fn handshake_failed(&mut self, t: &Ticket, now: Instant) {
-        self.handshake_succeeded(t);
+    /// The handshake of `t` succeeded: its handshake slots are free, its session slots kept.
+    pub fn handshake_succeeded(&mut self, t: &mut Ticket) {
+        self.end_handshake(t);
+    }
+
+    /// The handshake of `t` failed, was abandoned, or never got a slot: everything it held is
+    /// free.
+    pub fn handshake_failed(&mut self, t: &mut Ticket, now: Instant) {
+        self.end_handshake(t);
         self.session_ended(t, now);
     }
 
@@ -361,6 +427,8 @@ mod tests {
             handshake_burst: 4,
             limit_loopback: false,
             max_tracked_addrs: 4,
+            max_waiting: 0,
+            max_wait: Duration::from_secs(2),
         }
     }
 
@@ -372,20 +440,20 @@ mod tests {
         });
         let t0 = Instant::now();
         // 20 arrive at once, none has finished its handshake yet: 5 admitted.
-        let tickets: Vec<_> = (0..20)
+        let mut tickets: Vec<_> = (0..20)
             .filter_map(|_| g.try_begin(ip("127.0.0.1"), t0).ok())
             .collect();
         assert_eq!(tickets.len(), 5);
         assert_eq!(g.try_begin(ip("127.0.0.1"), t0).unwrap_err(), Refusal::Full);
         // A failed handshake gives its slot back; a finished one keeps it.
-        g.handshake_failed(&tickets[0], t0);
-        g.handshake_succeeded(&tickets[1]);
+        g.handshake_failed(&mut tickets[0], t0);
+        g.handshake_succeeded(&mut tickets[1]);
         assert_eq!(g.sessions(), 4);
         assert_eq!(g.handshakes(), 3);
-        let again = g.try_begin(ip("127.0.0.1"), t0).unwrap();
+        let mut again = g.try_begin(ip("127.0.0.1"), t0).unwrap();
         assert_eq!(g.try_begin(ip("127.0.0.1"), t0), Err(Refusal::Full));
         g.session_ended(&tickets[1], t0);
-        g.handshake_succeeded(&again);
+        g.handshake_succeeded(&mut again);
         assert_eq!(g.sessions(), 4);
     }
 
@@ -406,10 +474,49 @@ mod tests {
         assert_eq!(ok.len(), 10);
         assert_eq!(g.peak_handshakes(), 10);
         // One finishes: one more may start.
-        g.handshake_succeeded(&ok[0]);
+        g.handshake_succeeded(&mut ok[0]);
         assert!(g.try_begin(ip("10.0.0.200"), t0).is_ok());
         assert_eq!(g.try_begin(ip("10.0.0.201"), t0), Err(Refusal::Handshakes));
         assert_eq!(g.peak_handshakes(), 10);
+    }
+
+    #[test]
+    fn a_burst_waits_in_arrival_order_for_handshake_slots() {
+        let mut g = Gate::new(Limits {
+            max_waiting: 3,
+            max_tracked_addrs: 1000,
+            ..limits()
+        });
+        let t0 = Instant::now();
+        let addr = |i: u8| IpAddr::V4(Ipv4Addr::new(10, 9, 0, i));
+        let mut running: Vec<_> = (0..10).map(|i| g.try_begin(addr(i), t0).unwrap()).collect();
+        assert!(running.iter().all(Ticket::running));
+        let mut waiting: Vec<_> = (10..13)
+            .map(|i| g.try_begin(addr(i), t0).unwrap())
+            .collect();
+        assert!(waiting.iter().all(|t| !t.running()));
+        assert_eq!(g.waiting(), 3);
+        // The wait is full: the next is refused at once.
+        assert_eq!(g.try_begin(addr(13), t0), Err(Refusal::Handshakes));
+        // No slot yet.
+        assert!(!g.try_run(&mut waiting[0]));
+        g.handshake_succeeded(&mut running[0]);
+        // One slot: only the first in line gets it.
+        assert!(!g.try_run(&mut waiting[1]));
+        assert!(g.try_run(&mut waiting[0]));
+        assert!(!g.try_run(&mut waiting[1]));
+        assert_eq!(g.handshakes(), 10);
+        // The second gives up waiting: the third is first in line now.
+        g.handshake_failed(&mut waiting[1], t0);
+        g.handshake_failed(&mut running[1], t0);
+        assert!(g.try_run(&mut waiting[2]));
+        assert_eq!(g.waiting(), 0);
+        assert_eq!(g.peak_handshakes(), 10);
+        // A newcomer may run at once again when a slot is free and nobody waits.
+        g.handshake_failed(&mut running[2], t0);
+        assert!(g.try_begin(addr(14), t0).unwrap().running());
+        // Waiting connections hold their session and per-address slots.
+        assert_eq!(g.sessions(), 11);
     }
 
     #[test]
@@ -420,18 +527,18 @@ mod tests {
         });
         let a = ip("192.0.2.7");
         let t0 = Instant::now();
-        let t: Vec<_> = (0..3).map(|_| g.try_begin(a, t0).unwrap()).collect();
+        let mut t: Vec<_> = (0..3).map(|_| g.try_begin(a, t0).unwrap()).collect();
         assert_eq!(g.try_begin(a, t0), Err(Refusal::AddrHandshakes));
         // Another address is not affected.
-        let other = g.try_begin(ip("192.0.2.8"), t0).unwrap();
-        for x in &t {
+        let mut other = g.try_begin(ip("192.0.2.8"), t0).unwrap();
+        for x in &mut t {
             g.handshake_succeeded(x);
         }
-        g.handshake_succeeded(&other);
+        g.handshake_succeeded(&mut other);
         // 3 sessions held; 2 more handshakes may start, then the session cap holds.
-        let u: Vec<_> = (0..2).map(|_| g.try_begin(a, t0).unwrap()).collect();
+        let mut u: Vec<_> = (0..2).map(|_| g.try_begin(a, t0).unwrap()).collect();
         assert_eq!(g.try_begin(a, t0), Err(Refusal::AddrSessions));
-        for x in &u {
+        for x in &mut u {
             g.handshake_failed(x, t0);
         }
         assert!(g.try_begin(a, t0).is_ok());
@@ -449,8 +556,8 @@ mod tests {
         let t0 = Instant::now();
         let mut run = |now: Instant| {
             let mut n = 0;
-            while let Ok(t) = g.try_begin(a, now) {
-                g.handshake_failed(&t, now);
+            while let Ok(mut t) = g.try_begin(a, now) {
+                g.handshake_failed(&mut t, now);
                 n += 1;
                 assert!(n < 1000);
             }
@@ -512,10 +619,10 @@ mod tests {
         let t0 = Instant::now();
         let mut g = Gate::new(limits());
         for i in 0..4u8 {
-            let t = g
+            let mut t = g
                 .try_begin(IpAddr::V4(Ipv4Addr::new(10, 1, 0, i)), t0)
                 .unwrap();
-            g.handshake_failed(&t, t0);
+            g.handshake_failed(&mut t, t0);
         }
         // Each spent a token: still tracked until the bucket refills.
         assert_eq!(g.tracked_addrs(), 4);

@@ -19,12 +19,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_executor::Executor;
 use async_io::Timer;
 use async_net::{TcpListener, TcpStream};
-use futures_lite::future;
+use futures_lite::future::{self, poll_fn};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::admission::{Gate, Limits, ReplayCache, Ticket};
@@ -127,6 +128,8 @@ pub struct Relay {
     ex: Arc<Executor<'static>>,
     sessions: Mutex<HashMap<PublicKey, Session>>,
     gate: Mutex<Gate>,
+    /// Connections waiting for a handshake slot.
+    waiters: Mutex<Vec<Waker>>,
     replays: Mutex<ReplayCache>,
     /// Counters.
     pub stats: RelayStats,
@@ -151,6 +154,7 @@ impl Relay {
             ex,
             sessions: Mutex::new(HashMap::new()),
             gate: Mutex::new(gate),
+            waiters: Mutex::new(Vec::new()),
             replays: Mutex::new(ReplayCache::new(REPLAY_CACHE)),
             stats: RelayStats::default(),
         })
@@ -187,6 +191,14 @@ impl Relay {
 
     fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
         self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A handshake slot was freed (or the line changed): the waiting connections look again.
+    fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut *lock_waiters(self));
+        for w in waiters {
+            w.wake();
+        }
     }
 
     /// Publishes the relay entry now and then every `publish_interval`, forever.
@@ -258,6 +270,15 @@ impl Relay {
         mut tcp: TcpStream,
         mut slot: Slot,
     ) -> Result<(), String> {
+        if !slot.wait_turn().await {
+            self.stats
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(format!(
+                "no handshake slot within {} ms",
+                self.cfg.limits.max_wait.as_millis()
+            ));
+        }
         let _ = tcp.set_nodelay(true);
         let admit = |msg1: &[u8]| {
             let fresh = self
@@ -396,8 +417,34 @@ struct Slot {
 
 impl Slot {
     fn handshake_done(&mut self) {
-        self.relay.gate().handshake_succeeded(&self.ticket);
+        self.relay.gate().handshake_succeeded(&mut self.ticket);
         self.handshaking = false;
+        self.relay.wake_waiters();
+    }
+
+    /// Waits (at most `max_wait`) until this connection holds a handshake slot; false if it
+    /// did not get one in time.
+    async fn wait_turn(&mut self) -> bool {
+        let relay = self.relay.clone();
+        let ticket = &mut self.ticket;
+        let turn = poll_fn(|cx| {
+            if relay.gate().try_run(ticket) {
+                return Poll::Ready(true);
+            }
+            lock_waiters(&relay).push(cx.waker().clone());
+            // A slot freed between the check and the push woke nobody: look again.
+            if relay.gate().try_run(ticket) {
+                Poll::Ready(true)
+            } else {
+                Poll::Pending
+            }
+        });
+        let wait = relay.cfg.limits.max_wait;
+        future::or(turn, async {
+            Timer::after(wait).await;
+            false
+        })
+        .await
     }
 }
 
@@ -406,11 +453,17 @@ impl Drop for Slot {
         let now = Instant::now();
         let mut gate = self.relay.gate();
         if self.handshaking {
-            gate.handshake_failed(&self.ticket, now);
+            gate.handshake_failed(&mut self.ticket, now);
+            drop(gate);
+            self.relay.wake_waiters();
         } else {
             gate.session_ended(&self.ticket, now);
         }
     }
+}
+
+fn lock_waiters(relay: &Relay) -> std::sync::MutexGuard<'_, Vec<Waker>> {
+    relay.waiters.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Copies `r` to `w` until EOF, then half-closes `w`; `Err` if either side failed.
