@@ -249,3 +249,29 @@ fn max_sessions_holds_when_clients_arrive_together() {
         );
     }
 }
+
+/// One address holds at most --max-sessions-per-addr sessions (applied to loopback with
+/// --limit-loopback); the others are refused before their handshake.
+#[test]
+fn sessions_per_address_are_bounded() {
+    let (_disc, url) = start_disc();
+    let relay = start_relay(&url, &["--limit-loopback", "--max-sessions-per-addr", "2"]);
+    wait_relays_listed(&url, 1);
+    let sessions: Vec<TcpStream> = (0..6)
+        .filter_map(|_| raw_xk_session(&relay.addr, &relay.pk))
+        .collect();
+    assert_eq!(sessions.len(), 2, "sessions held by one address (limit 2)");
+    // A session that ends gives its slot back.
+    drop(sessions);
+    let t0 = Instant::now();
+    loop {
+        if raw_xk_session(&relay.addr, &relay.pk).is_some() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the slots of ended sessions did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
