@@ -765,7 +765,8 @@ impl Inner {
 
     /// Starts the join attempts due now, given the relays discovery lists: as many as
     /// sessions are missing, and one more each [`JOIN_STAGGER`] while attempts are in flight
-    /// (up to `join_parallel` beyond those needed).
+    /// (up to `join_parallel` beyond those needed). Configured relays go first: others are
+    /// tried only once every configured one is connected or waiting out a backoff.
     fn start_joins(self: &Arc<Self>, discovered: &[(PublicKey, String, u32)]) {
         let have: HashSet<PublicKey> = lock(&self.relays).keys().copied().collect();
         let need = self.cfg.sessions.saturating_sub(have.len());
@@ -783,13 +784,19 @@ impl Inner {
         if start == 0 {
             return;
         }
-        let order = lock(&self.book).order(
+        let mut order = lock(&self.book).order(
             &self.cfg.relays,
             discovered.to_vec(),
             |pk| have.contains(pk) || joining.contains_key(pk),
             Instant::now(),
             random_u64,
         );
+        // The relays we were told to use come first: while one of them is being tried, or
+        // may be tried, nothing else is.
+        let configured = |pk: &PublicKey| self.cfg.relays.iter().any(|(c, _)| c == pk);
+        if joining.keys().any(configured) || order.iter().any(|(pk, _)| configured(pk)) {
+            order.retain(|(pk, _)| configured(pk));
+        }
         for (pk, addr) in order.into_iter().take(start) {
             self.spawn_join(pk, addr);
         }
