@@ -2,7 +2,7 @@
 //! public key. Tools take their identity from `--sk`, or `-c skywire-config.json`, or make a
 //! throwaway key; discovery from `--disc`, else the config, else http://127.0.0.1:9090.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{CmdError, CmdResult, init_logging, say, say_err};
 use crate::crypto::{Keypair, PublicKey};
+use crate::dmsg::admission::Limits as RelayLimits;
 use crate::dmsg::client::{ClientConfig, DmsgClient, DmsgStream};
 use crate::dmsg::disc::DiscLimits;
 use crate::dmsg::disc_client::DiscClient;
@@ -128,9 +129,31 @@ pub struct ServerCmd {
     /// the address clients should use, published in discovery (default: the bound one)
     #[argh(option)]
     public_addr: Option<String>,
-    /// most client sessions (default 2048)
+    /// most client sessions, handshakes in progress included (default 2048); beyond it a
+    /// connection is closed at once
     #[argh(option, default = "2048")]
     max_sessions: usize,
+    /// most handshakes in progress at once (default 64); beyond it a connection is closed at
+    /// once, unread
+    #[argh(option, default = "64")]
+    max_handshakes: usize,
+    /// most handshakes in progress at once from one address (an IPv4 address or an IPv6
+    /// /64; default 8)
+    #[argh(option, default = "8")]
+    max_handshakes_per_addr: usize,
+    /// most sessions from one address (default 128)
+    #[argh(option, default = "128")]
+    max_sessions_per_addr: usize,
+    /// handshakes one address may start per second, on average (default 16)
+    #[argh(option, default = "16")]
+    handshake_rate: u32,
+    /// handshakes one address may start at once after a quiet spell (default 32)
+    #[argh(option, default = "32")]
+    handshake_burst: u32,
+    /// apply the per-address limits to loopback clients too (by default every local
+    /// process, and every client of a local proxy, shares one address and is exempt)
+    #[argh(switch)]
+    limit_loopback: bool,
     /// seconds between keep-alive pings; a session that misses one is dropped (default 30)
     #[argh(option, default = "30")]
     ping_interval: u64,
@@ -149,6 +172,18 @@ impl ServerCmd {
     /// Runs the relay until killed.
     pub fn run(self) -> CmdResult {
         init_logging(&self.log_level)?;
+        for (name, v) in [
+            ("--max-sessions", self.max_sessions),
+            ("--max-handshakes", self.max_handshakes),
+            ("--max-handshakes-per-addr", self.max_handshakes_per_addr),
+            ("--max-sessions-per-addr", self.max_sessions_per_addr),
+            ("--handshake-rate", self.handshake_rate as usize),
+            ("--handshake-burst", self.handshake_burst as usize),
+        ] {
+            if v == 0 {
+                return Err(CmdError::usage(format!("{name} must be at least 1")));
+            }
+        }
         let net = resolve(&self.sk, &self.config, &None, &[])?;
         let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
         let listener = future::block_on(TcpListener::bind(bind_addr(&self.addr))).map_err(|e| {
@@ -184,8 +219,18 @@ impl ServerCmd {
         let disc_url = disc_url.unwrap_or_else(|| DEFAULT_DISC.to_string());
         let disc =
             DiscClient::new(&disc_url).map_err(|e| CmdError::usage(format!("--disc: {e}")))?;
-        let cfg = RelayConfig {
+        let limits = RelayLimits {
             max_sessions: self.max_sessions,
+            max_handshakes: self.max_handshakes,
+            max_handshakes_per_addr: self.max_handshakes_per_addr,
+            max_sessions_per_addr: self.max_sessions_per_addr,
+            handshake_rate: self.handshake_rate,
+            handshake_burst: self.handshake_burst,
+            limit_loopback: self.limit_loopback,
+            ..RelayLimits::default()
+        };
+        let cfg = RelayConfig {
+            limits,
             ping_interval: Duration::from_secs(self.ping_interval.max(1)),
             ping_timeout: Duration::from_secs(self.ping_interval.max(1)),
             public_addr: public.clone(),
@@ -233,47 +278,6 @@ pub struct CatCmd {
     log_level: String,
 }
 
-/// Copies stdin to `stream` (on a thread) and `stream` to stdout until the peer closes.
-async fn splice_stdio(stream: DmsgStream) -> CmdResult {
-    let (mut r, w) = futures_lite::io::split(stream);
-    let writer = std::thread::spawn(move || {
-        let mut w = w;
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if future::block_on(w.write_all(&buf[..n])).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = future::block_on(w.close());
-    });
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut out = std::io::stdout().lock();
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
-                    break;
-                }
-            }
-            Err(e) => return Err(CmdError::fail(format!("connection lost: {e}"))),
-        }
-    }
-    // The peer has finished; give our side a moment to finish sending what stdin still
-    // had (stdin at EOF ends it at once; a terminal never does, and then we stop anyway).
-    let t0 = Instant::now();
-    while !writer.is_finished() && t0.elapsed() < Duration::from_secs(2) {
-        async_io::Timer::after(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
 impl CatCmd {
     /// Runs it.
     pub fn run(self) -> CmdResult {
@@ -312,10 +316,8 @@ impl CatCmd {
                         ));
                     }
                 };
-                let r = splice_stdio(stream).await;
-                // Whatever stdin gave us must reach the peer before we exit.
-                client.shutdown(Duration::from_secs(5)).await;
-                r
+                // Ends the client's sessions too, gracefully, so that our last bytes arrive.
+                super::cat::transfer(stream, &client).await
             }))
         })
     }

@@ -14,6 +14,7 @@
 //! `set -o pipefail` pipeline does not fail because of it.
 
 mod app;
+mod cat;
 mod dmsg;
 mod dmsg_tools;
 mod keys;

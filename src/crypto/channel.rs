@@ -70,6 +70,9 @@ pub enum ChannelError {
     },
     /// An earlier error ended this channel.
     Failed,
+    /// The responder refused the peer's first handshake message before processing it (a
+    /// replay, see [`handshake_transport_admit`]).
+    Refused,
 }
 
 impl fmt::Display for ChannelError {
@@ -87,6 +90,7 @@ impl fmt::Display for ChannelError {
                 write!(f, "frame of {len} bytes is shorter than its tag")
             }
             ChannelError::Failed => f.write_str("channel already failed"),
+            ChannelError::Refused => f.write_str("handshake message refused (replayed)"),
         }
     }
 }
@@ -143,7 +147,22 @@ pub async fn handshake_transport<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    run_handshake(stream, hs)
+    handshake_transport_admit(stream, hs, timeout, |_| true).await
+}
+
+/// As [`handshake_transport`], but `admit` sees the first message the peer sends before it is
+/// processed (before this side does any Diffie-Hellman for it); `false` ends the handshake
+/// with [`ChannelError::Refused`]. The relay uses it to drop replayed XK message 1s.
+pub async fn handshake_transport_admit<S>(
+    stream: &mut S,
+    hs: Handshake,
+    timeout: Duration,
+    admit: impl FnOnce(&[u8]) -> bool,
+) -> Result<(TransportState, PublicKey), ChannelError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    run_handshake(stream, hs, admit)
         .or(async {
             Timer::after(timeout).await;
             Err(ChannelError::Timeout)
@@ -154,10 +173,12 @@ where
 async fn run_handshake<S>(
     stream: &mut S,
     mut hs: Handshake,
+    admit: impl FnOnce(&[u8]) -> bool,
 ) -> Result<(TransportState, PublicKey), ChannelError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut admit = Some(admit);
     let mut buf = [0u8; LEN_PREFIX + MAX_HANDSHAKE_MESSAGE_LEN];
     while !hs.is_finished() {
         if hs.is_my_turn() {
@@ -175,6 +196,11 @@ where
                 return Err(NoiseError::BadLength { len, min: want }.into());
             }
             stream.read_exact(&mut buf[..len]).await?;
+            if let Some(admit) = admit.take()
+                && !admit(&buf[..len])
+            {
+                return Err(ChannelError::Refused);
+            }
             hs.read_message(&buf[..len])?;
         }
     }

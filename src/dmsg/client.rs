@@ -15,9 +15,14 @@
 //!
 //! A maintenance task keeps `sessions` relay sessions up (from the configured relays, then
 //! discovery), reconnects with backoff when one dies, and re-publishes the client entry
-//! whenever the set changes and every `publish_interval`.
+//! whenever the set changes and every `publish_interval`. Joining does not trust discovery's
+//! relay entries (anyone can sign one, with any address and capacity): candidates come in the
+//! [`RelayBook`] order (relays that answered before first, the rest at random), attempts
+//! start staggered, up to `join_parallel` at once, and each must connect and finish its
+//! handshake within `relay_timeout`, so relays that accept and never answer cost a few
+//! seconds, not a join.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -35,11 +40,14 @@ use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::disc_client::DiscClient;
 use super::entry::{Entry, Kind};
 use super::relay::{self, CONTROL_V1, STATUS_OK, session_config, session_max_data, unix_millis};
+use super::relay_book::RelayBook;
 use crate::crypto::channel::{Channel, HANDSHAKE_TIMEOUT, handshake_transport};
 use crate::crypto::noise::{kk_initiator, kk_responder, xk_initiator};
 use crate::crypto::{Keypair, PublicKey};
-use crate::mux::codec::{ChannelFrameReader, ChannelFrameWriter, SealedReader, SealedWriter};
-use crate::mux::{Config, Session, Side, Stream};
+use crate::mux::codec::{
+    ChannelFrameReader, ChannelFrameWriter, FrameRead, InFrame, SealedReader, SealedWriter,
+};
+use crate::mux::{Config, MuxError, Session, Side, Stream};
 
 /// The listener accepted the stream.
 pub const PORT_OK: u8 = 0;
@@ -66,6 +74,10 @@ pub struct ClientConfig {
     pub dial_timeout: Duration,
     /// Streams waiting in one listener's backlog.
     pub listen_backlog: usize,
+    /// How long connecting to a relay and its handshake may take together.
+    pub relay_timeout: Duration,
+    /// Relay connection attempts in flight at once while joining (beyond those needed).
+    pub join_parallel: usize,
 }
 
 impl Default for ClientConfig {
@@ -77,6 +89,8 @@ impl Default for ClientConfig {
             max_backoff: Duration::from_secs(30),
             dial_timeout: Duration::from_secs(10),
             listen_backlog: 64,
+            relay_timeout: Duration::from_secs(3),
+            join_parallel: 3,
         }
     }
 }
@@ -129,12 +143,61 @@ impl std::error::Error for DmsgError {}
 #[derive(Debug)]
 pub struct DmsgStream {
     stream: Stream,
+    /// The channel the stream runs in.
+    channel: PeerChannel,
     /// The peer.
     pub remote: PublicKey,
     /// The peer's port.
     pub remote_port: u16,
     /// Our port.
     pub local_port: u16,
+}
+
+impl DmsgStream {
+    /// Resets the stream (RST): the peer's reads and writes on it fail, so it knows that we
+    /// stopped before the end.
+    pub fn reset(self) {
+        self.stream.reset();
+    }
+
+    /// True once the end-to-end channel this stream runs in has ended because the peer closed
+    /// it cleanly (its end of the channel reached us after everything it sent before). A
+    /// channel the relay reset, or that failed, or that is still open, gives false: after our
+    /// own graceful close ([`DmsgClient::shutdown`]) this says whether the peer's side read
+    /// what we sent up to the close and answered it.
+    pub fn channel_closed_by_peer(&self) -> bool {
+        self.channel.session.failure().is_some()
+            && self.channel.closed_by_peer.load(Ordering::Acquire)
+    }
+
+    /// Why the channel ended, if it has.
+    pub fn channel_failure(&self) -> Option<String> {
+        self.channel.session.failure().map(|e| e.to_string())
+    }
+}
+
+/// An end-to-end channel with a peer: its inner mux session, and whether the peer closed it
+/// cleanly.
+#[derive(Debug, Clone)]
+struct PeerChannel {
+    session: Session,
+    closed_by_peer: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Notes a clean end of the frames it reads (the peer closed the channel between frames).
+struct EofWatch<R> {
+    inner: R,
+    clean_eof: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R: FrameRead> FrameRead for EofWatch<R> {
+    async fn read_frame(&mut self) -> Result<Option<InFrame<'_>>, MuxError> {
+        let r = self.inner.read_frame().await;
+        if matches!(r, Ok(None)) {
+            self.clean_eof.store(true, Ordering::Release);
+        }
+        r
+    }
 }
 
 impl AsyncRead for DmsgStream {
@@ -224,11 +287,15 @@ struct Inner {
     ex: Arc<Executor<'static>>,
     cfg: ClientConfig,
     relays: Mutex<HashMap<PublicKey, RelaySession>>,
-    peers: Mutex<HashMap<PublicKey, Session>>,
+    peers: Mutex<HashMap<PublicKey, PeerChannel>>,
     listeners: Mutex<HashMap<u16, Arc<Mutex<Backlog>>>>,
     next_port: AtomicU16,
-    /// When each relay may be tried again.
-    backoff: Mutex<HashMap<PublicKey, (Instant, Duration)>>,
+    /// How each relay's last attempt went and when it may be tried again.
+    book: Mutex<RelayBook>,
+    /// Relays the maintenance task is connecting to now, with when each attempt started.
+    joining: Mutex<HashMap<PublicKey, Instant>>,
+    /// Wakes the maintenance task early (an attempt finished).
+    wake: Notify,
     /// Relays named in the last entry discovery accepted.
     published: Mutex<Vec<PublicKey>>,
     /// Peers a channel is being set up to, with the dials waiting for it: concurrent dials
@@ -278,7 +345,9 @@ impl DmsgClient {
             peers: Mutex::new(HashMap::new()),
             listeners: Mutex::new(HashMap::new()),
             next_port: AtomicU16::new(EPHEMERAL_START),
-            backoff: Mutex::new(HashMap::new()),
+            book: Mutex::new(RelayBook::new()),
+            joining: Mutex::new(HashMap::new()),
+            wake: Notify::default(),
             published: Mutex::new(Vec::new()),
             connecting: Mutex::new(HashMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -325,7 +394,10 @@ impl DmsgClient {
     /// Waits (at most `timeout`) until everything written on every channel and relay session
     /// has reached the network: call before the process exits.
     pub async fn flush(&self, timeout: Duration) {
-        let peers: Vec<Session> = lock(&self.inner.peers).values().cloned().collect();
+        let peers: Vec<Session> = lock(&self.inner.peers)
+            .values()
+            .map(|c| c.session.clone())
+            .collect();
         let relays: Vec<Session> = lock(&self.inner.relays)
             .values()
             .map(|r| r.session.clone())
@@ -353,7 +425,10 @@ impl DmsgClient {
         self.inner.stopping.store(true, Ordering::Relaxed);
         self.flush(timeout).await;
         let left = timeout.saturating_sub(t0.elapsed());
-        let peers: Vec<Session> = lock(&self.inner.peers).drain().map(|(_, s)| s).collect();
+        let peers: Vec<Session> = lock(&self.inner.peers)
+            .drain()
+            .map(|(_, c)| c.session)
+            .collect();
         let relays: Vec<Session> = lock(&self.inner.relays)
             .drain()
             .map(|(_, r)| r.session)
@@ -420,6 +495,7 @@ impl Inner {
         let channel = self.clone().channel_to(pk).await?;
         let local_port = self.ephemeral_port();
         let mut st = channel
+            .session
             .open()
             .await
             .map_err(|e| DmsgError::Other(format!("channel to {pk}: {e}")))?;
@@ -433,6 +509,7 @@ impl Inner {
         match status[0] {
             PORT_OK => Ok(DmsgStream {
                 stream: st,
+                channel,
                 remote: pk,
                 remote_port: port,
                 local_port,
@@ -447,12 +524,12 @@ impl Inner {
 
     /// The live channel to `pk`, or a new one through a relay we share. Concurrent calls for
     /// one peer wait for a single setup.
-    async fn channel_to(self: Arc<Self>, pk: PublicKey) -> Result<Session, DmsgError> {
+    async fn channel_to(self: Arc<Self>, pk: PublicKey) -> Result<PeerChannel, DmsgError> {
         loop {
             {
                 let mut peers = lock(&self.peers);
                 match peers.get(&pk) {
-                    Some(s) if s.failure().is_none() => return Ok(s.clone()),
+                    Some(c) if c.session.failure().is_none() => return Ok(c.clone()),
                     Some(_) => {
                         peers.remove(&pk);
                     }
@@ -486,7 +563,7 @@ impl Inner {
     }
 
     /// Sets up a new channel to `pk`.
-    async fn new_channel(self: Arc<Self>, pk: PublicKey) -> Result<Session, DmsgError> {
+    async fn new_channel(self: Arc<Self>, pk: PublicKey) -> Result<PeerChannel, DmsgError> {
         // Which relays reach the peer: its discovery entry, else every relay we are on.
         let mut candidates: Vec<PublicKey> = Vec::new();
         let mut detail = String::new();
@@ -560,20 +637,38 @@ impl Inner {
         self.connect_relay(relay, addr).await
     }
 
+    /// Connects to `relay` at `addr` for a dial (the peer is on it): a session, recorded in
+    /// the relay book either way.
     async fn connect_relay(
         self: Arc<Self>,
         relay: PublicKey,
         addr: String,
     ) -> Result<Session, String> {
+        match self.handshake_relay(relay, &addr).await {
+            Ok(session) => {
+                lock(&self.book).succeeded(relay, Instant::now());
+                self.adopt_relay(relay, addr, session, false)
+                    .ok_or_else(|| "client is shutting down".to_string())
+            }
+            Err(e) => {
+                self.note_failure(relay, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// TCP connection and XK handshake with `relay` at `addr`, both within `relay_timeout`.
+    async fn handshake_relay(&self, relay: PublicKey, addr: &str) -> Result<Session, String> {
+        let timeout = self.cfg.relay_timeout;
         let work = async {
-            let mut tcp = TcpStream::connect(addr.as_str())
+            let mut tcp = TcpStream::connect(addr)
                 .await
                 .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
             let _ = tcp.set_nodelay(true);
             let (t, _) = handshake_transport(
                 &mut tcp,
                 xk_initiator(&self.keys, &relay),
-                HANDSHAKE_TIMEOUT,
+                timeout.min(HANDSHAKE_TIMEOUT),
             )
             .await
             .map_err(|e| format!("handshake with {addr}: {e}"))?;
@@ -585,14 +680,42 @@ impl Inner {
                 session_config(),
             ))
         };
-        let session = work.await?;
-        lock(&self.relays).insert(
-            relay,
-            RelaySession {
-                session: session.clone(),
-                addr,
-            },
-        );
+        future::or(work, async {
+            Timer::after(timeout).await;
+            Err(format!(
+                "{addr} did not connect and complete the handshake within {:.1} s",
+                timeout.as_secs_f64()
+            ))
+        })
+        .await
+    }
+
+    /// Keeps `session` with `relay` and serves the channels it brings; closes it instead (and
+    /// returns `None`) if the client is stopping, or if `only_if_needed` and the client
+    /// already has the sessions it wants.
+    fn adopt_relay(
+        self: &Arc<Self>,
+        relay: PublicKey,
+        addr: String,
+        session: Session,
+        only_if_needed: bool,
+    ) -> Option<Session> {
+        {
+            let mut relays = lock(&self.relays);
+            let surplus = only_if_needed && relays.len() >= self.cfg.sessions;
+            if self.stopping.load(Ordering::Relaxed) || surplus {
+                drop(relays);
+                session.close();
+                return None;
+            }
+            relays.insert(
+                relay,
+                RelaySession {
+                    session: session.clone(),
+                    addr,
+                },
+            );
+        }
         log::info!("dmsg: session with relay {relay} up");
         let me = self.clone();
         let s2 = session.clone();
@@ -604,14 +727,86 @@ impl Inner {
                 }
             })
             .detach();
-        Ok(session)
+        Some(session)
+    }
+
+    /// Records a failed attempt with `relay`; it is not tried again (by the maintenance task)
+    /// before its backoff has passed.
+    fn note_failure(&self, relay: PublicKey, e: &str) {
+        let jitter = (random_u64() % 1000) as f64 / 1000.0;
+        let wait = lock(&self.book).failed(relay, Instant::now(), self.cfg.max_backoff, jitter);
+        log::warn!(
+            "dmsg: relay {relay}: {e}; retrying in {:.1} s",
+            wait.as_secs_f64()
+        );
+    }
+
+    /// Starts a background attempt to join `relay` at `addr` (maintenance).
+    fn spawn_join(self: &Arc<Self>, relay: PublicKey, addr: String) {
+        lock(&self.joining).insert(relay, Instant::now());
+        let me = self.clone();
+        self.ex
+            .spawn(async move {
+                let r = me.handshake_relay(relay, &addr).await;
+                lock(&me.joining).remove(&relay);
+                match r {
+                    Ok(session) => {
+                        lock(&me.book).succeeded(relay, Instant::now());
+                        if me.adopt_relay(relay, addr, session, true).is_none() {
+                            log::debug!("dmsg: relay {relay} answered but is not needed now");
+                        }
+                    }
+                    Err(e) => me.note_failure(relay, &e),
+                }
+                me.wake.notify();
+            })
+            .detach();
+    }
+
+    /// Starts the join attempts due now, given the relays discovery lists: as many as
+    /// sessions are missing, and one more each [`JOIN_STAGGER`] while attempts are in flight
+    /// (up to `join_parallel` beyond those needed). Configured relays go first: others are
+    /// tried only once every configured one is connected or waiting out a backoff.
+    fn start_joins(self: &Arc<Self>, discovered: &[(PublicKey, String, u32)]) {
+        let have: HashSet<PublicKey> = lock(&self.relays).keys().copied().collect();
+        let need = self.cfg.sessions.saturating_sub(have.len());
+        if need == 0 || self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let joining: HashMap<PublicKey, Instant> = lock(&self.joining).clone();
+        let in_flight = joining.len();
+        let room = need + self.cfg.join_parallel.saturating_sub(1);
+        let mut start = need.saturating_sub(in_flight);
+        let newest = joining.values().max().copied();
+        if start == 0 && in_flight < room && newest.is_none_or(|t| t.elapsed() >= JOIN_STAGGER) {
+            start = 1;
+        }
+        if start == 0 {
+            return;
+        }
+        let mut order = lock(&self.book).order(
+            &self.cfg.relays,
+            discovered.to_vec(),
+            |pk| have.contains(pk) || joining.contains_key(pk),
+            Instant::now(),
+            random_u64,
+        );
+        // The relays we were told to use come first: while one of them is being tried, or
+        // may be tried, nothing else is.
+        let configured = |pk: &PublicKey| self.cfg.relays.iter().any(|(c, _)| c == pk);
+        if joining.keys().any(configured) || order.iter().any(|(pk, _)| configured(pk)) {
+            order.retain(|(pk, _)| configured(pk));
+        }
+        for (pk, addr) in order.into_iter().take(start) {
+            self.spawn_join(pk, addr);
+        }
     }
 
     async fn open_channel(
         self: Arc<Self>,
         relay: &Session,
         pk: PublicKey,
-    ) -> Result<Session, String> {
+    ) -> Result<PeerChannel, String> {
         let mut ctl = vec![CONTROL_V1];
         ctl.extend_from_slice(pk.as_bytes());
         let mut st = relay.open_with(&ctl).await.map_err(|e| e.to_string())?;
@@ -650,7 +845,12 @@ impl Inner {
     }
 
     /// Runs the inner mux over an established channel and serves its inbound streams.
-    fn adopt_channel(self: Arc<Self>, pk: PublicKey, ch: Channel<Stream>, side: Side) -> Session {
+    fn adopt_channel(
+        self: Arc<Self>,
+        pk: PublicKey,
+        ch: Channel<Stream>,
+        side: Side,
+    ) -> PeerChannel {
         let (r, w) = ch.split();
         // Streams opened inside a channel are accepted by our own loop right away, so the
         // backlog only absorbs bursts (a thousand dials at once): let it hold as many as the
@@ -659,31 +859,34 @@ impl Inner {
             accept_backlog: Config::default().max_streams,
             ..Config::default()
         };
-        let session = Session::new(
-            &self.ex,
-            ChannelFrameReader::new(r),
-            ChannelFrameWriter::new(w),
-            side,
-            cfg,
-        );
-        lock(&self.peers).insert(pk, session.clone());
+        let closed_by_peer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = EofWatch {
+            inner: ChannelFrameReader::new(r),
+            clean_eof: closed_by_peer.clone(),
+        };
+        let session = Session::new(&self.ex, reader, ChannelFrameWriter::new(w), side, cfg);
+        let channel = PeerChannel {
+            session: session.clone(),
+            closed_by_peer,
+        };
+        lock(&self.peers).insert(pk, channel.clone());
         log::debug!("dmsg: channel with {pk} up");
-        let s2 = session.clone();
+        let c2 = channel.clone();
         let me = self.clone();
         self.ex
             .spawn(async move {
-                while let Ok(st) = s2.accept().await {
+                while let Ok(st) = c2.session.accept().await {
                     me.ex
                         .clone()
-                        .spawn(me.clone().incoming_stream(pk, st))
+                        .spawn(me.clone().incoming_stream(pk, c2.clone(), st))
                         .detach();
                 }
             })
             .detach();
-        session
+        channel
     }
 
-    async fn incoming_stream(self: Arc<Self>, pk: PublicKey, mut st: Stream) {
+    async fn incoming_stream(self: Arc<Self>, pk: PublicKey, channel: PeerChannel, mut st: Stream) {
         let mut hdr = [0u8; 4];
         let read = future::or(async { st.read_exact(&mut hdr).await.is_ok() }, async {
             Timer::after(HANDSHAKE_TIMEOUT).await;
@@ -712,6 +915,7 @@ impl Inner {
         let mut b = lock(&backlog);
         b.queue.push_back(DmsgStream {
             stream: st,
+            channel,
             remote: pk,
             remote_port,
             local_port: port,
@@ -756,6 +960,10 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
     // at once by a busy discovery do not all come back together).
     let mut retry_at: Option<Instant> = None;
     let mut failures: u32 = 0;
+    // Discovery's relays (pk, address, advertised free sessions), refreshed at most every
+    // DISC_REFRESH while sessions are missing.
+    let mut discovered: Vec<(PublicKey, String, u32)> = Vec::new();
+    let mut discovered_at: Option<Instant> = None;
     loop {
         let Some(me) = weak.upgrade() else {
             return;
@@ -771,56 +979,40 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
             }
             alive
         });
-        lock(&me.peers).retain(|_, s| s.failure().is_none());
+        lock(&me.peers).retain(|_, c| c.session.failure().is_none());
         let have = lock(&me.relays).len();
         if have < me.cfg.sessions {
-            let mut candidates = me.cfg.relays.clone();
+            let stale = discovered_at.is_none_or(|t| t.elapsed() >= DISC_REFRESH);
             if let Some(disc) = &me.disc
-                && let Ok(list) = disc.relays().await
+                && stale
             {
-                for e in list {
-                    if let Kind::Relay { addr, .. } = e.kind
-                        && !candidates.iter().any(|(pk, _)| *pk == e.pk)
-                    {
-                        candidates.push((e.pk, addr));
+                match disc.relays().await {
+                    Ok(list) => {
+                        discovered = list
+                            .into_iter()
+                            .filter_map(|e| match e.kind {
+                                Kind::Relay {
+                                    addr,
+                                    available_sessions,
+                                } => Some((e.pk, addr, available_sessions)),
+                                Kind::Client { .. } => None,
+                            })
+                            .collect();
+                        discovered_at = Some(Instant::now());
                     }
+                    Err(e) => log::debug!("dmsg: cannot list relays: {e}"),
                 }
             }
-            let now = Instant::now();
-            for (pk, addr) in candidates {
-                if lock(&me.relays).len() >= me.cfg.sessions {
-                    break;
-                }
-                if lock(&me.relays).contains_key(&pk) {
-                    continue;
-                }
-                if lock(&me.backoff)
-                    .get(&pk)
-                    .is_some_and(|(until, _)| *until > now)
-                {
-                    continue;
-                }
-                match me.clone().connect_relay(pk, addr.clone()).await {
-                    Ok(_) => {
-                        lock(&me.backoff).remove(&pk);
-                    }
-                    Err(e) => {
-                        let mut b = lock(&me.backoff);
-                        let next = b
-                            .get(&pk)
-                            .map(|(_, d)| (*d * 2).min(me.cfg.max_backoff))
-                            .unwrap_or(Duration::from_secs(1));
-                        log::warn!("dmsg: relay {pk}: {e}; retrying in {} s", next.as_secs());
-                        b.insert(pk, (Instant::now() + next, next));
-                    }
-                }
-            }
+            me.start_joins(&discovered);
         }
         let mut set: Vec<PublicKey> = lock(&me.relays).keys().copied().collect();
         set.sort();
         let due = last_publish.is_none_or(|t| t.elapsed() >= me.cfg.publish_interval);
         let retry_now = retry_at.is_none_or(|t| Instant::now() >= t);
-        if (set != last_set || due) && retry_now {
+        // Nothing to say before the first session is up (an entry naming no relay reaches
+        // nobody).
+        let nothing = set.is_empty() && last_publish.is_none();
+        if (set != last_set || due) && retry_now && !nothing {
             if me.publish().await {
                 last_set = set;
                 last_publish = Some(Instant::now());
@@ -838,7 +1030,62 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
                 retry_at = Some(Instant::now() + base + jitter);
             }
         }
+        // Sleep until the next tick, or until a join attempt ends.
+        me.wake.wait(Duration::from_millis(500)).await;
         drop(me);
-        Timer::after(Duration::from_millis(500)).await;
     }
+}
+
+/// How often the maintenance task asks discovery for relays while it needs sessions.
+const DISC_REFRESH: Duration = Duration::from_secs(5);
+
+/// While join attempts are in flight and none has answered, another starts this often.
+pub const JOIN_STAGGER: Duration = Duration::from_millis(500);
+
+/// A wake-up for one waiting task; a notification while nobody waits is kept for the next wait.
+#[derive(Debug, Default)]
+struct Notify {
+    flag: std::sync::atomic::AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Notify {
+    fn notify(&self) {
+        self.flag.store(true, Ordering::Release);
+        if let Some(w) = lock(&self.waker).take() {
+            w.wake();
+        }
+    }
+
+    /// Waits for a notification, at most `timeout`.
+    async fn wait(&self, timeout: Duration) {
+        let notified = poll_fn(|cx| {
+            if self.flag.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            *lock(&self.waker) = Some(cx.waker().clone());
+            if self.flag.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        future::or(notified, async {
+            Timer::after(timeout).await;
+        })
+        .await;
+    }
+}
+
+/// 64 random bits (for shuffles and jitter; not for keys).
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        return t.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    u64::from_le_bytes(b)
 }

@@ -9,24 +9,29 @@
 //! opens only the sealed session headers and forwards the data payloads as they are
 //! (encrypt-once); it never sees plaintext and never runs an AEAD over bulk data.
 //!
-//! Bounds: at most `max_sessions` clients; per relayed stream the mux window (256 KiB each
-//! way) is all the relay buffers, and a slow destination only stops its own stream. Sessions
-//! that stop answering pings are dropped.
+//! Bounds: a connection is admitted (or closed at once, unread) by the [`super::admission`] gate
+//! before any cryptography: it reserves one of `max_sessions` session slots and one of the
+//! global and per-address handshake slots, and spends a per-address rate token; a replayed
+//! first handshake message is dropped before any Diffie-Hellman. Per relayed stream the mux
+//! window (256 KiB each way) is all the relay buffers, and a slow destination only stops its
+//! own stream. Sessions that stop answering pings are dropped.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use async_executor::Executor;
 use async_io::Timer;
 use async_net::{TcpListener, TcpStream};
-use futures_lite::future;
+use futures_lite::future::{self, poll_fn};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::admission::{Gate, Limits, ReplayCache, Ticket};
 use super::disc_client::DiscClient;
 use super::entry::Entry;
-use crate::crypto::channel::{HANDSHAKE_TIMEOUT, handshake_transport};
+use crate::crypto::channel::{ChannelError, HANDSHAKE_TIMEOUT, handshake_transport_admit};
 use crate::crypto::noise::xk_responder;
 use crate::crypto::{Keypair, PublicKey};
 use crate::mux::codec::{SealedReader, SealedWriter};
@@ -54,11 +59,14 @@ pub fn status_text(s: u8) -> &'static str {
     }
 }
 
+/// First handshake messages remembered to recognise replays (8 bytes each).
+pub const REPLAY_CACHE: usize = 4096;
+
 /// Relay settings.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// Most client sessions at once.
-    pub max_sessions: usize,
+    /// Session, handshake and per-address limits (`max_sessions` is the most clients).
+    pub limits: Limits,
     /// How often each session is pinged.
     pub ping_interval: Duration,
     /// A session whose ping is not answered within this is dropped.
@@ -72,7 +80,7 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
-            max_sessions: 2048,
+            limits: Limits::default(),
             ping_interval: Duration::from_secs(30),
             ping_timeout: Duration::from_secs(30),
             public_addr: String::new(),
@@ -105,6 +113,10 @@ pub struct RelayStats {
     pub channels_total: AtomicU64,
     /// Channel requests refused since start.
     pub refused_total: AtomicU64,
+    /// Connections closed unread by the admission gate since start.
+    pub connections_refused: AtomicU64,
+    /// Replayed first handshake messages dropped since start.
+    pub replays_refused: AtomicU64,
     /// Bytes forwarded since start (both directions).
     pub bytes: AtomicU64,
 }
@@ -115,6 +127,10 @@ pub struct Relay {
     cfg: RelayConfig,
     ex: Arc<Executor<'static>>,
     sessions: Mutex<HashMap<PublicKey, Session>>,
+    gate: Mutex<Gate>,
+    /// Connections waiting for a handshake slot.
+    waiters: Mutex<Vec<Waker>>,
+    replays: Mutex<ReplayCache>,
     /// Counters.
     pub stats: RelayStats,
 }
@@ -131,11 +147,15 @@ impl std::fmt::Debug for Relay {
 impl Relay {
     /// A relay with identity `keys`, running its tasks on `ex`.
     pub fn new(keys: Keypair, cfg: RelayConfig, ex: Arc<Executor<'static>>) -> Arc<Relay> {
+        let gate = Gate::new(cfg.limits.clone());
         Arc::new(Relay {
             keys,
             cfg,
             ex,
             sessions: Mutex::new(HashMap::new()),
+            gate: Mutex::new(gate),
+            waiters: Mutex::new(Vec::new()),
+            replays: Mutex::new(ReplayCache::new(REPLAY_CACHE)),
             stats: RelayStats::default(),
         })
     }
@@ -150,15 +170,46 @@ impl Relay {
         self.lock().len()
     }
 
+    /// Handshakes in progress now.
+    pub fn handshakes_in_progress(&self) -> usize {
+        self.gate().handshakes()
+    }
+
+    /// The most handshakes that were ever in progress at once.
+    pub fn peak_handshakes(&self) -> usize {
+        self.gate().peak_handshakes()
+    }
+
+    /// Session slots taken: sessions up plus handshakes in progress.
+    pub fn slots_taken(&self) -> usize {
+        self.gate().sessions()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PublicKey, Session>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A handshake slot was freed (or the line changed): the waiting connections look again.
+    fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut *lock_waiters(self));
+        for w in waiters {
+            w.wake();
+        }
     }
 
     /// Publishes the relay entry now and then every `publish_interval`, forever.
     pub async fn publish_loop(self: Arc<Self>, disc: DiscClient) {
         loop {
             let now = super::disc::unix_now();
-            let avail = self.cfg.max_sessions.saturating_sub(self.session_count()) as u32;
+            let avail = self
+                .cfg
+                .limits
+                .max_sessions
+                .saturating_sub(self.slots_taken()) as u32;
             let seq = unix_millis();
             match Entry::relay(&self.keys, seq, now, self.cfg.public_addr.clone(), avail) {
                 Ok(e) => match disc.put(&e).await {
@@ -171,7 +222,8 @@ impl Relay {
         }
     }
 
-    /// Accepts clients on `listener` forever.
+    /// Accepts clients on `listener` forever. A connection the admission gate refuses is
+    /// closed at once, before reading a byte of it.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -182,27 +234,71 @@ impl Relay {
                     continue;
                 }
             };
-            let relay = self.clone();
-            self.ex
-                .spawn(async move {
-                    if let Err(e) = relay.clone().handle_conn(tcp).await {
-                        log::debug!("relay: connection from {peer}: {e}");
-                    }
-                })
-                .detach();
+            let admitted = self.gate().try_begin(peer.ip(), Instant::now());
+            match admitted {
+                Ok(ticket) => {
+                    let slot = Slot {
+                        relay: self.clone(),
+                        ticket,
+                        handshaking: true,
+                    };
+                    let relay = self.clone();
+                    self.ex
+                        .spawn(async move {
+                            if let Err(e) = relay.handle_conn(tcp, slot).await {
+                                log::debug!("relay: connection from {peer}: {e}");
+                            }
+                        })
+                        .detach();
+                }
+                Err(why) => {
+                    self.stats
+                        .connections_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    log::debug!("relay: refused {peer}: {why}");
+                    drop(tcp);
+                }
+            }
+            // Let the handshakes just admitted run before the next accept, so that a burst of
+            // connections is served as it comes rather than refused wholesale.
+            future::yield_now().await;
         }
     }
 
-    async fn handle_conn(self: Arc<Self>, mut tcp: TcpStream) -> Result<(), String> {
-        let _ = tcp.set_nodelay(true);
-        if self.session_count() >= self.cfg.max_sessions {
-            self.stats.refused_total.fetch_add(1, Ordering::Relaxed);
-            return Err(format!("full ({} sessions)", self.cfg.max_sessions));
+    async fn handle_conn(
+        self: Arc<Self>,
+        mut tcp: TcpStream,
+        mut slot: Slot,
+    ) -> Result<(), String> {
+        if !slot.wait_turn().await {
+            self.stats
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(format!(
+                "no handshake slot within {} ms",
+                self.cfg.limits.max_wait.as_millis()
+            ));
         }
+        let _ = tcp.set_nodelay(true);
+        let admit = |msg1: &[u8]| {
+            let fresh = self
+                .replays
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .fresh(msg1);
+            if !fresh {
+                self.stats.replays_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            fresh
+        };
         let (transport, client) =
-            handshake_transport(&mut tcp, xk_responder(&self.keys), HANDSHAKE_TIMEOUT)
+            handshake_transport_admit(&mut tcp, xk_responder(&self.keys), HANDSHAKE_TIMEOUT, admit)
                 .await
-                .map_err(|e| format!("handshake: {e}"))?;
+                .map_err(|e| match e {
+                    ChannelError::Refused => "handshake: replayed message 1 dropped".to_string(),
+                    e => format!("handshake: {e}"),
+                })?;
+        slot.handshake_done();
         let session = Session::new(
             &self.ex,
             SealedReader::new(tcp.clone(), transport.recv, session_max_data()),
@@ -309,6 +405,65 @@ impl Relay {
         // drops both halves of both streams, which resets them, so neither end hangs.
         let _ = future::try_zip(up, down).await;
     }
+}
+
+/// The admission slots one connection holds; given back when it is dropped (handshake failed
+/// or session ended).
+struct Slot {
+    relay: Arc<Relay>,
+    ticket: Ticket,
+    handshaking: bool,
+}
+
+impl Slot {
+    fn handshake_done(&mut self) {
+        self.relay.gate().handshake_succeeded(&mut self.ticket);
+        self.handshaking = false;
+        self.relay.wake_waiters();
+    }
+
+    /// Waits (at most `max_wait`) until this connection holds a handshake slot; false if it
+    /// did not get one in time.
+    async fn wait_turn(&mut self) -> bool {
+        let relay = self.relay.clone();
+        let ticket = &mut self.ticket;
+        let turn = poll_fn(|cx| {
+            if relay.gate().try_run(ticket) {
+                return Poll::Ready(true);
+            }
+            lock_waiters(&relay).push(cx.waker().clone());
+            // A slot freed between the check and the push woke nobody: look again.
+            if relay.gate().try_run(ticket) {
+                Poll::Ready(true)
+            } else {
+                Poll::Pending
+            }
+        });
+        let wait = relay.cfg.limits.max_wait;
+        future::or(turn, async {
+            Timer::after(wait).await;
+            false
+        })
+        .await
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let mut gate = self.relay.gate();
+        if self.handshaking {
+            gate.handshake_failed(&mut self.ticket, now);
+            drop(gate);
+            self.relay.wake_waiters();
+        } else {
+            gate.session_ended(&self.ticket, now);
+        }
+    }
+}
+
+fn lock_waiters(relay: &Relay) -> std::sync::MutexGuard<'_, Vec<Waker>> {
+    relay.waiters.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Copies `r` to `w` until EOF, then half-closes `w`; `Err` if either side failed.
