@@ -11,12 +11,21 @@
 //! Closing: `Stream::poll_close` half-closes (FIN); dropping a stream that was not read to the
 //! end resets it (RST), like a TCP socket closed with unread data. `Session::close` sends a
 //! go-away, flushes and shuts the connection down; streams then fail.
+//!
+//! Once the session has failed (for any reason: a protocol error, a peer that does not read
+//! its replies, `close`), the reader stops at once, and the writer has [`LINGER`] to deliver
+//! what is still queued (the go-away) and close its half; a peer that does not take it by then
+//! is dropped with everything queued for it, so a peer that stopped reading cannot keep a
+//! connection and its buffers alive.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+/// How long the writer of a failed session may still take to deliver what is queued.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 use async_executor::Executor;
 use futures_lite::future::poll_fn;
@@ -177,11 +186,37 @@ impl Session {
     pub fn stream_count(&self) -> usize {
         self.shared.lock().stream_count()
     }
+
+    /// Memory the session holds on the peer's account ([`Core::held_bytes`]).
+    pub fn held_bytes(&self) -> usize {
+        self.shared.lock().held_bytes()
+    }
+}
+
+/// Resolves once the session has failed (or ended).
+async fn ended(shared: &Shared) {
+    poll_fn(|cx| {
+        if shared.lock().poll_ended(cx.waker()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
     loop {
-        let res = reader.read_frame().await;
+        // A failed session stops reading at once (dropping the reader and its buffer), even
+        // if the peer sends nothing more.
+        let res = futures_lite::future::or(async { Some(reader.read_frame().await) }, async {
+            ended(&shared).await;
+            None
+        })
+        .await;
+        let Some(res) = res else {
+            return;
+        };
         let mut core = shared.lock();
         if core.failure().is_some() {
             return;
@@ -207,6 +242,7 @@ async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
 }
 
 async fn write_task<W: FrameWrite>(mut writer: W, shared: Arc<Shared>) {
+    let mut deadline = None;
     loop {
         let next = poll_fn(|cx| {
             let mut core = shared.lock();
@@ -223,25 +259,55 @@ async fn write_task<W: FrameWrite>(mut writer: W, shared: Arc<Shared>) {
         .await;
         match next {
             Some((f, more)) => {
-                let mut r = writer.write_frame(&f).await;
-                if r.is_ok() && !more {
-                    r = writer.flush().await;
-                    if r.is_ok() {
-                        shared.lock().mark_flushed();
+                let sent = lingering(&shared, &mut deadline, async {
+                    let mut r = writer.write_frame(&f).await;
+                    if r.is_ok() && !more {
+                        r = writer.flush().await;
+                        if r.is_ok() {
+                            shared.lock().mark_flushed();
+                        }
                     }
-                }
-                if let Err(e) = r {
-                    shared.lock().fail(MuxError::Closed(e.to_string()));
-                    let _ = writer.close().await;
-                    return;
+                    r
+                })
+                .await;
+                match sent {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        shared.lock().fail(MuxError::Closed(e.to_string()));
+                        let _ = lingering(&shared, &mut deadline, writer.close()).await;
+                        return;
+                    }
+                    None => {
+                        shared.lock().abandon_transmit();
+                        return;
+                    }
                 }
             }
             None => {
-                let _ = writer.close().await;
+                if lingering(&shared, &mut deadline, writer.close()).await.is_none() {
+                    shared.lock().abandon_transmit();
+                }
                 return;
             }
         }
     }
+}
+
+/// Runs `op`, unless the session has failed and `op` is still not done [`LINGER`] after the
+/// writer first saw the failure (`deadline`): then `None` (the peer does not take what we
+/// send; give up on it).
+async fn lingering<T>(
+    shared: &Shared,
+    deadline: &mut Option<Instant>,
+    op: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    futures_lite::future::or(async { Some(op.await) }, async move {
+        ended(shared).await;
+        let at = *deadline.get_or_insert_with(|| Instant::now() + LINGER);
+        async_io::Timer::at(at).await;
+        None
+    })
+    .await
 }
 
 impl Stream {
@@ -253,6 +319,12 @@ impl Stream {
     /// The control payload the peer opened this stream with (empty for our own streams).
     pub fn control(&self) -> Vec<u8> {
         self.shared.lock().control(self.id).to_vec()
+    }
+
+    /// The application has decided to serve this stream: lifts
+    /// [`Config::preauth_rx_limit`] from it.
+    pub fn authorise(&self) {
+        self.shared.lock().authorise(self.id);
     }
 
     /// Resets the stream (RST) instead of closing it gracefully.
