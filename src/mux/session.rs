@@ -217,26 +217,35 @@ async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
         let Some(res) = res else {
             return;
         };
-        let mut core = shared.lock();
-        if core.failure().is_some() {
-            return;
-        }
-        match res {
-            Ok(Some(f)) => {
-                if let Err(e) = core.handle_frame(f.header, f.control, f.data) {
+        let pressure = {
+            let mut core = shared.lock();
+            if core.failure().is_some() {
+                return;
+            }
+            match res {
+                Ok(Some(f)) => {
+                    if let Err(e) = core.handle_frame(f.header, f.control, f.data) {
+                        log::debug!("mux: {e}");
+                        return;
+                    }
+                    core.queued_replies() * 2 >= core.config().max_queued_replies
+                }
+                Ok(None) => {
+                    core.fail(MuxError::Closed("peer closed the connection".into()));
+                    return;
+                }
+                Err(e) => {
                     log::debug!("mux: {e}");
+                    core.fail(e);
                     return;
                 }
             }
-            Ok(None) => {
-                core.fail(MuxError::Closed("peer closed the connection".into()));
-                return;
-            }
-            Err(e) => {
-                log::debug!("mux: {e}");
-                core.fail(e);
-                return;
-            }
+        };
+        // Replies are piling up: let the writer take them before reading on (a burst of
+        // frames already buffered would otherwise be answered all at once), so only a peer
+        // that really does not read reaches the limit.
+        if pressure {
+            futures_lite::future::yield_now().await;
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod attack;
 pub mod visor;
 
 /// The known-answer vectors directory: `$SKYWIRE_VECTORS`, else `../shared/vectors` beside the
