@@ -331,18 +331,15 @@ fn tcp_mode_host_takes_one_stream_per_connection_and_parks_nothing() {
     };
     exec();
     let base = rss_kib(pid);
-    // A stranger, four connections: on each the one stream (its port header and more data
-    // than a header right away), then 64 more streams with a full window each. Before: all
-    // parked before the whitelist check, +64 MiB.
+    // A stranger, four connections: on each the one stream (its port header), then 64 more
+    // streams with a full window each. Before: all parked before the whitelist check, +64 MiB.
     let chunk = vec![0u8; 16 * 1024];
+    let header = [0, 22, 0, 0];
     let stranger = Keypair::generate().unwrap();
     for _ in 0..4 {
         let mut s = RawSession::tcp_app(&addr, host.public(), &stranger).unwrap();
         s.syn(1, &[]).unwrap();
-        let mut first = 22u16.to_be_bytes().to_vec();
-        first.extend_from_slice(&[0, 0]);
-        first.extend_from_slice(&chunk);
-        s.data(1, &first).unwrap();
+        s.data(1, &header).unwrap();
         let extra: Vec<u32> = (1..=64).map(|k| 2 * k + 1).collect();
         for &id in &extra {
             s.syn(id, &[]).unwrap();
@@ -366,6 +363,24 @@ fn tcp_mode_host_takes_one_stream_per_connection_and_parks_nothing() {
             }
         }
         assert_eq!(refused.len(), extra.len());
+    }
+    // More than a port header before the app has taken the connection: reset at once.
+    let mut s = RawSession::tcp_app(&addr, host.public(), &stranger).unwrap();
+    s.syn(1, &[]).unwrap();
+    s.data(1, &header).unwrap();
+    s.data(1, &chunk).unwrap();
+    s.flush().unwrap();
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(20), "stream 1 not refused");
+        match s.read_frame(Duration::from_secs(20)) {
+            Ok((h, _)) if h.stream_id == 1 && h.flags.contains(Flags::RST) => break,
+            Ok((h, d)) => assert!(
+                !(h.stream_id == 1 && d.first() == Some(&0)),
+                "the port was answered OK: {h}"
+            ),
+            Err(_) => break, // or the connection is dropped
+        }
     }
     std::thread::sleep(Duration::from_millis(500));
     let grew = rss_kib(pid).saturating_sub(base);

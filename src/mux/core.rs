@@ -319,6 +319,11 @@ pub struct Core {
     flush_wakers: Vec<Waker>,
     /// Tasks waiting for the session to end.
     end_wakers: Vec<Waker>,
+    /// The reader, waiting for memory to be freed ([`Core::poll_room`]).
+    room_waker: Option<Waker>,
+    /// A wait for room ran out and the application has read nothing since: frames that do
+    /// not fit are handled (refused, or room made) at once.
+    impatient: bool,
     /// Writers waiting for queue space.
     blocked_writers: Vec<u32>,
     /// Our pings not answered yet.
@@ -361,6 +366,8 @@ impl Core {
             flushed: true,
             flush_wakers: Vec::new(),
             end_wakers: Vec::new(),
+            room_waker: None,
+            impatient: false,
             blocked_writers: Vec::new(),
             pings: VecDeque::new(),
             pongs: VecDeque::new(),
@@ -455,6 +462,7 @@ impl Core {
     fn forget(&mut self, id: u32) -> Option<Stream> {
         let s = self.streams.remove(&id)?;
         self.rx_bytes -= s.held();
+        self.room_freed();
         let cap = self.streams.capacity();
         if self.streams.is_empty() {
             self.streams = HashMap::new();
@@ -462,6 +470,56 @@ impl Core {
             self.streams.shrink_to(self.streams.len() * 2);
         }
         Some(s)
+    }
+
+    /// Memory was given back: a reader waiting for room may try again.
+    fn room_freed(&mut self) {
+        if let Some(w) = self.room_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Whether handling this frame would have to make room in the memory budget — refuse the
+    /// stream it opens, or reset the largest holder to store its data — so the driver should
+    /// first wait a little for the application to read ([`Core::poll_room`]) before handing
+    /// it in. False after a wait ran out ([`Core::room_wait_expired`]) until the application
+    /// reads again: an application that reads nothing does not get waited for twice.
+    pub fn needs_room(&self, h: &Repr, control: &[u8], data: &[u8]) -> bool {
+        if self.failed.is_some()
+            || self.impatient
+            || !matches!(h.frame_type, Type::Data | Type::WindowUpdate)
+        {
+            return false;
+        }
+        let id = h.stream_id;
+        let Some(s) = self.streams.get(&id) else {
+            // Only a SYN that nothing but the budget would refuse.
+            return h.flags.contains(Flags::SYN)
+                && !self.go_away_sent
+                && self.backlog.len() < self.config.accept_backlog
+                && self.streams.len() < self.config.max_streams
+                && !self.room_for_stream(control.len(), true);
+        };
+        if h.frame_type != Type::Data || data.is_empty() || s.detached || s.reset {
+            return false;
+        }
+        let growth = s.rx.growth_for(data.len());
+        growth > 0 && self.held_bytes() + growth > self.config.max_session_bytes
+    }
+
+    /// The driver waited for room and the application freed too little in time.
+    pub fn room_wait_expired(&mut self) {
+        self.impatient = true;
+    }
+
+    /// Registers `waker` to be woken when memory is freed; true if the session has failed
+    /// (no point waiting).
+    pub fn poll_room(&mut self, waker: &Waker) -> bool {
+        if self.failed.is_some() {
+            return true;
+        }
+        self.room_waker = Some(waker.clone());
+        false
     }
 
     fn push(&mut self, f: OutFrame) {
@@ -607,6 +665,7 @@ impl Core {
         for w in self.end_wakers.drain(..) {
             w.wake();
         }
+        self.room_freed();
     }
 
     /// Handles one received frame. An error ends the session (see [`Core::fail`]): the
@@ -939,7 +998,14 @@ impl Core {
         }
         let before = s.rx.alloc();
         let n = s.rx.read(buf);
-        self.rx_bytes = self.rx_bytes + s.rx.alloc() - before;
+        let after = s.rx.alloc();
+        self.rx_bytes = self.rx_bytes + after - before;
+        self.impatient = false;
+        if after < before
+            && let Some(w) = self.room_waker.take()
+        {
+            w.wake();
+        }
         s.consumed += n as u32;
         if s.consumed >= half && !s.remote_fin {
             let delta = std::mem::take(&mut s.consumed);
@@ -1022,6 +1088,7 @@ impl Core {
     /// Resets stream `id` (RST) and forgets it.
     pub fn reset(&mut self, id: u32) {
         if let Some(mut s) = self.forget(id) {
+            self.impatient = false;
             if !s.reset && self.failed.is_none() {
                 self.push(OutFrame::control(Repr::window_update(id, Flags::RST, 0)));
             }
@@ -1048,6 +1115,10 @@ impl Core {
             let unread = s.rx.clear() as u32;
             s.control = Vec::new();
             self.rx_bytes -= before;
+            self.impatient = false;
+            if let Some(w) = self.room_waker.take() {
+                w.wake();
+            }
             if unread > 0 && !s.remote_fin {
                 self.push_credit(id, unread);
             }

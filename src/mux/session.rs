@@ -27,12 +27,17 @@ use std::time::{Duration, Instant};
 /// How long the writer of a failed session may still take to deliver what is queued.
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// How long the reader waits for the application to free memory when a frame does not fit
+/// the session's budget, before the core refuses the stream or resets the largest holder.
+pub const ROOM_WAIT: Duration = Duration::from_secs(1);
+
 use async_executor::Executor;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::codec::{FrameRead, FrameWrite};
 use super::core::{Config, Core, MuxError, ReadResult, Side, WriteResult};
+use crate::wire::mux::Repr;
 
 #[derive(Debug)]
 struct Shared {
@@ -217,29 +222,36 @@ async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
         let Some(res) = res else {
             return;
         };
+        let f = match res {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                shared
+                    .lock()
+                    .fail(MuxError::Closed("peer closed the connection".into()));
+                return;
+            }
+            Err(e) => {
+                log::debug!("mux: {e}");
+                shared.lock().fail(e);
+                return;
+            }
+        };
+        // Over the memory budget: first give the application a moment to read (the peer
+        // waits meanwhile; this is what TCP would do), and only then refuse or reset.
+        let over = shared.lock().needs_room(&f.header, f.control, f.data);
+        if over {
+            wait_for_room(&shared, &f.header, f.control, f.data).await;
+        }
         let pressure = {
             let mut core = shared.lock();
             if core.failure().is_some() {
                 return;
             }
-            match res {
-                Ok(Some(f)) => {
-                    if let Err(e) = core.handle_frame(f.header, f.control, f.data) {
-                        log::debug!("mux: {e}");
-                        return;
-                    }
-                    core.queued_replies() * 2 >= core.config().max_queued_replies
-                }
-                Ok(None) => {
-                    core.fail(MuxError::Closed("peer closed the connection".into()));
-                    return;
-                }
-                Err(e) => {
-                    log::debug!("mux: {e}");
-                    core.fail(e);
-                    return;
-                }
+            if let Err(e) = core.handle_frame(f.header, f.control, f.data) {
+                log::debug!("mux: {e}");
+                return;
             }
+            core.queued_replies() * 2 >= core.config().max_queued_replies
         };
         // Replies are piling up: let the writer take them before reading on (a burst of
         // frames already buffered would otherwise be answered all at once), so only a peer
@@ -247,6 +259,28 @@ async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
         if pressure {
             futures_lite::future::yield_now().await;
         }
+    }
+}
+
+/// Waits (at most [`ROOM_WAIT`]) until the frame fits the session's budget or the session
+/// fails; if the application freed too little in time, the core stops waiting for it until
+/// it reads again.
+async fn wait_for_room(shared: &Shared, h: &Repr, control: &[u8], data: &[u8]) {
+    let room = poll_fn(|cx| {
+        let mut core = shared.lock();
+        if !core.needs_room(h, control, data) || core.poll_room(cx.waker()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
+    let in_time = futures_lite::future::or(async { room.await; true }, async {
+        async_io::Timer::after(ROOM_WAIT).await;
+        false
+    })
+    .await;
+    if !in_time {
+        shared.lock().room_wait_expired();
     }
 }
 

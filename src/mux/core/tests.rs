@@ -573,3 +573,39 @@ fn held_bytes_return_to_the_start_when_streams_end() {
     // The table and queue are back to (almost) nothing.
     assert!(s.held_bytes() <= base + 2048, "{} vs {base}", s.held_bytes());
 }
+
+#[test]
+fn the_driver_is_told_when_to_wait_for_room_and_when_not_to() {
+    let cfg = Config {
+        max_session_bytes: 512 * 1024,
+        ..Config::default()
+    };
+    let mut s = Core::new(Side::Server, cfg);
+    let frame = vec![4u8; 16 * 1024];
+    let h = |id| Repr::data(id, Flags::NONE, 16 * 1024);
+    for id in [1, 3] {
+        s.handle_frame(syn(id), &[], &[]).unwrap();
+    }
+    // A third stream no longer has room for a window once one is full.
+    for _ in 0..16 {
+        assert!(!s.needs_room(&h(1), &[], &frame));
+        s.handle_frame(h(1), &[], &frame).unwrap();
+    }
+    assert!(s.needs_room(&syn(5), &[], &[]));
+    for _ in 0..15 {
+        s.handle_frame(h(3), &[], &frame).unwrap();
+    }
+    // The next frame of stream 3 does not fit: wait for the application first.
+    assert!(s.needs_room(&h(3), &[], &frame));
+    // The application read nothing in time: no second wait.
+    s.room_wait_expired();
+    assert!(!s.needs_room(&h(3), &[], &frame));
+    // It reads: waiting is worth it again.
+    let id = s.accept(&w()).unwrap().unwrap();
+    let mut buf = vec![0u8; 8192];
+    s.read(id, &mut buf, &w()).unwrap();
+    assert!(s.needs_room(&h(3), &[], &frame));
+    // Without waiting, the core makes room itself (the largest holder goes).
+    s.handle_frame(h(3), &[], &frame).unwrap();
+    assert!(s.held_bytes() <= 512 * 1024);
+}
