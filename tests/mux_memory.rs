@@ -199,7 +199,10 @@ fn relay_drops_a_ping_flooder_that_does_not_read() {
         dropped = d;
         peak = peak.max(rss_kib(relay.pid()));
     }
-    assert!(dropped, "relay kept a flooder that never reads ({sent} pings)");
+    assert!(
+        dropped,
+        "relay kept a flooder that never reads ({sent} pings)"
+    );
     let grew = peak.saturating_sub(base);
     assert!(grew < 16 * 1024, "relay RSS grew by {grew} KiB");
     // The relay still serves others.
@@ -258,9 +261,7 @@ fn relay_buffers_shrink_back_after_one_big_frame_per_client() {
     let relay = spawn_relay(&[]);
     let nobody = Keypair::generate().unwrap();
     let mut clients: Vec<_> = (0..100)
-        .map(|_| {
-            RawSession::relay(&relay.addr, &relay.pk, &Keypair::generate().unwrap()).unwrap()
-        })
+        .map(|_| RawSession::relay(&relay.addr, &relay.pk, &Keypair::generate().unwrap()).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
     let base = rss_kib(relay.pid());
@@ -277,7 +278,10 @@ fn relay_buffers_shrink_back_after_one_big_frame_per_client() {
     std::thread::sleep(Duration::from_millis(1500));
     let grew = rss_kib(relay.pid()).saturating_sub(base);
     // Before: +197 KiB per client for good, ~19 MiB here.
-    assert!(grew < 5 * 1024, "100 idle clients cost {grew} KiB more after one big frame each");
+    assert!(
+        grew < 5 * 1024,
+        "100 idle clients cost {grew} KiB more after one big frame each"
+    );
     eprintln!("relay: 100 clients after one 64 KiB frame each: RSS +{grew} KiB");
     drop(clients);
 }
@@ -372,7 +376,10 @@ fn tcp_mode_host_takes_one_stream_per_connection_and_parks_nothing() {
     s.flush().unwrap();
     let t0 = Instant::now();
     loop {
-        assert!(t0.elapsed() < Duration::from_secs(20), "stream 1 not refused");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "stream 1 not refused"
+        );
         match s.read_frame(Duration::from_secs(20)) {
             Ok((h, _)) if h.stream_id == 1 && h.flags.contains(Flags::RST) => break,
             Ok((h, d)) => assert!(

@@ -33,13 +33,16 @@
 //! - **Receive buffering** counts real bytes ([`Core::held_bytes`]): the allocations of every
 //!   stream's receive buffer ([`recv`]: small frames are packed into 4 KiB chunks, so 1-byte
 //!   frames cost about what they carry), control payloads of SYNs, and the stream table,
-//!   accept backlog and transmit queue slots. It never exceeds
-//!   [`Config::max_session_bytes`]. Flow control bounds each stream by its window; the budget
-//!   bounds their sum. A new stream (either way) is admitted only while a full window still
-//!   fits ([`MuxError::OverBudget`] for our own, RST for the peer's); if data that arrives
-//!   within its window would still overflow the budget (the windows are promised
-//!   independently, yamux v0 has no way to take them back), the stream holding the most is
-//!   reset (RST) and its buffer freed — the arriving stream itself if it is the largest.
+//!   accept backlog and transmit queue slots. Nothing the peer sends takes it over
+//!   [`Config::max_session_bytes`] (only the queue slots of our own frames can add a little).
+//!   Flow control bounds each stream by its window; the budget bounds their sum. A new stream
+//!   (either way) is admitted only while a full window still fits ([`MuxError::OverBudget`]
+//!   for our own, RST for the peer's); if data that arrives within its window would still
+//!   overflow the budget (the windows are promised independently, yamux v0 has no way to take
+//!   them back), the stream holding the most is reset (RST) and its buffer freed — the
+//!   arriving stream itself if it is the largest. The driver first gives the application a
+//!   moment to read ([`Core::needs_room`]), so an honest burst (a thousand streams opened at
+//!   once) is slowed, not reset.
 //! - A session may demand that inbound streams hold at most
 //!   [`Config::preauth_rx_limit`] bytes before the application authorises them
 //!   ([`Core::authorise`]); more resets the stream.
@@ -454,7 +457,8 @@ impl Core {
         } else {
             0
         };
-        let need = table_growth + backlog_growth + alloc_cost(control) + self.config.window as usize;
+        let need =
+            table_growth + backlog_growth + alloc_cost(control) + self.config.window as usize;
         self.held_bytes() + need <= self.config.max_session_bytes
     }
 

@@ -8,6 +8,11 @@
 //! of the writer task is bounded (`Config::max_queued_bytes`), so writers share the connection
 //! in arrival order.
 //!
+//! The reader does wait when a frame does not fit the session's memory budget
+//! ([`Config::max_session_bytes`]): for at most [`ROOM_WAIT`], until the application has read
+//! enough; then the core refuses or resets (see `core`). A burst of honest streams is slowed
+//! down this way rather than reset; an application that reads nothing is waited for once.
+//!
 //! Closing: `Stream::poll_close` half-closes (FIN); dropping a stream that was not read to the
 //! end resets it (RST), like a TCP socket closed with unread data. `Session::close` sends a
 //! go-away, flushes and shuts the connection down; streams then fail.
@@ -236,22 +241,25 @@ async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
                 return;
             }
         };
-        // Over the memory budget: first give the application a moment to read (the peer
-        // waits meanwhile; this is what TCP would do), and only then refuse or reset.
-        let over = shared.lock().needs_room(&f.header, f.control, f.data);
-        if over {
+        let mut waited = false;
+        let pressure = loop {
+            {
+                let mut core = shared.lock();
+                if core.failure().is_some() {
+                    return;
+                }
+                // Over the memory budget: first give the application a moment to read (the
+                // peer waits meanwhile, as with TCP), and only then refuse or reset.
+                if waited || !core.needs_room(&f.header, f.control, f.data) {
+                    if let Err(e) = core.handle_frame(f.header, f.control, f.data) {
+                        log::debug!("mux: {e}");
+                        return;
+                    }
+                    break core.queued_replies() * 2 >= core.config().max_queued_replies;
+                }
+            }
             wait_for_room(&shared, &f.header, f.control, f.data).await;
-        }
-        let pressure = {
-            let mut core = shared.lock();
-            if core.failure().is_some() {
-                return;
-            }
-            if let Err(e) = core.handle_frame(f.header, f.control, f.data) {
-                log::debug!("mux: {e}");
-                return;
-            }
-            core.queued_replies() * 2 >= core.config().max_queued_replies
+            waited = true;
         };
         // Replies are piling up: let the writer take them before reading on (a burst of
         // frames already buffered would otherwise be answered all at once), so only a peer
@@ -274,10 +282,16 @@ async fn wait_for_room(shared: &Shared, h: &Repr, control: &[u8], data: &[u8]) {
             Poll::Pending
         }
     });
-    let in_time = futures_lite::future::or(async { room.await; true }, async {
-        async_io::Timer::after(ROOM_WAIT).await;
-        false
-    })
+    let in_time = futures_lite::future::or(
+        async {
+            room.await;
+            true
+        },
+        async {
+            async_io::Timer::after(ROOM_WAIT).await;
+            false
+        },
+    )
     .await;
     if !in_time {
         shared.lock().room_wait_expired();
@@ -327,7 +341,10 @@ async fn write_task<W: FrameWrite>(mut writer: W, shared: Arc<Shared>) {
                 }
             }
             None => {
-                if lingering(&shared, &mut deadline, writer.close()).await.is_none() {
+                if lingering(&shared, &mut deadline, writer.close())
+                    .await
+                    .is_none()
+                {
                     shared.lock().abandon_transmit();
                 }
                 return;

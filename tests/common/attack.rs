@@ -217,7 +217,14 @@ impl Relay {
 pub fn spawn_relay(extra: &[&str]) -> Relay {
     use std::io::BufRead;
     let mut child = Command::new(super::skywire_bin())
-        .args(["dmsg", "server", "--addr", "127.0.0.1:0", "--log-level", "warn"])
+        .args([
+            "dmsg",
+            "server",
+            "--addr",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -33,7 +33,9 @@ impl AsyncRead for Script {
 }
 
 fn plain_frame(id: u32, data: &[u8]) -> Vec<u8> {
-    let mut v = Repr::data(id, Flags::NONE, data.len() as u32).to_bytes().to_vec();
+    let mut v = Repr::data(id, Flags::NONE, data.len() as u32)
+        .to_bytes()
+        .to_vec();
     v.extend_from_slice(data);
     v
 }
@@ -73,7 +75,10 @@ fn wait_shrunk<R: FrameRead>(r: &mut R, cap: impl Fn(&R) -> usize, small: usize)
 fn plain_reader_buffer_shrinks_after_a_big_frame_once_idle() {
     let big = vec![7u8; 64 * 1024];
     let mut r = PlainReader::new(
-        Script(VecDeque::from([plain_frame(1, &big), plain_frame(1, b"small")])),
+        Script(VecDeque::from([
+            plain_frame(1, &big),
+            plain_frame(1, b"small"),
+        ])),
         256 * 1024,
     );
     assert_eq!(read_until_idle(&mut r, 5), 2);

@@ -147,7 +147,11 @@ mod tests {
             let g = b.growth_for(1);
             let before = b.alloc();
             b.push(&[i as u8]);
-            assert!(b.alloc() - before <= g, "growth {} > {g}", b.alloc() - before);
+            assert!(
+                b.alloc() - before <= g,
+                "growth {} > {g}",
+                b.alloc() - before
+            );
         }
         assert_eq!(b.len(), 100_000);
         // 25 chunks of 4 KiB and a table of 32 slots.
@@ -165,7 +169,10 @@ mod tests {
     fn mixed_sizes_keep_order_and_free_read_chunks() {
         let mut b = RecvBuf::default();
         let mut want = Vec::new();
-        for (i, n) in [3usize, 5000, 1, 4095, 70_000, 2, 9000].into_iter().enumerate() {
+        for (i, n) in [3usize, 5000, 1, 4095, 70_000, 2, 9000]
+            .into_iter()
+            .enumerate()
+        {
             let p: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8).collect();
             b.push(&p);
             want.extend_from_slice(&p);

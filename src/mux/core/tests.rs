@@ -394,7 +394,11 @@ fn flood_streams(n: u32, drain_every: Option<u32>) -> (Core, usize, usize) {
                 break 'outer;
             }
             peak = peak.max(s.held_bytes());
-            assert!(s.held_bytes() <= budget, "held {} > {budget}", s.held_bytes());
+            assert!(
+                s.held_bytes() <= budget,
+                "held {} > {budget}",
+                s.held_bytes()
+            );
         }
         if drain_every.is_some_and(|d| k % d == d - 1) {
             rsts += drain(&mut s)
@@ -417,7 +421,11 @@ fn uncredited_streams_stay_within_the_session_budget() {
         .count();
     assert!(s.failure().is_none(), "{:?}", s.failure());
     assert!(peak <= budget);
-    let buffered: usize = s.stream_ids().iter().map(|&id| s.buffered(id).unwrap()).sum();
+    let buffered: usize = s
+        .stream_ids()
+        .iter()
+        .map(|&id| s.buffered(id).unwrap())
+        .sum();
     assert!(buffered <= budget);
     // Streams beyond the budget were refused or reset, each with an RST.
     let live = s.stream_count();
@@ -447,7 +455,10 @@ fn a_stream_beyond_the_budget_is_refused_with_rst() {
         s.handle_frame(syn(id), &[], &[]).unwrap();
         if s.buffered(id).is_none() {
             let out = drain(&mut s);
-            assert_eq!(out.last().unwrap().header, Repr::window_update(id, Flags::RST, 0));
+            assert_eq!(
+                out.last().unwrap().header,
+                Repr::window_update(id, Flags::RST, 0)
+            );
             break;
         }
         admitted += 1;
@@ -521,7 +532,10 @@ fn unauthorised_streams_take_only_a_few_bytes() {
     s.handle_frame(Repr::data(1, Flags::NONE, 1), &[], &[0])
         .unwrap();
     assert_eq!(s.buffered(1), None, "reset");
-    assert_eq!(drain(&mut s)[0].header, Repr::window_update(1, Flags::RST, 0));
+    assert_eq!(
+        drain(&mut s)[0].header,
+        Repr::window_update(1, Flags::RST, 0)
+    );
     // Once authorised, the window is the limit.
     s.handle_frame(syn(3), &[], &[]).unwrap();
     s.authorise(3);
@@ -556,13 +570,22 @@ fn held_bytes_return_to_the_start_when_streams_end() {
     let mut ids = Vec::new();
     for _ in 0..200 {
         let id = c.open(b"x").unwrap();
-        assert_eq!(c.write(id, &[3; 5000], &w()), Ok(WriteResult::Written(5000)));
+        assert_eq!(
+            c.write(id, &[3; 5000], &w()),
+            Ok(WriteResult::Written(5000))
+        );
         c.close(id);
         ids.push(id);
         settle(&mut c, &mut s);
     }
     settle(&mut c, &mut s);
-    assert!(s.held_bytes() > base + 200 * 5000, "{} {} {}", s.held_bytes(), s.stream_count(), s.backlog_len());
+    assert!(
+        s.held_bytes() > base + 200 * 5000,
+        "{} {} {}",
+        s.held_bytes(),
+        s.stream_count(),
+        s.backlog_len()
+    );
     while let Some(id) = s.accept(&w()).unwrap() {
         assert_eq!(read_all(&mut s, id).len(), 5000);
         s.close(id);
@@ -571,7 +594,11 @@ fn held_bytes_return_to_the_start_when_streams_end() {
     settle(&mut c, &mut s);
     assert_eq!(s.stream_count(), 0);
     // The table and queue are back to (almost) nothing.
-    assert!(s.held_bytes() <= base + 2048, "{} vs {base}", s.held_bytes());
+    assert!(
+        s.held_bytes() <= base + 2048,
+        "{} vs {base}",
+        s.held_bytes()
+    );
 }
 
 #[test]
