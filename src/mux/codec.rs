@@ -17,13 +17,15 @@
 //! carried a big frame does not keep paying for it: a reader's buffer shrinks back to
 //! [`RX_INITIAL`] once it has been empty at a frame boundary, with nothing more to read, and
 //! not needed bigger for [`RX_IDLE`]; a writer's batch buffer shrinks back to [`WRITE_KEEP`]
-//! after a flush of no more than that (the next keep-alive, on an idle session). Bulk
-//! transfers keep their buffers (and never pay for regrowing them): the reader checks at most
-//! once per [`RX_IDLE`], and only a light flush shrinks a writer.
+//! at a light flush (no more than that) when it has had no heavy one for [`RX_IDLE`] (on an
+//! idle session: the next keep-alive). Bulk transfers keep their buffers and never pay for
+//! regrowing them — a light flush between heavy ones (a lone window update, the odd byte
+//! left over from a channel frame) does not shrink anything.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::time::Instant;
 
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -66,10 +68,13 @@ const WRITE_BATCH: usize = 64 * 1024;
 pub const WRITE_KEEP: usize = 4 * 1024;
 
 /// After a flush of `flushed` bytes: gives a batch buffer grown by a burst back to the
-/// allocator once traffic is light again (see the module docs).
-fn settle_batch(buf: &mut Vec<u8>, flushed: usize) {
+/// allocator once traffic has been light for [`RX_IDLE`] (see the module docs). `heavy_at`
+/// is when the last flush of more than [`WRITE_KEEP`] was.
+fn settle_batch(buf: &mut Vec<u8>, flushed: usize, heavy_at: &mut Option<Instant>) {
     debug_assert!(buf.is_empty());
-    if buf.capacity() > WRITE_KEEP && flushed <= WRITE_KEEP {
+    if flushed > WRITE_KEEP {
+        *heavy_at = Some(Instant::now());
+    } else if buf.capacity() > WRITE_KEEP && heavy_at.is_none_or(|t| t.elapsed() >= RX_IDLE) {
         buf.shrink_to(WRITE_KEEP);
     }
 }
@@ -284,6 +289,8 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for PlainReader<R> {
 pub struct PlainWriter<W> {
     inner: W,
     buf: Vec<u8>,
+    /// When the last heavy flush was.
+    heavy_at: Option<Instant>,
 }
 
 impl<W> PlainWriter<W> {
@@ -292,6 +299,7 @@ impl<W> PlainWriter<W> {
         PlainWriter {
             inner,
             buf: Vec::new(),
+            heavy_at: None,
         }
     }
 
@@ -317,7 +325,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for PlainWriter<W> {
             self.inner.write_all(&self.buf).await?;
             self.buf.clear();
         }
-        settle_batch(&mut self.buf, n);
+        settle_batch(&mut self.buf, n, &mut self.heavy_at);
         self.inner.flush().await
     }
 
@@ -336,8 +344,8 @@ pub struct ChannelFrameReader<R> {
     inner: ChannelReader<R>,
     buf: Vec<u8>,
     pos: usize,
-    /// The last channel frame was at most [`RX_INITIAL`] bytes.
-    last_small: bool,
+    /// When the last channel frame of more than [`RX_INITIAL`] bytes came.
+    big_at: Option<Instant>,
 }
 
 impl<R> ChannelFrameReader<R> {
@@ -347,7 +355,7 @@ impl<R> ChannelFrameReader<R> {
             inner,
             buf: Vec::new(),
             pos: 0,
-            last_small: false,
+            big_at: None,
         }
     }
 }
@@ -358,12 +366,14 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChannelFrameReader<R> 
             match self.inner.recv().await {
                 Ok(frame) => {
                     self.buf.clear();
-                    // Two small frames in a row after a big one: give the room back.
-                    let small = frame.len() <= RX_INITIAL;
-                    if small && self.last_small && self.buf.capacity() > RX_INITIAL {
+                    // Only small frames for a while after a big one: give the room back.
+                    if frame.len() > RX_INITIAL {
+                        self.big_at = Some(Instant::now());
+                    } else if self.buf.capacity() > RX_INITIAL
+                        && self.big_at.is_none_or(|t| t.elapsed() >= RX_IDLE)
+                    {
                         self.buf.shrink_to(RX_INITIAL);
                     }
-                    self.last_small = small;
                     self.buf.extend_from_slice(frame);
                     self.pos = 0;
                 }
@@ -399,6 +409,8 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChannelFrameReader<R> 
 pub struct ChannelFrameWriter<W> {
     inner: ChannelWriter<W>,
     buf: Vec<u8>,
+    /// When the last heavy flush was.
+    heavy_at: Option<Instant>,
 }
 
 impl<W> ChannelFrameWriter<W> {
@@ -407,6 +419,7 @@ impl<W> ChannelFrameWriter<W> {
         ChannelFrameWriter {
             inner,
             buf: Vec::new(),
+            heavy_at: None,
         }
     }
 }
@@ -437,7 +450,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for ChannelFrameWriter<W
             self.inner.send(&self.buf).await.map_err(channel_io)?;
             self.buf.clear();
         }
-        settle_batch(&mut self.buf, n);
+        settle_batch(&mut self.buf, n, &mut self.heavy_at);
         Ok(())
     }
 
@@ -518,6 +531,8 @@ pub struct SealedWriter<W> {
     inner: W,
     cipher: CipherState,
     buf: Vec<u8>,
+    /// When the last heavy flush was.
+    heavy_at: Option<Instant>,
 }
 
 impl<W> SealedWriter<W> {
@@ -528,6 +543,7 @@ impl<W> SealedWriter<W> {
             inner,
             cipher,
             buf: Vec::new(),
+            heavy_at: None,
         }
     }
 
@@ -566,7 +582,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for SealedWriter<W> {
             self.inner.write_all(&self.buf).await?;
             self.buf.clear();
         }
-        settle_batch(&mut self.buf, n);
+        settle_batch(&mut self.buf, n, &mut self.heavy_at);
         self.inner.flush().await
     }
 

@@ -258,7 +258,8 @@ async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
                     break core.queued_replies() * 2 >= core.config().max_queued_replies;
                 }
             }
-            wait_for_room(&shared, &f.header, f.control, f.data).await;
+            // Boxed: rare, and it would otherwise grow every session's reader task.
+            Box::pin(wait_for_room(&shared, &f.header, f.control, f.data)).await;
             waited = true;
         };
         // Replies are piling up: let the writer take them before reading on (a burst of
