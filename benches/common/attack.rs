@@ -168,19 +168,11 @@ async fn xk(relay: &(PublicKey, String)) -> Res<(TcpStream, TransportState, Keyp
 fn channel_request(id: u32, dst: &PublicKey) -> OutFrame {
     let mut control = vec![CONTROL_V1];
     control.extend_from_slice(dst.as_bytes());
-    OutFrame {
-        header: Repr::window_update(id, Flags::SYN, 0),
-        control,
-        data: Vec::new(),
-    }
+    OutFrame::new(Repr::window_update(id, Flags::SYN, 0), control, Vec::new())
 }
 
 fn data_frame(id: u32, flags: Flags, data: Vec<u8>) -> OutFrame {
-    OutFrame {
-        header: Repr::data(id, flags, data.len() as u32),
-        control: Vec::new(),
-        data,
-    }
+    OutFrame::new(Repr::data(id, flags, data.len() as u32), Vec::new(), data)
 }
 
 /// An end-to-end channel to `victim` through `relay`, from a fresh throwaway key: our relay
@@ -262,11 +254,7 @@ async fn ping_relay(ready: &Ready, p: &Params) -> Res<()> {
     let (tcp, t, _keys) = xk(&p.relay).await?;
     let mut w = SealedWriter::new(tcp, t.send);
     ready.up();
-    let mut f = OutFrame {
-        header: Repr::ping(Flags::SYN, 0),
-        control: Vec::new(),
-        data: Vec::new(),
-    };
+    let mut f = OutFrame::new(Repr::ping(Flags::SYN, 0), Vec::new(), Vec::new());
     for n in 0u32.. {
         f.header.length = n;
         w.write_frame(&f).await.map_err(e2s)?;
@@ -280,11 +268,7 @@ async fn ping_visor(ready: &Ready, ex: &Arc<Executor<'static>>, p: &Params) -> R
     let victim = p.victim.ok_or("no visor to attack")?;
     let (_session, _r, mut w) = channel_to(ex, &p.relay, &victim).await?;
     ready.up();
-    let mut f = OutFrame {
-        header: Repr::ping(Flags::SYN, 0),
-        control: Vec::new(),
-        data: Vec::new(),
-    };
+    let mut f = OutFrame::new(Repr::ping(Flags::SYN, 0), Vec::new(), Vec::new());
     for n in 0u32.. {
         f.header.length = n;
         w.write_frame(&f).await.map_err(e2s)?;

@@ -1,6 +1,6 @@
 //! The mux core fed arbitrary frames interleaved with application calls. Invariants: no
 //! panic; an error fails the session for good; no stream buffers more than the window; the
-//! backlog and stream table stay within their limits; every frame the core emits is
+//! backlog, stream table and queued replies stay within their limits; every frame the core emits is
 //! well-formed (data length equals the payload, at most the frame limit) and, per stream, the
 //! data it sends never exceeds the credit the peer granted (initial window + updates).
 #![no_main]
@@ -22,6 +22,11 @@ fuzz_target!(|data: &[u8]| {
         accept_backlog: 4,
         max_queued_bytes: 8192,
         max_streams: 16,
+        // Small enough that the budget, the reply bound and the pre-authorisation limit
+        // all come into play.
+        max_session_bytes: 48 * 1024,
+        max_queued_replies: 8,
+        preauth_rx_limit: (first & 2 != 0).then_some(3000),
     };
     let side = if first & 1 == 0 {
         Side::Client
@@ -97,6 +102,7 @@ fuzz_target!(|data: &[u8]| {
         for id in core.stream_ids() {
             assert!(core.buffered(id).unwrap() <= cfg.window as usize);
         }
+        assert!(core.queued_replies() <= cfg.max_queued_replies);
         // Everything emitted is well-formed and within credit.
         while let Some(f) = core.poll_transmit() {
             if f.header.frame_type == Type::Data {

@@ -175,7 +175,11 @@ impl Net for DmsgNet {
 
 /// Noise XK over direct TCP: `listen` binds the one TCP address this app was given; `dial`
 /// looks the PK up in the address book (`tcp://<pk>@host:port`). Each TCP connection carries
-/// one stream (inside a mux session, with the same port header and status byte as dmsg).
+/// exactly one stream (inside a mux session, with the same port header and status byte as
+/// dmsg); the peer's attempts to open more are refused (RST). The listening side answers the
+/// port header when the app accepts the connection, and until then the peer may send at most
+/// [`TCP_PREAUTH_BYTES`] (the header): a stranger cannot park data before the app's
+/// whitelist decision.
 pub struct TcpNet {
     keys: Keypair,
     listen_addr: Option<String>,
@@ -336,6 +340,20 @@ impl futures_lite::io::AsyncWrite for SessionStream {
     }
 }
 
+/// Bytes the peer of a listening TCP-mode connection may send before the app accepts it: the
+/// 4-byte port header, with room to spare. More resets the stream (and so the connection).
+pub const TCP_PREAUTH_BYTES: u32 = 1024;
+
+/// The mux settings of a TCP-mode connection: one stream, opened by the dialling side.
+fn tcp_mux_config(side: Side) -> Config {
+    Config {
+        max_streams: 1,
+        accept_backlog: 1,
+        preauth_rx_limit: (side == Side::Server).then_some(TCP_PREAUTH_BYTES),
+        ..Config::default()
+    }
+}
+
 fn mux_over(ex: &Arc<Executor<'static>>, ch: Channel<TcpStream>, side: Side) -> Session {
     let (r, w) = ch.split();
     Session::new(
@@ -343,14 +361,30 @@ fn mux_over(ex: &Arc<Executor<'static>>, ch: Channel<TcpStream>, side: Side) -> 
         ChannelFrameReader::new(r),
         ChannelFrameWriter::new(w),
         side,
-        Config::default(),
+        tcp_mux_config(side),
     )
+}
+
+/// A connection whose port header was checked, waiting for the app's `accept` (which
+/// answers it and lets the peer's data in).
+struct Parked {
+    stream: SessionStream,
+    peer: PublicKey,
+    src: u16,
+}
+
+impl Parked {
+    /// The peer is still there and its stream was not reset.
+    fn alive(&self) -> bool {
+        let s = &self.stream.session;
+        s.failure().is_none() && s.stream_count() > 0
+    }
 }
 
 /// Connections waiting for `accept`, filled by a task.
 #[derive(Default)]
 struct Queue {
-    items: std::collections::VecDeque<Conn>,
+    items: std::collections::VecDeque<Parked>,
     waker: Option<std::task::Waker>,
 }
 
@@ -365,15 +399,15 @@ struct TcpListen {
     _task: async_executor::Task<()>,
 }
 
-/// One connection: handshake, then the stream with its port header. `None` when the peer
-/// gave up or misbehaved (logged).
+/// One connection: handshake, then the stream with its port header (answered by `accept`).
+/// `None` when the peer gave up or misbehaved (logged).
 async fn tcp_incoming(
     tcp: TcpStream,
     keys: Arc<Keypair>,
     port: u16,
     ex: Arc<Executor<'static>>,
     timeout: Duration,
-) -> Option<Conn> {
+) -> Option<Parked> {
     let _ = tcp.set_nodelay(true);
     let ch = match Channel::handshake(tcp, xk_responder(&keys), HANDSHAKE_TIMEOUT).await {
         Ok(ch) => ch,
@@ -397,7 +431,6 @@ async fn tcp_incoming(
             log::info!("tcp: {peer} asked for port {dst}; this listener serves {port}");
             return None;
         }
-        st.write_all(&[PORT_OK]).await.ok()?;
         Some((st, src))
     };
     let got = future::or(work, async {
@@ -409,18 +442,15 @@ async fn tcp_incoming(
         end_when_idle(&ex, session);
         return None;
     };
-    Some(Conn::new(
-        Box::new(SessionStream {
+    Some(Parked {
+        stream: SessionStream {
             stream: st,
             session,
             ex,
-        }),
+        },
         peer,
         src,
-        port,
-        "tcp",
-        Direction::In,
-    ))
+    })
 }
 
 async fn tcp_accept_loop(
@@ -452,6 +482,7 @@ async fn tcp_accept_loop(
         ex.spawn(async move {
             if let Some(c) = tcp_incoming(tcp, keys, port, ex2, timeout).await {
                 let mut g = q.lock().unwrap_or_else(|p| p.into_inner());
+                g.items.retain(Parked::alive);
                 if g.items.len() < TCP_BACKLOG {
                     g.items.push_back(c);
                 } else {
@@ -470,14 +501,35 @@ impl Listen for TcpListen {
         self.port
     }
     fn accept(&self) -> BoxFut<'_, Result<Conn, NetError>> {
-        Box::pin(future::poll_fn(move |cx| {
-            let mut g = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = g.items.pop_front() {
-                return std::task::Poll::Ready(Ok(c));
+        Box::pin(async move {
+            loop {
+                let mut p = future::poll_fn(|cx| {
+                    let mut g = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(c) = g.items.pop_front() {
+                        return std::task::Poll::Ready(c);
+                    }
+                    g.waker = Some(cx.waker().clone());
+                    std::task::Poll::Pending
+                })
+                .await;
+                if !p.alive() {
+                    continue;
+                }
+                // Only now may the peer send more than its port header: the app decides.
+                p.stream.stream.authorise();
+                if p.stream.write_all(&[PORT_OK]).await.is_err() {
+                    continue;
+                }
+                return Ok(Conn::new(
+                    Box::new(p.stream),
+                    p.peer,
+                    p.src,
+                    self.port,
+                    "tcp",
+                    Direction::In,
+                ));
             }
-            g.waker = Some(cx.waker().clone());
-            std::task::Poll::Pending
-        }))
+        })
     }
 }
 

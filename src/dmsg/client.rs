@@ -853,10 +853,11 @@ impl Inner {
     ) -> PeerChannel {
         let (r, w) = ch.split();
         // Streams opened inside a channel are accepted by our own loop right away, so the
-        // backlog only absorbs bursts (a thousand dials at once): let it hold as many as the
-        // channel may have streams.
+        // backlog only absorbs bursts (a thousand dials at once). Whatever the peer opens,
+        // the session's memory budget (`Config::max_session_bytes`) bounds what it holds.
         let cfg = Config {
-            accept_backlog: Config::default().max_streams,
+            accept_backlog: 1024,
+            max_streams: 2048,
             ..Config::default()
         };
         let closed_by_peer = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -12,11 +12,22 @@
 //!
 //! Readers refuse a data length above the configured maximum before allocating, and any
 //! authentication failure ends the session.
+//!
+//! Buffers return to their small size when the connection goes quiet, so a session that once
+//! carried a big frame does not keep paying for it: a reader's buffer shrinks back to
+//! [`RX_INITIAL`] once it has been empty at a frame boundary, with nothing more to read, and
+//! not needed bigger for [`RX_IDLE`]; a writer's batch buffer shrinks back to [`WRITE_KEEP`]
+//! at a light flush (no more than that) when it has had no heavy one for [`RX_IDLE`] (on an
+//! idle session: the next keep-alive). Bulk transfers keep their buffers and never pay for
+//! regrowing them — a light flush between heavy ones (a lone window update, the odd byte
+//! left over from a channel frame) does not shrink anything.
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::time::Instant;
 
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::core::{MuxError, OutFrame};
 use crate::crypto::channel::{ChannelReader, ChannelWriter, MAX_PAYLOAD_LEN};
@@ -53,6 +64,20 @@ pub trait FrameWrite: Send + 'static {
 
 /// Bytes a writer collects before writing them out.
 const WRITE_BATCH: usize = 64 * 1024;
+/// A writer's batch buffer is shrunk back to this after a flush of no more than this.
+pub const WRITE_KEEP: usize = 4 * 1024;
+
+/// After a flush of `flushed` bytes: gives a batch buffer grown by a burst back to the
+/// allocator once traffic has been light for [`RX_IDLE`] (see the module docs). `heavy_at`
+/// is when the last flush of more than [`WRITE_KEEP`] was.
+fn settle_batch(buf: &mut Vec<u8>, flushed: usize, heavy_at: &mut Option<Instant>) {
+    debug_assert!(buf.is_empty());
+    if flushed > WRITE_KEEP {
+        *heavy_at = Some(Instant::now());
+    } else if buf.capacity() > WRITE_KEEP && heavy_at.is_none_or(|t| t.elapsed() >= RX_IDLE) {
+        buf.shrink_to(WRITE_KEEP);
+    }
+}
 
 fn io_closed(e: io::Error) -> MuxError {
     MuxError::Closed(e.to_string())
@@ -81,11 +106,20 @@ struct RxBuf {
     end: usize,
     /// Bytes of the frame handed out last, consumed at the next call.
     pending: usize,
+    /// More than [`RX_INITIAL`] was needed since `idle_timer` was armed.
+    wide: bool,
+    /// Armed when the grown buffer is found empty and idle; when it fires and the buffer was
+    /// not needed bigger meanwhile, the buffer shrinks.
+    idle_timer: Option<async_io::Timer>,
 }
 
+/// How long a grown receive buffer must go unneeded before it shrinks back.
+pub const RX_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Bytes a receive buffer starts with. It grows (doubling) only when a frame needs more, so
-/// an idle session costs 4 KiB here while a busy one reads up to a few frames per call.
-const RX_INITIAL: usize = 4 * 1024;
+/// an idle session costs 4 KiB here while a busy one reads up to a few frames per call; it
+/// shrinks back when the connection goes quiet (see the module docs).
+pub const RX_INITIAL: usize = 4 * 1024;
 /// Growth beyond one frame stops here (a single larger frame still gets room).
 const RX_GROW_CAP: usize = 256 * 1024;
 
@@ -96,7 +130,40 @@ impl RxBuf {
             start: 0,
             end: 0,
             pending: 0,
+            wide: false,
+            idle_timer: None,
         }
+    }
+
+    /// Nothing is buffered and the connection has nothing more right now: gives a grown
+    /// buffer back once it has not been needed for [`RX_IDLE`].
+    fn idle(&mut self, cx: &mut std::task::Context<'_>) {
+        debug_assert_eq!(self.start, self.end);
+        if self.buf.len() <= RX_INITIAL {
+            return;
+        }
+        let wide = &mut self.wide;
+        let timer = self.idle_timer.get_or_insert_with(|| {
+            *wide = false;
+            async_io::Timer::after(RX_IDLE)
+        });
+        if Pin::new(&mut *timer).poll(cx).is_pending() {
+            return;
+        }
+        if std::mem::take(&mut self.wide) {
+            // Used since: look again later.
+            timer.set_after(RX_IDLE);
+            let _ = Pin::new(timer).poll(cx);
+            return;
+        }
+        self.idle_timer = None;
+        self.buf.truncate(RX_INITIAL);
+        self.buf.shrink_to_fit();
+    }
+
+    /// Bytes the buffer holds allocated.
+    fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Drops the frame handed out last.
@@ -120,6 +187,9 @@ impl RxBuf {
         if self.end - self.start >= n {
             return Ok(true);
         }
+        if n > RX_INITIAL {
+            self.wide = true;
+        }
         if self.buf.len() < n.max(RX_INITIAL) {
             // Grows rarely: first use, or a frame bigger than the buffer. Room for two such
             // frames (up to the cap) lets one read call bring in the next frame too.
@@ -132,10 +202,24 @@ impl RxBuf {
             self.start = 0;
         }
         while self.end - self.start < n {
-            match r.read(&mut self.buf[self.end..]).await {
+            let got = std::future::poll_fn(|cx| {
+                let p = Pin::new(&mut *r).poll_read(cx, &mut self.buf[self.end..]);
+                if p.is_pending() && at_boundary && self.start == self.end {
+                    // Idle at a frame boundary (start and end are both 0 here).
+                    self.idle(cx);
+                }
+                p
+            })
+            .await;
+            match got {
                 Ok(0) if at_boundary && self.end == self.start => return Ok(false),
                 Ok(0) => return Err(MuxError::Closed("stream ended inside a frame".into())),
-                Ok(k) => self.end += k,
+                Ok(k) => {
+                    self.end += k;
+                    if self.end > RX_INITIAL {
+                        self.wide = true;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(io_closed(e)),
             }
@@ -172,6 +256,13 @@ impl<R> PlainReader<R> {
     }
 }
 
+impl<R> PlainReader<R> {
+    /// Bytes its receive buffer holds allocated.
+    pub fn buffer_capacity(&self) -> usize {
+        self.rx.capacity()
+    }
+}
+
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for PlainReader<R> {
     async fn read_frame(&mut self) -> Result<Option<InFrame<'_>>, MuxError> {
         self.rx.consume_pending();
@@ -198,6 +289,8 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for PlainReader<R> {
 pub struct PlainWriter<W> {
     inner: W,
     buf: Vec<u8>,
+    /// When the last heavy flush was.
+    heavy_at: Option<Instant>,
 }
 
 impl<W> PlainWriter<W> {
@@ -206,7 +299,13 @@ impl<W> PlainWriter<W> {
         PlainWriter {
             inner,
             buf: Vec::new(),
+            heavy_at: None,
         }
+    }
+
+    /// Bytes its batch buffer holds allocated.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 }
 
@@ -221,10 +320,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for PlainWriter<W> {
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
+        let n = self.buf.len();
+        if n > 0 {
             self.inner.write_all(&self.buf).await?;
             self.buf.clear();
         }
+        settle_batch(&mut self.buf, n, &mut self.heavy_at);
         self.inner.flush().await
     }
 
@@ -243,6 +344,8 @@ pub struct ChannelFrameReader<R> {
     inner: ChannelReader<R>,
     buf: Vec<u8>,
     pos: usize,
+    /// When the last channel frame of more than [`RX_INITIAL`] bytes came.
+    big_at: Option<Instant>,
 }
 
 impl<R> ChannelFrameReader<R> {
@@ -252,6 +355,7 @@ impl<R> ChannelFrameReader<R> {
             inner,
             buf: Vec::new(),
             pos: 0,
+            big_at: None,
         }
     }
 }
@@ -262,6 +366,14 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChannelFrameReader<R> 
             match self.inner.recv().await {
                 Ok(frame) => {
                     self.buf.clear();
+                    // Only small frames for a while after a big one: give the room back.
+                    if frame.len() > RX_INITIAL {
+                        self.big_at = Some(Instant::now());
+                    } else if self.buf.capacity() > RX_INITIAL
+                        && self.big_at.is_none_or(|t| t.elapsed() >= RX_IDLE)
+                    {
+                        self.buf.shrink_to(RX_INITIAL);
+                    }
                     self.buf.extend_from_slice(frame);
                     self.pos = 0;
                 }
@@ -297,6 +409,8 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChannelFrameReader<R> 
 pub struct ChannelFrameWriter<W> {
     inner: ChannelWriter<W>,
     buf: Vec<u8>,
+    /// When the last heavy flush was.
+    heavy_at: Option<Instant>,
 }
 
 impl<W> ChannelFrameWriter<W> {
@@ -305,6 +419,7 @@ impl<W> ChannelFrameWriter<W> {
         ChannelFrameWriter {
             inner,
             buf: Vec::new(),
+            heavy_at: None,
         }
     }
 }
@@ -330,10 +445,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for ChannelFrameWriter<W
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
+        let n = self.buf.len();
+        if n > 0 {
             self.inner.send(&self.buf).await.map_err(channel_io)?;
             self.buf.clear();
         }
+        settle_batch(&mut self.buf, n, &mut self.heavy_at);
         Ok(())
     }
 
@@ -362,6 +479,13 @@ impl<R> SealedReader<R> {
             rx: RxBuf::new(),
             max_data,
         }
+    }
+}
+
+impl<R> SealedReader<R> {
+    /// Bytes its receive buffer holds allocated.
+    pub fn buffer_capacity(&self) -> usize {
+        self.rx.capacity()
     }
 }
 
@@ -407,6 +531,8 @@ pub struct SealedWriter<W> {
     inner: W,
     cipher: CipherState,
     buf: Vec<u8>,
+    /// When the last heavy flush was.
+    heavy_at: Option<Instant>,
 }
 
 impl<W> SealedWriter<W> {
@@ -417,7 +543,13 @@ impl<W> SealedWriter<W> {
             inner,
             cipher,
             buf: Vec::new(),
+            heavy_at: None,
         }
+    }
+
+    /// Bytes its batch buffer holds allocated.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 }
 
@@ -445,10 +577,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for SealedWriter<W> {
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
+        let n = self.buf.len();
+        if n > 0 {
             self.inner.write_all(&self.buf).await?;
             self.buf.clear();
         }
+        settle_batch(&mut self.buf, n, &mut self.heavy_at);
         self.inner.flush().await
     }
 
@@ -457,3 +591,6 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for SealedWriter<W> {
         self.inner.close().await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,12 +20,42 @@
 //! Violations of the protocol (data beyond the window, data on a stream that was never
 //! opened, a SYN with the wrong parity or a reused id, a bad version or unknown type) end the
 //! session: the core queues a go-away with "protocol error" and fails every stream.
+//!
+//! Memory a peer can make us hold is bounded per session (see [`Config`]):
+//!
+//! - **Replies** to the peer's own frames — pongs, RSTs refusing a SYN or answering data for a
+//!   gone stream, RSTs of streams dropped for the budget — queue at most
+//!   [`Config::max_queued_replies`]; a peer that lets more pile up is not reading, and the
+//!   session fails ([`MuxError::PeerNotReading`], go-away protocol error; the driver then drops
+//!   the connection). Window updates are merged while queued (one per stream at most), and
+//!   data for a stream nobody reads any more is credited back in half-window steps, so they
+//!   never pile up.
+//! - **Receive buffering** counts real bytes ([`Core::held_bytes`]): the allocations of every
+//!   stream's receive buffer ([`recv`]: small frames are packed into 4 KiB chunks, so 1-byte
+//!   frames cost about what they carry), control payloads of SYNs, and the stream table,
+//!   accept backlog and transmit queue slots. Nothing the peer sends takes it over
+//!   [`Config::max_session_bytes`] (only the queue slots of our own frames can add a little).
+//!   Flow control bounds each stream by its window; the budget bounds their sum. A new stream
+//!   (either way) is admitted only while a full window still fits ([`MuxError::OverBudget`]
+//!   for our own, RST for the peer's); if data that arrives within its window would still
+//!   overflow the budget (the windows are promised independently, yamux v0 has no way to take
+//!   them back), the stream holding the most is reset (RST) and its buffer freed — the
+//!   arriving stream itself if it is the largest. The driver first gives the application a
+//!   moment to read ([`Core::needs_room`]), so an honest burst (a thousand streams opened at
+//!   once) is slowed, not reset.
+//! - A session may demand that inbound streams hold at most
+//!   [`Config::preauth_rx_limit`] bytes before the application authorises them
+//!   ([`Core::authorise`]); more resets the stream.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::mem::size_of;
 use std::task::Waker;
 
+use self::recv::{RecvBuf, alloc_cost};
 use crate::wire::mux::{Flags, GoAwayCode, Repr, Type, VERSION};
+
+mod recv;
 
 /// Tunables of a session.
 #[derive(Debug, Clone)]
@@ -40,6 +70,17 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// Most streams open at once; an inbound SYN beyond it is answered with RST.
     pub max_streams: usize,
+    /// Memory budget of the session for what the peer makes it hold ([`Core::held_bytes`]):
+    /// received data not yet read (allocation sizes), SYN control payloads, the stream table,
+    /// the accept backlog and the transmit queue's slots. Streams beyond it are refused (RST)
+    /// and, should data within the windows still overflow it, the largest holder is reset.
+    pub max_session_bytes: usize,
+    /// Replies to the peer's frames (pongs, RSTs) queued and not yet sent; one more fails the
+    /// session with [`MuxError::PeerNotReading`] (the peer is not reading).
+    pub max_queued_replies: usize,
+    /// Bytes an inbound stream may receive before the application authorises it
+    /// ([`Core::authorise`]); more resets the stream. `None`: no limit but the window.
+    pub preauth_rx_limit: Option<u32>,
 }
 
 impl Default for Config {
@@ -50,6 +91,12 @@ impl Default for Config {
             accept_backlog: 256,
             max_queued_bytes: 256 * 1024,
             max_streams: 4096,
+            // With the codec's receive buffer (at most one 256 KiB frame) a session's receive
+            // side stays under 3.5 MiB; one stream still gets its full 256 KiB window, and
+            // about eleven streams can hold a full window each at the same time.
+            max_session_bytes: 3 * 1024 * 1024,
+            max_queued_replies: 1024,
+            preauth_rx_limit: None,
         }
     }
 }
@@ -80,6 +127,10 @@ pub enum MuxError {
     IdsExhausted,
     /// Too many streams are open.
     TooManyStreams,
+    /// The session's memory budget has no room for another stream's window.
+    OverBudget,
+    /// The peer let more replies queue than allowed: it does not read what we send.
+    PeerNotReading(usize),
 }
 
 impl fmt::Display for MuxError {
@@ -92,6 +143,10 @@ impl fmt::Display for MuxError {
             MuxError::NotAccepting => write!(f, "session is not accepting new streams"),
             MuxError::IdsExhausted => write!(f, "stream ids exhausted; open a new session"),
             MuxError::TooManyStreams => write!(f, "too many open streams"),
+            MuxError::OverBudget => write!(f, "the session's memory budget is used up"),
+            MuxError::PeerNotReading(n) => {
+                write!(f, "the peer does not read: {n} replies queued unsent")
+            }
         }
     }
 }
@@ -107,14 +162,43 @@ pub struct OutFrame {
     pub control: Vec<u8>,
     /// Data payload.
     pub data: Vec<u8>,
+    /// Why it was queued (for the reply bound).
+    kind: Kind,
+}
+
+/// What queued a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The application (data, open, close, reset, credit, ping) or the core itself (go-away).
+    Local,
+    /// A reply to a frame of the peer (pong, RST); bounded by `max_queued_replies`.
+    Reply,
 }
 
 impl OutFrame {
+    /// A frame to hand a writer directly (tests, attack clients); the core makes its own.
+    pub fn new(header: Repr, control: Vec<u8>, data: Vec<u8>) -> OutFrame {
+        OutFrame {
+            header,
+            control,
+            data,
+            kind: Kind::Local,
+        }
+    }
+
     fn control(header: Repr) -> OutFrame {
         OutFrame {
             header,
             control: Vec::new(),
             data: Vec::new(),
+            kind: Kind::Local,
+        }
+    }
+
+    fn reply(header: Repr) -> OutFrame {
+        OutFrame {
+            kind: Kind::Reply,
+            ..OutFrame::control(header)
         }
     }
 
@@ -149,14 +233,15 @@ struct Stream {
     send_window: u32,
     /// Credit the peer still has for sending to us.
     recv_window: u32,
-    /// Received, not yet read: whole frame payloads, the first one read from `buf_off`.
-    buf: VecDeque<Vec<u8>>,
-    /// Bytes already read from the first chunk.
-    buf_off: usize,
-    /// Unread bytes in `buf`.
-    buf_len: usize,
-    /// Consumed since the last window update.
+    /// Received, not yet read.
+    rx: RecvBuf,
+    /// Consumed (or discarded) since the last window update.
     consumed: u32,
+    /// Bytes the peer may still send before the application authorises the stream (`None`:
+    /// authorised, or no limit configured).
+    preauth_left: Option<u32>,
+    /// Sequence number of a window update of ours still queued, to merge further credit into.
+    queued_credit: Option<u64>,
     /// We must set ACK on our next frame (inbound stream not yet acknowledged).
     need_ack: bool,
     /// We sent FIN.
@@ -187,7 +272,32 @@ impl Stream {
     fn finished(&self) -> bool {
         self.reset || (self.local_fin && self.remote_fin && self.detached)
     }
+
+    /// Memory this stream holds outside the stream table.
+    fn held(&self) -> usize {
+        self.rx.alloc() + alloc_cost(self.control.capacity())
+    }
 }
+
+/// Bytes of a hash table (hashbrown's layout: buckets of `entry` bytes plus one control byte
+/// each and a trailing group) that has room for `cap` items.
+fn table_bytes(cap: usize, entry: usize) -> usize {
+    if cap == 0 {
+        return 0;
+    }
+    let buckets = if cap < 8 { cap + 1 } else { cap * 8 / 7 }.next_power_of_two();
+    alloc_cost(buckets * (entry + 1) + 16)
+}
+
+/// Bytes of one stream table entry.
+const STREAM_ENTRY: usize = size_of::<(u32, Stream)>();
+
+/// Pings of ours awaiting an answer, and answers not yet taken, kept at most.
+const MAX_PINGS: usize = 16;
+/// Gone streams recently answered with RST (one RST per stream is enough).
+const RECENT_RSTS: usize = 16;
+/// Transmit queue slots kept when the queue runs empty.
+const OUT_KEEP: usize = 16;
 
 /// The multiplexer state of one session.
 #[derive(Debug)]
@@ -196,24 +306,48 @@ pub struct Core {
     config: Config,
     next_id: u32,
     streams: HashMap<u32, Stream>,
+    /// Sum of [`Stream::held`] over `streams`.
+    rx_bytes: usize,
     backlog: VecDeque<u32>,
     accept_waker: Option<Waker>,
     out: VecDeque<OutFrame>,
+    /// Sequence number of `out[0]` (frames are numbered as they are queued).
+    out_seq: u64,
     out_bytes: usize,
+    /// Frames of kind [`Kind::Reply`] in `out`.
+    out_replies: usize,
     tx_waker: Option<Waker>,
     /// Everything queued so far has been written out (the writer flushed an empty queue).
     flushed: bool,
     flush_wakers: Vec<Waker>,
+    /// Tasks waiting for the session to end.
+    end_wakers: Vec<Waker>,
+    /// The reader, waiting for memory to be freed ([`Core::poll_room`]).
+    room_waker: Option<Waker>,
+    /// A wait for room ran out and the application has read nothing since: frames that do
+    /// not fit are handled (refused, or room made) at once.
+    impatient: bool,
     /// Writers waiting for queue space.
     blocked_writers: Vec<u32>,
-    pongs: Vec<u32>,
+    /// Our pings not answered yet.
+    pings: VecDeque<u32>,
+    /// Answers to our pings not taken yet.
+    pongs: VecDeque<u32>,
     ping_waker: Option<Waker>,
     next_ping: u32,
+    /// Gone streams we recently sent RST for.
+    recent_rsts: VecDeque<u32>,
     go_away_sent: bool,
     /// Set by [`Core::begin_shutdown`]: once the queue drains, the writer closes its half.
     shutting_down: bool,
     peer_go_away: Option<GoAwayCode>,
     failed: Option<MuxError>,
+}
+
+fn add_waker(list: &mut Vec<Waker>, w: &Waker) {
+    if !list.iter().any(|x| x.will_wake(w)) {
+        list.push(w.clone());
+    }
 }
 
 impl Core {
@@ -224,17 +358,25 @@ impl Core {
             next_id: if side == Side::Client { 1 } else { 2 },
             config,
             streams: HashMap::new(),
+            rx_bytes: 0,
             backlog: VecDeque::new(),
             accept_waker: None,
             out: VecDeque::new(),
+            out_seq: 0,
             out_bytes: 0,
+            out_replies: 0,
             tx_waker: None,
             flushed: true,
             flush_wakers: Vec::new(),
+            end_wakers: Vec::new(),
+            room_waker: None,
+            impatient: false,
             blocked_writers: Vec::new(),
-            pongs: Vec::new(),
+            pings: VecDeque::new(),
+            pongs: VecDeque::new(),
             ping_waker: None,
             next_ping: 1,
+            recent_rsts: VecDeque::new(),
             go_away_sent: false,
             shutting_down: false,
             peer_go_away: None,
@@ -264,7 +406,7 @@ impl Core {
 
     /// Bytes received on stream `id` and not yet read.
     pub fn buffered(&self, id: u32) -> Option<usize> {
-        self.streams.get(&id).map(|s| s.buf_len)
+        self.streams.get(&id).map(|s| s.rx.len())
     }
 
     /// Inbound streams waiting for `accept`.
@@ -272,19 +414,178 @@ impl Core {
         self.backlog.len()
     }
 
+    /// Memory the session holds on the peer's account, in bytes as allocated: every stream's
+    /// receive buffer and SYN control payload, the stream table, the accept backlog and the
+    /// transmit queue's slots (not the data the application queued: that is bounded by
+    /// [`Config::max_queued_bytes`], see [`Core::queued_bytes`]). At most
+    /// [`Config::max_session_bytes`].
+    pub fn held_bytes(&self) -> usize {
+        self.rx_bytes + self.table_bytes()
+    }
+
+    /// Bytes of frames queued for the writer (headers, control and data payloads).
+    pub fn queued_bytes(&self) -> usize {
+        self.out_bytes
+    }
+
+    /// Replies (pongs, RSTs) queued for the writer.
+    pub fn queued_replies(&self) -> usize {
+        self.out_replies
+    }
+
+    fn table_bytes(&self) -> usize {
+        table_bytes(self.streams.capacity(), STREAM_ENTRY)
+            + alloc_cost(self.backlog.capacity() * size_of::<u32>())
+            + alloc_cost(self.out.capacity() * size_of::<OutFrame>())
+            + alloc_cost((self.pings.capacity() + self.pongs.capacity()) * size_of::<u32>())
+            + alloc_cost(self.recent_rsts.capacity() * size_of::<u32>())
+    }
+
+    /// Whether one more stream (with a SYN control payload of `control` bytes) fits the
+    /// budget together with a full window of data.
+    fn room_for_stream(&self, control: usize, inbound: bool) -> bool {
+        let len = self.streams.len();
+        let cap = self.streams.capacity();
+        let table_growth = if len < cap {
+            0
+        } else {
+            table_bytes((cap + 1).max(3) * 2, STREAM_ENTRY)
+                .saturating_sub(table_bytes(cap, STREAM_ENTRY))
+        };
+        let backlog_growth = if inbound && self.backlog.len() == self.backlog.capacity() {
+            alloc_cost(self.backlog.capacity().max(4) * 2 * size_of::<u32>())
+        } else {
+            0
+        };
+        let need =
+            table_growth + backlog_growth + alloc_cost(control) + self.config.window as usize;
+        self.held_bytes() + need <= self.config.max_session_bytes
+    }
+
+    /// Forgets stream `id`, releasing what it held.
+    fn forget(&mut self, id: u32) -> Option<Stream> {
+        let s = self.streams.remove(&id)?;
+        self.rx_bytes -= s.held();
+        self.room_freed();
+        let cap = self.streams.capacity();
+        if self.streams.is_empty() {
+            self.streams = HashMap::new();
+        } else if cap > 8 && self.streams.len() * 4 < cap {
+            self.streams.shrink_to(self.streams.len() * 2);
+        }
+        Some(s)
+    }
+
+    /// Memory was given back: a reader waiting for room may try again.
+    fn room_freed(&mut self) {
+        if let Some(w) = self.room_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Whether handling this frame would have to make room in the memory budget — refuse the
+    /// stream it opens, or reset the largest holder to store its data — so the driver should
+    /// first wait a little for the application to read ([`Core::poll_room`]) before handing
+    /// it in. False after a wait ran out ([`Core::room_wait_expired`]) until the application
+    /// reads again: an application that reads nothing does not get waited for twice.
+    pub fn needs_room(&self, h: &Repr, control: &[u8], data: &[u8]) -> bool {
+        if self.failed.is_some()
+            || self.impatient
+            || !matches!(h.frame_type, Type::Data | Type::WindowUpdate)
+        {
+            return false;
+        }
+        let id = h.stream_id;
+        let Some(s) = self.streams.get(&id) else {
+            // Only a SYN that nothing but the budget would refuse.
+            return h.flags.contains(Flags::SYN)
+                && !self.go_away_sent
+                && self.backlog.len() < self.config.accept_backlog
+                && self.streams.len() < self.config.max_streams
+                && !self.room_for_stream(control.len(), true);
+        };
+        if h.frame_type != Type::Data || data.is_empty() || s.detached || s.reset {
+            return false;
+        }
+        let growth = s.rx.growth_for(data.len());
+        growth > 0 && self.held_bytes() + growth > self.config.max_session_bytes
+    }
+
+    /// The driver waited for room and the application freed too little in time.
+    pub fn room_wait_expired(&mut self) {
+        self.impatient = true;
+    }
+
+    /// Registers `waker` to be woken when memory is freed; true if the session has failed
+    /// (no point waiting).
+    pub fn poll_room(&mut self, waker: &Waker) -> bool {
+        if self.failed.is_some() {
+            return true;
+        }
+        self.room_waker = Some(waker.clone());
+        false
+    }
+
     fn push(&mut self, f: OutFrame) {
         self.flushed = false;
         self.out_bytes += f.size();
+        if f.kind == Kind::Reply {
+            self.out_replies += 1;
+        }
         self.out.push_back(f);
         if let Some(w) = self.tx_waker.take() {
             w.wake();
         }
     }
 
+    /// Queues a reply to the peer; fails the session instead if the peer lets too many pile
+    /// up (it is not reading).
+    fn push_reply(&mut self, header: Repr) -> Result<(), MuxError> {
+        if self.out_replies >= self.config.max_queued_replies {
+            let e = MuxError::PeerNotReading(self.out_replies);
+            self.fail(e.clone());
+            return Err(e);
+        }
+        self.push(OutFrame::reply(header));
+        Ok(())
+    }
+
+    /// Returns `delta` bytes of credit on stream `id`, merged into a window update of ours
+    /// that is still queued for it, if any.
+    fn push_credit(&mut self, id: u32, delta: u32) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        s.recv_window += delta;
+        if let Some(seq) = s.queued_credit
+            && let Some(i) = seq.checked_sub(self.out_seq)
+            && let Some(f) = self.out.get_mut(i as usize)
+        {
+            debug_assert!(f.header.stream_id == id && f.header.frame_type == Type::WindowUpdate);
+            f.header.length += delta;
+            return;
+        }
+        let flags = if s.need_ack {
+            s.need_ack = false;
+            Flags::ACK
+        } else {
+            Flags::NONE
+        };
+        s.queued_credit = Some(self.out_seq + self.out.len() as u64);
+        self.push(OutFrame::control(Repr::window_update(id, flags, delta)));
+    }
+
     /// The next frame to send, if any.
     pub fn poll_transmit(&mut self) -> Option<OutFrame> {
         let f = self.out.pop_front()?;
+        self.out_seq += 1;
         self.out_bytes -= f.size();
+        if f.kind == Kind::Reply {
+            self.out_replies -= 1;
+        }
+        if self.out.is_empty() && self.out.capacity() > OUT_KEEP {
+            self.out.shrink_to(OUT_KEEP);
+        }
         if self.out_bytes < self.config.max_queued_bytes {
             for id in std::mem::take(&mut self.blocked_writers) {
                 if let Some(s) = self.streams.get_mut(&id)
@@ -295,6 +596,17 @@ impl Core {
             }
         }
         Some(f)
+    }
+
+    /// The writer gave up on the connection (the session failed and the peer does not take
+    /// what is left): drops everything still queued.
+    pub fn abandon_transmit(&mut self) {
+        // Keep the numbering going, so no queued-credit mark points at a later frame.
+        self.out_seq += self.out.len() as u64;
+        self.out = VecDeque::new();
+        self.out_bytes = 0;
+        self.out_replies = 0;
+        self.blocked_writers = Vec::new();
     }
 
     /// Registers the writer task's waker, to be woken when a frame is queued.
@@ -323,17 +635,17 @@ impl Core {
         if self.flushed || self.failed.is_some() {
             return true;
         }
-        self.flush_wakers.push(waker.clone());
+        add_waker(&mut self.flush_wakers, waker);
         false
     }
 
-    /// Fails the session: queues a go-away (for protocol errors) and wakes everyone.
+    /// Fails the session: queues a go-away (for protocol errors and a peer that does not
+    /// read) and wakes everyone.
     pub fn fail(&mut self, err: MuxError) {
         if self.failed.is_some() {
             return;
         }
-        if let MuxError::Protocol(_) = err
-            && !self.go_away_sent
+        if matches!(err, MuxError::Protocol(_) | MuxError::PeerNotReading(_)) && !self.go_away_sent
         {
             self.go_away_sent = true;
             self.push(OutFrame::control(Repr::go_away(GoAwayCode::ProtocolError)));
@@ -354,10 +666,14 @@ impl Core {
         for w in self.flush_wakers.drain(..) {
             w.wake();
         }
+        for w in self.end_wakers.drain(..) {
+            w.wake();
+        }
+        self.room_freed();
     }
 
-    /// Handles one received frame. An error is a protocol violation: the session has failed
-    /// (see [`Core::fail`]) and the caller should flush the go-away and stop reading.
+    /// Handles one received frame. An error ends the session (see [`Core::fail`]): the
+    /// caller should stop reading and let the writer flush the go-away.
     pub fn handle_frame(&mut self, h: Repr, control: &[u8], data: &[u8]) -> Result<(), MuxError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
@@ -377,11 +693,19 @@ impl Core {
             Type::Data | Type::WindowUpdate => self.handle_stream_frame(h, control, data),
             Type::Ping => {
                 if h.flags.contains(Flags::SYN) {
-                    self.push(OutFrame::control(Repr::ping(Flags::ACK, h.length)));
+                    self.push_reply(Repr::ping(Flags::ACK, h.length))?;
                 } else if h.flags.contains(Flags::ACK) {
-                    self.pongs.push(h.length);
-                    if let Some(w) = self.ping_waker.take() {
-                        w.wake();
+                    // Only answers to pings we sent count; anything else is dropped, so
+                    // unsolicited answers cannot pile up.
+                    if let Some(i) = self.pings.iter().position(|p| *p == h.length) {
+                        self.pings.remove(i);
+                        if self.pongs.len() >= MAX_PINGS {
+                            self.pongs.pop_front();
+                        }
+                        self.pongs.push_back(h.length);
+                        if let Some(w) = self.ping_waker.take() {
+                            w.wake();
+                        }
                     }
                 }
                 Ok(())
@@ -416,7 +740,7 @@ impl Core {
         if h.flags.contains(Flags::SYN) {
             self.handle_syn(id, control)?;
             if !self.streams.contains_key(&id) {
-                // Refused (backlog or stream limit): RST sent, ignore the rest.
+                // Refused (backlog, stream limit or budget): RST sent, ignore the rest.
                 return Ok(());
             }
         }
@@ -425,9 +749,11 @@ impl Core {
                 // Late frames for a stream we already forgot are normal after a reset.
                 return Ok(());
             }
-            // Data for a stream that is gone: tell the peer to stop.
+            // Data for a stream that is gone: tell the peer to stop (once).
             if self.recently_valid(id) {
-                self.push(OutFrame::control(Repr::window_update(id, Flags::RST, 0)));
+                if !self.recent_rsts.contains(&id) {
+                    self.reply_rst(id)?;
+                }
                 return Ok(());
             }
             return Err(MuxError::Protocol(format!("data for unknown stream {id}")));
@@ -435,7 +761,8 @@ impl Core {
         if h.flags.contains(Flags::RST) {
             s.reset = true;
             s.wake();
-            self.streams.remove(&id);
+            self.forget(id);
+            self.backlog.retain(|x| *x != id);
             return Ok(());
         }
         if is_data {
@@ -450,24 +777,39 @@ impl Core {
                 return Err(MuxError::Protocol(format!("stream {id}: data after FIN")));
             }
             s.recv_window -= n;
+            if let Some(left) = s.preauth_left {
+                if n > left {
+                    log::debug!("mux: stream {id} sent more than {left} bytes unauthorised");
+                    return self.drop_stream(id);
+                }
+                s.preauth_left = Some(left - n);
+            }
             if s.detached {
-                // Nobody will read it: return the credit at once.
-                s.recv_window += n;
-                if n > 0 && !s.remote_fin {
-                    self.push(OutFrame::control(Repr::window_update(id, Flags::NONE, n)));
+                // Nobody will read it: credit it back, in half-window steps so a peer that
+                // does not read cannot make updates pile up.
+                s.consumed += n;
+                if s.consumed >= self.config.window / 2 && !s.remote_fin {
+                    let delta = std::mem::take(&mut s.consumed);
+                    self.push_credit(id, delta);
                 }
-            } else {
-                if !data.is_empty() {
-                    s.buf.push_back(data.to_vec());
-                    s.buf_len += data.len();
+            } else if n > 0 {
+                let growth = s.rx.growth_for(data.len());
+                if growth > 0
+                    && self.held_bytes() + growth > self.config.max_session_bytes
+                    && !self.make_room(id, growth)?
+                {
+                    return Ok(());
                 }
+                let s = self.streams.get_mut(&id).expect("make_room keeps it");
+                let before = s.rx.alloc();
+                s.rx.push(data);
+                self.rx_bytes = self.rx_bytes + s.rx.alloc() - before;
                 if let Some(w) = s.read_waker.take() {
                     w.wake();
                 }
             }
         } else {
             // Window update: credit for sending.
-            let s = self.streams.get_mut(&id).expect("checked above");
             s.send_window = s.send_window.saturating_add(h.length).min(u32::MAX / 2);
             if let Some(w) = s.write_waker.take() {
                 w.wake();
@@ -482,6 +824,51 @@ impl Core {
         }
         self.gc(id);
         Ok(())
+    }
+
+    /// Makes room for `growth` more bytes on stream `id` by resetting the streams that hold
+    /// the most, largest first. `Ok(false)` if `id` itself was the largest and was reset.
+    fn make_room(&mut self, id: u32, growth: usize) -> Result<bool, MuxError> {
+        while self.held_bytes() + growth > self.config.max_session_bytes {
+            let own = self.streams.get(&id).map_or(0, Stream::held) + growth;
+            let victim = self
+                .streams
+                .iter()
+                .filter(|(k, _)| **k != id)
+                .max_by_key(|(_, s)| s.held())
+                .filter(|(_, s)| s.held() > own)
+                .map(|(k, _)| *k);
+            let Some(victim) = victim else {
+                log::debug!("mux: stream {id} reset: session memory budget used up");
+                self.drop_stream(id)?;
+                return Ok(false);
+            };
+            log::debug!("mux: stream {victim} reset: session memory budget used up");
+            self.drop_stream(victim)?;
+        }
+        Ok(true)
+    }
+
+    /// Resets stream `id` on the core's own account (budget, unauthorised data): RST to the
+    /// peer, the buffer freed, the application's handle failing with [`MuxError::Reset`].
+    fn drop_stream(&mut self, id: u32) -> Result<(), MuxError> {
+        if let Some(mut s) = self.forget(id) {
+            s.reset = true;
+            s.wake();
+            self.backlog.retain(|x| *x != id);
+            self.reply_rst(id)?;
+        }
+        Ok(())
+    }
+
+    /// Answers the peer with RST on stream `id`, and remembers that it was told, so late
+    /// data for the stream is not answered again.
+    fn reply_rst(&mut self, id: u32) -> Result<(), MuxError> {
+        if self.recent_rsts.len() >= RECENT_RSTS {
+            self.recent_rsts.pop_front();
+        }
+        self.recent_rsts.push_back(id);
+        self.push_reply(Repr::window_update(id, Flags::RST, 0))
     }
 
     /// Whether `id` could have been one of ours or the peer's already (so a frame for it is
@@ -506,22 +893,22 @@ impl Core {
         if self.go_away_sent
             || self.backlog.len() >= self.config.accept_backlog
             || self.streams.len() >= self.config.max_streams
+            || !self.room_for_stream(control.len(), true)
         {
-            self.push(OutFrame::control(Repr::window_update(id, Flags::RST, 0)));
-            return Ok(());
+            return self.reply_rst(id);
         }
         let window = self.config.window;
-        self.streams.insert(
-            id,
-            Stream {
-                // yamux: both windows start at the initial size.
-                send_window: window,
-                recv_window: window,
-                need_ack: true,
-                control: control.to_vec(),
-                ..Stream::default()
-            },
-        );
+        let s = Stream {
+            // yamux: both windows start at the initial size.
+            send_window: window,
+            recv_window: window,
+            need_ack: true,
+            preauth_left: self.config.preauth_rx_limit,
+            control: control.to_vec(),
+            ..Stream::default()
+        };
+        self.rx_bytes += s.held();
+        self.streams.insert(id, s);
         self.backlog.push_back(id);
         if let Some(w) = self.accept_waker.take() {
             w.wake();
@@ -539,6 +926,9 @@ impl Core {
         }
         if self.streams.len() >= self.config.max_streams {
             return Err(MuxError::TooManyStreams);
+        }
+        if !self.room_for_stream(0, false) {
+            return Err(MuxError::OverBudget);
         }
         let id = self.next_id;
         if id > u32::MAX - 2 {
@@ -558,6 +948,7 @@ impl Core {
             header: Repr::window_update(id, Flags::SYN, 0),
             control: control.to_vec(),
             data: Vec::new(),
+            kind: Kind::Local,
         });
         Ok(id)
     }
@@ -565,6 +956,9 @@ impl Core {
     /// The next inbound stream, or `None` after registering `waker`.
     pub fn accept(&mut self, waker: &Waker) -> Result<Option<u32>, MuxError> {
         if let Some(id) = self.backlog.pop_front() {
+            if self.backlog.is_empty() && self.backlog.capacity() > 16 {
+                self.backlog = VecDeque::new();
+            }
             return Ok(Some(id));
         }
         if let Some(e) = &self.failed {
@@ -579,6 +973,14 @@ impl Core {
         self.streams.get(&id).map(|s| &s.control[..]).unwrap_or(&[])
     }
 
+    /// Lifts [`Config::preauth_rx_limit`] from stream `id`: the application has decided to
+    /// serve it.
+    pub fn authorise(&mut self, id: u32) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.preauth_left = None;
+        }
+    }
+
     /// Copies buffered data of stream `id` into `buf`.
     pub fn read(&mut self, id: u32, buf: &mut [u8], waker: &Waker) -> Result<ReadResult, MuxError> {
         let half = self.config.window / 2;
@@ -588,7 +990,7 @@ impl Core {
         if s.reset {
             return Err(MuxError::Reset);
         }
-        if s.buf_len == 0 {
+        if s.rx.len() == 0 {
             if s.remote_fin {
                 return Ok(ReadResult::Eof);
             }
@@ -598,37 +1000,23 @@ impl Core {
             s.read_waker = Some(waker.clone());
             return Ok(ReadResult::Pending);
         }
-        let mut n = 0;
-        while n < buf.len() {
-            let Some(front) = s.buf.front() else {
-                break;
-            };
-            let avail = &front[s.buf_off..];
-            let take = avail.len().min(buf.len() - n);
-            buf[n..n + take].copy_from_slice(&avail[..take]);
-            n += take;
-            s.buf_off += take;
-            if s.buf_off == front.len() {
-                s.buf.pop_front();
-                s.buf_off = 0;
-            }
+        let before = s.rx.alloc();
+        let n = s.rx.read(buf);
+        let after = s.rx.alloc();
+        self.rx_bytes = self.rx_bytes + after - before;
+        self.impatient = false;
+        if after < before
+            && let Some(w) = self.room_waker.take()
+        {
+            w.wake();
         }
-        s.buf_len -= n;
         s.consumed += n as u32;
         if s.consumed >= half && !s.remote_fin {
-            let delta = s.consumed;
-            s.consumed = 0;
-            s.recv_window += delta;
-            let flags = if s.need_ack {
-                s.need_ack = false;
-                Flags::ACK
-            } else {
-                Flags::NONE
-            };
-            self.push(OutFrame::control(Repr::window_update(id, flags, delta)));
+            let delta = std::mem::take(&mut s.consumed);
+            self.push_credit(id, delta);
         }
         if s_finished(self, id) {
-            self.streams.remove(&id);
+            self.forget(id);
         }
         Ok(ReadResult::Data(n))
     }
@@ -658,7 +1046,9 @@ impl Core {
         }
         if over_queue {
             s.write_waker = Some(waker.clone());
-            self.blocked_writers.push(id);
+            if !self.blocked_writers.contains(&id) {
+                self.blocked_writers.push(id);
+            }
             return Ok(WriteResult::Pending);
         }
         let n = data.len().min(s.send_window as usize).min(max);
@@ -673,6 +1063,7 @@ impl Core {
             header: Repr::data(id, flags, n as u32),
             control: Vec::new(),
             data: data[..n].to_vec(),
+            kind: Kind::Local,
         });
         Ok(WriteResult::Written(n))
     }
@@ -694,13 +1085,14 @@ impl Core {
         };
         self.push(OutFrame::control(Repr::window_update(id, flags, 0)));
         if s_finished(self, id) {
-            self.streams.remove(&id);
+            self.forget(id);
         }
     }
 
     /// Resets stream `id` (RST) and forgets it.
     pub fn reset(&mut self, id: u32) {
-        if let Some(mut s) = self.streams.remove(&id) {
+        if let Some(mut s) = self.forget(id) {
+            self.impatient = false;
             if !s.reset && self.failed.is_none() {
                 self.push(OutFrame::control(Repr::window_update(id, Flags::RST, 0)));
             }
@@ -720,24 +1112,23 @@ impl Core {
         s.detached = true;
         s.read_waker = None;
         s.write_waker = None;
-        if s.local_fin || (s.remote_fin && s.buf_len == 0) {
+        if s.local_fin || (s.remote_fin && s.rx.len() == 0) {
             // Unread bytes are dropped; give their credit back so the peer is not left
             // waiting for a window nobody will open.
-            let unread = s.buf_len as u32;
-            s.buf = VecDeque::new();
-            s.buf_off = 0;
-            s.buf_len = 0;
+            let before = s.held();
+            let unread = s.rx.clear() as u32;
+            s.control = Vec::new();
+            self.rx_bytes -= before;
+            self.impatient = false;
+            if let Some(w) = self.room_waker.take() {
+                w.wake();
+            }
             if unread > 0 && !s.remote_fin {
-                s.recv_window += unread;
-                self.push(OutFrame::control(Repr::window_update(
-                    id,
-                    Flags::NONE,
-                    unread,
-                )));
+                self.push_credit(id, unread);
             }
             self.close(id);
             if s_finished(self, id) {
-                self.streams.remove(&id);
+                self.forget(id);
             }
         } else {
             self.reset(id);
@@ -747,7 +1138,7 @@ impl Core {
     /// Forgets a stream whose both directions are finished.
     fn gc(&mut self, id: u32) {
         if s_finished(self, id) {
-            self.streams.remove(&id);
+            self.forget(id);
         }
     }
 
@@ -758,6 +1149,11 @@ impl Core {
         }
         let opaque = self.next_ping;
         self.next_ping = self.next_ping.wrapping_add(1);
+        if self.pings.len() >= MAX_PINGS {
+            // Nobody waits for the oldest any more.
+            self.pings.pop_front();
+        }
+        self.pings.push_back(opaque);
         self.push(OutFrame::control(Repr::ping(Flags::SYN, opaque)));
         Ok(opaque)
     }
@@ -765,15 +1161,11 @@ impl Core {
     /// True (once) if the answer to ping `opaque` has arrived; otherwise registers `waker`.
     pub fn take_pong(&mut self, opaque: u32, waker: &Waker) -> Result<bool, MuxError> {
         if let Some(i) = self.pongs.iter().position(|p| *p == opaque) {
-            self.pongs.swap_remove(i);
+            self.pongs.remove(i);
             return Ok(true);
         }
         if let Some(e) = &self.failed {
             return Err(e.clone());
-        }
-        // Bound the list if answers arrive for pings nobody waits for.
-        if self.pongs.len() > 64 {
-            self.pongs.drain(..32);
         }
         self.ping_waker = Some(waker.clone());
         Ok(false)
@@ -807,7 +1199,7 @@ impl Core {
         if self.failed.is_some() {
             return true;
         }
-        self.flush_wakers.push(waker.clone());
+        add_waker(&mut self.end_wakers, waker);
         false
     }
 

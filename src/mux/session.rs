@@ -8,9 +8,20 @@
 //! of the writer task is bounded (`Config::max_queued_bytes`), so writers share the connection
 //! in arrival order.
 //!
+//! The reader does wait when a frame does not fit the session's memory budget
+//! ([`Config::max_session_bytes`]): for at most [`ROOM_WAIT`], until the application has read
+//! enough; then the core refuses or resets (see `core`). A burst of honest streams is slowed
+//! down this way rather than reset; an application that reads nothing is waited for once.
+//!
 //! Closing: `Stream::poll_close` half-closes (FIN); dropping a stream that was not read to the
 //! end resets it (RST), like a TCP socket closed with unread data. `Session::close` sends a
 //! go-away, flushes and shuts the connection down; streams then fail.
+//!
+//! Once the session has failed (for any reason: a protocol error, a peer that does not read
+//! its replies, `close`), the reader stops at once, and the writer has [`LINGER`] to deliver
+//! what is still queued (the go-away) and close its half; a peer that does not take it by then
+//! is dropped with everything queued for it, so a peer that stopped reading cannot keep a
+//! connection and its buffers alive.
 
 use std::io;
 use std::pin::Pin;
@@ -18,12 +29,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+/// How long the writer of a failed session may still take to deliver what is queued.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// How long the reader waits for the application to free memory when a frame does not fit
+/// the session's budget, before the core refuses the stream or resets the largest holder.
+pub const ROOM_WAIT: Duration = Duration::from_secs(1);
+
 use async_executor::Executor;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::codec::{FrameRead, FrameWrite};
 use super::core::{Config, Core, MuxError, ReadResult, Side, WriteResult};
+use crate::wire::mux::Repr;
 
 #[derive(Debug)]
 struct Shared {
@@ -177,36 +196,111 @@ impl Session {
     pub fn stream_count(&self) -> usize {
         self.shared.lock().stream_count()
     }
+
+    /// Memory the session holds on the peer's account ([`Core::held_bytes`]).
+    pub fn held_bytes(&self) -> usize {
+        self.shared.lock().held_bytes()
+    }
+}
+
+/// Resolves once the session has failed (or ended).
+async fn ended(shared: &Shared) {
+    poll_fn(|cx| {
+        if shared.lock().poll_ended(cx.waker()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
     loop {
-        let res = reader.read_frame().await;
-        let mut core = shared.lock();
-        if core.failure().is_some() {
+        // A failed session stops reading at once (dropping the reader and its buffer), even
+        // if the peer sends nothing more.
+        let res = futures_lite::future::or(async { Some(reader.read_frame().await) }, async {
+            ended(&shared).await;
+            None
+        })
+        .await;
+        let Some(res) = res else {
             return;
-        }
-        match res {
-            Ok(Some(f)) => {
-                if let Err(e) = core.handle_frame(f.header, f.control, f.data) {
-                    log::debug!("mux: {e}");
-                    return;
-                }
-            }
+        };
+        let f = match res {
+            Ok(Some(f)) => f,
             Ok(None) => {
-                core.fail(MuxError::Closed("peer closed the connection".into()));
+                shared
+                    .lock()
+                    .fail(MuxError::Closed("peer closed the connection".into()));
                 return;
             }
             Err(e) => {
                 log::debug!("mux: {e}");
-                core.fail(e);
+                shared.lock().fail(e);
                 return;
             }
+        };
+        let mut waited = false;
+        let pressure = loop {
+            {
+                let mut core = shared.lock();
+                if core.failure().is_some() {
+                    return;
+                }
+                // Over the memory budget: first give the application a moment to read (the
+                // peer waits meanwhile, as with TCP), and only then refuse or reset.
+                if waited || !core.needs_room(&f.header, f.control, f.data) {
+                    if let Err(e) = core.handle_frame(f.header, f.control, f.data) {
+                        log::debug!("mux: {e}");
+                        return;
+                    }
+                    break core.queued_replies() * 2 >= core.config().max_queued_replies;
+                }
+            }
+            // Boxed: rare, and it would otherwise grow every session's reader task.
+            Box::pin(wait_for_room(&shared, &f.header, f.control, f.data)).await;
+            waited = true;
+        };
+        // Replies are piling up: let the writer take them before reading on (a burst of
+        // frames already buffered would otherwise be answered all at once), so only a peer
+        // that really does not read reaches the limit.
+        if pressure {
+            futures_lite::future::yield_now().await;
         }
     }
 }
 
+/// Waits (at most [`ROOM_WAIT`]) until the frame fits the session's budget or the session
+/// fails; if the application freed too little in time, the core stops waiting for it until
+/// it reads again.
+async fn wait_for_room(shared: &Shared, h: &Repr, control: &[u8], data: &[u8]) {
+    let room = poll_fn(|cx| {
+        let mut core = shared.lock();
+        if !core.needs_room(h, control, data) || core.poll_room(cx.waker()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
+    let in_time = futures_lite::future::or(
+        async {
+            room.await;
+            true
+        },
+        async {
+            async_io::Timer::after(ROOM_WAIT).await;
+            false
+        },
+    )
+    .await;
+    if !in_time {
+        shared.lock().room_wait_expired();
+    }
+}
+
 async fn write_task<W: FrameWrite>(mut writer: W, shared: Arc<Shared>) {
+    let mut deadline = None;
     loop {
         let next = poll_fn(|cx| {
             let mut core = shared.lock();
@@ -223,25 +317,58 @@ async fn write_task<W: FrameWrite>(mut writer: W, shared: Arc<Shared>) {
         .await;
         match next {
             Some((f, more)) => {
-                let mut r = writer.write_frame(&f).await;
-                if r.is_ok() && !more {
-                    r = writer.flush().await;
-                    if r.is_ok() {
-                        shared.lock().mark_flushed();
+                let sent = lingering(&shared, &mut deadline, async {
+                    let mut r = writer.write_frame(&f).await;
+                    if r.is_ok() && !more {
+                        r = writer.flush().await;
+                        if r.is_ok() {
+                            shared.lock().mark_flushed();
+                        }
                     }
-                }
-                if let Err(e) = r {
-                    shared.lock().fail(MuxError::Closed(e.to_string()));
-                    let _ = writer.close().await;
-                    return;
+                    r
+                })
+                .await;
+                match sent {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        shared.lock().fail(MuxError::Closed(e.to_string()));
+                        let _ = lingering(&shared, &mut deadline, writer.close()).await;
+                        return;
+                    }
+                    None => {
+                        shared.lock().abandon_transmit();
+                        return;
+                    }
                 }
             }
             None => {
-                let _ = writer.close().await;
+                if lingering(&shared, &mut deadline, writer.close())
+                    .await
+                    .is_none()
+                {
+                    shared.lock().abandon_transmit();
+                }
                 return;
             }
         }
     }
+}
+
+/// Runs `op`, unless the session has failed and `op` is still not done [`LINGER`] after the
+/// writer first saw the failure (`deadline`): then `None` (the peer does not take what we
+/// send; give up on it).
+async fn lingering<T>(
+    shared: &Shared,
+    deadline: &mut Option<Instant>,
+    op: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    futures_lite::future::or(async { Some(op.await) }, async move {
+        ended(shared).await;
+        let at = *deadline.get_or_insert_with(|| Instant::now() + LINGER);
+        async_io::Timer::at(at).await;
+        None
+    })
+    .await
 }
 
 impl Stream {
@@ -253,6 +380,12 @@ impl Stream {
     /// The control payload the peer opened this stream with (empty for our own streams).
     pub fn control(&self) -> Vec<u8> {
         self.shared.lock().control(self.id).to_vec()
+    }
+
+    /// The application has decided to serve this stream: lifts
+    /// [`Config::preauth_rx_limit`] from it.
+    pub fn authorise(&self) {
+        self.shared.lock().authorise(self.id);
     }
 
     /// Resets the stream (RST) instead of closing it gracefully.

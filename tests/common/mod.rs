@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod attack;
 pub mod dmsg;
 pub mod visor;
 
