@@ -395,7 +395,7 @@ impl ProbeCmd {
                         .field("open_min_us", Out::U64((min * 1000.0) as u64))
                         .field("open_avg_us", Out::U64((avg * 1000.0) as u64))
                         .field("open_max_us", Out::U64((max * 1000.0) as u64));
-                    print!("{}", o.to_pretty());
+                    super::print_out(&o.to_pretty())?;
                 } else {
                     say(&format!(
                         "{pk}:{port} reachable; first open {first_ms:.2} ms (channel + handshake), \
@@ -656,7 +656,7 @@ impl IperfCmd {
                         .field("seconds_ms", Out::U64((secs * 1000.0) as u64))
                         .field("mib_per_s", Out::U64(mibs as u64))
                         .field("cpu_ms", Out::U64(own_cpu_ms()));
-                    print!("{}", o.to_pretty());
+                    super::print_out(&o.to_pretty())?;
                 } else {
                     say(&format!(
                         "sent {:.1} MiB in {secs:.2} s: {mibs:.1} MiB/s ({:.0} Mbit/s); the server confirmed {} bytes",
