@@ -209,7 +209,9 @@ impl OutFrame {
     /// [`recv::ALLOC_OVERHEAD`] each), so a queue of 1-byte frames is bounded by what it
     /// really costs, not by the bytes it carries.
     fn size(&self) -> usize {
-        size_of::<OutFrame>() + alloc_cost(self.control.capacity()) + alloc_cost(self.data.capacity())
+        size_of::<OutFrame>()
+            + alloc_cost(self.control.capacity())
+            + alloc_cost(self.data.capacity())
     }
 }
 

@@ -664,10 +664,17 @@ fn queued_one_byte_frames_are_bounded_by_their_memory_not_their_payload() {
         real <= cfg.max_queued_bytes + size_of::<OutFrame>() + 64,
         "{frames} frames queued, {real} bytes"
     );
-    assert!(c.queued_bytes() >= cfg.max_queued_bytes, "{}", c.queued_bytes());
+    assert!(
+        c.queued_bytes() >= cfg.max_queued_bytes,
+        "{}",
+        c.queued_bytes()
+    );
     // Draining the queue gives the writers room again.
     let drained = drain(&mut c).len();
     assert!(drained >= frames, "{drained} < {frames}");
     assert_eq!(c.queued_bytes(), 0);
-    assert_eq!(c.write(ids[0], &[7], &w()).unwrap(), WriteResult::Written(1));
+    assert_eq!(
+        c.write(ids[0], &[7], &w()).unwrap(),
+        WriteResult::Written(1)
+    );
 }
