@@ -13,6 +13,9 @@
 //! enough; then the core refuses or resets (see `core`). A burst of honest streams is slowed
 //! down this way rather than reset; an application that reads nothing is waited for once.
 //!
+//! The reader handles at most [`READ_TURN_FRAMES`] frames or [`READ_TURN_BYTES`] of payload
+//! per turn, then yields, so sessions sharing an executor thread are served round robin.
+//!
 //! Closing: `Stream::poll_close` half-closes (FIN); dropping a stream that was not read to the
 //! end resets it (RST), like a TCP socket closed with unread data. `Session::close` sends a
 //! go-away, flushes and shuts the connection down; streams then fail.
