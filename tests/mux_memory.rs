@@ -7,23 +7,25 @@
 //! - 1,024 uncredited streams with a full window each, and 1-byte frames: what is held stays
 //!   within the session budget and costs about what it carries;
 //! - one big frame per client: the relay's buffers shrink back once the clients are idle;
-//! - a stranger opening many streams on one TCP-mode connection: refused after the first.
+//! - a stranger opening many streams on one TCP-mode connection: refused after the first;
+//! - a session flooding tiny frames shares its executor thread with an honest one.
 
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_executor::Executor;
 use async_net::TcpListener;
 use futures_lite::future::{self, block_on};
-use futures_lite::io::AsyncReadExt;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use skywire::crypto::Keypair;
 use skywire::crypto::channel::{HANDSHAKE_TIMEOUT, handshake_transport};
 use skywire::crypto::noise::xk_responder;
-use skywire::mux::codec::{SealedReader, SealedWriter};
+use skywire::mux::codec::{PlainReader, PlainWriter, SealedReader, SealedWriter};
 use skywire::mux::{Config, MuxError, Session, Side};
-use skywire::wire::mux::{Flags, Repr, Type};
+use skywire::wire::mux::{Flags, HEADER_LEN, Repr, Type};
 
 use common::attack::{RawSession, channel_request, rss_kib, spawn_relay};
 
@@ -395,4 +397,129 @@ fn tcp_mode_host_takes_one_stream_per_connection_and_parks_nothing() {
     // And the host still serves its whitelisted client.
     exec();
     eprintln!("tcp mode: 4 × 65 streams of a stranger; host RSS +{grew} KiB");
+}
+
+/// A plain-codec server session (default config) on `ex` for the next connection to `l`;
+/// handed out once a client has connected.
+fn plain_server(ex: &Arc<Executor<'static>>, l: TcpListener) -> async_channel_like::Slot {
+    let slot = async_channel_like::Slot::default();
+    let (s2, ex2) = (slot.clone(), ex.clone());
+    ex.spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let session = Session::new(
+            &ex2,
+            PlainReader::new(tcp.clone(), 256 * 1024),
+            PlainWriter::new(tcp),
+            Side::Server,
+            Config::default(),
+        );
+        s2.put(session);
+    })
+    .detach();
+    slot
+}
+
+#[test]
+fn a_session_flooding_tiny_frames_does_not_starve_another_on_the_same_thread() {
+    // One executor thread serves both server sessions, as in the relay. The flooder writes
+    // unsolicited pongs (12-byte frames the session drops without replying or holding
+    // anything) far faster than they can be handled, so its socket always has data.
+    // Before: the flooding session's reader never returned to the executor, and the honest
+    // transfer beside it did not move until the flood stopped.
+    let ex = executor();
+    let flood_l = block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let honest_l = block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let (flood_addr, honest_addr) = (
+        flood_l.local_addr().unwrap(),
+        honest_l.local_addr().unwrap(),
+    );
+    let flood_slot = plain_server(&ex, flood_l);
+    let honest_slot = plain_server(&ex, honest_l);
+
+    // The honest session, set up before the flood: a client session on another thread will
+    // write 16 MiB on one stream, the server application (on the flooded thread) reads it.
+    const TOTAL: usize = 16 << 20;
+    let client_ex = executor();
+    let tcp = block_on(async_net::TcpStream::connect(honest_addr)).unwrap();
+    let client = Session::new(
+        &client_ex,
+        PlainReader::new(tcp.clone(), 256 * 1024),
+        PlainWriter::new(tcp),
+        Side::Client,
+        Config::default(),
+    );
+    let honest_server = honest_slot.get();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood_ended = Arc::new(AtomicBool::new(false));
+    let mut frames = Vec::with_capacity(1 << 20);
+    for i in 0..(1u32 << 20) / 12 {
+        let mut h = [0u8; HEADER_LEN];
+        Repr::ping(Flags::ACK, i).emit_header(&mut h).unwrap();
+        frames.extend_from_slice(&h);
+    }
+    let mut flood_tcp = std::net::TcpStream::connect(flood_addr).unwrap();
+    let flooder = {
+        let (stop, ended) = (stop.clone(), flood_ended.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let t0 = Instant::now();
+            let mut sent = 0u64;
+            // Bounded: at most 60 s (well past the transfer's guard below).
+            while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(60) {
+                if flood_tcp.write_all(&frames).is_err() {
+                    break;
+                }
+                sent += frames.len() as u64 / 12;
+            }
+            ended.store(true, Ordering::Relaxed);
+            sent
+        })
+    };
+    let flood_server = flood_slot.get();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    ex.spawn(async move {
+        let mut s = honest_server.accept().await.unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0usize;
+        while got < TOTAL {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        let _ = done_tx.send(got);
+    })
+    .detach();
+    client_ex
+        .spawn(async move {
+            let mut s = client.open().await.unwrap();
+            let chunk = vec![0x5au8; 64 * 1024];
+            for _ in 0..TOTAL / chunk.len() {
+                if s.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            let _ = s.close().await;
+            future::pending::<()>().await;
+        })
+        .detach();
+    // Hang guard, not a timing: without round-robin the transfer waits for the flood's end.
+    let res = done_rx.recv_timeout(Duration::from_secs(30));
+    let flood_running = !flood_ended.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let sent = flooder.join().unwrap();
+    let got = res.expect("the honest transfer did not finish beside the flood");
+    assert_eq!(got, TOTAL);
+    assert!(
+        flood_running,
+        "the flood ended before the transfer ({sent} frames)"
+    );
+    assert!(
+        flood_server.failure().is_none(),
+        "{:?}",
+        flood_server.failure()
+    );
+    eprintln!("fairness: {TOTAL} bytes moved beside a flood of {sent} unsolicited pongs");
 }

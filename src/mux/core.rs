@@ -66,7 +66,9 @@ pub struct Config {
     pub max_frame_data: usize,
     /// Inbound streams waiting for `accept`; a SYN beyond this is answered with RST.
     pub accept_backlog: usize,
-    /// Bytes of frames queued for the writer before `write` pushes back.
+    /// Memory of frames queued for the writer before `write` pushes back: per frame its
+    /// queue slot and its payloads' allocations (so 1-byte frames count about 100 bytes
+    /// each, not one).
     pub max_queued_bytes: usize,
     /// Most streams open at once; an inbound SYN beyond it is answered with RST.
     pub max_streams: usize,
@@ -202,8 +204,14 @@ impl OutFrame {
         }
     }
 
+    /// Memory the frame holds while queued, as counted against
+    /// [`Config::max_queued_bytes`]: its slot and its payloads' allocations (with
+    /// [`recv::ALLOC_OVERHEAD`] each), so a queue of 1-byte frames is bounded by what it
+    /// really costs, not by the bytes it carries.
     fn size(&self) -> usize {
-        crate::wire::mux::HEADER_LEN + self.control.len() + self.data.len()
+        size_of::<OutFrame>()
+            + alloc_cost(self.control.capacity())
+            + alloc_cost(self.data.capacity())
     }
 }
 
@@ -423,7 +431,7 @@ impl Core {
         self.rx_bytes + self.table_bytes()
     }
 
-    /// Bytes of frames queued for the writer (headers, control and data payloads).
+    /// Memory of the frames queued for the writer (slots and payload allocations).
     pub fn queued_bytes(&self) -> usize {
         self.out_bytes
     }
@@ -1019,6 +1027,39 @@ impl Core {
             self.forget(id);
         }
         Ok(ReadResult::Data(n))
+    }
+
+    /// How many bytes [`Core::write`] would take on stream `id` right now (within its credit,
+    /// at most one frame), or `None` (with the waker registered) while it has no credit or
+    /// the queue is full; the errors of `write`. Lets a forwarder take from its source only
+    /// what the destination accepts, so nothing waits in between.
+    pub fn write_room(&mut self, id: u32, waker: &Waker) -> Result<Option<usize>, MuxError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let over_queue = self.out_bytes >= self.config.max_queued_bytes;
+        let max = self.config.max_frame_data;
+        let Some(s) = self.streams.get_mut(&id) else {
+            return Err(MuxError::Reset);
+        };
+        if s.reset {
+            return Err(MuxError::Reset);
+        }
+        if s.local_fin {
+            return Err(MuxError::Closed("write after close".into()));
+        }
+        if s.send_window == 0 {
+            s.write_waker = Some(waker.clone());
+            return Ok(None);
+        }
+        if over_queue {
+            s.write_waker = Some(waker.clone());
+            if !self.blocked_writers.contains(&id) {
+                self.blocked_writers.push(id);
+            }
+            return Ok(None);
+        }
+        Ok(Some((s.send_window as usize).min(max)))
     }
 
     /// Queues up to one frame of `data` on stream `id`, within its credit.

@@ -13,6 +13,9 @@
 //! enough; then the core refuses or resets (see `core`). A burst of honest streams is slowed
 //! down this way rather than reset; an application that reads nothing is waited for once.
 //!
+//! The reader handles at most [`READ_TURN_FRAMES`] frames or [`READ_TURN_BYTES`] of payload
+//! per turn, then yields, so sessions sharing an executor thread are served round robin.
+//!
 //! Closing: `Stream::poll_close` half-closes (FIN); dropping a stream that was not read to the
 //! end resets it (RST), like a TCP socket closed with unread data. `Session::close` sends a
 //! go-away, flushes and shuts the connection down; streams then fail.
@@ -35,6 +38,12 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// How long the reader waits for the application to free memory when a frame does not fit
 /// the session's budget, before the core refuses the stream or resets the largest holder.
 pub const ROOM_WAIT: Duration = Duration::from_secs(1);
+
+/// Frames the reader task handles in one turn before it yields to the executor.
+pub const READ_TURN_FRAMES: usize = 64;
+
+/// Payload bytes the reader task handles in one turn before it yields to the executor.
+pub const READ_TURN_BYTES: usize = 256 * 1024;
 
 use async_executor::Executor;
 use futures_lite::future::poll_fn;
@@ -216,7 +225,16 @@ async fn ended(shared: &Shared) {
 }
 
 async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
+    // What this turn has handled: a socket that always has data would otherwise keep the
+    // task (and its executor thread) busy for as long as the peer sends, starving every
+    // other session on the thread. After a budget of frames or bytes the task yields, so
+    // sessions are served round robin, whatever the size of their frames.
+    let (mut turn_frames, mut turn_bytes) = (0usize, 0usize);
     loop {
+        if turn_frames >= READ_TURN_FRAMES || turn_bytes >= READ_TURN_BYTES {
+            futures_lite::future::yield_now().await;
+            (turn_frames, turn_bytes) = (0, 0);
+        }
         // A failed session stops reading at once (dropping the reader and its buffer), even
         // if the peer sends nothing more.
         let res = futures_lite::future::or(async { Some(reader.read_frame().await) }, async {
@@ -241,6 +259,8 @@ async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
                 return;
             }
         };
+        turn_frames += 1;
+        turn_bytes += f.control.len() + f.data.len();
         let mut waited = false;
         let pressure = loop {
             {
@@ -267,6 +287,7 @@ async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
         // that really does not read reaches the limit.
         if pressure {
             futures_lite::future::yield_now().await;
+            (turn_frames, turn_bytes) = (0, 0);
         }
     }
 }
@@ -388,6 +409,44 @@ impl Stream {
         self.shared.lock().authorise(self.id);
     }
 
+    /// Ready with how many bytes a write would take now (at most one frame, within the
+    /// stream's credit and the session's queue bound); pending, with the waker registered,
+    /// while it would take none.
+    pub fn poll_write_room(&self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        match self.shared.lock().write_room(self.id, cx.waker()) {
+            Ok(Some(n)) => Poll::Ready(Ok(n)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+
+    /// Like `AsyncRead::poll_read`, through a shared reference.
+    pub fn poll_read_ref(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match self.shared.lock().read(self.id, buf, cx.waker()) {
+            Ok(ReadResult::Data(n)) => Poll::Ready(Ok(n)),
+            Ok(ReadResult::Eof) => Poll::Ready(Ok(0)),
+            Ok(ReadResult::Pending) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+
+    /// Like `AsyncWrite::poll_write`, through a shared reference.
+    pub fn poll_write_ref(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.shared.lock().write(self.id, buf, cx.waker()) {
+            Ok(WriteResult::Written(n)) => Poll::Ready(Ok(n)),
+            Ok(WriteResult::Pending) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+
+    /// Half-closes the stream (FIN), through a shared reference; idempotent.
+    pub fn close_ref(&self) {
+        self.shared.lock().close(self.id);
+    }
+
     /// Resets the stream (RST) instead of closing it gracefully.
     pub fn reset(mut self) {
         self.closed = true;
@@ -401,15 +460,7 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        match self.shared.lock().read(self.id, buf, cx.waker()) {
-            Ok(ReadResult::Data(n)) => Poll::Ready(Ok(n)),
-            Ok(ReadResult::Eof) => Poll::Ready(Ok(0)),
-            Ok(ReadResult::Pending) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(to_io(e))),
-        }
+        self.poll_read_ref(cx, buf)
     }
 }
 
@@ -419,11 +470,7 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.shared.lock().write(self.id, buf, cx.waker()) {
-            Ok(WriteResult::Written(n)) => Poll::Ready(Ok(n)),
-            Ok(WriteResult::Pending) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(to_io(e))),
-        }
+        self.poll_write_ref(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

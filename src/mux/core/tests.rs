@@ -636,3 +636,45 @@ fn the_driver_is_told_when_to_wait_for_room_and_when_not_to() {
     s.handle_frame(h(3), &[], &frame).unwrap();
     assert!(s.held_bytes() <= 512 * 1024);
 }
+
+#[test]
+fn queued_one_byte_frames_are_bounded_by_their_memory_not_their_payload() {
+    // Before: the queue bound counted 12 + 1 bytes per 1-byte frame, so 256 KiB of them was
+    // about 20,000 frames holding ~2 MiB (a slot and an allocation each).
+    let cfg = Config::default();
+    let (mut c, mut s) = (
+        Core::new(Side::Client, cfg.clone()),
+        Core::new(Side::Server, cfg.clone()),
+    );
+    let ids: Vec<u32> = (0..8).map(|_| c.open(&[]).unwrap()).collect();
+    settle(&mut c, &mut s);
+    let mut frames = 0usize;
+    'fill: loop {
+        for &id in &ids {
+            match c.write(id, &[7], &w()).unwrap() {
+                WriteResult::Written(1) => frames += 1,
+                WriteResult::Pending => break 'fill,
+                r => panic!("{r:?}"),
+            }
+        }
+        assert!(frames <= 8 * cfg.window as usize, "never pushed back");
+    }
+    let real = frames * (size_of::<OutFrame>() + 1 + recv::ALLOC_OVERHEAD);
+    assert!(
+        real <= cfg.max_queued_bytes + size_of::<OutFrame>() + 64,
+        "{frames} frames queued, {real} bytes"
+    );
+    assert!(
+        c.queued_bytes() >= cfg.max_queued_bytes,
+        "{}",
+        c.queued_bytes()
+    );
+    // Draining the queue gives the writers room again.
+    let drained = drain(&mut c).len();
+    assert!(drained >= frames, "{drained} < {frames}");
+    assert_eq!(c.queued_bytes(), 0);
+    assert_eq!(
+        c.write(ids[0], &[7], &w()).unwrap(),
+        WriteResult::Written(1)
+    );
+}
