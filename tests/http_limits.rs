@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::visor::*;
@@ -57,32 +57,6 @@ fn three_hundred_idle_connections_do_not_lock_out_the_cli() {
     assert_eq!(closed, 268, "the oldest idle connections are shed");
 }
 
-/// Starts `skywire dmsg disc` on a free port; returns it and its `host:port`.
-fn start_disc() -> (common::ChildGuard, String) {
-    let mut child = Command::new(common::skywire_bin())
-        .args([
-            "dmsg",
-            "disc",
-            "--addr",
-            "127.0.0.1:0",
-            "--log-level",
-            "warn",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("discovery listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (common::ChildGuard(Some(child)), addr)
-}
-
 /// curl from `source` (a local address to bind); returns the status (0 when none).
 fn curl_from(source: &str, url: &str) -> u16 {
     let out = Command::new("curl")
@@ -98,7 +72,8 @@ fn curl_from(source: &str, url: &str) -> u16 {
 
 #[test]
 fn idle_connections_from_one_address_do_not_lock_out_discovery() {
-    let (_d, addr) = start_disc();
+    let (_d, url) = common::dmsg::start_disc();
+    let addr = url.strip_prefix("http://").unwrap().to_string();
     let url = format!("http://{addr}/health");
     assert_eq!(curl_from("127.0.0.1", &url), 200);
     // The old global cap: 256 idle connections from 127.0.0.1.
