@@ -1062,37 +1062,18 @@ impl Core {
         Ok(Some((s.send_window as usize).min(max)))
     }
 
-    /// Queues up to one frame of `data` on stream `id`, within its credit.
+    /// Queues up to one frame of `data` on stream `id`, within its credit (what
+    /// [`Core::write_room`] allows).
     pub fn write(&mut self, id: u32, data: &[u8], waker: &Waker) -> Result<WriteResult, MuxError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        let over_queue = self.out_bytes >= self.config.max_queued_bytes;
-        let max = self.config.max_frame_data;
-        let Some(s) = self.streams.get_mut(&id) else {
-            return Err(MuxError::Reset);
-        };
-        if s.reset {
-            return Err(MuxError::Reset);
-        }
-        if s.local_fin {
-            return Err(MuxError::Closed("write after close".into()));
-        }
         if data.is_empty() {
-            return Ok(WriteResult::Written(0));
+            // The same errors as a write with data, but never Pending.
+            return self.write_room(id, waker).map(|_| WriteResult::Written(0));
         }
-        if s.send_window == 0 {
-            s.write_waker = Some(waker.clone());
+        let Some(room) = self.write_room(id, waker)? else {
             return Ok(WriteResult::Pending);
-        }
-        if over_queue {
-            s.write_waker = Some(waker.clone());
-            if !self.blocked_writers.contains(&id) {
-                self.blocked_writers.push(id);
-            }
-            return Ok(WriteResult::Pending);
-        }
-        let n = data.len().min(s.send_window as usize).min(max);
+        };
+        let s = self.streams.get_mut(&id).expect("write_room found it");
+        let n = data.len().min(room);
         s.send_window -= n as u32;
         let flags = if s.need_ack {
             s.need_ack = false;
