@@ -29,5 +29,5 @@ fi
 
 out="dist/skywire-$T_SHORT$suffix"
 mkdir -p dist
-cp "target/$T_TRIPLE/release/skywire" "$out"
+cp "$(cargo_target_dir)/$T_TRIPLE/release/skywire" "$out"
 say "wrote $out ($(stat -c %s "$out") bytes)"

@@ -9,6 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 mkdir -p dist
+tdir=$(cargo_target_dir)
 rows=()
 
 # glibc floor: the highest GLIBC_x.y symbol version the binary needs ("static" / "-").
@@ -33,7 +34,7 @@ host_triple=$(rustc -vV | awk '/^host:/ { print $2 }')
 
 say "host ($host_triple), default features"
 cargo build --release >&2
-cp target/release/skywire dist/skywire-host
+cp "$tdir/release/skywire" dist/skywire-host
 measure host "$host_triple" default dist/skywire-host
 
 while read -r short _; do
@@ -45,7 +46,7 @@ done < <(awk '!/^#/ && NF' "$CROSS_DIR/targets")
 
 say "host, minimal (--no-default-features)"
 cargo build --release --no-default-features >&2
-cp target/release/skywire dist/skywire-host-minimal
+cp "$tdir/release/skywire" dist/skywire-host-minimal
 measure host "$host_triple" minimal dist/skywire-host-minimal
 
 say "armv7, minimal (--no-default-features)"
