@@ -65,8 +65,15 @@ total = sum(s for s, _ in rows) or 1
 CRATE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?=::)")
 SKY = re.compile(r"skywire(?:\[[0-9a-f]+\])?((?:::[a-z_][a-z0-9_]*){0,2})")
 
+SYMBOLISER = ("gimli", "addr2line", "backtrace_rs", "miniz_oxide", "rustc_demangle")
+
+def is_symboliser(n):
+    return any(w in n for w in SYMBOLISER)
+
 def crate_of(name):
     n = re.sub(r"\[[0-9a-f]+\]", "", name)  # v0 crate disambiguators
+    if is_symboliser(n):
+        return "std backtrace symboliser (gimli, addr2line, miniz, demangle)"
     if "skywire" in n and not n.startswith(("<std::", "std::")):
         return "skywire"
     m = CRATE.search(n.lstrip("<&*"))
@@ -83,16 +90,20 @@ def module_of(name):
 
 def kind_of(name):
     n = re.sub(r"\[[0-9a-f]+\]", "", name)
+    if is_symboliser(n):
+        return "backtrace symboliser (default panic hook)"
     if n.startswith(("async_task::", "<async_task::", "async_executor::", "<async_executor::")) and "skywire" in n:
         return "spawned-task glue (async_task/async_executor per future type)"
+    if "core::slice::sort" in n:
+        return "slice sorts (one per element type and comparator)"
     if "drop_in_place" in n:
         return "drop glue (drop_in_place)"
-    if re.search(r"as core::fmt::(Debug|Display|Write)>|core::fmt::|alloc::fmt::format", n):
+    if "argh" in n:
+        return "argh command-line parsers (derive output)"
+    if re.search(r"as core::fmt::(Debug|Display|Write)>|core::fmt::|alloc::fmt::format|flt2dec", n):
         return "formatting (fmt impls, format!)"
     if "{closure" in n or "{async" in n or "as core::future::future::Future>::poll" in n:
         return "async fn / closure bodies"
-    if n.startswith(("std::backtrace", "<std::backtrace", "gimli::", "<gimli::", "addr2line::", "<addr2line::", "miniz_oxide", "<miniz_oxide", "rustc_demangle", "<rustc_demangle", "object::", "<object::")) or "backtrace_rs" in n or "gimli" in n:
-        return "backtrace symboliser (default panic hook)"
     return "other code and data"
 
 def table(title, d, limit=None):
