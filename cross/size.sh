@@ -87,9 +87,9 @@ done
 echo
 echo "Marginal cost of each app on armv7: minimal ($minimal_bytes bytes) + that one app."
 echo
-printf '| %-16s | %9s | %8s | %15s | %13s |\n' app bytes KiB "over minimal, B" "over minimal, KiB"
-printf '|%s|%s|%s|%s|%s|\n' ------------------ ----------: ---------: -----------------: -------------------:
+printf '| %-16s | %9s | %8s | %17s | %17s |\n' app bytes KiB "over minimal, B" "over minimal, KiB"
+printf '|%s|%s|%s|%s|%s|\n' ------------------ ----------: ---------: ------------------: ------------------:
 for r in "${app_rows[@]}"; do
     IFS='|' read -r a b d <<<"$r"
-    printf '| %-16s | %9s | %8s | %15s | %17s |\n' "$a" "$b" "$(awk -v b="$b" 'BEGIN { printf "%.1f", b / 1024 }')" "$d" "$(awk -v d="$d" 'BEGIN { printf "%+.1f", d / 1024 }')"
+    printf '| %-16s | %9s | %8s | %17s | %17s |\n' "$a" "$b" "$(awk -v b="$b" 'BEGIN { printf "%.1f", b / 1024 }')" "$d" "$(awk -v d="$d" 'BEGIN { printf "%+.1f", d / 1024 }')"
 done
