@@ -6,7 +6,7 @@
 #                              (with the test-only `test-apps` feature: tests/visor.rs drives them)
 #   make cross TARGET=…        board build -> dist/skywire-<short name>
 #   make cross-test TARGET=…   unit tests for a board target under qemu-user
-#   make size                  stripped binary size per target, as a table
+#   make size                  stripped binary size per target, and each app's cost on armv7
 #   make lint                  rustfmt check + clippy -D warnings on all targets
 #   make bench                 benchmarks -> docs/benchmarks.md (the command is recorded there)
 #   make fuzz                  every fuzz target for FUZZ_TIME seconds (default 60)
