@@ -1,12 +1,12 @@
 # skywire-rs — the one entry point. `make help` lists what is here.
 #
-#   make / make build          release build for this machine (target/release/skywire)
+#   make / make build          release build for this machine (<target dir>/release/skywire)
 #   make run                   build, create local/skywire-config.json if missing, check it
 #   make test                  install test needs (tests/deps.sh), then cargo test --all-targets
 #                              (with the test-only `test-apps` feature: tests/visor.rs drives them)
 #   make cross TARGET=…        board build -> dist/skywire-<short name>
 #   make cross-test TARGET=…   unit tests for a board target under qemu-user
-#   make size                  stripped binary size per target, as a table
+#   make size                  stripped binary size per target, and each app's cost on armv7
 #   make lint                  rustfmt check + clippy -D warnings on all targets
 #   make bench                 benchmarks -> docs/benchmarks.md (the command is recorded there)
 #   make fuzz                  every fuzz target for FUZZ_TIME seconds (default 60)
@@ -21,7 +21,8 @@ SHELL := /bin/bash
 CARGO  ?= cargo
 TARGET ?=
 PREFIX ?= /usr/local
-BIN    := target/release/skywire
+# cargo's output directory: CARGO_TARGET_DIR when set (as cargo reads it), else target/.
+BIN    := $(or $(CARGO_TARGET_DIR),target)/release/skywire
 STATE  := local
 
 .PHONY: build run test cross cross-test size lint bench fuzz install clean help

@@ -3,8 +3,9 @@
 #
 #   boards/install.sh [--prefix DIR] [--destdir DIR] [--gen-config] [path-to-binary]
 #
-#   path-to-binary  the skywire binary to install (default: target/release/skywire of this
-#                   checkout; for a board build e.g. dist/skywire-armv7)
+#   path-to-binary  the skywire binary to install (default: release/skywire under
+#                   $CARGO_TARGET_DIR, else under target/ of this checkout; for a board
+#                   build e.g. dist/skywire-armv7)
 #   --prefix DIR    where bin/ goes (default /usr/local; also PREFIX=)
 #   --destdir DIR   stage everything under DIR instead of / (also DESTDIR=); no user is
 #                   created, nothing is chowned, and no keys are generated unless --gen-config
@@ -52,7 +53,7 @@ live=yes
 [ -z "$destdir" ] || live=no
 
 if [ -z "$bin" ]; then
-    bin=$repo/target/release/skywire
+    bin=${CARGO_TARGET_DIR:-$repo/target}/release/skywire
     [ -e "$bin" ] || die "no binary given and $bin does not exist; run 'make build' (or 'make cross TARGET=…') first, or pass the path, e.g. boards/install.sh dist/skywire-armv7"
 fi
 [ -f "$bin" ] || die "binary '$bin' not found"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Release build of `skywire` for one board target, copied to dist/skywire-<short>.
-#   cross/build.sh [--minimal] aarch64|aarch64-musl|armv7|riscv64|<full triple>
-# --minimal builds with --no-default-features (no apps) into dist/skywire-<short>-minimal.
+#   cross/build.sh [--minimal | --only FEATURES] aarch64|aarch64-musl|armv7|riscv64|<full triple>
+# --minimal builds with --no-default-features (no apps) into dist/skywire-<short>-minimal;
+# --only app-pty (comma-separated features) builds the minimal set plus those into
+# dist/skywire-<short>-only-app-pty (what `make size` measures each app's marginal cost with).
 #
 # Uses cross-rs (cross/Cross.toml) only when `cross` is installed AND `docker info` or
 # `podman info` answers; otherwise cargo with the Debian cross toolchain that
@@ -13,8 +15,12 @@ features=() suffix=""
 if [ "${1:-}" = "--minimal" ]; then
     features=(--no-default-features) suffix="-minimal"
     shift
+elif [ "${1:-}" = "--only" ]; then
+    [ -n "${2:-}" ] || die "--only needs a feature list, e.g. --only app-pty"
+    features=(--no-default-features --features "$2") suffix="-only-${2//,/+}"
+    shift 2
 fi
-[ $# -eq 1 ] || die "usage: cross/build.sh [--minimal] $(cross_names)|<triple>"
+[ $# -eq 1 ] || die "usage: cross/build.sh [--minimal | --only FEATURES] $(cross_names)|<triple>"
 cross_resolve "$1"
 cd "$REPO_ROOT"
 
@@ -29,5 +35,5 @@ fi
 
 out="dist/skywire-$T_SHORT$suffix"
 mkdir -p dist
-cp "target/$T_TRIPLE/release/skywire" "$out"
+cp "$(cargo_target_dir)/$T_TRIPLE/release/skywire" "$out"
 say "wrote $out ($(stat -c %s "$out") bytes)"

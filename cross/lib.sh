@@ -2,6 +2,8 @@
 #   cross_resolve NAME   short name or full triple -> sets T_SHORT T_TRIPLE T_DEBARCH T_GCC T_QEMU
 #   cross_engine_ok      true when the cross-rs path may be used (cross + a working engine)
 #   cross_names          prints the known short names, one line
+#   cargo_target_dir     prints cargo's output directory (absolute): CARGO_TARGET_DIR when set,
+#                        else build.target-dir of .cargo/config.toml, else target/ (cargo decides)
 #   say / die            one-line progress and error messages
 
 CROSS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -12,6 +14,14 @@ die() { printf '%s: error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
 
 cross_names() {
     awk '!/^#/ && NF { printf "%s%s", sep, $1; sep = "|" } END { print "" }' "$CROSS_DIR/targets"
+}
+
+cargo_target_dir() {
+    local dir
+    dir=$(cd "$REPO_ROOT" && cargo metadata --no-deps --format-version 1 2>/dev/null |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    [ -n "$dir" ] || die "cargo metadata did not say where the target directory is"
+    printf '%s\n' "$dir"
 }
 
 cross_resolve() {

@@ -23,19 +23,26 @@ targets=("$@")
 echo "fuzz: ${#targets[@]} targets, ${secs}s each: ${targets[*]}"
 cargo +nightly fuzz build -O
 
+# Logs beside the fuzz build: cargo's target directory for this (fuzz/) workspace, which is
+# CARGO_TARGET_DIR when that is set.
+logs=$(cargo metadata --no-deps --format-version 1 2>/dev/null |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+logs=${logs:-target}
+mkdir -p "$logs"
+
 failed=()
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     echo "fuzz: $t for ${secs}s"
     if cargo +nightly fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-        >"target/$t.log" 2>&1; then
-        execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "target/$t.log" | grep -o '[0-9]*$' || echo '?')
-        cov=$(grep -o 'cov: [0-9]*' "target/$t.log" | tail -1 || true)
+        >"$logs/$t.log" 2>&1; then
+        execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$logs/$t.log" | grep -o '[0-9]*$' || echo '?')
+        cov=$(grep -o 'cov: [0-9]*' "$logs/$t.log" | tail -1 || true)
         echo "fuzz: $t ok: $execs runs, $cov, corpus $(find "corpus/$t" -type f | wc -l) inputs"
     else
-        echo "fuzz: $t FAILED; log fuzz/target/$t.log, crash input under fuzz/artifacts/$t/" >&2
-        tail -30 "target/$t.log" >&2
+        echo "fuzz: $t FAILED; log $logs/$t.log, crash input under fuzz/artifacts/$t/" >&2
+        tail -30 "$logs/$t.log" >&2
         failed+=("$t")
     fi
 done

@@ -424,7 +424,7 @@ impl Registry {
                 _ => None,
             })
             .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.pk.cmp(&b.0.pk)));
+        v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.pk.cmp(&b.0.pk)));
         v.into_iter().map(|(e, _)| e).collect()
     }
 
@@ -476,11 +476,12 @@ impl Registry {
     /// The store file's text: every live entry with its expiry; clears the dirty flag.
     pub fn save_text(&mut self, now: u64) -> String {
         self.dirty = false;
-        let mut pks: Vec<&PublicKey> = self.entries.keys().collect();
+        // Sorted as `Vec<PublicKey>` like `pks` above: one sort instantiation for all.
+        let mut pks: Vec<PublicKey> = self.entries.keys().copied().collect();
         pks.sort();
         let items: Vec<Out> = pks
             .into_iter()
-            .filter_map(|pk| self.entries.get(pk))
+            .filter_map(|pk| self.entries.get(&pk))
             .filter(|s| s.expires >= now)
             .map(|s| {
                 Out::Obj(
@@ -490,14 +491,16 @@ impl Registry {
                 )
             })
             .collect();
-        let mut tombs: Vec<(&PublicKey, &Tombstone)> = self
+        let mut tomb_pks: Vec<PublicKey> = self
             .tombstones
             .iter()
             .filter(|(_, t)| t.expires >= now)
+            .map(|(pk, _)| *pk)
             .collect();
-        tombs.sort_by_key(|(pk, _)| **pk);
-        let tombs = tombs
-            .into_iter()
+        tomb_pks.sort();
+        let tombs = tomb_pks
+            .iter()
+            .filter_map(|pk| Some((pk, self.tombstones.get(pk)?)))
             .map(|(pk, t)| {
                 Out::Obj(
                     Ordered::new()

@@ -21,6 +21,7 @@
 //! | [`mux`]     | yamux v0: `version u8 ‖ type u8 ‖ flags u16be ‖ stream u32be ‖ length u32be` |
 //! | [`session`] | `sealed_len u16be ‖ AEAD(mux header ‖ control) ‖ data` (DESIGN.md §3.4)  |
 //! | [`route`]   | `type u8 ‖ route_id u32be ‖ payload_len u16be ‖ payload` (DESIGN.md §3.7) |
+//! | [`pty`]     | `type u8 ‖ len u16be ‖ payload` — pty sessions (docs/protocol.md §10)   |
 //!
 //! Rules for this layer: no I/O, no allocation, no clock. Unknown type codes parse as
 //! `Unknown(u8)` and survive a parse→emit round trip unchanged; only the layer above decides
@@ -28,6 +29,7 @@
 
 pub mod mux;
 pub mod noise;
+pub mod pty;
 pub mod route;
 pub mod session;
 

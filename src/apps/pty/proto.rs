@@ -36,8 +36,11 @@
 //! length, trailing bytes after the request, an unknown type, signal or mode are errors, so a
 //! parsed frame re-emits to exactly the bytes it came from. Nothing here panics on input.
 //!
-//! The frame views ([`Frame`], [`Repr`]) do no I/O; [`read_frame`] and [`write_frame`] at the
-//! end of the module move frames over any `AsyncRead`/`AsyncWrite`.
+//! The byte layout is the [`crate::wire::pty`] view ([`Frame`], [`FrameType`], [`Sig`],
+//! re-exported here); this module adds the parsed form [`Repr`] with the rules above and its
+//! errors ([`ProtoError`], whose layout errors are the view's [`WireError`]). Neither does
+//! I/O; [`read_frame`] and [`write_frame`] at the end of the module move frames over any
+//! `AsyncRead`/`AsyncWrite`.
 
 use core::fmt;
 use std::io;
@@ -45,39 +48,58 @@ use std::io;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::PtyError;
+use crate::wire::{WireError, check_len, get_u16, put_u16};
 
-mod field {
-    use core::ops::{Range, RangeFrom};
+use crate::wire::pty::{self as view, EXIT_LEN, RESIZE_LEN, SIGNAL_LEN};
+pub use crate::wire::pty::{ExitStatus, FrameType, HEADER_LEN, MAX_PAYLOAD_LEN, Sig, frame_len};
 
-    pub const TYPE: usize = 0;
-    pub const LEN: Range<usize> = 1..3;
-    pub const PAYLOAD: RangeFrom<usize> = 3..;
+/// The [`crate::wire::pty::Frame`] view (every accessor and setter, through `Deref`) with
+/// the checks answering in this app's [`ProtoError`], so a check and a parse chain with `?`
+/// or `and_then`, and `Display` showing the parsed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<T: AsRef<[u8]>>(view::Frame<T>);
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    /// Wraps a buffer without checking it; accessors may panic if it is too short.
+    pub const fn new_unchecked(buffer: T) -> Frame<T> {
+        Frame(view::Frame::new_unchecked(buffer))
+    }
+
+    /// Wraps untrusted bytes: [`view::Frame::new_checked`].
+    pub fn new_checked(buffer: T) -> Result<Frame<T>, ProtoError> {
+        Ok(Frame(view::Frame::new_checked(buffer)?))
+    }
+
+    /// [`view::Frame::check_len`].
+    pub fn check_len(&self) -> Result<(), ProtoError> {
+        Ok(self.0.check_len()?)
+    }
+
+    /// Returns the underlying buffer.
+    pub fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
 }
 
-/// Length of the frame header.
-pub const HEADER_LEN: usize = field::PAYLOAD.start;
-/// Largest payload a frame can carry.
-pub const MAX_PAYLOAD_LEN: usize = u16::MAX as usize;
-
-/// How many bytes the frame starting at `prefix` occupies, once its 3-byte header has arrived;
-/// `None` before that.
-pub fn frame_len(prefix: &[u8]) -> Option<usize> {
-    if prefix.len() < HEADER_LEN {
-        return None;
+impl<T: AsRef<[u8]>> core::ops::Deref for Frame<T> {
+    type Target = view::Frame<T>;
+    fn deref(&self) -> &view::Frame<T> {
+        &self.0
     }
-    Some(HEADER_LEN + usize::from(get_u16(prefix, field::LEN.start)))
+}
+
+impl<T: AsRef<[u8]>> core::ops::DerefMut for Frame<T> {
+    fn deref_mut(&mut self) -> &mut view::Frame<T> {
+        &mut self.0
+    }
 }
 
 /// What is wrong with a pty frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtoError {
-    /// The buffer ends before the frame (or a field inside it) does.
-    Truncated {
-        /// Bytes needed.
-        need: usize,
-        /// Bytes present.
-        have: usize,
-    },
+    /// The layout: the buffer ends before the frame (or a field inside it) does, or a length
+    /// does not fit its field when emitting (the [`crate::wire::pty`] view's errors).
+    Wire(WireError),
     /// A type byte this protocol does not define.
     UnknownType(u8),
     /// A fixed-size frame whose payload has another length.
@@ -94,15 +116,6 @@ pub enum ProtoError {
         /// The value found.
         value: u8,
     },
-    /// A length does not fit its field (when emitting).
-    TooLong {
-        /// The field.
-        field: &'static str,
-        /// The length asked for.
-        len: usize,
-        /// The largest the field can carry.
-        max: usize,
-    },
     /// A string field is not UTF-8.
     NotUtf8(&'static str),
     /// A string field holds a NUL byte (it could never reach `execve`).
@@ -115,17 +128,15 @@ pub enum ProtoError {
 impl fmt::Display for ProtoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProtoError::Truncated { need, have } => {
+            ProtoError::Wire(WireError::Truncated { need, have }) => {
                 write!(f, "truncated pty frame: need {need} bytes, have {have}")
             }
+            ProtoError::Wire(e) => e.fmt(f),
             ProtoError::UnknownType(t) => write!(f, "unknown pty frame type 0x{t:02x}"),
             ProtoError::BadLength { frame, len } => {
                 write!(f, "pty {frame} frame with a {len}-byte payload")
             }
             ProtoError::BadValue { field, value } => write!(f, "invalid {field}: {value}"),
-            ProtoError::TooLong { field, len, max } => {
-                write!(f, "{field} too long: {len} bytes, at most {max}")
-            }
             ProtoError::NotUtf8(field) => write!(f, "{field} is not UTF-8"),
             ProtoError::Nul(field) => write!(f, "{field} holds a NUL byte"),
             ProtoError::BadRequest(why) => write!(f, "bad request: {why}"),
@@ -135,187 +146,18 @@ impl fmt::Display for ProtoError {
 
 impl std::error::Error for ProtoError {}
 
-#[inline]
-fn check_len(buf: &[u8], need: usize) -> Result<(), ProtoError> {
-    if buf.len() < need {
-        Err(ProtoError::Truncated {
-            need,
-            have: buf.len(),
-        })
-    } else {
-        Ok(())
+impl From<WireError> for ProtoError {
+    fn from(e: WireError) -> Self {
+        ProtoError::Wire(e)
     }
 }
 
-#[inline]
-fn get_u16(buf: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([buf[at], buf[at + 1]])
-}
-
-#[inline]
-fn put_u16(buf: &mut [u8], at: usize, v: u16) {
-    buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-/// The frame type byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FrameType {
-    /// Client → host: what to run.
-    Request,
-    /// Host → client: the session runs.
-    Accepted,
-    /// Host → client: the session is refused, with the reason.
-    Refused,
-    /// Client → host: input for the pty.
-    Stdin,
-    /// Client → host: no more input (the host sends the pty's EOF character).
-    StdinEof,
-    /// Host → client: output of the pty.
-    Stdout,
-    /// Client → host: the terminal's new size.
-    Resize,
-    /// Client → host: a signal for the foreground process group.
-    Signal,
-    /// Host → client: the exit status; the last frame of a session.
-    Exit,
-}
-
-impl FrameType {
-    /// The type for a byte, `None` for a byte the protocol does not define.
-    pub const fn from_u8(v: u8) -> Option<FrameType> {
-        Some(match v {
-            0x01 => FrameType::Request,
-            0x02 => FrameType::Accepted,
-            0x03 => FrameType::Refused,
-            0x04 => FrameType::Stdin,
-            0x05 => FrameType::StdinEof,
-            0x06 => FrameType::Stdout,
-            0x07 => FrameType::Resize,
-            0x08 => FrameType::Signal,
-            0x09 => FrameType::Exit,
-            _ => return None,
-        })
-    }
-
-    /// The byte on the wire.
-    pub const fn to_u8(self) -> u8 {
-        match self {
-            FrameType::Request => 0x01,
-            FrameType::Accepted => 0x02,
-            FrameType::Refused => 0x03,
-            FrameType::Stdin => 0x04,
-            FrameType::StdinEof => 0x05,
-            FrameType::Stdout => 0x06,
-            FrameType::Resize => 0x07,
-            FrameType::Signal => 0x08,
-            FrameType::Exit => 0x09,
-        }
-    }
-
-    /// The frame's name, for logs and errors.
-    pub const fn name(self) -> &'static str {
-        match self {
-            FrameType::Request => "request",
-            FrameType::Accepted => "accepted",
-            FrameType::Refused => "refused",
-            FrameType::Stdin => "stdin",
-            FrameType::StdinEof => "stdin-eof",
-            FrameType::Stdout => "stdout",
-            FrameType::Resize => "resize",
-            FrameType::Signal => "signal",
-            FrameType::Exit => "exit",
-        }
-    }
-}
-
-impl fmt::Display for FrameType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A read/write view of one pty frame at the start of a buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-impl<T: AsRef<[u8]>> Frame<T> {
-    /// Wraps a buffer without checking it; accessors may panic if it is too short.
-    pub const fn new_unchecked(buffer: T) -> Frame<T> {
-        Frame { buffer }
-    }
-
-    /// Wraps untrusted bytes: fails unless the buffer holds the header and the whole payload
-    /// it announces. Bytes after the frame are allowed (the next frame). The type byte is
-    /// checked by [`Repr::parse`].
-    pub fn new_checked(buffer: T) -> Result<Frame<T>, ProtoError> {
-        let frame = Frame::new_unchecked(buffer);
-        frame.check_len()?;
-        Ok(frame)
-    }
-
-    /// Verifies the buffer holds the whole frame, so no accessor can panic.
-    pub fn check_len(&self) -> Result<(), ProtoError> {
-        let buf = self.buffer.as_ref();
-        check_len(buf, HEADER_LEN)?;
-        check_len(buf, self.total_len())
-    }
-
-    /// Returns the underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// The raw type byte.
-    pub fn type_byte(&self) -> u8 {
-        self.buffer.as_ref()[field::TYPE]
-    }
-
-    /// The frame type, `None` if the byte is not one this protocol defines.
-    pub fn frame_type(&self) -> Option<FrameType> {
-        FrameType::from_u8(self.type_byte())
-    }
-
-    /// The payload length field.
-    pub fn payload_len(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::LEN.start)
-    }
-
-    /// Bytes the whole frame occupies.
-    pub fn total_len(&self) -> usize {
-        HEADER_LEN + usize::from(self.payload_len())
-    }
-
-    /// The payload (exactly `payload_len` bytes).
-    pub fn payload(&self) -> &[u8] {
-        let end = self.total_len();
-        &self.buffer.as_ref()[field::PAYLOAD.start..end]
-    }
-
-    /// The whole frame as it goes on the wire.
-    pub fn as_bytes(&self) -> &[u8] {
-        let end = self.total_len();
-        &self.buffer.as_ref()[..end]
-    }
-}
-
-impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
-    /// Sets the type byte.
-    pub fn set_frame_type(&mut self, t: FrameType) {
-        self.buffer.as_mut()[field::TYPE] = t.to_u8();
-    }
-
-    /// Sets the payload length field.
-    pub fn set_payload_len(&mut self, len: u16) {
-        put_u16(self.buffer.as_mut(), field::LEN.start, len);
-    }
-
-    /// The payload, writable.
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        let end = self.total_len();
-        &mut self.buffer.as_mut()[field::PAYLOAD.start..end]
-    }
+fn too_long(field: &'static str, len: usize) -> ProtoError {
+    ProtoError::Wire(WireError::TooLong {
+        field,
+        len,
+        max: MAX_PAYLOAD_LEN,
+    })
 }
 
 /// What the host runs.
@@ -408,18 +250,10 @@ impl Request {
             check_str(a, "argument")?;
         }
         if self.argv.len() > usize::from(u16::MAX) {
-            return Err(ProtoError::TooLong {
-                field: "argv",
-                len: self.argv.len(),
-                max: MAX_PAYLOAD_LEN,
-            });
+            return Err(too_long("argv", self.argv.len()));
         }
         if self.env.len() > usize::from(u16::MAX) {
-            return Err(ProtoError::TooLong {
-                field: "environment",
-                len: self.env.len(),
-                max: MAX_PAYLOAD_LEN,
-            });
+            return Err(too_long("environment", self.env.len()));
         }
         for (k, v) in &self.env {
             check_str(k, "environment name")?;
@@ -510,11 +344,7 @@ impl Request {
 
 fn check_str(s: &str, field: &'static str) -> Result<(), ProtoError> {
     if s.len() > MAX_PAYLOAD_LEN {
-        return Err(ProtoError::TooLong {
-            field,
-            len: s.len(),
-            max: MAX_PAYLOAD_LEN,
-        });
+        return Err(too_long(field, s.len()));
     }
     if s.as_bytes().contains(&0) {
         return Err(ProtoError::Nul(field));
@@ -542,8 +372,7 @@ impl Reader<'_> {
     }
 
     fn u16(&mut self) -> Result<u16, ProtoError> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        Ok(get_u16(self.take(2)?, 0))
     }
 
     fn string(&mut self, field: &'static str) -> Result<String, ProtoError> {
@@ -576,122 +405,6 @@ impl Writer<'_> {
         self.u16(s.len() as u16);
         self.buf[self.at..self.at + s.len()].copy_from_slice(s.as_bytes());
         self.at += s.len();
-    }
-}
-
-/// The signals a client may ask for. Codes on the wire are the Linux numbers (the same on
-/// x86, ARM and RISC-V); the host maps them to its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Sig {
-    /// `SIGHUP` (1).
-    Hup,
-    /// `SIGINT` (2).
-    Int,
-    /// `SIGQUIT` (3).
-    Quit,
-    /// `SIGKILL` (9).
-    Kill,
-    /// `SIGUSR1` (10).
-    Usr1,
-    /// `SIGUSR2` (12).
-    Usr2,
-    /// `SIGTERM` (15).
-    Term,
-    /// `SIGCONT` (18).
-    Cont,
-    /// `SIGSTOP` (19).
-    Stop,
-    /// `SIGTSTP` (20).
-    Tstp,
-    /// `SIGWINCH` (28).
-    Winch,
-}
-
-impl Sig {
-    /// The signal for a wire code, `None` outside the set.
-    pub const fn from_u8(v: u8) -> Option<Sig> {
-        Some(match v {
-            1 => Sig::Hup,
-            2 => Sig::Int,
-            3 => Sig::Quit,
-            9 => Sig::Kill,
-            10 => Sig::Usr1,
-            12 => Sig::Usr2,
-            15 => Sig::Term,
-            18 => Sig::Cont,
-            19 => Sig::Stop,
-            20 => Sig::Tstp,
-            28 => Sig::Winch,
-            _ => return None,
-        })
-    }
-
-    /// The wire code.
-    pub const fn to_u8(self) -> u8 {
-        match self {
-            Sig::Hup => 1,
-            Sig::Int => 2,
-            Sig::Quit => 3,
-            Sig::Kill => 9,
-            Sig::Usr1 => 10,
-            Sig::Usr2 => 12,
-            Sig::Term => 15,
-            Sig::Cont => 18,
-            Sig::Stop => 19,
-            Sig::Tstp => 20,
-            Sig::Winch => 28,
-        }
-    }
-
-    /// The usual name without `SIG`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Sig::Hup => "HUP",
-            Sig::Int => "INT",
-            Sig::Quit => "QUIT",
-            Sig::Kill => "KILL",
-            Sig::Usr1 => "USR1",
-            Sig::Usr2 => "USR2",
-            Sig::Term => "TERM",
-            Sig::Cont => "CONT",
-            Sig::Stop => "STOP",
-            Sig::Tstp => "TSTP",
-            Sig::Winch => "WINCH",
-        }
-    }
-}
-
-impl fmt::Display for Sig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIG{}", self.name())
-    }
-}
-
-/// How the remote command ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ExitStatus {
-    /// It exited with this code.
-    Code(u8),
-    /// It was killed by this signal (the host's number, 1–127).
-    Signal(u8),
-}
-
-impl ExitStatus {
-    /// The status a shell would report: the code, or 128 + the signal number.
-    pub const fn code(self) -> i32 {
-        match self {
-            ExitStatus::Code(c) => c as i32,
-            ExitStatus::Signal(s) => 128 + s as i32,
-        }
-    }
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitStatus::Code(c) => write!(f, "exit code {c}"),
-            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
-        }
     }
 }
 
@@ -746,8 +459,7 @@ impl<'a> Repr<'a> {
         let ty = frame
             .frame_type()
             .ok_or(ProtoError::UnknownType(frame.type_byte()))?;
-        let end = frame.total_len();
-        let payload: &'a [u8] = &frame.buffer.as_ref()[HEADER_LEN..end];
+        let payload: &'a [u8] = frame.payload_ref();
         let fixed = |n: usize| {
             if payload.len() == n {
                 Ok(())
@@ -774,21 +486,21 @@ impl<'a> Repr<'a> {
             }
             FrameType::Stdout => Repr::Stdout(payload),
             FrameType::Resize => {
-                fixed(4)?;
+                fixed(RESIZE_LEN)?;
                 Repr::Resize {
                     rows: get_u16(payload, 0),
                     cols: get_u16(payload, 2),
                 }
             }
             FrameType::Signal => {
-                fixed(1)?;
+                fixed(SIGNAL_LEN)?;
                 Repr::Signal(Sig::from_u8(payload[0]).ok_or(ProtoError::BadValue {
                     field: "signal",
                     value: payload[0],
                 })?)
             }
             FrameType::Exit => {
-                fixed(2)?;
+                fixed(EXIT_LEN)?;
                 let value = payload[1];
                 Repr::Exit(match payload[0] {
                     0 => ExitStatus::Code(value),
@@ -837,16 +549,12 @@ impl<'a> Repr<'a> {
     ) -> Result<(), ProtoError> {
         let len = self.payload_len();
         if len > MAX_PAYLOAD_LEN {
-            return Err(ProtoError::TooLong {
-                field: "pty frame payload",
-                len,
-                max: MAX_PAYLOAD_LEN,
-            });
+            return Err(too_long("pty frame payload", len));
         }
         if let Repr::Request(r) = self {
             r.validate()?;
         }
-        check_len(frame.buffer.as_ref(), HEADER_LEN + len)?;
+        check_len(frame.as_inner(), HEADER_LEN + len)?;
         frame.set_frame_type(self.frame_type());
         frame.set_payload_len(len as u16);
         let p = frame.payload_mut();
@@ -900,7 +608,7 @@ impl fmt::Display for Repr<'_> {
 
 impl<T: AsRef<[u8]>> fmt::Display for Frame<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match Repr::parse(&Frame::new_unchecked(self.buffer.as_ref())) {
+        match Repr::parse(&Frame::new_unchecked(self.as_inner())) {
             Ok(repr) => write!(f, "{repr}"),
             Err(e) => write!(f, "pty frame ({e})"),
         }
@@ -931,7 +639,7 @@ pub async fn read_frame<'b, R: AsyncRead + Unpin>(
     r.read_exact(&mut header[1..])
         .await
         .map_err(eof_is_closed)?;
-    let len = usize::from(get_u16(&header, field::LEN.start));
+    let len = frame_len(&header).map_or(0, |n| n - HEADER_LEN);
     if len > max_payload {
         return Err(PtyError::TooLarge {
             frame: ty.name(),
@@ -1121,11 +829,11 @@ mod tests {
         };
         assert_eq!(
             parse("06 00"),
-            Err(ProtoError::Truncated { need: 3, have: 2 })
+            Err(WireError::Truncated { need: 3, have: 2 }.into())
         );
         assert_eq!(
             parse("06 0005 3432"),
-            Err(ProtoError::Truncated { need: 8, have: 5 })
+            Err(WireError::Truncated { need: 8, have: 5 }.into())
         );
         assert_eq!(parse("00 0000"), Err(ProtoError::UnknownType(0)));
         assert_eq!(parse("ff 0000"), Err(ProtoError::UnknownType(0xff)));
@@ -1201,7 +909,7 @@ mod tests {
         );
         assert_eq!(
             parse("01 000a 00 0018 0050 0001 0005 61"),
-            Err(ProtoError::Truncated { need: 14, have: 10 })
+            Err(WireError::Truncated { need: 14, have: 10 }.into())
         );
         assert_eq!(
             parse("01 000c 00 0018 0050 0001 0001 ff 0000"),
@@ -1214,11 +922,11 @@ mod tests {
         let big = vec![0u8; MAX_PAYLOAD_LEN + 1];
         assert_eq!(
             Repr::Stdout(&big).to_vec(),
-            Err(ProtoError::TooLong {
+            Err(ProtoError::Wire(WireError::TooLong {
                 field: "pty frame payload",
                 len: MAX_PAYLOAD_LEN + 1,
                 max: MAX_PAYLOAD_LEN
-            })
+            }))
         );
         assert!(Repr::Stdout(&big[1..]).to_vec().is_ok());
         assert_eq!(
@@ -1228,7 +936,7 @@ mod tests {
         let mut small = [0u8; 4];
         assert_eq!(
             Repr::Stdout(b"abcd").emit(&mut Frame::new_unchecked(&mut small[..])),
-            Err(ProtoError::Truncated { need: 7, have: 4 })
+            Err(WireError::Truncated { need: 7, have: 4 }.into())
         );
     }
 
