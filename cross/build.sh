@@ -8,6 +8,14 @@
 # Uses cross-rs (cross/Cross.toml) only when `cross` is installed AND `docker info` or
 # `podman info` answers; otherwise cargo with the Debian cross toolchain that
 # cross/setup.sh installs (linker settings in .cargo/config.toml).
+#
+# std is rebuilt from source with the binary (cargo's build-std, with std's
+# `optimize_for_size` feature): the shipped std links the DWARF backtrace symboliser through
+# its default panic hook (~180 KiB on armv7) and was built for speed, not size. build-std is
+# an unstable cargo feature, so this sets RUSTC_BOOTSTRAP=1 for this one build of the pinned
+# 1.95.0 toolchain and needs its `rust-src` component (rust-toolchain.toml lists it; rustup
+# installs it). Panics still print their message (no backtrace). SKYWIRE_STD=prebuilt
+# builds against the shipped std instead (docs/benchmarks.md "Build profile" has both sizes).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -29,8 +37,21 @@ if cross_engine_ok; then
     CROSS_CONFIG="$CROSS_DIR/Cross.toml" cross build --release --target "$T_TRIPLE" "${features[@]}"
 else
     bash "$CROSS_DIR/setup.sh" "$T_SHORT"
-    say "building $T_TRIPLE with cargo (no container engine; Debian cross toolchain)"
-    cargo build --release --target "$T_TRIPLE" "${features[@]}"
+    std_args=()
+    case ${SKYWIRE_STD:-source} in
+    source)
+        std_rust_src
+        std_args=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
+        ;;
+    prebuilt) ;;
+    *) die "SKYWIRE_STD is '$SKYWIRE_STD'; use 'source' (the default: std built for size) or 'prebuilt'" ;;
+    esac
+    say "building $T_TRIPLE with cargo (no container engine; Debian cross toolchain; std: ${SKYWIRE_STD:-source})"
+    if [ ${#std_args[@]} -gt 0 ]; then
+        RUSTC_BOOTSTRAP=1 cargo build --release --target "$T_TRIPLE" "${features[@]}" "${std_args[@]}"
+    else
+        cargo build --release --target "$T_TRIPLE" "${features[@]}"
+    fi
 fi
 
 out="dist/skywire-$T_SHORT$suffix"

@@ -4,6 +4,8 @@
 #   cross_names          prints the known short names, one line
 #   cargo_target_dir     prints cargo's output directory (absolute): CARGO_TARGET_DIR when set,
 #                        else build.target-dir of .cargo/config.toml, else target/ (cargo decides)
+#   std_rust_src         makes sure the toolchain's rust-src component (std's source, for
+#                        build-std) is installed; rustup adds it from the registry mirror
 #   say / die            one-line progress and error messages
 
 CROSS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,6 +24,15 @@ cargo_target_dir() {
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
     [ -n "$dir" ] || die "cargo metadata did not say where the target directory is"
     printf '%s\n' "$dir"
+}
+
+std_rust_src() {
+    local sysroot
+    sysroot=$(cd "$REPO_ROOT" && rustc --print sysroot)
+    [ -f "$sysroot/lib/rustlib/src/rust/library/Cargo.lock" ] && return 0
+    say "installing the toolchain's rust-src component (std's source, for build-std)"
+    (cd "$REPO_ROOT" && rustup component add rust-src) >&2 ||
+        die "could not install rust-src; build against the shipped std with SKYWIRE_STD=prebuilt"
 }
 
 cross_resolve() {
