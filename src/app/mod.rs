@@ -21,6 +21,7 @@
 pub mod conn;
 pub mod launcher;
 pub mod net;
+pub mod services;
 pub mod table;
 
 use std::fmt;

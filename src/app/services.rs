@@ -1,24 +1,28 @@
-//! The services registry (DESIGN.md §5): every inbound overlay port of the visor is
-//! dispatched through one `port → owner` table. A port nobody registered is refused (the
-//! dmsg client answers "no listener"); the remote-RPC port is never registered. Apps reach
-//! the table through [`VisorNet`], the visor-mode implementation of `Net`.
+//! The services registry (DESIGN.md §5): the visor's one port table. Every inbound overlay
+//! port of the visor is dispatched through it, `port → owner`, whichever carrier the stream
+//! arrived on: carriers (the dmsg client now, the skynet router next) hand each arrived
+//! stream to it through [`crate::accept::PortSink`] (see [`Feed`]), and a dial from this visor
+//! to one of its own ports is delivered the same way. A port nobody registered is refused
+//! (the dmsg client answers "no listener"); the remote-RPC port is never registered. Apps
+//! reach the table through [`VisorNet`], the visor-mode implementation of `Net`.
 //!
 //! dmsgctrl (port 7) is served here too: a peer sends ping `0x09`, we answer pong `0x0A`, as
 //! many times as it likes on one stream.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_executor::Executor;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::app::BoxFut;
-use crate::app::conn::{Conn, ConnTable, Direction};
-use crate::app::net::{DmsgListen, Listen, Net, NetError, dmsg_conn};
+use super::BoxFut;
+use super::conn::{Conn, ConnTable, Direction, Network};
+use super::net::{Listen, Net, NetError, dmsg_conn};
+use crate::accept::{AcceptQueue, Ephemeral, PortSink, Refusal, Reservation, Slot};
 use crate::crypto::PublicKey;
-use crate::dmsg::client::DmsgClient;
+use crate::dmsg::client::{DmsgClient, DmsgStream};
 
 /// dmsgctrl's overlay port.
 pub const DMSGCTRL_PORT: u16 = 7;
@@ -37,39 +41,112 @@ pub struct Service {
     /// Who serves it (an app name, or `dmsgctrl`).
     pub owner: String,
     /// The network it is reachable on.
-    pub network: &'static str,
+    pub network: Network,
     /// Since when.
     pub since: Instant,
 }
 
-/// Connections from this visor to one of its own ports, waiting for `accept`.
-#[derive(Debug, Default)]
-struct LocalQueue {
-    items: std::collections::VecDeque<Conn>,
-    waker: Option<std::task::Waker>,
+/// Most streams waiting on one port, whichever carrier brought them.
+pub const BACKLOG: usize = 64;
+
+#[derive(Debug)]
+struct Entry {
+    service: Service,
+    queue: Arc<AcceptQueue<Conn>>,
 }
 
-/// Most local connections waiting on one port.
-const LOCAL_BACKLOG: usize = 64;
+/// The table itself, shared by the registry, its listeners and the carriers' feeds.
+#[derive(Debug, Default)]
+pub struct Ports {
+    table: Mutex<BTreeMap<u16, Entry>>,
+    ephemeral: Ephemeral,
+}
+
+impl Ports {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u16, Entry>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for a stream to `port`.
+    pub fn reserve(&self, port: u16) -> Result<Reservation<Conn>, Refusal> {
+        let q = self.lock().get(&port).map(|e| e.queue.clone());
+        q.ok_or(Refusal::Closed)?.reserve()
+    }
+
+    /// True if `port` is registered.
+    pub fn serves(&self, port: u16) -> bool {
+        self.lock().contains_key(&port)
+    }
+
+    /// A dialling port no service uses.
+    pub fn ephemeral(&self) -> u16 {
+        self.ephemeral.next(|p| self.serves(p))
+    }
+}
+
+/// A carrier's way into the table: streams of type `S` arrive, `wrap` turns each into a
+/// connection (naming its network), and it waits in the queue of the port it asked for.
+pub struct Feed<S> {
+    ports: Arc<Ports>,
+    wrap: fn(S) -> Conn,
+}
+
+impl<S> std::fmt::Debug for Feed<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed").field("ports", &self.ports).finish()
+    }
+}
+
+impl<S> Feed<S> {
+    /// A feed into `ports`.
+    pub fn new(ports: Arc<Ports>, wrap: fn(S) -> Conn) -> Feed<S> {
+        Feed { ports, wrap }
+    }
+}
+
+struct FeedSlot<S> {
+    place: Reservation<Conn>,
+    wrap: fn(S) -> Conn,
+}
+
+impl<S: Send> Slot<S> for FeedSlot<S> {
+    fn deliver(self: Box<Self>, stream: S) {
+        // A listener that went away meanwhile drops the connection, which ends it.
+        let _ = self.place.deliver((self.wrap)(stream));
+    }
+}
+
+impl<S: Send + 'static> PortSink<S> for Feed<S> {
+    fn reserve(&self, port: u16) -> Result<Box<dyn Slot<S>>, Refusal> {
+        Ok(Box::new(FeedSlot {
+            place: self.ports.reserve(port)?,
+            wrap: self.wrap,
+        }))
+    }
+    fn serves(&self, port: u16) -> bool {
+        self.ports.serves(port)
+    }
+}
+
+fn dmsg_in(s: DmsgStream) -> Conn {
+    dmsg_conn(s, Direction::In)
+}
 
 /// The registry.
 #[derive(Debug, Clone)]
 pub struct Services {
     dmsg: DmsgClient,
-    table: Arc<Mutex<BTreeMap<u16, Service>>>,
-    local: Arc<Mutex<BTreeMap<u16, Arc<Mutex<LocalQueue>>>>>,
+    ports: Arc<Ports>,
     conns: ConnTable,
 }
 
 impl Services {
-    /// A registry over the visor's dmsg client; connections are tagged in `conns`.
+    /// A registry fed by the visor's dmsg client (which from now on hands every arrived
+    /// stream to it); connections are tagged in `conns`.
     pub fn new(dmsg: DmsgClient, conns: ConnTable) -> Services {
-        Services {
-            dmsg,
-            table: Arc::new(Mutex::new(BTreeMap::new())),
-            local: Arc::new(Mutex::new(BTreeMap::new())),
-            conns,
-        }
+        let ports = Arc::new(Ports::default());
+        dmsg.set_port_sink(Arc::new(Feed::new(ports.clone(), dmsg_in)));
+        Services { dmsg, ports, conns }
     }
 
     /// The visor's dmsg client.
@@ -77,39 +154,41 @@ impl Services {
         &self.dmsg
     }
 
+    /// The table, for carriers to feed.
+    pub fn ports(&self) -> &Arc<Ports> {
+        &self.ports
+    }
+
     /// Registers `port` for `owner`; the listener unregisters when dropped.
     pub fn register(&self, port: u16, owner: &str) -> Result<ServiceListener, NetError> {
         if port == RPC_PORT {
-            return Err(NetError(format!(
+            return Err(NetError::CannotListen(format!(
                 "port {RPC_PORT} is the remote visor RPC port; it is never served to the overlay"
             )));
         }
-        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = t.get(&port) {
-            return Err(NetError(format!(
+        let mut t = self.ports.lock();
+        if let Some(e) = t.get(&port) {
+            return Err(NetError::CannotListen(format!(
                 "port {port} is already served by {}",
-                s.owner
+                e.service.owner
             )));
         }
-        let l = self.dmsg.listen(port)?;
-        let queue = Arc::new(Mutex::new(LocalQueue::default()));
-        self.local
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(port, queue.clone());
+        let queue = Arc::new(AcceptQueue::new(BACKLOG));
         t.insert(
             port,
-            Service {
-                port,
-                owner: owner.to_string(),
-                network: "dmsg",
-                since: Instant::now(),
+            Entry {
+                service: Service {
+                    port,
+                    owner: owner.to_string(),
+                    network: Network::Dmsg,
+                    since: Instant::now(),
+                },
+                queue: queue.clone(),
             },
         );
         Ok(ServiceListener {
-            inner: DmsgListen(l),
-            table: self.table.clone(),
-            local: self.local.clone(),
+            port,
+            ports: self.ports.clone(),
             queue,
         })
     }
@@ -121,48 +200,44 @@ impl Services {
             let s = self.dmsg.dial(&pk, port).await?;
             return Ok(dmsg_conn(s, Direction::Out));
         }
-        let queue = self
-            .local
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&port)
-            .cloned()
-            .ok_or_else(|| NetError(format!("this visor has no listener on port {port}")))?;
+        let place = self.ports.reserve(port).map_err(|r| match r {
+            Refusal::Closed => {
+                NetError::NoListener(format!("this visor has no listener on port {port}"))
+            }
+            Refusal::Busy => NetError::Busy(format!("port {port} is busy; try again")),
+        })?;
         let (a, b) = async_net::unix::UnixStream::pair()
-            .map_err(|e| NetError(format!("local connection: {e}")))?;
-        let local_port = 49152 + (rand_u16() % 16384);
-        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-        if q.items.len() >= LOCAL_BACKLOG {
-            return Err(NetError(format!("port {port} is busy; try again")));
-        }
-        q.items.push_back(Conn::new(
+            .map_err(|e| NetError::Io(format!("local connection: {e}")))?;
+        let local_port = self.ports.ephemeral();
+        let inbound = Conn::new(
             Box::new(b),
             pk,
             local_port,
             port,
-            "local",
+            Network::Local,
             Direction::In,
-        ));
-        if let Some(w) = q.waker.take() {
-            w.wake();
+        );
+        if place.deliver(inbound).is_err() {
+            return Err(NetError::NoListener(format!(
+                "this visor has no listener on port {port}"
+            )));
         }
         Ok(Conn::new(
             Box::new(a),
             pk,
             port,
             local_port,
-            "local",
+            Network::Local,
             Direction::Out,
         ))
     }
 
     /// The registered ports, in order.
     pub fn list(&self) -> Vec<Service> {
-        self.table
+        self.ports
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .values()
-            .cloned()
+            .map(|e| e.service.clone())
             .collect()
     }
 
@@ -214,9 +289,16 @@ impl Services {
                 ))
             })
             .await
-            .map_err(|e| NetError(format!("ping {pk}: {e}")))?;
+            .map_err(|e| {
+                let m = format!("ping {pk}: {e}");
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    NetError::Timeout(m)
+                } else {
+                    NetError::Io(m)
+                }
+            })?;
             if r != PONG {
-                return Err(NetError(format!(
+                return Err(NetError::Io(format!(
                     "ping {pk}: answered 0x{r:02x}, expected pong 0x0a"
                 )));
             }
@@ -255,50 +337,36 @@ async fn pong_loop(mut c: Conn) {
 /// A registered port; unregisters when dropped.
 #[derive(Debug)]
 pub struct ServiceListener {
-    inner: DmsgListen,
-    table: Arc<Mutex<BTreeMap<u16, Service>>>,
-    local: Arc<Mutex<BTreeMap<u16, Arc<Mutex<LocalQueue>>>>>,
-    queue: Arc<Mutex<LocalQueue>>,
+    port: u16,
+    ports: Arc<Ports>,
+    queue: Arc<AcceptQueue<Conn>>,
 }
 
 impl Drop for ServiceListener {
     fn drop(&mut self) {
-        let port = self.inner.0.port();
-        self.table
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&port);
-        self.local
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&port);
+        let mut t = self.ports.lock();
+        if t.get(&self.port)
+            .is_some_and(|e| Arc::ptr_eq(&e.queue, &self.queue))
+        {
+            t.remove(&self.port);
+        }
+        drop(t);
+        self.queue.close();
     }
 }
 
 impl Listen for ServiceListener {
     fn port(&self) -> u16 {
-        self.inner.port()
+        self.port
     }
     fn accept(&self) -> BoxFut<'_, Result<Conn, NetError>> {
-        let local = future::poll_fn(move |cx| {
-            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            match q.items.pop_front() {
-                Some(c) => std::task::Poll::Ready(Ok(c)),
-                None => {
-                    q.waker = Some(cx.waker().clone());
-                    std::task::Poll::Pending
-                }
-            }
-        });
-        Box::pin(future::or(self.inner.accept(), local))
+        Box::pin(async move {
+            self.queue
+                .accept()
+                .await
+                .ok_or_else(|| NetError::Closed(format!("port {} closed", self.port)))
+        })
     }
-}
-
-/// A little randomness for local port numbers (they are labels, not security).
-fn rand_u16() -> u16 {
-    let mut b = [0u8; 2];
-    let _ = getrandom::fill(&mut b);
-    u16::from_be_bytes(b)
 }
 
 /// The visor's network as one app sees it: listens go through the registry under the
@@ -313,8 +381,8 @@ impl Net for VisorNet {
     fn local_pk(&self) -> PublicKey {
         *self.services.dmsg.pk()
     }
-    fn network(&self) -> &'static str {
-        "dmsg"
+    fn network(&self) -> Network {
+        Network::Dmsg
     }
     fn listen(&self, port: u16) -> Result<Box<dyn Listen>, NetError> {
         Ok(Box::new(self.services.register(port, self.owner)?))
