@@ -20,8 +20,10 @@
 
 pub mod conn;
 pub mod launcher;
+pub mod mem;
 pub mod net;
 pub mod services;
+pub mod sim;
 pub mod table;
 
 use std::fmt;
