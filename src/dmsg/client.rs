@@ -894,10 +894,10 @@ impl Inner {
             false
         })
         .await;
-        let Some(h) = read
-            .then(|| PortHeader::new_checked(&hdr[..]).and_then(|h| PortRepr::parse(&h)))
-            .and_then(Result::ok)
-        else {
+        if !read {
+            return;
+        }
+        let Ok(h) = PortHeader::new_checked(&hdr[..]).and_then(|h| PortRepr::parse(&h)) else {
             return;
         };
         let sink = lock(&self.sink).clone();
