@@ -32,11 +32,14 @@ fn lossy() -> Link {
     }
 }
 
+/// One stream's result: (from node, to node, the echo's hash or what went wrong).
+type StreamResult = (usize, usize, Result<u64, String>);
+
 /// What a run ended with: per stream (from, to) whether the echo came back byte for byte.
 #[derive(Debug, PartialEq)]
 struct Outcome {
     finished: bool,
-    results: Vec<(usize, usize, Result<u64, String>)>,
+    results: Vec<StreamResult>,
     virtual_ms: u128,
     stats: skywire::app::sim::FabricStats,
 }
@@ -68,7 +71,7 @@ fn run(world: MemWorld, seed: u64) -> Outcome {
         })
         .detach();
     }
-    let results: Arc<Mutex<Vec<(usize, usize, Result<u64, String>)>>> = Arc::default();
+    let results: Arc<Mutex<Vec<StreamResult>>> = Arc::default();
     let mut rng = Rng::new(seed);
     for (i, net) in nets.iter().enumerate() {
         for (j, peer) in nets.iter().enumerate() {

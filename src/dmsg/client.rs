@@ -51,8 +51,7 @@ use crate::mux::codec::{
 };
 use crate::mux::{Config, MuxError, Session, Side, Stream};
 use crate::wire::dmsg::{
-    CONTROL_V1, PORT_HEADER_LEN, PortHeader, PortRepr, PortStatus, RelayStatus, Request,
-    RequestRepr,
+    PORT_HEADER_LEN, PortHeader, PortRepr, PortStatus, RelayStatus, RequestRepr,
 };
 
 pub use crate::accept::EPHEMERAL_START;
@@ -827,11 +826,8 @@ impl Inner {
     /// A relay opened a channel to us: authenticate the caller with KK, then serve it.
     async fn incoming_channel(self: Arc<Self>, st: Stream) {
         let control = st.control();
-        let src = Request::new_checked(control.as_slice())
-            .and_then(|r| RequestRepr::parse(&r))
-            .ok()
-            .filter(|r| r.version == CONTROL_V1)
-            .and_then(|r| PublicKey::from_bytes(&r.pk).ok());
+        let src =
+            RequestRepr::v1_pk(control.as_slice()).and_then(|b| PublicKey::from_bytes(&b).ok());
         let Some(src) = src else {
             log::debug!("dmsg: malformed channel request from a relay");
             return;

@@ -38,7 +38,7 @@ use crate::crypto::noise::xk_responder;
 use crate::crypto::{Keypair, PublicKey};
 use crate::mux::codec::{SealedReader, SealedWriter};
 use crate::mux::{Config, Session, Side, Stream};
-use crate::wire::dmsg::{RelayStatus, Request, RequestRepr};
+use crate::wire::dmsg::{RelayStatus, RequestRepr};
 
 /// Control payload version byte of a channel request.
 pub const CONTROL_V1: u8 = crate::wire::dmsg::CONTROL_V1;
@@ -360,11 +360,8 @@ impl Relay {
             self.stats.refused_total.fetch_add(1, Ordering::Relaxed);
             status
         };
-        let dst = Request::new_checked(control.as_slice())
-            .and_then(|r| RequestRepr::parse(&r))
-            .ok()
-            .filter(|r| r.version == CONTROL_V1)
-            .and_then(|r| PublicKey::from_bytes(&r.pk).ok());
+        let dst =
+            RequestRepr::v1_pk(control.as_slice()).and_then(|b| PublicKey::from_bytes(&b).ok());
         let outcome = match dst {
             None => Err(refuse(STATUS_BAD_REQUEST)),
             Some(dst) if dst == src => Err(refuse(STATUS_BAD_REQUEST)),

@@ -148,6 +148,13 @@ impl RequestRepr {
         })
     }
 
+    /// The pk named by `control` if it is a version-1 request, else `None` (the relay answers
+    /// that with [`RelayStatus::BadRequest`]; a client drops the stream).
+    pub fn v1_pk(control: &[u8]) -> Option<[u8; 32]> {
+        let r = RequestRepr::parse(&Request::new_checked(control).ok()?).ok()?;
+        (r.version == CONTROL_V1).then_some(r.pk)
+    }
+
     /// Bytes the request occupies.
     pub const fn buffer_len(&self) -> usize {
         REQUEST_LEN
@@ -454,6 +461,10 @@ mod tests {
         let repr = RequestRepr::parse(&Request::new_checked(&bytes[..]).unwrap()).unwrap();
         assert_eq!(repr.version, 7);
         assert_eq!(repr.to_bytes().as_slice(), &bytes[..]);
+        assert_eq!(RequestRepr::v1_pk(&bytes), None);
+        bytes[0] = CONTROL_V1;
+        assert_eq!(RequestRepr::v1_pk(&bytes), Some(pk()));
+        assert_eq!(RequestRepr::v1_pk(&bytes[..32]), None);
     }
 
     #[test]
