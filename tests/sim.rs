@@ -200,7 +200,7 @@ fn perfect_links_and_refusals() {
     assert!(world.run(&ex, STEP, 10_000, || got.lock().unwrap().len() == 3));
     let got = got.lock().unwrap();
     assert!(
-        matches!(&got[0], Err(NetError::NoListener(m)) if m.contains("no listener on port 10")),
+        matches!(&got[0], Err(NetError::NoListener(m)) if m.contains("serves no port 10")),
         "{:?}",
         got[0]
     );

@@ -26,11 +26,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_executor::Executor;
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::BoxFut;
 use super::conn::{Conn, Direction, Network};
-use super::net::{Listen, Net, NetError};
+use super::net::{Listen, Net, NetError, accept_queued, open_port};
 use super::sim::{Arq, ArqPacket, Fabric, FabricStats, Link};
 use crate::accept::{AcceptQueue, Ephemeral, PortTable};
 use crate::crypto::noise::{Handshake, TransportState, kk_initiator, kk_responder};
@@ -460,12 +460,7 @@ impl Listen for MemListen {
         self.port
     }
     fn accept(&self) -> BoxFut<'_, Result<Conn, NetError>> {
-        Box::pin(async move {
-            self.queue
-                .accept()
-                .await
-                .ok_or_else(|| NetError::Closed(format!("port {} closed", self.port)))
-        })
+        accept_queued(&self.queue, self.port)
     }
 }
 
@@ -498,39 +493,17 @@ impl MemNet {
             let ports = node.ports.clone();
             (id, node.ephemeral.next(|p| ports.contains(p)))
         };
-        let mut st = MemStream {
+        let st = MemStream {
             world: self.world.inner.clone(),
             me: self.pk,
             remote: pk,
             id,
         };
-        let io = |e: io::Error| NetError::Io(format!("stream to {pk}: {e}"));
-        let hdr = PortRepr {
+        let to = PortRepr {
             dst_port: port,
             src_port: local_port,
         };
-        st.write_all(&hdr.to_bytes()).await.map_err(io)?;
-        let mut status = [0u8; 1];
-        st.read_exact(&mut status).await.map_err(io)?;
-        match PortStatus::from_byte(status[0]) {
-            PortStatus::Ok => Ok(Conn::new(
-                Box::new(st),
-                pk,
-                port,
-                local_port,
-                Network::Mem,
-                Direction::Out,
-            )),
-            PortStatus::Closed => Err(NetError::NoListener(format!(
-                "peer {pk} has no listener on port {port}"
-            ))),
-            PortStatus::Busy => Err(NetError::Busy(format!(
-                "peer {pk} port {port} is busy; try again"
-            ))),
-            PortStatus::Unknown(s) => {
-                Err(NetError::Io(format!("peer answered unknown status {s}")))
-            }
-        }
+        open_port(st, pk, to, Network::Mem, &format!("peer {pk}")).await
     }
 }
 

@@ -308,38 +308,60 @@ impl TcpNet {
             }
         };
         // From here on, dropping `st` (on any error) ends the connection too.
-        let mut st = SessionStream {
+        let st = SessionStream {
             stream,
             session,
             ex: self.ex.clone(),
         };
-        let io = |e: std::io::Error| NetError::Io(format!("{addr}: {e}"));
-        let local_port = 0;
-        let hdr = PortRepr {
+        let to = PortRepr {
             dst_port: port,
-            src_port: local_port,
+            src_port: 0,
         };
-        st.write_all(&hdr.to_bytes()).await.map_err(io)?;
-        let mut status = [0u8; 1];
-        st.read_exact(&mut status).await.map_err(io)?;
-        match PortStatus::from_byte(status[0]) {
-            PortStatus::Ok => Ok(Conn::new(
-                Box::new(st),
-                pk,
-                port,
-                local_port,
-                Network::Tcp,
-                Direction::Out,
-            )),
-            PortStatus::Closed => Err(NetError::NoListener(format!(
-                "{pk} at {addr} serves no port {port}"
-            ))),
-            PortStatus::Busy => Err(NetError::Busy(format!("{pk} at {addr} is busy; try again"))),
-            PortStatus::Unknown(s) => {
-                Err(NetError::Io(format!("{addr} answered unknown status {s}")))
-            }
-        }
+        open_port(st, pk, to, Network::Tcp, &format!("{pk} at {addr}")).await
     }
+}
+
+/// Asks the listener at the other end of a fresh stream for a port — the port header `to`,
+/// then its status byte (`docs/protocol.md` §7) — and, if it accepted, makes the stream a
+/// connection to `pk`. `who` names the peer in errors.
+pub(crate) async fn open_port<S: super::conn::AsyncIo + 'static>(
+    mut st: S,
+    pk: PublicKey,
+    to: PortRepr,
+    network: Network,
+    who: &str,
+) -> Result<Conn, NetError> {
+    let io = |e: std::io::Error| NetError::Io(format!("{who}: {e}"));
+    st.write_all(&to.to_bytes()).await.map_err(io)?;
+    let mut status = [0u8; 1];
+    st.read_exact(&mut status).await.map_err(io)?;
+    let port = to.dst_port;
+    match PortStatus::from_byte(status[0]) {
+        PortStatus::Ok => Ok(Conn::new(
+            Box::new(st),
+            pk,
+            port,
+            to.src_port,
+            network,
+            Direction::Out,
+        )),
+        PortStatus::Closed => Err(NetError::NoListener(format!("{who} serves no port {port}"))),
+        PortStatus::Busy => Err(NetError::Busy(format!("{who} is busy; try again"))),
+        PortStatus::Unknown(s) => Err(NetError::Io(format!("{who} answered unknown status {s}"))),
+    }
+}
+
+/// `accept` of a listener whose connections wait in `queue` (registry, in-memory network).
+pub(crate) fn accept_queued(
+    queue: &AcceptQueue<Conn>,
+    port: u16,
+) -> BoxFut<'_, Result<Conn, NetError>> {
+    Box::pin(async move {
+        queue
+            .accept()
+            .await
+            .ok_or_else(|| NetError::Closed(format!("port {port} closed")))
+    })
 }
 
 /// The one stream of a TCP-mode connection. The session's tasks run on their own, so the

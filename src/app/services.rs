@@ -19,7 +19,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::BoxFut;
 use super::conn::{Conn, ConnTable, Direction, Network};
-use super::net::{Listen, Net, NetError, dmsg_conn};
+use super::net::{Listen, Net, NetError, accept_queued, dmsg_conn};
 use crate::accept::{AcceptQueue, Ephemeral, PortSink, Refusal, Reservation, Slot};
 use crate::crypto::PublicKey;
 use crate::dmsg::client::{DmsgClient, DmsgStream};
@@ -360,12 +360,7 @@ impl Listen for ServiceListener {
         self.port
     }
     fn accept(&self) -> BoxFut<'_, Result<Conn, NetError>> {
-        Box::pin(async move {
-            self.queue
-                .accept()
-                .await
-                .ok_or_else(|| NetError::Closed(format!("port {} closed", self.port)))
-        })
+        accept_queued(&self.queue, self.port)
     }
 }
 

@@ -448,28 +448,23 @@ mod tests {
         got
     }
 
+    const BAD: Link = Link {
+        loss: 0.15,
+        reorder: 0.3,
+        delay: Duration::from_millis(5),
+        jitter: Duration::from_millis(20),
+    };
+
     #[test]
     fn arq_repairs_loss_and_reordering() {
-        let link = Link {
-            loss: 0.15,
-            reorder: 0.3,
-            delay: Duration::from_millis(5),
-            jitter: Duration::from_millis(20),
-        };
-        let got = run_arq(link, 2000, true);
+        let got = run_arq(BAD, 2000, true);
         let want: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_be_bytes().to_vec()).collect();
         assert_eq!(got, want);
     }
 
     #[test]
     fn without_repair_the_faults_show() {
-        let link = Link {
-            loss: 0.15,
-            reorder: 0.3,
-            delay: Duration::from_millis(5),
-            jitter: Duration::from_millis(20),
-        };
-        let got = run_arq(link, 2000, false);
+        let got = run_arq(BAD, 2000, false);
         assert!(got.len() < 2000);
         assert!(got.windows(2).any(|w| w[0] > w[1]));
     }
