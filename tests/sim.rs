@@ -197,7 +197,24 @@ fn perfect_links_and_refusals() {
         g.lock().unwrap().extend([r1, r2, r3]);
     })
     .detach();
-    assert!(world.run(&ex, STEP, 10_000, || got.lock().unwrap().len() == 3));
+    // Timers run on the virtual clock.
+    let woke = Arc::new(Mutex::new(None));
+    let (w2, sleep) = (woke.clone(), world.sleep(Duration::from_millis(50)));
+    let clock = world.clone();
+    ex.spawn(async move {
+        sleep.await;
+        *w2.lock().unwrap() = Some(clock.now());
+    })
+    .detach();
+    assert!(
+        world.run(&ex, STEP, 10_000, || got.lock().unwrap().len() == 3
+            && woke.lock().unwrap().is_some())
+    );
+    let woke = woke.lock().unwrap().unwrap();
+    assert!(
+        (Duration::from_millis(50)..Duration::from_millis(52)).contains(&woke),
+        "{woke:?}"
+    );
     let got = got.lock().unwrap();
     assert!(
         matches!(&got[0], Err(NetError::NoListener(m)) if m.contains("serves no port 10")),

@@ -74,6 +74,8 @@ struct World {
     fabric: Fabric<ArqPacket>,
     nodes: BTreeMap<PublicKey, Node>,
     repair: bool,
+    /// Tasks sleeping in virtual time: (deadline, waker).
+    timers: Vec<(Duration, Waker)>,
 }
 
 /// The simulated network: its nodes, links and virtual clock. Cloning gives another handle.
@@ -100,6 +102,7 @@ impl MemWorld {
                 fabric: Fabric::new(seed, link),
                 nodes: BTreeMap::new(),
                 repair: true,
+                timers: Vec::new(),
             })),
         }
     }
@@ -144,6 +147,22 @@ impl MemWorld {
         self.lock().fabric.now()
     }
 
+    /// Waits until the virtual clock has moved on by `d` (the apps' timers in a simulation).
+    pub fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send + 'static {
+        let inner = self.inner.clone();
+        let deadline = self.now() + d;
+        futures_lite::future::poll_fn(move |cx| {
+            let mut w = inner.lock().unwrap_or_else(|p| p.into_inner());
+            if w.fabric.now() >= deadline {
+                return Poll::Ready(());
+            }
+            if !w.timers.iter().any(|(_, k)| k.will_wake(cx.waker())) {
+                w.timers.push((deadline, cx.waker().clone()));
+            }
+            Poll::Pending
+        })
+    }
+
     /// What the links did so far.
     pub fn stats(&self) -> FabricStats {
         self.lock().fabric.stats()
@@ -185,7 +204,15 @@ impl MemWorld {
             fabric,
             nodes,
             repair,
+            timers,
         } = &mut *w;
+        timers.retain(|(at, waker)| {
+            let due = *at <= now;
+            if due {
+                waker.wake_by_ref();
+            }
+            !due
+        });
         while let Some((from, to, packet)) = fabric.poll_deliver() {
             let Some(node) = nodes.get_mut(&to) else {
                 continue;
