@@ -13,7 +13,8 @@
 //!    `dst_port u16 ‖ src_port u16`, the listener answers one status byte ([`PortStatus`]:
 //!    accepted, or why not); both are `wire::dmsg` views. Arrived streams go to the client's
 //!    [`PortSink`]: its own port table ([`DmsgClient::listen`]), or the visor's services
-//!    registry ([`DmsgClient::set_port_sink`]). A second stream to the same peer reuses the channel: no public-key operation.
+//!    registry ([`DmsgClient::set_port_sink`]). A second stream to the same peer reuses the
+//!    channel: no public-key operation.
 //!
 //! A maintenance task keeps `sessions` relay sessions up (from the configured relays, then
 //! discovery), reconnects with backoff when one dies, and re-publishes the client entry
