@@ -11,8 +11,9 @@ use std::time::Duration;
 use async_executor::Executor;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use skywire::app::conn::ConnTable;
 use skywire::app::mem::MemWorld;
-use skywire::app::net::{Net, NetError, Network};
+use skywire::app::net::{Net, NetError, Network, Tagged};
 use skywire::app::sim::{Link, Rng};
 use skywire::crypto::Keypair;
 
@@ -189,11 +190,19 @@ fn perfect_links_and_refusals() {
     assert!(matches!(b.listen(PORT), Err(NetError::CannotListen(_))));
     let got: Arc<Mutex<Vec<Result<(), NetError>>>> = Arc::default();
     let g = got.clone();
-    let (bpk, a2) = (b.local_pk(), a.clone());
+    // Through `Tagged`, as the launcher hands it to an app: the connection is listed under
+    // the app's name, on the in-memory network.
+    let table = ConnTable::default();
+    let (bpk, a2) = (b.local_pk(), Tagged::wrap(a.clone(), "chat", table.clone()));
     ex.spawn(async move {
         let r1 = a2.dial(bpk, PORT + 1).await.map(|_| ());
         let r2 = a2.dial(stranger, PORT).await.map(|_| ());
-        let r3 = a2.dial(bpk, PORT).await.map(|_| ());
+        let r3 = a2.dial(bpk, PORT).await.map(|c| {
+            let rows = table.list(Some("chat"));
+            assert_eq!(rows.len(), 1);
+            assert_eq!((rows[0].network, rows[0].remote_port), (Network::Mem, PORT));
+            drop(c);
+        });
         g.lock().unwrap().extend([r1, r2, r3]);
     })
     .detach();

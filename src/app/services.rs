@@ -144,9 +144,21 @@ impl Services {
     /// A registry fed by the visor's dmsg client (which from now on hands every arrived
     /// stream to it); connections are tagged in `conns`.
     pub fn new(dmsg: DmsgClient, conns: ConnTable) -> Services {
-        let ports = Arc::new(Ports::default());
-        dmsg.set_port_sink(Arc::new(Feed::new(ports.clone(), dmsg_in)));
-        Services { dmsg, ports, conns }
+        let s = Services {
+            dmsg,
+            ports: Arc::new(Ports::default()),
+            conns,
+        };
+        s.dmsg.set_port_sink(s.feed(dmsg_in));
+        s
+    }
+
+    /// The way in for a carrier whose streams are `S`: it hands each arrived stream to the
+    /// returned sink, `wrap` makes it a connection (naming its network), and it waits for the
+    /// service registered on its port. The dmsg client is attached this way; so will the
+    /// skynet router be.
+    pub fn feed<S: Send + 'static>(&self, wrap: fn(S) -> Conn) -> Arc<dyn PortSink<S>> {
+        Arc::new(Feed::new(self.ports.clone(), wrap))
     }
 
     /// The visor's dmsg client.
@@ -384,5 +396,80 @@ impl Net for VisorNet {
     }
     fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>> {
         Box::pin(self.services.dial(pk, port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+    use crate::dmsg::client::ClientConfig;
+    use async_net::unix::UnixStream;
+    use futures_lite::future::block_on;
+
+    fn registry() -> (Services, PublicKey) {
+        let ex = Arc::new(Executor::new());
+        let keys = Keypair::from_seed(&[4; 32]);
+        let pk = *keys.public();
+        let dmsg = DmsgClient::start(ex, keys, None, ClientConfig::default());
+        (Services::new(dmsg, ConnTable::default()), pk)
+    }
+
+    /// A carrier of Unix sockets, standing in for the router.
+    fn unix_in(s: UnixStream) -> Conn {
+        let peer = *Keypair::from_seed(&[9; 32]).public();
+        Conn::new(Box::new(s), peer, 50000, 80, Network::Local, Direction::In)
+    }
+
+    #[test]
+    fn every_carrier_feeds_the_one_table() {
+        let (services, _) = registry();
+        let carrier = services.feed(unix_in);
+        assert_eq!(carrier.reserve(80).err(), Some(Refusal::Closed));
+        let l = services.register(80, "web").unwrap();
+        assert!(carrier.serves(80));
+        assert!(
+            services.dmsg().listen(81).is_err(),
+            "the registry serves the dmsg ports"
+        );
+        let (a, _b) = UnixStream::pair().unwrap();
+        carrier.reserve(80).unwrap().deliver(a);
+        let c = block_on(l.accept()).unwrap();
+        assert_eq!((c.remote_port(), c.local_port()), (50000, 80));
+        let rows = services.list();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].port, rows[0].owner.as_str()), (80, "web"));
+        assert_eq!(String::from(rows[0].network), "dmsg");
+        // The backlog holds BACKLOG streams, whichever carrier brought them.
+        let held: Vec<_> = (0..BACKLOG).map(|_| carrier.reserve(80).unwrap()).collect();
+        assert_eq!(carrier.reserve(80).err(), Some(Refusal::Busy));
+        drop(held);
+        drop(l);
+        assert!(!carrier.serves(80));
+        assert_eq!(carrier.reserve(80).err(), Some(Refusal::Closed));
+    }
+
+    #[test]
+    fn registration_rules_and_local_dials() {
+        let (services, pk) = registry();
+        assert!(matches!(
+            services.register(RPC_PORT, "x"),
+            Err(NetError::CannotListen(m)) if m.contains("remote visor RPC port")
+        ));
+        let l = services.register(5, "a").unwrap();
+        assert!(matches!(
+            services.register(5, "b"),
+            Err(NetError::CannotListen(m)) if m == "port 5 is already served by a"
+        ));
+        let err = block_on(services.dial(pk, 6)).unwrap_err();
+        assert_eq!(
+            err,
+            NetError::NoListener("this visor has no listener on port 6".into())
+        );
+        let out = block_on(services.dial(pk, 5)).unwrap();
+        let inc = block_on(l.accept()).unwrap();
+        assert_eq!(out.info().network, Network::Local);
+        assert_eq!(out.local_port(), inc.remote_port());
+        assert!(out.local_port() >= crate::accept::EPHEMERAL_START);
     }
 }
