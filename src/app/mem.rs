@@ -44,6 +44,9 @@ use crate::wire::mux::{Frame, HEADER_LEN, Repr};
 const BACKLOG: usize = 64;
 /// The ARQ resend timeout (virtual time).
 const RTO: Duration = Duration::from_millis(60);
+/// Task polls [`MemWorld::run`] allows between two steps (a task that never waits cannot
+/// hold the virtual clock still for ever).
+pub const TICKS_PER_STEP: usize = 100_000;
 /// Largest mux data frame: about a few datagrams' worth, so a stream is many packets.
 const MAX_FRAME_DATA: usize = 4096;
 
@@ -240,8 +243,9 @@ impl MemWorld {
         drop(dropped);
     }
 
-    /// Runs `ex` until it is idle and then steps the world by `dt`, over and over, until
-    /// `done` holds (true) or `max_steps` steps have passed (false).
+    /// Runs `ex` until it is idle (at most [`TICKS_PER_STEP`] task polls) and then steps the
+    /// world by `dt`, over and over, until `done` holds (true) or `max_steps` steps have
+    /// passed (false).
     pub fn run(
         &self,
         ex: &Executor<'_>,
@@ -249,14 +253,21 @@ impl MemWorld {
         max_steps: usize,
         mut done: impl FnMut() -> bool,
     ) -> bool {
+        let tick = || {
+            for _ in 0..TICKS_PER_STEP {
+                if !ex.try_tick() {
+                    break;
+                }
+            }
+        };
         for _ in 0..max_steps {
-            while ex.try_tick() {}
+            tick();
             if done() {
                 return true;
             }
             self.step(dt);
         }
-        while ex.try_tick() {}
+        tick();
         done()
     }
 }
