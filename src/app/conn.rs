@@ -19,6 +19,43 @@ use crate::crypto::PublicKey;
 pub trait AsyncIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncIo for T {}
 
+/// The network a connection runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Network {
+    /// dmsg: end-to-end channels through relays.
+    Dmsg,
+    /// Noise XK over direct TCP.
+    Tcp,
+    /// Inside the visor: a dial to one of its own ports.
+    Local,
+    /// The in-memory network of tests and simulations.
+    Mem,
+}
+
+impl Network {
+    /// The name shown in status output and RPC answers.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Network::Dmsg => "dmsg",
+            Network::Tcp => "tcp",
+            Network::Local => "local",
+            Network::Mem => "mem",
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Network> for String {
+    fn from(n: Network) -> String {
+        n.as_str().to_string()
+    }
+}
+
 /// Which side opened a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -41,8 +78,8 @@ pub struct ConnInfo {
     pub remote_port: u16,
     /// Our port.
     pub local_port: u16,
-    /// `dmsg` or `tcp`.
-    pub network: &'static str,
+    /// The network it runs on.
+    pub network: Network,
     /// Who opened it.
     pub direction: Direction,
     /// When it opened.
@@ -74,7 +111,7 @@ impl Conn {
         peer: PublicKey,
         remote_port: u16,
         local_port: u16,
-        network: &'static str,
+        network: Network,
         direction: Direction,
     ) -> Conn {
         Conn {
@@ -180,8 +217,8 @@ pub struct ConnRow {
     pub remote_port: u16,
     /// Our port.
     pub local_port: u16,
-    /// `dmsg` or `tcp`.
-    pub network: &'static str,
+    /// The network it runs on.
+    pub network: Network,
     /// `in` or `out`.
     pub direction: Direction,
     /// Bytes received.

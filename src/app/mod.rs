@@ -1,7 +1,9 @@
 //! The app framework (DESIGN.md §5): the contract every app implements ([`AppDef`]), the
 //! static table of compiled-in apps ([`table::APPS`]), the launcher that starts them in
 //! dependency waves, and the [`Net`](net::Net) abstraction that makes the run mode a property
-//! of the network an app is handed, not of its code.
+//! of the network an app is handed, not of its code. [`services`] is the visor's one port
+//! table (fed by every carrier); [`mem`] is an in-memory `Net` on the simulation harness
+//! [`sim`] (virtual clock, loss, reordering), for tests.
 //!
 //! An app is an async function `start(ctx) -> Result<(), String>`:
 //! - **start**: the launcher spawns `start(ctx)` on the visor's executor. The app binds what
@@ -20,7 +22,10 @@
 
 pub mod conn;
 pub mod launcher;
+pub mod mem;
 pub mod net;
+pub mod services;
+pub mod sim;
 pub mod table;
 
 use std::fmt;

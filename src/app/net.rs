@@ -1,12 +1,18 @@
 //! The network an app is handed (DESIGN.md §5): listen on a port, dial (pk, port), our PK.
 //! Three implementations make the three modes:
-//! - the visor's network (`crate::visor::services::VisorNet`): the visor's dmsg client, with
-//!   every listen going through the services registry;
+//! - the visor's network ([`VisorNet`](super::services::VisorNet)): the services registry (the
+//!   visor's one port table, fed by its carriers) for listens, the visor's dmsg client for
+//!   dials;
 //! - [`DmsgNet`]: an app-owned dmsg client with its own keys (`--mode dmsg`);
 //! - [`TcpNet`]: Noise XK over direct TCP (`--mode tcp`): one listening socket per app, dials
 //!   by an address book of `pk@host:port`.
 //!
+//! A fourth, [`MemNet`](super::mem::MemNet) (tests only), connects nodes in one process.
 //! [`Tagged`] wraps any of them so every connection carries the owning app's name.
+//!
+//! Failures are a [`NetError`]: its variant says what kind of failure it was (so an app maps
+//! it to a SOCKS5 reply, an HTTP status or a retry without reading the text), its text is the
+//! one line the user sees.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,21 +26,65 @@ use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::BoxFut;
+pub use super::conn::Network;
 use super::conn::{Conn, ConnTable, Direction};
+use crate::accept::{AcceptQueue, Refusal};
 use crate::crypto::channel::{Channel, HANDSHAKE_TIMEOUT};
 use crate::crypto::noise::{xk_initiator, xk_responder};
 use crate::crypto::{Keypair, PublicKey};
-use crate::dmsg::client::{DmsgClient, DmsgError, Listener, PORT_BUSY, PORT_CLOSED, PORT_OK};
+use crate::dmsg::client::{DmsgClient, DmsgError, Listener};
 use crate::mux::codec::{ChannelFrameReader, ChannelFrameWriter};
 use crate::mux::{Config, Session, Side};
+use crate::wire::dmsg::{PORT_HEADER_LEN, PortHeader, PortRepr, PortStatus};
 
-/// Why a network operation failed: one line for the user.
+/// Why a network operation failed. The variant is the kind of failure; the text (its
+/// `Display`) is one line for the user, naming the peer, port or address concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetError(pub String);
+pub enum NetError {
+    /// The peer cannot be reached: unknown to discovery, no relay in common, no address for
+    /// it, or it is ourselves where that is not allowed.
+    NoRoute(String),
+    /// The peer (or a node on the way) refused the stream; its reason is in the text.
+    Refused(String),
+    /// The peer is reachable but nothing listens on the port.
+    NoListener(String),
+    /// The listener's backlog is full: trying again later may work.
+    Busy(String),
+    /// The operation did not finish in time.
+    Timeout(String),
+    /// The listener or the network has been closed.
+    Closed(String),
+    /// The port cannot be served here: in use, reserved, or no address to listen on.
+    CannotListen(String),
+    /// The connection failed underneath: connect, handshake, reset, or a protocol error.
+    Io(String),
+}
+
+impl NetError {
+    /// The one line for the user.
+    pub fn message(&self) -> &str {
+        match self {
+            NetError::NoRoute(m)
+            | NetError::Refused(m)
+            | NetError::NoListener(m)
+            | NetError::Busy(m)
+            | NetError::Timeout(m)
+            | NetError::Closed(m)
+            | NetError::CannotListen(m)
+            | NetError::Io(m) => m,
+        }
+    }
+
+    /// True if the same request may succeed later without anything changing here (busy,
+    /// timed out).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, NetError::Busy(_) | NetError::Timeout(_))
+    }
+}
 
 impl fmt::Display for NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.message())
     }
 }
 
@@ -42,7 +92,16 @@ impl std::error::Error for NetError {}
 
 impl From<DmsgError> for NetError {
     fn from(e: DmsgError) -> Self {
-        NetError(e.to_string())
+        let m = e.to_string();
+        match e {
+            DmsgError::PeerUnknown(_) | DmsgError::NoCommonRelay(..) => NetError::NoRoute(m),
+            DmsgError::NoListener(..) => NetError::NoListener(m),
+            DmsgError::Busy(..) => NetError::Busy(m),
+            DmsgError::Timeout(_) => NetError::Timeout(m),
+            DmsgError::PortInUse(_) => NetError::CannotListen(m),
+            DmsgError::ListenerClosed => NetError::Closed(m),
+            DmsgError::Other(_) => NetError::Io(m),
+        }
     }
 }
 
@@ -50,8 +109,8 @@ impl From<DmsgError> for NetError {
 pub trait Net: Send + Sync {
     /// Our PK on this network.
     fn local_pk(&self) -> PublicKey;
-    /// `dmsg` or `tcp`.
-    fn network(&self) -> &'static str;
+    /// Which network this is.
+    fn network(&self) -> Network;
     /// Listens on overlay `port`.
     fn listen(&self, port: u16) -> Result<Box<dyn Listen>, NetError>;
     /// Opens a connection to `pk`:`port`.
@@ -96,7 +155,7 @@ impl Net for Tagged {
     fn local_pk(&self) -> PublicKey {
         self.inner.local_pk()
     }
-    fn network(&self) -> &'static str {
+    fn network(&self) -> Network {
         self.inner.network()
     }
     fn listen(&self, port: u16) -> Result<Box<dyn Listen>, NetError> {
@@ -129,7 +188,7 @@ impl Listen for TaggedListen {
 /// Turns a dmsg stream into a connection.
 pub fn dmsg_conn(s: crate::dmsg::client::DmsgStream, direction: Direction) -> Conn {
     let (peer, rp, lp) = (s.remote, s.remote_port, s.local_port);
-    Conn::new(Box::new(s), peer, rp, lp, "dmsg", direction)
+    Conn::new(Box::new(s), peer, rp, lp, Network::Dmsg, direction)
 }
 
 /// A dmsg client as an app's network (the visor wraps the same client with its registry).
@@ -159,8 +218,8 @@ impl Net for DmsgNet {
     fn local_pk(&self) -> PublicKey {
         *self.client.pk()
     }
-    fn network(&self) -> &'static str {
-        "dmsg"
+    fn network(&self) -> Network {
+        Network::Dmsg
     }
     fn listen(&self, port: u16) -> Result<Box<dyn Listen>, NetError> {
         Ok(Box::new(DmsgListen(self.client.listen(port)?)))
@@ -229,53 +288,80 @@ impl TcpNet {
             .get(&pk)
             .cloned()
             .ok_or_else(|| {
-                NetError(format!(
+                NetError::NoRoute(format!(
                     "no TCP address for {pk}; give it as tcp://{pk}@<host>:<port>"
                 ))
             })?;
         let tcp = TcpStream::connect(addr.as_str())
             .await
-            .map_err(|e| NetError(format!("cannot connect to {addr}: {e}")))?;
+            .map_err(|e| NetError::Io(format!("cannot connect to {addr}: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let ch = Channel::handshake(tcp, xk_initiator(&self.keys, &pk), HANDSHAKE_TIMEOUT)
             .await
-            .map_err(|e| NetError(format!("handshake with {pk} at {addr}: {e}")))?;
+            .map_err(|e| NetError::Io(format!("handshake with {pk} at {addr}: {e}")))?;
         let session = mux_over(&self.ex, ch, Side::Client);
         let stream = match session.open().await {
             Ok(s) => s,
             Err(e) => {
                 end_when_idle(&self.ex, session);
-                return Err(NetError(format!("{addr}: {e}")));
+                return Err(NetError::Refused(format!("{addr}: {e}")));
             }
         };
         // From here on, dropping `st` (on any error) ends the connection too.
-        let mut st = SessionStream {
+        let st = SessionStream {
             stream,
             session,
             ex: self.ex.clone(),
         };
-        let io = |e: std::io::Error| NetError(format!("{addr}: {e}"));
-        let local_port = 0;
-        let mut hdr = [0u8; 4];
-        hdr[..2].copy_from_slice(&port.to_be_bytes());
-        hdr[2..].copy_from_slice(&u16::to_be_bytes(local_port));
-        st.write_all(&hdr).await.map_err(io)?;
-        let mut status = [0u8; 1];
-        st.read_exact(&mut status).await.map_err(io)?;
-        match status[0] {
-            PORT_OK => Ok(Conn::new(
-                Box::new(st),
-                pk,
-                port,
-                local_port,
-                "tcp",
-                Direction::Out,
-            )),
-            PORT_CLOSED => Err(NetError(format!("{pk} at {addr} serves no port {port}"))),
-            PORT_BUSY => Err(NetError(format!("{pk} at {addr} is busy; try again"))),
-            s => Err(NetError(format!("{addr} answered unknown status {s}"))),
-        }
+        let to = PortRepr {
+            dst_port: port,
+            src_port: 0,
+        };
+        open_port(st, pk, to, Network::Tcp, &format!("{pk} at {addr}")).await
     }
+}
+
+/// Asks the listener at the other end of a fresh stream for a port — the port header `to`,
+/// then its status byte (`docs/protocol.md` §7) — and, if it accepted, makes the stream a
+/// connection to `pk`. `who` names the peer in errors.
+pub(crate) async fn open_port<S: super::conn::AsyncIo + 'static>(
+    mut st: S,
+    pk: PublicKey,
+    to: PortRepr,
+    network: Network,
+    who: &str,
+) -> Result<Conn, NetError> {
+    let io = |e: std::io::Error| NetError::Io(format!("{who}: {e}"));
+    st.write_all(&to.to_bytes()).await.map_err(io)?;
+    let mut status = [0u8; 1];
+    st.read_exact(&mut status).await.map_err(io)?;
+    let port = to.dst_port;
+    match PortStatus::from_byte(status[0]) {
+        PortStatus::Ok => Ok(Conn::new(
+            Box::new(st),
+            pk,
+            port,
+            to.src_port,
+            network,
+            Direction::Out,
+        )),
+        PortStatus::Closed => Err(NetError::NoListener(format!("{who} serves no port {port}"))),
+        PortStatus::Busy => Err(NetError::Busy(format!("{who} is busy; try again"))),
+        PortStatus::Unknown(s) => Err(NetError::Io(format!("{who} answered unknown status {s}"))),
+    }
+}
+
+/// `accept` of a listener whose connections wait in `queue` (registry, in-memory network).
+pub(crate) fn accept_queued(
+    queue: &AcceptQueue<Conn>,
+    port: u16,
+) -> BoxFut<'_, Result<Conn, NetError>> {
+    Box::pin(async move {
+        queue
+            .accept()
+            .await
+            .ok_or_else(|| NetError::Closed(format!("port {port} closed")))
+    })
 }
 
 /// The one stream of a TCP-mode connection. The session's tasks run on their own, so the
@@ -381,13 +467,6 @@ impl Parked {
     }
 }
 
-/// Connections waiting for `accept`, filled by a task.
-#[derive(Default)]
-struct Queue {
-    items: std::collections::VecDeque<Parked>,
-    waker: Option<std::task::Waker>,
-}
-
 /// Most handshaken connections waiting for `accept` (more are closed).
 const TCP_BACKLOG: usize = 64;
 
@@ -395,7 +474,7 @@ const TCP_BACKLOG: usize = 64;
 /// silent or slow peer never delays another; dropping this stops the accept loop.
 struct TcpListen {
     port: u16,
-    queue: Arc<Mutex<Queue>>,
+    queue: Arc<AcceptQueue<Parked>>,
     _task: async_executor::Task<()>,
 }
 
@@ -420,12 +499,12 @@ async fn tcp_incoming(
     let session = mux_over(&ex, ch, Side::Server);
     let work = async {
         let mut st = session.accept().await.ok()?;
-        let mut hdr = [0u8; 4];
+        let mut hdr = [0u8; PORT_HEADER_LEN];
         st.read_exact(&mut hdr).await.ok()?;
-        let dst = u16::from_be_bytes([hdr[0], hdr[1]]);
-        let src = u16::from_be_bytes([hdr[2], hdr[3]]);
+        let h = PortRepr::parse(&PortHeader::new_checked(&hdr[..]).ok()?).ok()?;
+        let (dst, src) = (h.dst_port, h.src_port);
         if dst != port {
-            let _ = st.write_all(&[PORT_CLOSED]).await;
+            let _ = st.write_all(&[PortStatus::Closed.to_byte()]).await;
             // FIN, not a reset: a reset could overtake the status byte.
             let _ = st.close().await;
             log::info!("tcp: {peer} asked for port {dst}; this listener serves {port}");
@@ -459,15 +538,8 @@ async fn tcp_accept_loop(
     port: u16,
     ex: Arc<Executor<'static>>,
     timeout: Duration,
-    queue: Arc<Mutex<Queue>>,
+    queue: Arc<AcceptQueue<Parked>>,
 ) {
-    let wake = |q: &Arc<Mutex<Queue>>| {
-        let mut g = q.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = g.waker.take() {
-            w.wake();
-        }
-        drop(g);
-    };
     loop {
         let tcp = match listener.accept().await {
             Ok((t, _)) => t,
@@ -481,15 +553,10 @@ async fn tcp_accept_loop(
         let (keys, ex2, q) = (keys.clone(), ex.clone(), queue.clone());
         ex.spawn(async move {
             if let Some(c) = tcp_incoming(tcp, keys, port, ex2, timeout).await {
-                let mut g = q.lock().unwrap_or_else(|p| p.into_inner());
-                g.items.retain(Parked::alive);
-                if g.items.len() < TCP_BACKLOG {
-                    g.items.push_back(c);
-                } else {
+                q.retain(Parked::alive);
+                if let Err((Refusal::Busy, _)) = q.try_push(c) {
                     log::warn!("tcp: port {port} backlog full; connection closed");
                 }
-                drop(g);
-                wake(&q);
             }
         })
         .detach();
@@ -503,21 +570,19 @@ impl Listen for TcpListen {
     fn accept(&self) -> BoxFut<'_, Result<Conn, NetError>> {
         Box::pin(async move {
             loop {
-                let mut p = future::poll_fn(|cx| {
-                    let mut g = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(c) = g.items.pop_front() {
-                        return std::task::Poll::Ready(c);
-                    }
-                    g.waker = Some(cx.waker().clone());
-                    std::task::Poll::Pending
-                })
-                .await;
+                let Some(mut p) = self.queue.accept().await else {
+                    return Err(NetError::Closed(format!("port {} closed", self.port)));
+                };
                 if !p.alive() {
                     continue;
                 }
                 // Only now may the peer send more than its port header: the app decides.
                 p.stream.stream.authorise();
-                if p.stream.write_all(&[PORT_OK]).await.is_err() {
+                if p.stream
+                    .write_all(&[PortStatus::Ok.to_byte()])
+                    .await
+                    .is_err()
+                {
                     continue;
                 }
                 return Ok(Conn::new(
@@ -525,7 +590,7 @@ impl Listen for TcpListen {
                     p.peer,
                     p.src,
                     self.port,
-                    "tcp",
+                    Network::Tcp,
                     Direction::In,
                 ));
             }
@@ -537,20 +602,20 @@ impl Net for TcpNet {
     fn local_pk(&self) -> PublicKey {
         *self.keys.public()
     }
-    fn network(&self) -> &'static str {
-        "tcp"
+    fn network(&self) -> Network {
+        Network::Tcp
     }
     fn listen(&self, port: u16) -> Result<Box<dyn Listen>, NetError> {
         let addr = self.listen_addr.as_deref().ok_or_else(|| {
-            NetError("no TCP listen address given (use --listen <host:port>)".into())
+            NetError::CannotListen("no TCP listen address given (use --listen <host:port>)".into())
         })?;
         let bind = crate::visor::config::bind_addr(addr);
         let listener = future::block_on(TcpListener::bind(bind.as_str()))
-            .map_err(|e| NetError(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|e| NetError::CannotListen(format!("cannot listen on {addr}: {e}")))?;
         if let Ok(a) = listener.local_addr() {
             log::info!("tcp: {} listening on {a}", self.keys.public());
         }
-        let queue = Arc::new(Mutex::new(Queue::default()));
+        let queue = Arc::new(AcceptQueue::new(TCP_BACKLOG));
         let task = self.ex.spawn(tcp_accept_loop(
             listener,
             Arc::new(Keypair::from_seed(self.keys.seed())),
@@ -570,7 +635,7 @@ impl Net for TcpNet {
             let t = self.timeout;
             future::or(self.dial_inner(pk, port), async move {
                 Timer::after(t).await;
-                Err(NetError(format!(
+                Err(NetError::Timeout(format!(
                     "dial {pk}: timed out after {} s",
                     t.as_secs()
                 )))

@@ -10,8 +10,11 @@
 //!    end to end, then an inner mux session over the channel's frames. The relay splices the
 //!    channel's ciphertext and sees nothing else;
 //! 3. **streams** inside the channel, one per (port, port) conversation: the dialler sends
-//!    `dst_port u16 ‖ src_port u16`, the listener answers one status byte ([`PORT_OK`], or
-//!    why not). A second stream to the same peer reuses the channel: no public-key operation.
+//!    `dst_port u16 ‖ src_port u16`, the listener answers one status byte ([`PortStatus`]:
+//!    accepted, or why not); both are `wire::dmsg` views. Arrived streams go to the client's
+//!    [`PortSink`]: its own port table ([`DmsgClient::listen`]), or the visor's services
+//!    registry ([`DmsgClient::set_port_sink`]). A second stream to the same peer reuses the
+//!    channel: no public-key operation.
 //!
 //! A maintenance task keeps `sessions` relay sessions up (from the configured relays, then
 //! discovery), reconnects with backoff when one dies, and re-publishes the client entry
@@ -22,11 +25,11 @@
 //! handshake within `relay_timeout`, so relays that accept and never answer cost a few
 //! seconds, not a join.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -39,7 +42,7 @@ use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::disc_client::DiscClient;
 use super::entry::{Entry, Kind};
-use super::relay::{self, CONTROL_V1, STATUS_OK, session_config, session_max_data, unix_millis};
+use super::relay::{session_config, session_max_data, unix_millis};
 use super::relay_book::RelayBook;
 use crate::crypto::channel::{Channel, HANDSHAKE_TIMEOUT, handshake_transport};
 use crate::crypto::noise::{kk_initiator, kk_responder, xk_initiator};
@@ -48,16 +51,12 @@ use crate::mux::codec::{
     ChannelFrameReader, ChannelFrameWriter, FrameRead, InFrame, SealedReader, SealedWriter,
 };
 use crate::mux::{Config, MuxError, Session, Side, Stream};
+use crate::wire::dmsg::{
+    PORT_HEADER_LEN, PortHeader, PortRepr, PortStatus, RelayStatus, RequestRepr,
+};
 
-/// The listener accepted the stream.
-pub const PORT_OK: u8 = 0;
-/// Nothing listens on that port.
-pub const PORT_CLOSED: u8 = 1;
-/// The listener's backlog is full.
-pub const PORT_BUSY: u8 = 2;
-
-/// First ephemeral port for dialling.
-pub const EPHEMERAL_START: u16 = 49152;
+pub use crate::accept::EPHEMERAL_START;
+use crate::accept::{AcceptQueue, Ephemeral, PortSink, PortTable, Refusal};
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -110,6 +109,8 @@ pub enum DmsgError {
     Timeout(Duration),
     /// The port is already being listened on.
     PortInUse(u16),
+    /// The listener was closed.
+    ListenerClosed,
     /// Something else failed (detail).
     Other(String),
 }
@@ -132,6 +133,7 @@ impl fmt::Display for DmsgError {
             DmsgError::Busy(pk, p) => write!(f, "peer {pk} port {p} is busy; try again"),
             DmsgError::Timeout(d) => write!(f, "timed out after {} s", d.as_secs()),
             DmsgError::PortInUse(p) => write!(f, "port {p} is already in use"),
+            DmsgError::ListenerClosed => f.write_str("listener closed"),
             DmsgError::Other(m) => write!(f, "{m}"),
         }
     }
@@ -226,18 +228,11 @@ impl AsyncWrite for DmsgStream {
     }
 }
 
-#[derive(Debug, Default)]
-struct Backlog {
-    queue: VecDeque<DmsgStream>,
-    waker: Option<Waker>,
-    closed: bool,
-}
-
 /// Streams arriving on one port.
 #[derive(Debug)]
 pub struct Listener {
     port: u16,
-    backlog: Arc<Mutex<Backlog>>,
+    queue: Arc<AcceptQueue<DmsgStream>>,
     client: Arc<Inner>,
 }
 
@@ -249,24 +244,13 @@ impl Listener {
 
     /// The next stream.
     pub async fn accept(&self) -> Result<DmsgStream, DmsgError> {
-        poll_fn(|cx| {
-            let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(s) = b.queue.pop_front() {
-                return Poll::Ready(Ok(s));
-            }
-            if b.closed {
-                return Poll::Ready(Err(DmsgError::Other("listener closed".into())));
-            }
-            b.waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        self.queue.accept().await.ok_or(DmsgError::ListenerClosed)
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        lock(&self.client.listeners).remove(&self.port);
+        self.client.listeners.unbind(self.port, &self.queue);
     }
 }
 
@@ -288,8 +272,14 @@ struct Inner {
     cfg: ClientConfig,
     relays: Mutex<HashMap<PublicKey, RelaySession>>,
     peers: Mutex<HashMap<PublicKey, PeerChannel>>,
-    listeners: Mutex<HashMap<u16, Arc<Mutex<Backlog>>>>,
-    next_port: AtomicU16,
+    /// The ports [`DmsgClient::listen`] binds.
+    listeners: Arc<PortTable<DmsgStream>>,
+    /// Where arrived streams go: `listeners`, or a table set with
+    /// [`DmsgClient::set_port_sink`].
+    sink: Mutex<Arc<dyn PortSink<DmsgStream>>>,
+    /// Whether `sink` was replaced (then `listen` is not ours to serve).
+    external_sink: std::sync::atomic::AtomicBool,
+    ephemeral: Ephemeral,
     /// How each relay's last attempt went and when it may be tried again.
     book: Mutex<RelayBook>,
     /// Relays the maintenance task is connecting to now, with when each attempt started.
@@ -336,6 +326,7 @@ impl DmsgClient {
         disc: Option<DiscClient>,
         cfg: ClientConfig,
     ) -> DmsgClient {
+        let listeners = Arc::new(PortTable::new(cfg.listen_backlog));
         let inner = Arc::new(Inner {
             keys,
             disc,
@@ -343,8 +334,10 @@ impl DmsgClient {
             cfg,
             relays: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
-            listeners: Mutex::new(HashMap::new()),
-            next_port: AtomicU16::new(EPHEMERAL_START),
+            listeners: listeners.clone(),
+            sink: Mutex::new(listeners),
+            external_sink: std::sync::atomic::AtomicBool::new(false),
+            ephemeral: Ephemeral::new(),
             book: Mutex::new(RelayBook::new()),
             joining: Mutex::new(HashMap::new()),
             wake: Notify::default(),
@@ -447,19 +440,33 @@ impl DmsgClient {
         .await;
     }
 
-    /// Listens on `port`.
+    /// Listens on `port` (in the client's own port table; see [`set_port_sink`]).
+    ///
+    /// [`set_port_sink`]: DmsgClient::set_port_sink
     pub fn listen(&self, port: u16) -> Result<Listener, DmsgError> {
-        let mut ls = lock(&self.inner.listeners);
-        if ls.contains_key(&port) {
-            return Err(DmsgError::PortInUse(port));
+        if self.inner.external_sink.load(Ordering::Acquire) {
+            return Err(DmsgError::Other(format!(
+                "cannot listen on port {port}: this client's ports are served by another table"
+            )));
         }
-        let backlog = Arc::new(Mutex::new(Backlog::default()));
-        ls.insert(port, backlog.clone());
+        let queue = self
+            .inner
+            .listeners
+            .bind(port)
+            .ok_or(DmsgError::PortInUse(port))?;
         Ok(Listener {
             port,
-            backlog,
+            queue,
             client: self.inner.clone(),
         })
+    }
+
+    /// Hands every stream that arrives from now on to `sink` (the visor's services
+    /// registry) instead of the client's own port table; [`listen`](Self::listen) then
+    /// fails.
+    pub fn set_port_sink(&self, sink: Arc<dyn PortSink<DmsgStream>>) {
+        self.inner.external_sink.store(true, Ordering::Release);
+        *lock(&self.inner.sink) = sink;
     }
 
     /// Opens a stream to `pk`:`port`.
@@ -477,15 +484,8 @@ impl DmsgClient {
 
 impl Inner {
     fn ephemeral_port(&self) -> u16 {
-        loop {
-            let p = self.next_port.fetch_add(1, Ordering::Relaxed);
-            if p == u16::MAX {
-                self.next_port.store(EPHEMERAL_START, Ordering::Relaxed);
-            }
-            if p >= EPHEMERAL_START && !lock(&self.listeners).contains_key(&p) {
-                return p;
-            }
-        }
+        let sink = lock(&self.sink).clone();
+        self.ephemeral.next(|p| sink.serves(p))
     }
 
     async fn dial(self: Arc<Self>, pk: PublicKey, port: u16) -> Result<DmsgStream, DmsgError> {
@@ -499,24 +499,25 @@ impl Inner {
             .open()
             .await
             .map_err(|e| DmsgError::Other(format!("channel to {pk}: {e}")))?;
-        let mut hdr = [0u8; 4];
-        hdr[..2].copy_from_slice(&port.to_be_bytes());
-        hdr[2..].copy_from_slice(&local_port.to_be_bytes());
+        let hdr = PortRepr {
+            dst_port: port,
+            src_port: local_port,
+        };
         let io = |e: io::Error| DmsgError::Other(format!("channel to {pk}: {e}"));
-        st.write_all(&hdr).await.map_err(io)?;
+        st.write_all(&hdr.to_bytes()).await.map_err(io)?;
         let mut status = [0u8; 1];
         st.read_exact(&mut status).await.map_err(io)?;
-        match status[0] {
-            PORT_OK => Ok(DmsgStream {
+        match PortStatus::from_byte(status[0]) {
+            PortStatus::Ok => Ok(DmsgStream {
                 stream: st,
                 channel,
                 remote: pk,
                 remote_port: port,
                 local_port,
             }),
-            PORT_CLOSED => Err(DmsgError::NoListener(pk, port)),
-            PORT_BUSY => Err(DmsgError::Busy(pk, port)),
-            s => Err(DmsgError::Other(format!(
+            PortStatus::Closed => Err(DmsgError::NoListener(pk, port)),
+            PortStatus::Busy => Err(DmsgError::Busy(pk, port)),
+            PortStatus::Unknown(s) => Err(DmsgError::Other(format!(
                 "peer answered unknown status {s}"
             ))),
         }
@@ -807,15 +808,15 @@ impl Inner {
         relay: &Session,
         pk: PublicKey,
     ) -> Result<PeerChannel, String> {
-        let mut ctl = vec![CONTROL_V1];
-        ctl.extend_from_slice(pk.as_bytes());
+        let ctl = RequestRepr::v1(*pk.as_bytes()).to_bytes();
         let mut st = relay.open_with(&ctl).await.map_err(|e| e.to_string())?;
         let mut status = [0u8; 1];
         st.read_exact(&mut status)
             .await
             .map_err(|e| format!("no answer from the relay: {e}"))?;
-        if status[0] != STATUS_OK {
-            return Err(relay::status_text(status[0]).to_string());
+        let status = RelayStatus::from_byte(status[0]);
+        if status != RelayStatus::Ok {
+            return Err(status.text().to_string());
         }
         let ch = Channel::handshake(st, kk_initiator(&self.keys, &pk), HANDSHAKE_TIMEOUT)
             .await
@@ -826,12 +827,8 @@ impl Inner {
     /// A relay opened a channel to us: authenticate the caller with KK, then serve it.
     async fn incoming_channel(self: Arc<Self>, st: Stream) {
         let control = st.control();
-        let src = match control.as_slice() {
-            [CONTROL_V1, rest @ ..] => <&[u8; 32]>::try_from(rest)
-                .ok()
-                .and_then(|b| PublicKey::from_bytes(b).ok()),
-            _ => None,
-        };
+        let src =
+            RequestRepr::v1_pk(control.as_slice()).and_then(|b| PublicKey::from_bytes(&b).ok());
         let Some(src) = src else {
             log::debug!("dmsg: malformed channel request from a relay");
             return;
@@ -888,7 +885,7 @@ impl Inner {
     }
 
     async fn incoming_stream(self: Arc<Self>, pk: PublicKey, channel: PeerChannel, mut st: Stream) {
-        let mut hdr = [0u8; 4];
+        let mut hdr = [0u8; PORT_HEADER_LEN];
         let read = future::or(async { st.read_exact(&mut hdr).await.is_ok() }, async {
             Timer::after(HANDSHAKE_TIMEOUT).await;
             false
@@ -897,33 +894,32 @@ impl Inner {
         if !read {
             return;
         }
-        let port = u16::from_be_bytes([hdr[0], hdr[1]]);
-        let remote_port = u16::from_be_bytes([hdr[2], hdr[3]]);
-        let backlog = lock(&self.listeners).get(&port).cloned();
-        let Some(backlog) = backlog else {
-            let _ = st.write_all(&[PORT_CLOSED]).await;
-            let _ = st.close().await;
+        let Ok(h) = PortHeader::new_checked(&hdr[..]).and_then(|h| PortRepr::parse(&h)) else {
             return;
         };
-        if lock(&backlog).queue.len() >= self.cfg.listen_backlog {
-            let _ = st.write_all(&[PORT_BUSY]).await;
-            let _ = st.close().await;
+        let sink = lock(&self.sink).clone();
+        let slot = match sink.reserve(h.dst_port) {
+            Ok(slot) => slot,
+            Err(why) => {
+                let status = match why {
+                    Refusal::Closed => PortStatus::Closed,
+                    Refusal::Busy => PortStatus::Busy,
+                };
+                let _ = st.write_all(&[status.to_byte()]).await;
+                let _ = st.close().await;
+                return;
+            }
+        };
+        if st.write_all(&[PortStatus::Ok.to_byte()]).await.is_err() {
             return;
         }
-        if st.write_all(&[PORT_OK]).await.is_err() {
-            return;
-        }
-        let mut b = lock(&backlog);
-        b.queue.push_back(DmsgStream {
+        slot.deliver(DmsgStream {
             stream: st,
             channel,
             remote: pk,
-            remote_port,
-            local_port: port,
+            remote_port: h.src_port,
+            local_port: h.dst_port,
         });
-        if let Some(w) = b.waker.take() {
-            w.wake();
-        }
     }
 
     /// Publishes our entry; false if discovery could not be reached or refused it.

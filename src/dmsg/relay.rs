@@ -38,27 +38,22 @@ use crate::crypto::noise::xk_responder;
 use crate::crypto::{Keypair, PublicKey};
 use crate::mux::codec::{SealedReader, SealedWriter};
 use crate::mux::{Config, Session, Side, Stream};
+use crate::wire::dmsg::{RelayStatus, RequestRepr};
 
 /// Control payload version byte of a channel request.
-pub const CONTROL_V1: u8 = 1;
+pub const CONTROL_V1: u8 = crate::wire::dmsg::CONTROL_V1;
 /// The channel is connected.
-pub const STATUS_OK: u8 = 0;
+pub const STATUS_OK: u8 = RelayStatus::Ok.to_byte();
 /// The destination has no session with this relay.
-pub const STATUS_NOT_CONNECTED: u8 = 1;
+pub const STATUS_NOT_CONNECTED: u8 = RelayStatus::NotConnected.to_byte();
 /// The destination's session refused the stream (busy or closing).
-pub const STATUS_REFUSED: u8 = 2;
+pub const STATUS_REFUSED: u8 = RelayStatus::Refused.to_byte();
 /// The request was malformed.
-pub const STATUS_BAD_REQUEST: u8 = 3;
+pub const STATUS_BAD_REQUEST: u8 = RelayStatus::BadRequest.to_byte();
 
 /// What a status byte means, for error messages.
 pub fn status_text(s: u8) -> &'static str {
-    match s {
-        STATUS_OK => "connected",
-        STATUS_NOT_CONNECTED => "the peer is not connected to this relay",
-        STATUS_REFUSED => "the peer's session refused the channel (busy or closing)",
-        STATUS_BAD_REQUEST => "the relay refused a malformed request",
-        _ => "unknown relay status",
-    }
+    RelayStatus::from_byte(s).text()
 }
 
 /// First handshake messages remembered to recognise replays (8 bytes each).
@@ -365,12 +360,8 @@ impl Relay {
             self.stats.refused_total.fetch_add(1, Ordering::Relaxed);
             status
         };
-        let dst = match control.as_slice() {
-            [CONTROL_V1, rest @ ..] => <&[u8; 32]>::try_from(rest)
-                .ok()
-                .and_then(|b| PublicKey::from_bytes(b).ok()),
-            _ => None,
-        };
+        let dst =
+            RequestRepr::v1_pk(control.as_slice()).and_then(|b| PublicKey::from_bytes(&b).ok());
         let outcome = match dst {
             None => Err(refuse(STATUS_BAD_REQUEST)),
             Some(dst) if dst == src => Err(refuse(STATUS_BAD_REQUEST)),
@@ -379,8 +370,7 @@ impl Relay {
                 match target {
                     None => Err(refuse(STATUS_NOT_CONNECTED)),
                     Some(t) => {
-                        let mut ctl = vec![CONTROL_V1];
-                        ctl.extend_from_slice(src.as_bytes());
+                        let ctl = RequestRepr::v1(*src.as_bytes()).to_bytes();
                         t.open_with(&ctl).await.map_err(|_| refuse(STATUS_REFUSED))
                     }
                 }

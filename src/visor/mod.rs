@@ -1,8 +1,7 @@
-//! Phase-1 visor core (DESIGN.md §5): configuration, the services registry with dmsgctrl,
-//! the RPC server, and the daemon's startup and shutdown order (`run`).
+//! Phase-1 visor core (DESIGN.md §5): configuration, the RPC server, and the daemon's startup
+//! and shutdown order (`run`). The services registry with dmsgctrl is `crate::app::services`.
 
 pub mod config;
 pub mod rpc;
 pub mod run;
-pub mod services;
 pub mod whitelist;

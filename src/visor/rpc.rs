@@ -31,8 +31,8 @@ use crate::http::guard::LocalGuard;
 use crate::http::json::{Ordered, Out, str_array};
 use crate::http::server::{Handler, Request, Response};
 
-use super::services::Services;
 use super::whitelist::EditError;
+use crate::app::services::Services;
 
 /// What the RPC serves from.
 #[derive(Debug, Clone)]

@@ -27,11 +27,11 @@ use futures_lite::{StreamExt, future};
 
 use super::config::{self, Config, ConfigErrorKind};
 use super::rpc::{self, RpcState};
-use super::services::Services;
 use crate::app::HostInfo;
 use crate::app::conn::ConnTable;
 use crate::app::launcher::{self, Launcher};
 use crate::app::net::Tagged;
+use crate::app::services::Services;
 use crate::app::table::APPS;
 use crate::crypto::{Keypair, PublicKey};
 use crate::dmsg::client::{ClientConfig, DmsgClient};

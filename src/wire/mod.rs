@@ -22,11 +22,13 @@
 //! | [`session`] | `sealed_len u16be ‖ AEAD(mux header ‖ control) ‖ data` (DESIGN.md §3.4)  |
 //! | [`route`]   | `type u8 ‖ route_id u32be ‖ payload_len u16be ‖ payload` (DESIGN.md §3.7) |
 //! | [`pty`]     | `type u8 ‖ len u16be ‖ payload` — pty sessions (docs/protocol.md §10)   |
+//! | [`dmsg`]    | channel request `01 ‖ pk(32)`; port header `dst_port u16be ‖ src_port u16be` |
 //!
 //! Rules for this layer: no I/O, no allocation, no clock. Unknown type codes parse as
 //! `Unknown(u8)` and survive a parse→emit round trip unchanged; only the layer above decides
 //! to drop them. A parser never panics on input: out-of-range lengths are a [`WireError`].
 
+pub mod dmsg;
 pub mod mux;
 pub mod noise;
 pub mod pty;

@@ -18,14 +18,14 @@ impl Net for NoNet {
     fn local_pk(&self) -> PublicKey {
         self.0
     }
-    fn network(&self) -> &'static str {
-        "none"
+    fn network(&self) -> crate::app::net::Network {
+        crate::app::net::Network::Mem
     }
     fn listen(&self, _: u16) -> Result<Box<dyn Listen>, NetError> {
-        Err(NetError("no network in this test".into()))
+        Err(NetError::NoRoute("no network in this test".into()))
     }
     fn dial(&self, _: PublicKey, _: u16) -> BoxFut<'_, Result<Conn, NetError>> {
-        Box::pin(async { Err(NetError("no network in this test".into())) })
+        Box::pin(async { Err(NetError::NoRoute("no network in this test".into())) })
     }
 }
 
