@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod addr;
 pub mod app;
 pub mod apps;
 pub mod cli;

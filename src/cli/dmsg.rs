@@ -133,6 +133,6 @@ pub(super) fn discovery_service(
     ),
     CmdError,
 > {
-    disc::service(&crate::visor::config::bind_addr(addr), store, limits)
+    disc::service(&crate::addr::bind_addr(addr), store, limits)
         .map_err(|e| CmdError::fail(format!("{e}; pick another address")))
 }

@@ -14,6 +14,7 @@ use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{CmdError, CmdResult, init_logging, say, say_err};
+use crate::addr::{PkAddr, bind_addr};
 use crate::crypto::{Keypair, PublicKey};
 use crate::dmsg::admission::Limits as RelayLimits;
 use crate::dmsg::client::{ClientConfig, DmsgClient, DmsgStream};
@@ -23,7 +24,7 @@ use crate::dmsg::relay::{Relay, RelayConfig};
 use crate::http::client::request_on;
 use crate::http::json::{Ordered, Out};
 use crate::http::server::{self, Limits};
-use crate::visor::config::{Config, RelayAddr, bind_addr};
+use crate::visor::config::Config;
 
 const DEFAULT_DISC: &str = "http://127.0.0.1:9090";
 
@@ -58,7 +59,7 @@ pub(super) fn resolve(
     };
     let mut list = Vec::new();
     for r in relays {
-        let a = RelayAddr::parse(r).map_err(|e| CmdError::usage(format!("--relay: {e}")))?;
+        let a = PkAddr::parse(r).map_err(|e| CmdError::usage(format!("--relay: {e}")))?;
         list.push((a.pk, a.addr));
     }
     if let Some(c) = &cfg {

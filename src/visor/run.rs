@@ -28,11 +28,12 @@ use futures_lite::{StreamExt, future};
 use super::config::{self, Config, ConfigErrorKind};
 use super::rpc::{self, RpcState};
 use super::services::Services;
+use crate::addr::{bind_addr, check_host_port, is_loopback};
 use crate::app::HostInfo;
 use crate::app::conn::ConnTable;
 use crate::app::launcher::{self, Launcher};
 use crate::app::net::Tagged;
-use crate::app::table::APPS;
+use crate::apps::APPS;
 use crate::crypto::{Keypair, PublicKey};
 use crate::dmsg::client::{ClientConfig, DmsgClient};
 use crate::dmsg::disc::{self, DiscLimits};
@@ -157,7 +158,7 @@ fn outward_ip() -> std::net::IpAddr {
 }
 
 fn bind(addr: &str, what: &str, field: &str, file: &Path) -> Result<TcpListener, String> {
-    future::block_on(TcpListener::bind(config::bind_addr(addr))).map_err(|e| {
+    future::block_on(TcpListener::bind(bind_addr(addr))).map_err(|e| {
         format!(
             "{what}: cannot listen on {addr}: {e}; set {field} in {} (port 0 picks a free one)",
             file.display()
@@ -182,8 +183,8 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
         log::info!("created {} with a fresh identity", file.display());
     }
     let rpc_addr = opts.rpc.clone().unwrap_or_else(|| cfg.cli_addr.clone());
-    config::check_host_port(&rpc_addr).map_err(|e| format!("--rpc: {e}"))?;
-    if !config::is_loopback(&rpc_addr) {
+    check_host_port(&rpc_addr).map_err(|e| format!("--rpc: {e}"))?;
+    if !is_loopback(&rpc_addr) {
         log::warn!("RPC on {rpc_addr} is not loopback: anyone who reaches it controls this visor");
     }
 
@@ -198,7 +199,7 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
 
     // The RPC address is bound first (served in step 6): when it is taken, another visor is
     // almost certainly running, and that is the thing to say.
-    let rl = future::block_on(TcpListener::bind(config::bind_addr(&rpc_addr))).map_err(|e| {
+    let rl = future::block_on(TcpListener::bind(bind_addr(&rpc_addr))).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             format!(
                 "RPC address {rpc_addr} is taken: another visor is probably running \
@@ -226,18 +227,14 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
     let mut hosted_relay = None;
     let (disc_url, relays, network) = if embedded {
         let e = &cfg.dmsg.embedded;
-        let (dl, handler, flusher) = disc::service(
-            &config::bind_addr(&e.disc_addr),
-            None,
-            DiscLimits::default(),
-        )
-        .map_err(|m| {
-            format!(
-                "embedded discovery: {m}; set dmsg.embedded.disc_addr in {} (port 0 picks a \
+        let (dl, handler, flusher) =
+            disc::service(&bind_addr(&e.disc_addr), None, DiscLimits::default()).map_err(|m| {
+                format!(
+                    "embedded discovery: {m}; set dmsg.embedded.disc_addr in {} (port 0 picks a \
                      free one)",
-                file.display()
-            )
-        })?;
+                    file.display()
+                )
+            })?;
         let disc_local = dl.local_addr().map_err(|e| e.to_string())?;
         let disc_url = format!("http://{}", loopback_if_unspecified(disc_local));
         ex.spawn(flusher).detach();
