@@ -39,13 +39,31 @@ pub struct VisorCmd {
 impl VisorCmd {
     /// Runs the daemon until SIGINT/SIGTERM.
     pub fn run(self) -> CmdResult {
-        run::run(VisorOptions {
-            config: self.config,
-            state_dir: self.state_dir,
-            rpc: self.rpc,
-            log_level: self.log_level,
-        })
-        .map_err(CmdError::fail)
+        let ex = std::sync::Arc::new(async_executor::Executor::new());
+        let visor = run::start(
+            VisorOptions {
+                config: self.config,
+                state_dir: self.state_dir,
+                rpc: self.rpc,
+                log_level: self.log_level,
+            },
+            ex.clone(),
+        )
+        .map_err(CmdError::fail)?;
+        let s = &visor.started;
+        say(&format!("visor {} up; RPC on http://{}", s.pk, s.rpc_addr));
+        match (&s.hosted_relay, s.join_hint()) {
+            (Some(r), Some(hint)) => {
+                say(&format!(
+                    "hosting the embedded relay ({r}) and discovery ({})",
+                    s.discovery.as_deref().unwrap_or("")
+                ));
+                say(&format!("another board joins with: {hint}"));
+            }
+            _ => say(&format!("network: {}", s.network)),
+        }
+        async_io::block_on(ex.run(visor.run()));
+        Ok(())
     }
 }
 
