@@ -27,6 +27,7 @@ pub mod crypto;
 pub mod dmsg;
 pub mod http;
 pub mod mux;
+pub mod rpc;
 pub mod visor;
 pub mod wire;
 

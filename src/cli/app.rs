@@ -11,8 +11,8 @@ use argh::FromArgs;
 use async_executor::Executor;
 use futures_lite::{StreamExt, future};
 
-use super::dmsg_tools::{resolve, start_client};
-use super::visor::{Rpc, app_start, app_status, app_stop};
+use super::netflags::{resolve, start_client};
+use super::rpc::{Rpc, app_start, app_status, app_stop};
 use super::{CmdError, CmdResult, init_logging, say};
 use crate::app::conn::ConnTable;
 use crate::app::net::{DmsgNet, Net, Tagged, TcpNet, parse_tcp_peer};
