@@ -5,11 +5,10 @@
 
 use std::path::PathBuf;
 
-use miniserde::json::{Object, Value};
+use miniserde::json::Object;
 
 use super::out::{print_app, print_json, say};
 use super::{CmdError, CmdResult};
-use crate::http::json::parse_object;
 use crate::rpc::client::{RpcClient, RpcError};
 use crate::rpc::{App, Body, Request, Stopped};
 use crate::visor::config::DEFAULT_CLI_ADDR;
@@ -70,13 +69,6 @@ impl Rpc {
             )),
             Err(e) => Err(format!("{}: {e}", file.display())),
         }
-    }
-
-    /// The `Authorization` value (none when the token cannot be read: the request is still
-    /// sent, so that "no visor answers" is said when that is the problem).
-    fn auth(&self) -> (Option<String>, Result<(String, PathBuf), String>) {
-        let t = self.token();
-        (t.as_ref().ok().map(|(t, _)| format!("Bearer {t}")), t)
     }
 }
 
@@ -157,9 +149,14 @@ pub async fn dial_via_visor(
     pk: &crate::crypto::PublicKey,
     port: u16,
 ) -> Result<async_net::TcpStream, CmdError> {
+    use crate::http::json::parse_object;
     use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+    use miniserde::json::Value;
     let addr = rpc.addr();
-    let (auth, token) = rpc.auth();
+    // No token: the request is still sent, so that "no visor answers" is said when that is
+    // the problem.
+    let token = rpc.token();
+    let auth = token.as_ref().ok().map(|(t, _)| format!("Bearer {t}"));
     let no_visor = |e: &dyn std::fmt::Display| {
         CmdError::fail(format!(
             "no visor answers on {addr} ({e}); start one with 'skywire visor', point to it with \
