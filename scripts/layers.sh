@@ -14,7 +14,7 @@
 
 set -euo pipefail
 
-# Bottom to top.
+# Bottom to top (docs/architecture.md "Layers"; src/lib.rs shows it top to bottom).
 LAYERS="wire crypto addr http mux dmsg transport router app rpc apps visor cli"
 
 src=${1:-src}
@@ -33,6 +33,15 @@ for m in $mods; do
     esac
 done
 [ "$rc" = 0 ] || exit "$rc"
+
+# src/lib.rs's diagram (top to bottom, one `//!  name/` line per layer) names the declared
+# modules in this order.
+want=$(for l in $LAYERS; do echo "$l"; done | grep -Fx -f <(echo "$mods") | tac | tr '\n' ' ')
+have=$(sed -n 's|^//!  \([a-z_][a-z_]*\)/\{0,1\} .*|\1|p' "$src/lib.rs" | tr '\n' ' ')
+if [ "$want" != "$have" ]; then
+    echo "$src/lib.rs: the layer diagram lists (top to bottom) \"$have\", the order is \"$want\"; make the diagram match LAYERS of $0"
+    rc=1
+fi
 
 # One line per reference: `<file> <kind> <name> <sub>`, kind `crate` (name = top-level module
 # or root item, sub = the next path segment) or `super` (name = sibling in the same module).
@@ -98,7 +107,6 @@ refs() {
 }
 
 all=$(refs)
-rc=0
 
 awk -v layers="$LAYERS" -v mods="$(echo $mods)" -v src="$src" '
 BEGIN {
