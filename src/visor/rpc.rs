@@ -19,7 +19,8 @@
 //! a foreign `Host` or any `Origin` is refused (403), and every route but `/health` needs
 //! `Authorization: Bearer <token>` (401), the token being the one in `<state dir>/rpc.token`.
 //! `HEAD` is served on every `GET` route; a known path with a method it does not serve is
-//! answered 405 with `Allow`.
+//! answered 405 with `Allow`. The answer bodies are the types of `crate::rpc` (shared with the
+//! CLI and the hypervisor).
 
 use std::sync::Arc;
 use std::time::Instant;
