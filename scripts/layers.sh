@@ -158,60 +158,42 @@ $1 == "SIB" { sibling_file[$2] = 1; next }
     }
 }
 END {
-    # Circles between top-level modules (depth-first search over the edges).
-    for (e in edge) { split(e, p, "\t"); adj[p[1]] = adj[p[1]] " " p[2] }
-    for (i = 1; i <= n; i++) {
-        start = L[i]
-        for (x in seen) delete seen[x]
-        if (cycle(start, start, start)) bad = 1
+    # The two graphs: top-level modules (edges `a\tb` with the first file) and the sibling
+    # files of each module (nodes `m/a`).
+    for (e in edge) {
+        split(e, p, "\t"); adj[p[1]] = adj[p[1]] " " p[2]
+        split(edge[e], fs, "\n"); efile[e] = fs[1]
     }
-    # Circles between sibling files of one module: pairs and longer (same search, per module).
     for (e in sedge) {
         split(e, p, "\t")
-        key = p[1] "/" p[3]
-        if (!(key in sibling_file)) continue
-        sadj[p[1] "/" p[2]] = sadj[p[1] "/" p[2]] " " p[1] "/" p[3]
+        if (!((p[1] "/" p[3]) in sibling_file)) continue
+        a = p[1] "/" p[2]; b = p[1] "/" p[3]
+        adj2[a] = adj2[a] " " b; efile2[a "\t" b] = sedge[e]
     }
-    for (a in sadj) {
-        for (x in seen) delete seen[x]
-        if (scycle(a, a, a)) bad = 1
-    }
+    if (circles(adj, efile, "top-level modules")) bad = 1
+    if (circles(adj2, efile2, "files of one module")) bad = 1
     exit bad
 }
-function cycle(start, at, path,    k, nb, cnt, i2) {
-    cnt = split(adj[at], nb, " ")
-    for (k = 1; k <= cnt; k++) {
-        if (nb[k] == start) {
-            if (!(path in reported) && rank[start] == min_rank(path " " start)) {
-                reported[path] = 1
-                printf "import circle between top-level modules: %s -> %s\n", path, start
-            }
-            return 1
-        }
-        if (nb[k] in seen) continue
-        seen[nb[k]] = 1
-        if (cycle(start, nb[k], path " -> " nb[k])) return 1
+# Reports each circle of the graph `g` once (from its smallest node); true if there is one.
+function circles(g, files, what,    node, found) {
+    found = 0
+    for (node in g) {
+        for (x in seen) delete seen[x]
+        if (dfs(g, files, what, node, node, node)) found = 1
     }
-    return 0
+    return found
 }
-function min_rank(p,    parts, c, k, r) {
-    gsub(/ -> /, " ", p)
-    c = split(p, parts, " "); r = 1000
-    for (k = 1; k <= c; k++) if (rank[parts[k]] < r) r = rank[parts[k]]
-    return r
-}
-function scycle(start, at, path,    k, nb, cnt) {
-    cnt = split(sadj[at], nb, " ")
+function dfs(g, files, what, start, at, path,    k, nb, cnt) {
+    cnt = split(g[at], nb, " ")
     for (k = 1; k <= cnt; k++) {
         if (nb[k] == start) {
-            if (start == smallest(path)) {
-                printf "import circle between files of one module: %s -> %s (%s)\n", path, start, sfiles(path " -> " start)
-            }
+            if (start == smallest(path))
+                printf "import circle between %s: %s -> %s (%s)\n", what, path, start, uses(files, path " -> " start)
             return 1
         }
         if (nb[k] in seen) continue
         seen[nb[k]] = 1
-        if (scycle(start, nb[k], path " -> " nb[k])) return 1
+        if (dfs(g, files, what, start, nb[k], path " -> " nb[k])) return 1
     }
     return 0
 }
@@ -221,14 +203,11 @@ function smallest(p,    parts, c, k, s) {
     for (k = 2; k <= c; k++) if (parts[k] < s) s = parts[k]
     return s
 }
-function sfiles(p,    parts, c, k, out, a, b, m, e) {
+function uses(files, p,    parts, c, k, out) {
     gsub(/ -> /, " ", p)
     c = split(p, parts, " "); out = ""
-    for (k = 1; k < c; k++) {
-        split(parts[k], a, "/"); split(parts[k + 1], b, "/")
-        e = a[1] "\t" a[2] "\t" b[2]
-        out = out (out == "" ? "" : ", ") sedge[e] " uses " b[2]
-    }
+    for (k = 1; k < c; k++)
+        out = out (out == "" ? "" : ", ") files[parts[k] "\t" parts[k + 1]] " uses " parts[k + 1]
     return out
 }
 ' <(
