@@ -85,58 +85,39 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
 
 const MODES: &[Mode] = &[Mode::Visor, Mode::Dmsg, Mode::Tcp];
 
-pub static TEST_A: AppDef = AppDef {
-    name: "test-a",
-    summary: "test app (no dependencies)",
-    modes: MODES,
-    port: None,
-    depends: &[],
-    critical: false,
-    autostart: false,
-    restart: RestartPolicy::OnFailure,
-    tcp_listen: None,
-    check_args: check,
-    start,
-};
+/// A test app: the four differ only in name, dependencies and criticality.
+const fn def(
+    name: &'static str,
+    summary: &'static str,
+    depends: &'static [(&'static str, DepKind)],
+    critical: bool,
+) -> AppDef {
+    AppDef {
+        name,
+        summary,
+        modes: MODES,
+        port: None,
+        depends,
+        critical,
+        autostart: false,
+        restart: RestartPolicy::OnFailure,
+        tcp_listen: None,
+        check_args: check,
+        start,
+    }
+}
 
-pub static TEST_B: AppDef = AppDef {
-    name: "test-b",
-    summary: "test app (requires test-a)",
-    modes: MODES,
-    port: None,
-    depends: &[("test-a", DepKind::Requires)],
-    critical: false,
-    autostart: false,
-    restart: RestartPolicy::OnFailure,
-    tcp_listen: None,
-    check_args: check,
-    start,
-};
-
-pub static TEST_C: AppDef = AppDef {
-    name: "test-c",
-    summary: "test app (wants test-a)",
-    modes: MODES,
-    port: None,
-    depends: &[("test-a", DepKind::Wants)],
-    critical: false,
-    autostart: false,
-    restart: RestartPolicy::OnFailure,
-    tcp_listen: None,
-    check_args: check,
-    start,
-};
-
-pub static TEST_CRIT: AppDef = AppDef {
-    name: "test-crit",
-    summary: "test app (critical)",
-    modes: MODES,
-    port: None,
-    depends: &[],
-    critical: true,
-    autostart: false,
-    restart: RestartPolicy::OnFailure,
-    tcp_listen: None,
-    check_args: check,
-    start,
-};
+pub static TEST_A: AppDef = def("test-a", "test app (no dependencies)", &[], false);
+pub static TEST_B: AppDef = def(
+    "test-b",
+    "test app (requires test-a)",
+    &[("test-a", DepKind::Requires)],
+    false,
+);
+pub static TEST_C: AppDef = def(
+    "test-c",
+    "test app (wants test-a)",
+    &[("test-a", DepKind::Wants)],
+    false,
+);
+pub static TEST_CRIT: AppDef = def("test-crit", "test app (critical)", &[], true);
