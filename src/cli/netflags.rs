@@ -1,7 +1,7 @@
 //! The network options of the tools that run a dmsg client of their own (`dmsg cat|probe|
 //! curl|iperf`, `app <name> run`, `cli pty … --dmsg`): identity, discovery and relays from
 //! the flags and an optional config ([`resolve`]), the client ([`start_client`]), the one
-//! declaration of the flags the dmsg tools share ([`dmsg_tool!`](crate::cli)), and the
+//! declaration of the flags the dmsg tools share (`dmsg_tool!`), and the
 //! discovery service `dmsg disc` and `dmsg server --disc-addr` host.
 
 use std::path::PathBuf;

@@ -7,7 +7,7 @@ use crate::rpc::App;
 
 use super::{CmdError, CmdResult};
 
-/// The first stdout write error of this process, for [`run_parsed`] to report.
+/// The first stdout write error of this process, for `cli::run_parsed` to report.
 static STDOUT_ERROR: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mutex::new(None);
 
 /// Writes and flushes `bytes` on stdout, remembering the first failure.
