@@ -4,7 +4,11 @@
 //!
 //! Errors print one line saying what failed and what to do, and exit non-zero.
 //!
-//! Output goes through [`print_out`]/[`print_line`] (in `out`) (one-shot output: a write error ends the
+//! The files: `out` (output), `rpc` (the visor RPC client side), `netflags` (the network
+//! flags of the tools with a dmsg client of their own), then one file per command tree; no
+//! two of them import each other, directly or in a circle (`make lint` checks).
+//!
+//! Output goes through [`print_out`]/[`print_line`] (one-shot output: a write error ends the
 //! command) or [`say`] (the lines of long-running commands: the command goes on, the failure
 //! is reported when it ends). Either way a command whose stdout could not be written exits 1
 //! with `<tool>: error: cannot write to stdout: <reason>` (e.g. `No space left on device`
