@@ -103,14 +103,22 @@ pub fn call(rpc: &Rpc, req: &Request) -> Result<Object, CmdError> {
 /// [`call`], then the answer: with `json`, printed as the visor sent it (`None`); else read
 /// as a `T` for the caller to print.
 pub fn fetch<T: Body>(rpc: &Rpc, req: &Request, json: bool) -> Result<Option<T>, CmdError> {
+    match call_or_print(rpc, req, json)? {
+        None => Ok(None),
+        Some(o) => T::from_object(&o)
+            .map(Some)
+            .map_err(|e| CmdError::fail(RpcError::Body(e).to_string())),
+    }
+}
+
+/// The part of [`fetch`] that is the same for every answer type (one copy in the binary).
+fn call_or_print(rpc: &Rpc, req: &Request, json: bool) -> Result<Option<Object>, CmdError> {
     let o = call(rpc, req)?;
     if json {
         print_json(o);
         return Ok(None);
     }
-    T::from_object(&o)
-        .map(Some)
-        .map_err(|e| CmdError::fail(RpcError::Body(e).to_string()))
+    Ok(Some(o))
 }
 
 /// `app start`.
