@@ -7,7 +7,7 @@
 #   make cross TARGET=…        board build -> dist/skywire-<short name>
 #   make cross-test TARGET=…   unit tests for a board target under qemu-user
 #   make size                  stripped binary size per target, and each app's cost on armv7
-#   make lint                  rustfmt check + clippy -D warnings on all targets
+#   make lint                  layer check (scripts/layers.sh), rustfmt check, clippy -D warnings
 #   make bench                 benchmarks -> docs/benchmarks.md (the command is recorded there)
 #   make fuzz                  every fuzz target for FUZZ_TIME seconds (default 60)
 #   make install               boards/install.sh for this machine's build (PREFIX, DESTDIR)
@@ -51,6 +51,8 @@ size:
 	bash cross/size.sh
 
 lint:
+	@# No import from a lower layer to a higher one, no import circle (docs/architecture.md "Layers").
+	bash scripts/layers.sh
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 	$(CARGO) fmt --check

@@ -152,7 +152,7 @@ fn main() {
          | joined to it (dmsg client only) | {} | | {joined_rss} |\n\n\
          Budget (DESIGN.md §8): idle RSS ≤ 4 MiB (4096 KiB) with the default apps.",
         common::machine(),
-        skywire::app::table::names(),
+        skywire::apps::names(),
         ms(median(starts)),
         ms(median(stops)),
         ms(median(join_starts)),

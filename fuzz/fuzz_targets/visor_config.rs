@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use skywire::app::launcher::plan;
-use skywire::app::table::APPS;
+use skywire::apps::APPS;
 use skywire::visor::config::Config;
 
 fuzz_target!(|data: &[u8]| {

@@ -21,8 +21,8 @@ use futures_lite::future;
 
 use super::conn::ConnTable;
 use super::net::Net;
+use super::settings::{AppEntry, RestartPolicy};
 use super::{AppCtx, AppDef, Dep, DepKind, HostInfo, Mode};
-use crate::visor::config::{AppEntry, RestartPolicy};
 
 /// How long a starting app may take to report ready before the next wave starts anyway.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,9 +1,10 @@
 //! The app framework (DESIGN.md §5): the contract every app implements ([`AppDef`]), the
-//! static table of compiled-in apps ([`table::APPS`]), the launcher that starts them in
-//! dependency waves, and the [`Net`](net::Net) abstraction that makes the run mode a property
-//! of the network an app is handed, not of its code. [`services`] is the visor's one port
-//! table (fed by every carrier); [`mem`] is an in-memory `Net` on the simulation harness
-//! [`sim`] (virtual clock, loss, reordering), for tests.
+//! per-app settings ([`settings`]), the launcher that starts a table of apps (handed in as
+//! data: the compiled-in one is `crate::apps::APPS`) in dependency waves, and the
+//! [`Net`](net::Net) abstraction that makes the run mode a property of the network an app is
+//! handed, not of its code. [`services`] is the visor's one port table (fed by every
+//! carrier); [`mem`] is an in-memory `Net` on the simulation harness [`sim`] (virtual
+//! clock, loss, reordering), for tests.
 //!
 //! An app is an async function `start(ctx) -> Result<(), String>`:
 //! - **start**: the launcher spawns `start(ctx)` on the visor's executor. The app binds what
@@ -25,8 +26,8 @@ pub mod launcher;
 pub mod mem;
 pub mod net;
 pub mod services;
+pub mod settings;
 pub mod sim;
-pub mod table;
 
 use std::fmt;
 use std::future::Future;
@@ -38,8 +39,8 @@ use std::time::Instant;
 use async_executor::Executor;
 use futures_lite::future::poll_fn;
 
+use crate::app::settings::RestartPolicy;
 use crate::crypto::PublicKey;
-use crate::visor::config::RestartPolicy;
 
 /// The future an app's `start` returns.
 pub type AppFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;

@@ -609,7 +609,7 @@ impl Net for TcpNet {
         let addr = self.listen_addr.as_deref().ok_or_else(|| {
             NetError::CannotListen("no TCP listen address given (use --listen <host:port>)".into())
         })?;
-        let bind = crate::visor::config::bind_addr(addr);
+        let bind = crate::addr::bind_addr(addr);
         let listener = future::block_on(TcpListener::bind(bind.as_str()))
             .map_err(|e| NetError::CannotListen(format!("cannot listen on {addr}: {e}")))?;
         if let Ok(a) = listener.local_addr() {
@@ -648,7 +648,7 @@ impl Net for TcpNet {
 /// Parses `tcp://<pk>@<host>:<port>` (the `tcp://` prefix optional).
 pub fn parse_tcp_peer(s: &str) -> Result<(PublicKey, String), String> {
     let rest = s.strip_prefix("tcp://").unwrap_or(s);
-    let a = crate::visor::config::RelayAddr::parse(rest)
+    let a = crate::addr::PkAddr::parse(rest)
         .map_err(|e| format!("{s}: {e} (expected tcp://<pk>@<host>:<port>)"))?;
     Ok((a.pk, a.addr))
 }

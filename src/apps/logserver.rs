@@ -29,11 +29,11 @@ use argh::FromArgs;
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
+use crate::app::settings::RestartPolicy;
 use crate::app::{AppCtx, AppDef, AppFuture, HostInfo, Mode, Signal, is_trusted};
 use crate::crypto::PublicKey;
 use crate::http::json::{Ordered, Out};
 use crate::http::server::{self, Limits, Request, Response};
-use crate::visor::config::RestartPolicy;
 
 /// Overlay port.
 pub const PORT: u16 = 80;

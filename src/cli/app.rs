@@ -11,13 +11,13 @@ use argh::FromArgs;
 use async_executor::Executor;
 use futures_lite::{StreamExt, future};
 
-use super::dmsg_tools::{resolve, start_client};
-use super::visor::{Rpc, app_start, app_status, app_stop};
+use super::netflags::{resolve, start_client};
+use super::rpc::{Rpc, app_start, app_status, app_stop};
 use super::{CmdError, CmdResult, init_logging, say};
 use crate::app::conn::ConnTable;
 use crate::app::net::{DmsgNet, Net, Tagged, TcpNet, parse_tcp_peer};
-use crate::app::table::{self, APPS};
 use crate::app::{AppCtx, AppDef, HostInfo, Mode};
+use crate::apps::{self, APPS};
 use crate::visor::config::Config;
 
 #[derive(FromArgs, Debug)]
@@ -202,10 +202,10 @@ impl AppCmd {
 }
 
 fn find_app(name: &str) -> Result<&'static AppDef, CmdError> {
-    table::find(name).ok_or_else(|| {
+    apps::find(name).ok_or_else(|| {
         CmdError::usage(format!(
             "no app {name:?} in this build (it has: {})",
-            table::names()
+            apps::names()
         ))
     })
 }

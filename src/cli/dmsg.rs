@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use argh::FromArgs;
 use async_executor::Executor;
-use async_net::TcpListener;
 
 use super::dmsg_tools;
+use super::netflags::discovery_service;
 use super::{CmdError, CmdResult, init_logging, say};
-use crate::dmsg::disc::{self, DiscLimits};
+use crate::dmsg::disc::DiscLimits;
 use crate::dmsg::disc_rate::RateLimit;
 use crate::http::server::{self, Limits};
 
@@ -118,21 +118,4 @@ impl DiscCmd {
         )))
         .map_err(|e| CmdError::fail(format!("discovery stopped: {e}")))
     }
-}
-
-/// The discovery service on `addr` (shared by `disc` and `server --disc-addr`).
-pub(super) fn discovery_service(
-    addr: &str,
-    store: Option<PathBuf>,
-    limits: DiscLimits,
-) -> Result<
-    (
-        TcpListener,
-        server::Handler,
-        impl Future<Output = ()> + use<>,
-    ),
-    CmdError,
-> {
-    disc::service(&crate::visor::config::bind_addr(addr), store, limits)
-        .map_err(|e| CmdError::fail(format!("{e}; pick another address")))
 }

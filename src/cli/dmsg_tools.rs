@@ -13,77 +13,18 @@ use async_net::TcpListener;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::netflags::{DEFAULT_DISC, dmsg_tool, resolve, start_client};
 use super::{CmdError, CmdResult, init_logging, say, say_err};
-use crate::crypto::{Keypair, PublicKey};
+use crate::addr::bind_addr;
+use crate::crypto::PublicKey;
 use crate::dmsg::admission::Limits as RelayLimits;
-use crate::dmsg::client::{ClientConfig, DmsgClient, DmsgStream};
+use crate::dmsg::client::DmsgStream;
 use crate::dmsg::disc::DiscLimits;
 use crate::dmsg::disc_client::DiscClient;
 use crate::dmsg::relay::{Relay, RelayConfig};
 use crate::http::client::request_on;
 use crate::http::json::{Ordered, Out};
 use crate::http::server::{self, Limits};
-use crate::visor::config::{Config, RelayAddr, bind_addr};
-
-const DEFAULT_DISC: &str = "http://127.0.0.1:9090";
-
-/// Identity, discovery and relays for a tool, from its flags and an optional config.
-pub(super) struct Net {
-    pub(super) keys: Keypair,
-    pub(super) disc: Option<String>,
-    pub(super) relays: Vec<(PublicKey, String)>,
-}
-
-pub(super) fn resolve(
-    sk: &Option<String>,
-    config: &Option<PathBuf>,
-    disc: &Option<String>,
-    relays: &[String],
-) -> Result<Net, CmdError> {
-    let cfg = match config {
-        Some(p) => Some(Config::load(p).map_err(|e| CmdError::fail(e.to_string()))?),
-        None => None,
-    };
-    let keys = match (sk, &cfg) {
-        (Some(hex), _) => {
-            Keypair::from_hex(hex, None).map_err(|e| CmdError::usage(format!("--sk: {e}")))?
-        }
-        (None, Some(c)) => Keypair::from_seed(c.keys.seed()),
-        (None, None) => Keypair::generate().map_err(|e| CmdError::fail(e.to_string()))?,
-    };
-    let disc = match (disc, &cfg) {
-        (Some(d), _) => Some(d.clone()),
-        (None, Some(c)) if !c.dmsg.discovery.is_empty() => Some(c.dmsg.discovery.clone()),
-        _ => Some(DEFAULT_DISC.to_string()),
-    };
-    let mut list = Vec::new();
-    for r in relays {
-        let a = RelayAddr::parse(r).map_err(|e| CmdError::usage(format!("--relay: {e}")))?;
-        list.push((a.pk, a.addr));
-    }
-    if let Some(c) = &cfg {
-        list.extend(c.dmsg.servers.iter().map(|a| (a.pk, a.addr.clone())));
-    }
-    Ok(Net {
-        keys,
-        disc,
-        relays: list,
-    })
-}
-
-pub(super) fn start_client(ex: &Arc<Executor<'static>>, net: Net) -> Result<DmsgClient, CmdError> {
-    let disc = match &net.disc {
-        Some(u) => Some(DiscClient::new(u).map_err(|e| CmdError::usage(format!("--disc: {e}")))?),
-        None => None,
-    };
-    // Every relay named is kept (at least one session either way).
-    let cfg = ClientConfig {
-        sessions: net.relays.len().max(1),
-        relays: net.relays,
-        ..ClientConfig::default()
-    };
-    Ok(DmsgClient::start(ex.clone(), net.keys, disc, cfg))
-}
 
 /// Parses `<pk>:<port>` (`default_port` when the port is left out).
 fn parse_target(s: &str, default_port: Option<u16>) -> Result<(PublicKey, u16), CmdError> {
@@ -209,7 +150,7 @@ impl ServerCmd {
         let mut disc_url = self.disc.clone();
         if let Some(addr) = &self.disc_addr {
             let (l, handler, flusher) =
-                super::dmsg::discovery_service(addr, None, DiscLimits::default())?;
+                super::netflags::discovery_service(addr, None, DiscLimits::default())?;
             let url = format!("http://{}", l.local_addr()?);
             ex.spawn(flusher).detach();
             ex.spawn(server::serve(l, ex.clone(), handler, Limits::default()))
@@ -251,38 +192,25 @@ impl ServerCmd {
     }
 }
 
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "cat")]
-/// connect stdin/stdout to a peer's port, like netcat: `cat <pk>:<port>` or `cat -l <port>`.
-pub struct CatCmd {
-    /// the peer, <pk>:<port>
-    #[argh(positional)]
-    target: Option<String>,
-    /// listen on this port and serve one connection instead of dialling
-    #[argh(option, short = 'l')]
-    listen: Option<u16>,
-    /// discovery URL (default: from -c, else http://127.0.0.1:9090)
-    #[argh(option)]
-    disc: Option<String>,
-    /// a relay to use, <pk>@<host>:<port> (repeatable)
-    #[argh(option)]
-    relay: Vec<String>,
-    /// secret key (hex); default: from -c, else a throwaway key
-    #[argh(option)]
-    sk: Option<String>,
-    /// identity and network from this skywire-config.json
-    #[argh(option, short = 'c')]
-    config: Option<PathBuf>,
-    /// log level (default warn)
-    #[argh(option, default = "String::from(\"warn\")")]
-    log_level: String,
+dmsg_tool! {
+    #[derive(FromArgs, Debug)]
+    #[argh(subcommand, name = "cat")]
+    /// connect stdin/stdout to a peer's port, like netcat: `cat <pk>:<port>` or `cat -l <port>`.
+    pub struct CatCmd {
+        /// the peer, <pk>:<port>
+        #[argh(positional)]
+        target: Option<String>,
+        /// listen on this port and serve one connection instead of dialling
+        #[argh(option, short = 'l')]
+        listen: Option<u16>,
+    }
 }
 
 impl CatCmd {
     /// Runs it.
     pub fn run(self) -> CmdResult {
         init_logging(&self.log_level)?;
-        let net = resolve(&self.sk, &self.config, &self.disc, &self.relay)?;
+        let net = self.net()?;
         run_async(|ex| {
             let client = start_client(&ex, net)?;
             async_io::block_on(ex.run(async {
@@ -323,34 +251,21 @@ impl CatCmd {
     }
 }
 
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "probe")]
-/// check that a peer's port is reachable and measure the stream-open round trip.
-pub struct ProbeCmd {
-    /// the peer, <pk>:<port>
-    #[argh(positional)]
-    target: String,
-    /// stream opens to time after the first (default 5)
-    #[argh(option, default = "5")]
-    count: u32,
-    /// print JSON
-    #[argh(switch)]
-    json: bool,
-    /// discovery URL (default: from -c, else http://127.0.0.1:9090)
-    #[argh(option)]
-    disc: Option<String>,
-    /// a relay to use, <pk>@<host>:<port> (repeatable)
-    #[argh(option)]
-    relay: Vec<String>,
-    /// secret key (hex); default: from -c, else a throwaway key
-    #[argh(option)]
-    sk: Option<String>,
-    /// identity and network from this skywire-config.json
-    #[argh(option, short = 'c')]
-    config: Option<PathBuf>,
-    /// log level (default warn)
-    #[argh(option, default = "String::from(\"warn\")")]
-    log_level: String,
+dmsg_tool! {
+    #[derive(FromArgs, Debug)]
+    #[argh(subcommand, name = "probe")]
+    /// check that a peer's port is reachable and measure the stream-open round trip.
+    pub struct ProbeCmd {
+        /// the peer, <pk>:<port>
+        #[argh(positional)]
+        target: String,
+        /// stream opens to time after the first (default 5)
+        #[argh(option, default = "5")]
+        count: u32,
+        /// print JSON
+        #[argh(switch)]
+        json: bool,
+    }
 }
 
 impl ProbeCmd {
@@ -358,7 +273,7 @@ impl ProbeCmd {
     pub fn run(self) -> CmdResult {
         init_logging(&self.log_level)?;
         let (pk, port) = parse_target(&self.target, None)?;
-        let net = resolve(&self.sk, &self.config, &self.disc, &self.relay)?;
+        let net = self.net()?;
         run_async(|ex| {
             let client = start_client(&ex, net)?;
             async_io::block_on(ex.run(async {
@@ -409,37 +324,24 @@ impl ProbeCmd {
     }
 }
 
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "curl")]
-/// HTTP/1.1 over a dmsg stream: `curl dmsg://<pk>:<port>/path`.
-pub struct CurlCmd {
-    /// the URL, dmsg://<pk>:<port>/path (port 80 when left out)
-    #[argh(positional)]
-    url: String,
-    /// request method (default GET, or POST with -d)
-    #[argh(option, short = 'X')]
-    method: Option<String>,
-    /// request body (JSON)
-    #[argh(option, short = 'd')]
-    data: Option<String>,
-    /// print the status line and headers too
-    #[argh(switch, short = 'i')]
-    include: bool,
-    /// discovery URL (default: from -c, else http://127.0.0.1:9090)
-    #[argh(option)]
-    disc: Option<String>,
-    /// a relay to use, <pk>@<host>:<port> (repeatable)
-    #[argh(option)]
-    relay: Vec<String>,
-    /// secret key (hex); default: from -c, else a throwaway key
-    #[argh(option)]
-    sk: Option<String>,
-    /// identity and network from this skywire-config.json
-    #[argh(option, short = 'c')]
-    config: Option<PathBuf>,
-    /// log level (default warn)
-    #[argh(option, default = "String::from(\"warn\")")]
-    log_level: String,
+dmsg_tool! {
+    #[derive(FromArgs, Debug)]
+    #[argh(subcommand, name = "curl")]
+    /// HTTP/1.1 over a dmsg stream: `curl dmsg://<pk>:<port>/path`.
+    pub struct CurlCmd {
+        /// the URL, dmsg://<pk>:<port>/path (port 80 when left out)
+        #[argh(positional)]
+        url: String,
+        /// request method (default GET, or POST with -d)
+        #[argh(option, short = 'X')]
+        method: Option<String>,
+        /// request body (JSON)
+        #[argh(option, short = 'd')]
+        data: Option<String>,
+        /// print the status line and headers too
+        #[argh(switch, short = 'i')]
+        include: bool,
+    }
 }
 
 impl CurlCmd {
@@ -454,7 +356,7 @@ impl CurlCmd {
             None => (rest, "/"),
         };
         let (pk, port) = parse_target(target, Some(80))?;
-        let net = resolve(&self.sk, &self.config, &self.disc, &self.relay)?;
+        let net = self.net()?;
         let method = self
             .method
             .clone()
@@ -505,43 +407,30 @@ impl CurlCmd {
     }
 }
 
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "iperf")]
-/// bulk throughput over dmsg: `iperf -s` serves, `iperf <pk>` measures.
-pub struct IperfCmd {
-    /// the server, <pk> or <pk>:<port>
-    #[argh(positional)]
-    target: Option<String>,
-    /// run the server
-    #[argh(switch, short = 's')]
-    server: bool,
-    /// port (default 5201)
-    #[argh(option, short = 'p', default = "5201")]
-    port: u16,
-    /// seconds to send (default 5)
-    #[argh(option, short = 't', default = "5")]
-    time: u64,
-    /// send this many bytes instead of for a time
-    #[argh(option, short = 'n')]
-    bytes: Option<u64>,
-    /// print the summary as JSON
-    #[argh(switch)]
-    json: bool,
-    /// discovery URL (default: from -c, else http://127.0.0.1:9090)
-    #[argh(option)]
-    disc: Option<String>,
-    /// a relay to use, <pk>@<host>:<port> (repeatable)
-    #[argh(option)]
-    relay: Vec<String>,
-    /// secret key (hex); default: from -c, else a throwaway key
-    #[argh(option)]
-    sk: Option<String>,
-    /// identity and network from this skywire-config.json
-    #[argh(option, short = 'c')]
-    config: Option<PathBuf>,
-    /// log level (default warn)
-    #[argh(option, default = "String::from(\"warn\")")]
-    log_level: String,
+dmsg_tool! {
+    #[derive(FromArgs, Debug)]
+    #[argh(subcommand, name = "iperf")]
+    /// bulk throughput over dmsg: `iperf -s` serves, `iperf <pk>` measures.
+    pub struct IperfCmd {
+        /// the server, <pk> or <pk>:<port>
+        #[argh(positional)]
+        target: Option<String>,
+        /// run the server
+        #[argh(switch, short = 's')]
+        server: bool,
+        /// port (default 5201)
+        #[argh(option, short = 'p', default = "5201")]
+        port: u16,
+        /// seconds to send (default 5)
+        #[argh(option, short = 't', default = "5")]
+        time: u64,
+        /// send this many bytes instead of for a time
+        #[argh(option, short = 'n')]
+        bytes: Option<u64>,
+        /// print the summary as JSON
+        #[argh(switch)]
+        json: bool,
+    }
 }
 
 /// CPU milliseconds (user + system) this process has used, from /proc/self/stat (0 where
@@ -584,7 +473,7 @@ impl IperfCmd {
     /// Runs it.
     pub fn run(self) -> CmdResult {
         init_logging(&self.log_level)?;
-        let net = resolve(&self.sk, &self.config, &self.disc, &self.relay)?;
+        let net = self.net()?;
         run_async(|ex| {
             let client = start_client(&ex, net)?;
             let ex2 = ex.clone();

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use argh::FromArgs;
 
 use super::{CmdError, CmdResult, print_line, print_out};
+use crate::addr::{PkAddr, is_loopback};
 use crate::crypto::{Keypair, PublicKey};
 use crate::http::json::{self, Ordered, Out};
-use crate::visor::config::{self, Config, RelayAddr};
+use crate::visor::config::{self, Config};
 
 #[derive(FromArgs, Debug)]
 /// Generate an Ed25519 key pair: print it, or write it to a 0600 file with -o.
@@ -111,7 +112,7 @@ impl ConfigGen {
         for j in &self.join {
             cfg.dmsg
                 .servers
-                .push(RelayAddr::parse(j).map_err(|e| CmdError::usage(format!("--join: {e}")))?);
+                .push(PkAddr::parse(j).map_err(|e| CmdError::usage(format!("--join: {e}")))?);
         }
         if let Some(d) = self.discovery {
             cfg.dmsg.discovery = d;
@@ -159,10 +160,10 @@ impl ConfigCheck {
     fn run(self) -> CmdResult {
         let cfg = Config::load(&self.config)?;
         // The app plan is part of the config: unknown apps, bad arguments, cycles.
-        let waves = crate::app::launcher::plan(crate::app::table::APPS, &cfg.apps)
+        let waves = crate::app::launcher::plan(crate::apps::APPS, &cfg.apps)
             .map_err(|e| CmdError::fail(format!("{}: {e}", self.config.display())))?;
         let mut warnings = Vec::new();
-        if !config::is_loopback(&cfg.cli_addr) {
+        if !is_loopback(&cfg.cli_addr) {
             warnings.push(format!(
                 "cli_addr {} is not loopback: anyone who reaches it controls this visor",
                 cfg.cli_addr

@@ -4,6 +4,10 @@
 //!
 //! Errors print one line saying what failed and what to do, and exit non-zero.
 //!
+//! The files: `out` (output), `rpc` (the visor RPC client side), `netflags` (the network
+//! flags of the tools with a dmsg client of their own), then one file per command tree; no
+//! two of them import each other, directly or in a circle (`make lint` checks).
+//!
 //! Output goes through [`print_out`]/[`print_line`] (one-shot output: a write error ends the
 //! command) or [`say`] (the lines of long-running commands: the command goes on, the failure
 //! is reported when it ends). Either way a command whose stdout could not be written exits 1
@@ -18,15 +22,21 @@ mod cat;
 mod dmsg;
 mod dmsg_tools;
 mod keys;
+mod netflags;
+mod out;
 #[cfg(feature = "app-pty")]
 mod pty;
+mod rpc;
 mod visor;
 
 /// Opens a byte stream to a peer's port through the running visor (RPC `POST /v1/dial`), the
 /// way `skywire cli pty` does; public so that `benches/hostile.rs` can move data through a
 /// visor with the same client code (`Rpc` names the visor: its address and config).
 #[cfg(feature = "app-pty")]
-pub use visor::{Rpc, dial_via_visor};
+pub use rpc::{Rpc, dial_via_visor};
+
+pub use out::{print_line, print_out, say, say_err};
+use out::{stdout_failure, take_stdout_error, write_stdout};
 
 use argh::FromArgs;
 
@@ -142,77 +152,6 @@ pub fn init_logging(level: &str) -> CmdResult {
     Ok(())
 }
 
-/// The first stdout write error of this process, for [`run_parsed`] to report.
-static STDOUT_ERROR: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mutex::new(None);
-
-/// Writes and flushes `bytes` on stdout, remembering the first failure.
-fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let res = out.write_all(bytes).and_then(|()| out.flush());
-    if let Err(e) = &res {
-        let mut first = STDOUT_ERROR.lock().unwrap_or_else(|p| p.into_inner());
-        if first.is_none() {
-            *first = Some(std::io::Error::new(e.kind(), io_reason(e)));
-        }
-    }
-    res
-}
-
-fn take_stdout_error() -> Option<std::io::Error> {
-    STDOUT_ERROR
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-}
-
-/// An I/O error's reason without the "(os error N)" suffix.
-fn io_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.rfind(" (os error ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
-
-fn stdout_failure(e: &std::io::Error) -> String {
-    format!("cannot write to stdout: {}", io_reason(e))
-}
-
-/// Prints `text` as is on stdout. A failure ends the command (module docs): exit 1 with
-/// "cannot write to stdout: …", or quietly for a closed pipe.
-pub fn print_out(text: &str) -> CmdResult {
-    write_stdout(text.as_bytes()).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            // Quiet; run_parsed turns the recorded EPIPE into the command's own status.
-            CmdError {
-                msg: String::new(),
-                code: 0,
-            }
-        } else {
-            CmdError::fail(stdout_failure(&e))
-        }
-    })
-}
-
-/// [`print_out`] of one line.
-pub fn print_line(line: &str) -> CmdResult {
-    print_out(&format!("{line}\n"))
-}
-
-/// Prints a line on stdout for a long-running command: a failure does not stop it (it must
-/// not die because whoever read its first line went away); it is reported when the command
-/// ends (module docs).
-pub fn say(line: &str) {
-    let _ = write_stdout(format!("{line}\n").as_bytes());
-}
-
-/// [`say`] on stderr; a failure there has nowhere to be reported and is ignored.
-pub fn say_err(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
 fn print_version(tool: &str) -> CmdResult {
     print_line(&format!(
         "{tool} (skywire-rs) {} {}-{}",
@@ -237,7 +176,7 @@ struct Skywire {
 enum SkywireCmd {
     Visor(visor::VisorCmd),
     App(app::AppCmd),
-    Cli(visor::CliCmd),
+    Cli(CliCmd),
     Keygen(keys::KeygenCmd),
     Config(keys::ConfigCmd),
     Dmsg(dmsg::DmsgCmd),
@@ -256,6 +195,34 @@ impl Skywire {
             None => Err(CmdError::usage(
                 "no command given; run 'skywire --help' to list the commands",
             )),
+        }
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "cli")]
+/// talk to a running visor over its RPC.
+pub struct CliCmd {
+    #[argh(subcommand)]
+    cmd: CliSub,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum CliSub {
+    Visor(visor::CliVisor),
+    // One arm per app's command tree.
+    #[cfg(feature = "app-pty")]
+    Pty(pty::PtyCmd),
+}
+
+impl CliCmd {
+    /// Runs the subcommand.
+    pub fn run(self) -> CmdResult {
+        match self.cmd {
+            CliSub::Visor(c) => c.run(),
+            #[cfg(feature = "app-pty")]
+            CliSub::Pty(c) => c.run(),
         }
     }
 }

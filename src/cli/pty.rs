@@ -7,14 +7,15 @@ use std::time::Duration;
 use argh::FromArgs;
 use async_executor::Executor;
 
-use super::dmsg_tools::{resolve, start_client};
-use super::visor::{Rpc, call, dial_via_visor, field};
+use super::netflags::{resolve, start_client};
+use super::rpc::{Rpc, dial_via_visor, fetch};
 use super::{CmdError, CmdResult, init_logging, say};
 use crate::app::conn::{AsyncIo, Conn};
 use crate::app::net::{DmsgNet, Net, TcpNet, parse_tcp_peer};
 use crate::apps::pty::{PORT, client};
 use crate::crypto::PublicKey;
 use crate::dmsg::client::DmsgClient;
+use crate::rpc::{Request, Whitelist};
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "pty")]
@@ -84,25 +85,25 @@ impl WhitelistCmd {
                 .map_err(|e| CmdError::usage(format!("{pk}: {e}")))?;
             Ok(pk)
         };
-        let v = match self.action.as_str() {
-            "ls" => call(rpc, "GET", "/v1/whitelist")?,
-            "add" => call(rpc, "POST", &format!("/v1/whitelist/{}", pk()?))?,
-            "rm" => call(rpc, "DELETE", &format!("/v1/whitelist/{}", pk()?))?,
+        let req = match self.action.as_str() {
+            "ls" => Request::Whitelist,
+            "add" | "rm" => Request::WhitelistEdit {
+                pk: pk()?,
+                add: self.action == "add",
+            },
             other => {
                 return Err(CmdError::usage(format!(
                     "whitelist {other:?}: expected ls, add <pk> or rm <pk>"
                 )));
             }
         };
-        if self.json {
-            say(&miniserde::json::to_string(&v));
+        let Some(w) = fetch::<Whitelist>(rpc, &req, self.json)? else {
             return Ok(());
-        }
-        let list = field(&v, "whitelist");
-        if list.is_empty() {
+        };
+        if w.whitelist.is_empty() {
             say("(empty: only this visor's own PK and its hypervisors are admitted)");
         }
-        for pk in list.split(',').filter(|s| !s.is_empty()) {
+        for pk in w.whitelist.iter().filter(|s| !s.is_empty()) {
             say(pk);
         }
         Ok(())

@@ -10,6 +10,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::addr::{PkAddr, check_host_port};
+use crate::app::settings::{AppEntry, RestartPolicy};
 use crate::crypto::{IdentityError, Keypair, PublicKey};
 use crate::http::json::{self, Fields, JsonError, Ordered, Out};
 
@@ -130,64 +132,6 @@ impl LogLevel {
     }
 }
 
-/// A relay to use directly: `pk@host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelayAddr {
-    /// The relay's public key.
-    pub pk: PublicKey,
-    /// Its TCP address, `host:port`.
-    pub addr: String,
-}
-
-impl RelayAddr {
-    /// Parses `pk@host:port`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (pk, addr) = s
-            .split_once('@')
-            .ok_or_else(|| format!("expected <pk>@<host>:<port>, got {s:?}"))?;
-        let pk = PublicKey::from_hex(pk).map_err(|e| format!("relay key: {e}"))?;
-        check_host_port(addr)?;
-        Ok(RelayAddr {
-            pk,
-            addr: addr.to_string(),
-        })
-    }
-}
-
-impl fmt::Display for RelayAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.pk, self.addr)
-    }
-}
-
-/// Checks `host:port` (host may be empty, meaning every interface, or a bracketed IPv6).
-pub fn check_host_port(s: &str) -> Result<(), String> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("expected <host>:<port>, got {s:?}"))?;
-    port.parse::<u16>()
-        .map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))?;
-    let bad_host = host
-        .chars()
-        .any(|c| c.is_whitespace() || c == '/' || c == '@')
-        || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']')));
-    if bad_host {
-        return Err(format!("{host:?} is not a host name or address"));
-    }
-    Ok(())
-}
-
-/// True when `host:port` names a loopback host.
-pub fn is_loopback(s: &str) -> bool {
-    let host = s.rsplit_once(':').map(|(h, _)| h).unwrap_or(s);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
-}
-
 /// The `dmsg` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DmsgConfig {
@@ -196,7 +140,7 @@ pub struct DmsgConfig {
     /// How many relay sessions to keep.
     pub sessions_count: u32,
     /// Relays to use directly, besides those discovery lists.
-    pub servers: Vec<RelayAddr>,
+    pub servers: Vec<PkAddr>,
     /// The embedded relay + discovery hosted when neither `discovery` nor `servers` is set.
     pub embedded: EmbeddedConfig,
 }
@@ -237,55 +181,6 @@ impl Default for DmsgConfig {
             embedded: EmbeddedConfig::default(),
         }
     }
-}
-
-/// When the launcher restarts an app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    /// Never restart.
-    Never,
-    /// Restart when it fails.
-    OnFailure,
-    /// Restart whenever it stops.
-    Always,
-}
-
-impl RestartPolicy {
-    /// Parses `never`, `on-failure` or `always`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "never" => Some(RestartPolicy::Never),
-            "on-failure" => Some(RestartPolicy::OnFailure),
-            "always" => Some(RestartPolicy::Always),
-            _ => None,
-        }
-    }
-
-    /// The policy's name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            RestartPolicy::Never => "never",
-            RestartPolicy::OnFailure => "on-failure",
-            RestartPolicy::Always => "always",
-        }
-    }
-}
-
-/// One `launcher.apps[]` entry: per-app settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppEntry {
-    /// The app's name (as in the compiled-in table).
-    pub name: String,
-    /// Extra arguments.
-    pub args: Vec<String>,
-    /// Start with the visor.
-    pub auto_start: bool,
-    /// Restart policy.
-    pub restart_policy: RestartPolicy,
-    /// Apps that must be running for this one to start (added to the built-in ones).
-    pub requires: Vec<String>,
-    /// Apps to start before this one, if they can.
-    pub wants: Vec<String>,
 }
 
 /// The whole configuration.
@@ -512,7 +407,7 @@ fn parse_rest<'a>(f: &mut Fields<'a>, cfg: &mut Config) -> Result<(), JsonError>
         for (path, s) in d.opt_str_array("servers")? {
             cfg.dmsg
                 .servers
-                .push(RelayAddr::parse(s).map_err(|msg| JsonError { path, msg })?);
+                .push(PkAddr::parse(s).map_err(|msg| JsonError { path, msg })?);
         }
         d.deny_unknown()?;
     }
@@ -601,14 +496,6 @@ fn parse_app(path: String, v: &miniserde::json::Value) -> Result<AppEntry, JsonE
     })
 }
 
-/// The address to bind for a listen address: `:port` means every interface.
-pub fn bind_addr(listen: &str) -> String {
-    match listen.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => listen.to_string(),
-    }
-}
-
 /// Writes `bytes` to `file` with mode 0600: to a temporary file beside it, fsync, then rename,
 /// so a crash leaves either the old file or the new one. Refuses an existing file unless `force`.
 pub fn write_secret_file(file: &Path, bytes: &[u8], force: bool) -> Result<(), ConfigError> {
@@ -672,7 +559,7 @@ mod tests {
             .push(*Keypair::from_seed(&[8u8; 32]).public());
         c.dmsg
             .servers
-            .push(RelayAddr::parse(&format!("{}@relay.example:8080", c.keys.public())).unwrap());
+            .push(PkAddr::parse(&format!("{}@relay.example:8080", c.keys.public())).unwrap());
         c.apps.push(AppEntry {
             name: "pty".into(),
             args: vec!["--x".into()],
@@ -766,19 +653,6 @@ mod tests {
             e.contains("`pty.whitelist`") && e.contains("at most 1024"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn host_port_checks() {
-        assert!(check_host_port(":7777").is_ok());
-        assert!(check_host_port("[::1]:80").is_ok());
-        assert!(check_host_port("::1:80").is_err());
-        assert!(check_host_port("host:99999").is_err());
-        assert!(is_loopback("127.0.0.1:3435"));
-        assert!(is_loopback("[::1]:1"));
-        assert!(is_loopback("localhost:1"));
-        assert!(!is_loopback(":3435"));
-        assert!(!is_loopback("0.0.0.0:3435"));
     }
 
     #[test]

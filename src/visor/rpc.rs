@@ -19,17 +19,19 @@
 //! a foreign `Host` or any `Origin` is refused (403), and every route but `/health` needs
 //! `Authorization: Bearer <token>` (401), the token being the one in `<state dir>/rpc.token`.
 //! `HEAD` is served on every `GET` route; a known path with a method it does not serve is
-//! answered 405 with `Allow`.
+//! answered 405 with `Allow`. The answer bodies are the types of `crate::rpc` (shared with the
+//! CLI and the hypervisor).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::app::conn::{ConnRow, Direction};
-use crate::app::launcher::{AppStatus, LaunchError, Launcher, State};
+use crate::app::launcher::{LaunchError, Launcher, State};
 use crate::crypto::PublicKey;
 use crate::http::guard::LocalGuard;
-use crate::http::json::{Ordered, Out, str_array};
+use crate::http::json::{Ordered, Out};
 use crate::http::server::{Handler, Request, Response};
+pub use crate::rpc::DIAL_UPGRADE;
+use crate::rpc::{self as api, Body, Items};
 
 use super::whitelist::EditError;
 use crate::app::services::Services;
@@ -122,29 +124,29 @@ async fn route(st: &RpcState, req: Request) -> Response {
     match (m, segs.as_slice()) {
         ("GET", ["health"]) => ok(Ordered::new().field("status", Out::Str("ok".into()))),
         ("GET", ["v1", "info"]) => ok(info(st)),
-        ("GET", ["v1", "ports"]) => ok_arr(ports(st)),
-        ("GET", ["v1", "apps"]) => ok_arr(
-            st.launcher
-                .list()
-                .iter()
-                .map(|a| Out::Obj(app_json(a)))
-                .collect(),
-        ),
+        ("GET", ["v1", "ports"]) => ok(Items(ports(st)).to_json()),
+        ("GET", ["v1", "apps"]) => {
+            ok(Items(st.launcher.list().iter().map(api::App::from).collect()).to_json())
+        }
         ("GET", ["v1", "apps", name]) => match st.launcher.status(name) {
             Ok(a) => {
                 let conns = st.launcher.conns().list(Some(name));
-                ok(app_json(&a).field("connections", conns_json(&conns)))
+                ok(api::App {
+                    connections: Some(conns.iter().map(api::Conn::from).collect()),
+                    ..api::App::from(&a)
+                }
+                .to_json())
             }
             Err(e) => launch_err(e),
         },
         ("POST", ["v1", "apps", name, "start"]) => match st.launcher.start(name).await {
-            Ok(a) => ok(app_json(&a)),
+            Ok(a) => ok(api::App::from(&a).to_json()),
             Err(e) => launch_err(e),
         },
         ("POST", ["v1", "apps", name, "stop"]) => {
             let force = matches!(req.query_param("force"), Some("1" | "true"));
             match st.launcher.stop(name, force).await {
-                Ok(stopped) => ok(Ordered::new().field("stopped", str_array(stopped))),
+                Ok(stopped) => ok(api::Stopped { stopped }.to_json()),
                 Err(e) => launch_err(e),
             }
         }
@@ -160,17 +162,12 @@ async fn route(st: &RpcState, req: Request) -> Response {
             };
             let t0 = Instant::now();
             match st.services.ping(pk, count).await {
-                Ok(rtts) => ok(Ordered::new()
-                    .field("pk", Out::Str(pk.to_hex()))
-                    .field(
-                        "rtt_us",
-                        Out::Arr(
-                            rtts.iter()
-                                .map(|d| Out::U64(d.as_micros() as u64))
-                                .collect(),
-                        ),
-                    )
-                    .field("total_ms", Out::U64(t0.elapsed().as_millis() as u64))),
+                Ok(rtts) => ok(api::Pong {
+                    pk: pk.to_hex(),
+                    rtt_us: rtts.iter().map(|d| d.as_micros() as u64).collect(),
+                    total_ms: t0.elapsed().as_millis() as u64,
+                }
+                .to_json()),
                 Err(e) => Response::error(502, e.to_string()),
             }
         }
@@ -191,9 +188,6 @@ async fn route(st: &RpcState, req: Request) -> Response {
         _ => Response::error(500, format!("{m} {}: route table out of step", req.path)),
     }
 }
-
-/// The protocol name of the dial upgrade.
-pub const DIAL_UPGRADE: &str = "skywire-stream";
 
 /// Opens a stream from the visor to `pk`:`port` and hands the RPC connection over to it
 /// (HTTP upgrade), so local tools use the visor's identity and network without a dmsg
@@ -232,20 +226,14 @@ async fn dial(st: &RpcState, req: &Request, pk: &str, port: &str) -> Response {
 }
 
 fn whitelist_json(st: &RpcState) -> Ordered {
-    Ordered::new()
-        .field(
-            "whitelist",
-            str_array(st.whitelist.get().iter().map(|p| p.to_hex())),
-        )
-        .field("config", Out::Str(st.config_file.display().to_string()))
+    api::Whitelist {
+        whitelist: st.whitelist.get().iter().map(|p| p.to_hex()).collect(),
+        config: st.config_file.display().to_string(),
+    }
+    .to_json()
 }
 
 fn ok(o: Ordered) -> Response {
-    Response::json(200, o.to_pretty() + "\n")
-}
-
-fn ok_arr(v: Vec<Out>) -> Response {
-    let o = Ordered::new().field("items", Out::Arr(v));
     Response::json(200, o.to_pretty() + "\n")
 }
 
@@ -261,115 +249,32 @@ fn launch_err(e: LaunchError) -> Response {
 
 fn info(st: &RpcState) -> Ordered {
     let dmsg = st.services.dmsg();
-    let rss = crate::app::proc_kib("/proc/self/status", "VmRSS:");
     let apps = st.launcher.list();
-    let running = apps.iter().filter(|a| a.state == State::Running).count();
-    Ordered::new()
-        .field("pk", Out::Str(dmsg.pk().to_hex()))
-        .field("version", Out::Str(crate::VERSION.into()))
-        .field("uptime_secs", Out::U64(st.started.elapsed().as_secs()))
-        .field("rpc_addr", Out::Str(st.rpc_addr.clone()))
-        .field("network", Out::Str(st.network.clone()))
-        .field(
-            "hosted_relay",
-            Out::Str(st.hosted_relay.clone().unwrap_or_default()),
-        )
-        .field(
-            "discovery",
-            Out::Str(st.discovery.clone().unwrap_or_default()),
-        )
-        .field(
-            "relays",
-            str_array(dmsg.relays().iter().map(|p| p.to_hex())),
-        )
-        .field("apps", Out::U64(apps.len() as u64))
-        .field("apps_running", Out::U64(running as u64))
-        .field("rss_kib", Out::U64(rss))
+    api::Info {
+        pk: dmsg.pk().to_hex(),
+        version: crate::VERSION.into(),
+        uptime_secs: st.started.elapsed().as_secs(),
+        rpc_addr: st.rpc_addr.clone(),
+        network: st.network.clone(),
+        hosted_relay: st.hosted_relay.clone().unwrap_or_default(),
+        discovery: st.discovery.clone().unwrap_or_default(),
+        relays: dmsg.relays().iter().map(|p| p.to_hex()).collect(),
+        apps: apps.len() as u64,
+        apps_running: apps.iter().filter(|a| a.state == State::Running).count() as u64,
+        rss_kib: crate::app::proc_kib("/proc/self/status", "VmRSS:"),
+    }
+    .to_json()
 }
 
-fn ports(st: &RpcState) -> Vec<Out> {
+fn ports(st: &RpcState) -> Vec<api::Port> {
     st.services
         .list()
         .into_iter()
-        .map(|s| {
-            Out::Obj(
-                Ordered::new()
-                    .field("port", Out::U64(s.port.into()))
-                    .field("owner", Out::Str(s.owner))
-                    .field("network", Out::Str(s.network.into()))
-                    .field("since_secs", Out::U64(s.since.elapsed().as_secs())),
-            )
+        .map(|s| api::Port {
+            port: s.port.into(),
+            owner: s.owner,
+            network: s.network.into(),
+            since_secs: s.since.elapsed().as_secs(),
         })
         .collect()
-}
-
-/// One app as JSON (shared by `ls` and `status`).
-pub fn app_json(a: &AppStatus) -> Ordered {
-    let deps = |k: crate::app::DepKind| {
-        str_array(
-            a.deps
-                .iter()
-                .filter(|d| d.kind == k)
-                .map(|d| d.name.clone()),
-        )
-    };
-    Ordered::new()
-        .field("name", Out::Str(a.name.into()))
-        .field("mode", Out::Str("visor".into()))
-        .field("state", Out::Str(a.state.as_str().into()))
-        .field(
-            "port",
-            Out::Str(a.port.map(|p| p.to_string()).unwrap_or_default()),
-        )
-        .field(
-            "uptime_secs",
-            Out::U64(if a.state == State::Running {
-                a.since_secs
-            } else {
-                0
-            }),
-        )
-        .field("restarts", Out::U64(a.restarts.into()))
-        .field(
-            "last_error",
-            Out::Str(a.last_error.clone().unwrap_or_default()),
-        )
-        .field("detail", Out::Str(a.detail.clone()))
-        .field("wave", Out::U64(a.wave as u64 + 1))
-        .field("start_seq", Out::U64(a.start_seq))
-        .field("restart_policy", Out::Str(a.policy.as_str().into()))
-        .field("auto_start", Out::Bool(a.auto_start))
-        .field("critical", Out::Bool(a.critical))
-        .field("requires", deps(crate::app::DepKind::Requires))
-        .field("wants", deps(crate::app::DepKind::Wants))
-        .field("summary", Out::Str(a.summary.into()))
-}
-
-fn conns_json(rows: &[ConnRow]) -> Out {
-    Out::Arr(
-        rows.iter()
-            .map(|c| {
-                Out::Obj(
-                    Ordered::new()
-                        .field("peer", Out::Str(c.peer.to_hex()))
-                        .field("remote_port", Out::U64(c.remote_port.into()))
-                        .field("local_port", Out::U64(c.local_port.into()))
-                        .field("network", Out::Str(c.network.into()))
-                        .field(
-                            "direction",
-                            Out::Str(
-                                match c.direction {
-                                    Direction::In => "in",
-                                    Direction::Out => "out",
-                                }
-                                .into(),
-                            ),
-                        )
-                        .field("rx_bytes", Out::U64(c.rx))
-                        .field("tx_bytes", Out::U64(c.tx))
-                        .field("age_secs", Out::U64(c.age_secs)),
-                )
-            })
-            .collect(),
-    )
 }

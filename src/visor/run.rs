@@ -13,6 +13,10 @@
 //!    the bearer token written to `<state dir>/rpc.token` once the address was bound);
 //! 7. the launcher, which starts the auto-start apps wave by wave.
 //!
+//! [`start`] does 1-6 on an executor the caller owns and returns what it started
+//! ([`Started`]: the caller, the CLI, reports it); [`Visor::run`] does 7 and waits for a signal.
+//! The visor prints nothing itself (it logs).
+//!
 //! Shutdown (SIGINT/SIGTERM) goes backwards: apps stop in reverse wave order, the dmsg
 //! client closes its sessions gracefully, and the process exits 0.
 
@@ -27,12 +31,13 @@ use futures_lite::{StreamExt, future};
 
 use super::config::{self, Config, ConfigErrorKind};
 use super::rpc::{self, RpcState};
+use crate::addr::{bind_addr, check_host_port, is_loopback};
 use crate::app::HostInfo;
 use crate::app::conn::ConnTable;
 use crate::app::launcher::{self, Launcher};
 use crate::app::net::Tagged;
 use crate::app::services::Services;
-use crate::app::table::APPS;
+use crate::apps::APPS;
 use crate::crypto::{Keypair, PublicKey};
 use crate::dmsg::client::{ClientConfig, DmsgClient};
 use crate::dmsg::disc::{self, DiscLimits};
@@ -157,7 +162,7 @@ fn outward_ip() -> std::net::IpAddr {
 }
 
 fn bind(addr: &str, what: &str, field: &str, file: &Path) -> Result<TcpListener, String> {
-    future::block_on(TcpListener::bind(config::bind_addr(addr))).map_err(|e| {
+    future::block_on(TcpListener::bind(bind_addr(addr))).map_err(|e| {
         format!(
             "{what}: cannot listen on {addr}: {e}; set {field} in {} (port 0 picks a free one)",
             file.display()
@@ -165,8 +170,54 @@ fn bind(addr: &str, what: &str, field: &str, file: &Path) -> Result<TcpListener,
     })
 }
 
-/// Runs the visor until SIGINT/SIGTERM.
-pub fn run(opts: VisorOptions) -> Result<(), String> {
+/// What [`start`] started, for the caller to report (the visor itself prints nothing).
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The visor's public key.
+    pub pk: PublicKey,
+    /// The address the RPC is served on.
+    pub rpc_addr: SocketAddr,
+    /// `embedded`, `joined` or `discovery`.
+    pub network: String,
+    /// `pk@host:port` of the relay this visor hosts (embedded network), if any.
+    pub hosted_relay: Option<String>,
+    /// The discovery URL in use, if any.
+    pub discovery: Option<String>,
+}
+
+impl Started {
+    /// The command another board joins this visor's embedded network with, if it hosts one.
+    pub fn join_hint(&self) -> Option<String> {
+        self.hosted_relay
+            .as_ref()
+            .map(|r| format!("skywire config gen --join {r}"))
+    }
+}
+
+/// A started visor: its tasks run on the executor given to [`start`]; [`Visor::run`] starts
+/// the apps and waits for SIGINT/SIGTERM.
+pub struct Visor {
+    /// What was started.
+    pub started: Started,
+    t_start: Instant,
+    signals: async_signal::Signals,
+    launcher: Launcher,
+    dmsg: DmsgClient,
+    /// dmsgctrl's accept loop: dropping the task would cancel it.
+    _dmsgctrl: async_executor::Task<()>,
+    ex: Arc<Executor<'static>>,
+}
+
+impl std::fmt::Debug for Visor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Visor")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the visor's steps 1-6 (module docs) on `ex`, which the caller owns and runs.
+pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, String> {
     let t_start = Instant::now();
     // 1. Config and logging.
     let (cfg, file, created) = resolve_config(&opts)?;
@@ -182,8 +233,8 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
         log::info!("created {} with a fresh identity", file.display());
     }
     let rpc_addr = opts.rpc.clone().unwrap_or_else(|| cfg.cli_addr.clone());
-    config::check_host_port(&rpc_addr).map_err(|e| format!("--rpc: {e}"))?;
-    if !config::is_loopback(&rpc_addr) {
+    check_host_port(&rpc_addr).map_err(|e| format!("--rpc: {e}"))?;
+    if !is_loopback(&rpc_addr) {
         log::warn!("RPC on {rpc_addr} is not loopback: anyone who reaches it controls this visor");
     }
 
@@ -192,13 +243,13 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
         launcher::plan(APPS, &cfg.apps).map_err(|e| format!("{}: {e}", file.display()))?;
 
     // 3. Signals, before anything is started, so none is missed.
-    let mut signals =
+    let signals =
         async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
     // The RPC address is bound first (served in step 6): when it is taken, another visor is
     // almost certainly running, and that is the thing to say.
-    let rl = future::block_on(TcpListener::bind(config::bind_addr(&rpc_addr))).map_err(|e| {
+    let rl = future::block_on(TcpListener::bind(bind_addr(&rpc_addr))).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             format!(
                 "RPC address {rpc_addr} is taken: another visor is probably running \
@@ -218,7 +269,6 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
     let token_file = cfg.state_dir(&file).join(config::RPC_TOKEN_FILE);
     let token_file = std::path::absolute(&token_file).unwrap_or(token_file);
     let token = write_rpc_token(&token_file)?;
-    let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
     let pk = *cfg.keys.public();
 
     // 4. The network.
@@ -226,18 +276,14 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
     let mut hosted_relay = None;
     let (disc_url, relays, network) = if embedded {
         let e = &cfg.dmsg.embedded;
-        let (dl, handler, flusher) = disc::service(
-            &config::bind_addr(&e.disc_addr),
-            None,
-            DiscLimits::default(),
-        )
-        .map_err(|m| {
-            format!(
-                "embedded discovery: {m}; set dmsg.embedded.disc_addr in {} (port 0 picks a \
+        let (dl, handler, flusher) =
+            disc::service(&bind_addr(&e.disc_addr), None, DiscLimits::default()).map_err(|m| {
+                format!(
+                    "embedded discovery: {m}; set dmsg.embedded.disc_addr in {} (port 0 picks a \
                      free one)",
-                file.display()
-            )
-        })?;
+                    file.display()
+                )
+            })?;
         let disc_local = dl.local_addr().map_err(|e| e.to_string())?;
         let disc_url = format!("http://{}", loopback_if_unspecified(disc_local));
         ex.spawn(flusher).detach();
@@ -308,7 +354,7 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
     // 5. Services registry and dmsgctrl.
     let conns = ConnTable::default();
     let services = Services::new(dmsg.clone(), conns.clone());
-    let _dmsgctrl = services
+    let dmsgctrl = services
         .serve_dmsgctrl(&ex)
         .map_err(|e| format!("dmsgctrl: {e}"))?;
 
@@ -354,24 +400,39 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
     ))
     .detach();
     log::info!("RPC token in {}", token_file.display());
-    crate::cli::say(&format!("visor {pk} up; RPC on http://{rpc_local}"));
-    match &hosted_relay {
-        Some(r) => {
-            crate::cli::say(&format!(
-                "hosting the embedded relay ({r}) and discovery ({})",
-                disc_url.as_deref().unwrap_or("")
-            ));
-            crate::cli::say(&format!(
-                "another board joins with: skywire config gen --join {r}"
-            ));
-        }
-        None => crate::cli::say(&format!("network: {network}")),
-    }
-    log::info!("started in {} ms", t_start.elapsed().as_millis());
-    let l3 = launcher.clone();
-    ex.spawn(async move { l3.start_all().await }).detach();
+    Ok(Visor {
+        started: Started {
+            pk,
+            rpc_addr: rpc_local,
+            network,
+            hosted_relay,
+            discovery: disc_url,
+        },
+        t_start,
+        signals,
+        launcher,
+        dmsg,
+        _dmsgctrl: dmsgctrl,
+        ex,
+    })
+}
 
-    let main = async {
+impl Visor {
+    /// Step 7, the launcher, then serves until SIGINT/SIGTERM and shuts down (module docs).
+    /// The future runs on the executor given to [`start`].
+    pub async fn run(self) {
+        let Visor {
+            t_start,
+            mut signals,
+            launcher,
+            dmsg,
+            _dmsgctrl: _served_until_return,
+            ex,
+            ..
+        } = self;
+        log::info!("started in {} ms", t_start.elapsed().as_millis());
+        let l3 = launcher.clone();
+        ex.spawn(async move { l3.start_all().await }).detach();
         let sig = signals.next().await;
         log::info!(
             "{}: shutting down",
@@ -391,9 +452,7 @@ pub fn run(opts: VisorOptions) -> Result<(), String> {
         })
         .await;
         log::info!("stopped in {} ms", t0.elapsed().as_millis());
-    };
-    async_io::block_on(ex.run(main));
-    Ok(())
+    }
 }
 
 /// The embedded relay's identity: derived from the visor's seed, so it is stable across

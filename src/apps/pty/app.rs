@@ -11,8 +11,8 @@ use futures_lite::future;
 
 use super::PORT;
 use super::host::{self, HostConfig, Limits, SessionCounter};
+use crate::app::settings::RestartPolicy;
 use crate::app::{AppCtx, AppDef, AppFuture, Mode, is_trusted};
-use crate::visor::config::RestartPolicy;
 
 #[derive(FromArgs, Debug)]
 /// pty host arguments
