@@ -1124,6 +1124,117 @@ mod tests {
         assert!(out.ends_with("\r\n\r\n"), "{out}");
     }
 
+    /// An overlay-like listener: Unix sockets, every peer the same key.
+    struct Unix(async_net::unix::UnixListener, PublicKey);
+
+    impl Stream for async_net::unix::UnixStream {}
+
+    impl Accept for Unix {
+        type Conn = async_net::unix::UnixStream;
+
+        fn accept(&self) -> impl Future<Output = io::Result<(Self::Conn, Peer)>> + Send {
+            async move {
+                let (s, _) = self.0.accept().await?;
+                Ok((s, Peer::Key(self.1)))
+            }
+        }
+    }
+
+    #[test]
+    fn streams_keep_alive_and_upgrades_work_on_any_stream() {
+        let dir = std::env::temp_dir().join(format!("skywire-http-unix-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let pk = *crate::crypto::Keypair::from_seed(&[3; 32]).public();
+        let listener = Unix(async_net::unix::UnixListener::bind(&dir).unwrap(), pk);
+        let handler = sync_handler(move |req| match req.path.as_str() {
+            "/count" => {
+                assert_eq!(req.peer_pk, Some(pk));
+                let n: usize = req.query_param("n").unwrap_or("0").parse().unwrap();
+                let (resp, tx) = Response::ndjson(&StreamOpts::default());
+                std::thread::spawn(move || {
+                    for i in 0..n {
+                        std::thread::sleep(Duration::from_millis(5));
+                        tx.send(format!("{{\"i\":{i}}}\n")).unwrap();
+                    }
+                });
+                resp
+            }
+            "/up" => Response::switching(
+                "echo",
+                Box::new(|mut s| {
+                    Box::pin(async move {
+                        let _ = s.set_nodelay(true);
+                        let _ = s.write_all(b"hi\n").await;
+                        let mut b = [0u8; 64];
+                        while let Ok(n @ 1..) = s.read(&mut b).await {
+                            let _ = s.write_all(&b[..n]).await;
+                        }
+                    })
+                }),
+            ),
+            _ => Response::error(404, "no"),
+        });
+        let ex = Arc::new(Executor::new());
+        let ex2 = ex.clone();
+        std::thread::spawn(move || {
+            block_on(ex2.run(serve_on(listener, ex2.clone(), handler, Limits::default()))).ok();
+        });
+
+        // Two pipelined requests: the second is read while the first streams, and answered
+        // after the first's last chunk on the same connection.
+        let mut s = std::os::unix::net::UnixStream::connect(&dir).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(
+            b"GET /count?n=3 HTTP/1.1\r\n\r\nGET /count?n=1 HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let first =
+            "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n8\r\n{\"i\":0}\n\r\n";
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains(first), "{out}");
+        assert!(
+            out.contains("8\r\n{\"i\":2}\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("Connection: close\r\n\r\n8\r\n{\"i\":0}\n\r\n0\r\n\r\n"),
+            "{out}"
+        );
+
+        // HEAD of a stream: the head alone, and the connection goes on.
+        let mut s = std::os::unix::net::UnixStream::connect(&dir).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(
+            b"HEAD /count?n=2 HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(
+            out.contains("chunked\r\nConnection: keep-alive\r\n\r\nHTTP/1.1 404"),
+            "{out}"
+        );
+
+        // The upgrade helper of the client against the server's upgrade, on a Unix socket.
+        block_on(async {
+            let c = async_net::unix::UnixStream::connect(&dir).await.unwrap();
+            let up = super::super::client::upgrade_on(c, "POST", "x", "/up", "echo", &[], 1024);
+            let super::super::client::Upgrade::Switched(mut s) = up.await.unwrap() else {
+                panic!("not switched")
+            };
+            let mut b = [0u8; 3];
+            s.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"hi\n");
+            s.write_all(b"ping").await.unwrap();
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"ping");
+        });
+        let _ = std::fs::remove_file(&dir);
+    }
+
     /// Reads until EOF or `secs`; true on EOF (the server closed the connection).
     fn closed_by_server(s: &mut std::net::TcpStream, secs: u64) -> bool {
         s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
