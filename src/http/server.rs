@@ -884,6 +884,9 @@ impl Accept for TcpListener {
     fn accept(&self) -> impl Future<Output = io::Result<(Self::Conn, Peer)>> + Send {
         async move {
             let (s, a) = TcpListener::accept(self).await?;
+            // Responses go out in one write each, but a stream's events are small writes
+            // that must not wait for the previous one's ACK (Nagle).
+            let _ = s.set_nodelay(true);
             Ok((s, Peer::Addr(a)))
         }
     }
@@ -1140,6 +1143,31 @@ mod tests {
         }
     }
 
+    /// Sends `raw` on a fresh Unix connection to `path`; everything read until the close.
+    fn unix_exchange(path: &std::path::Path, raw: &[u8]) -> String {
+        let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(raw).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// The payload of the chunked body at the start of `s`, and what follows it.
+    fn dechunk(mut s: &str) -> (String, &str) {
+        let mut body = String::new();
+        loop {
+            let (size, rest) = s.split_once("\r\n").unwrap();
+            let n = usize::from_str_radix(size, 16).unwrap();
+            let (data, rest) = rest.split_at(n);
+            body.push_str(data);
+            s = rest.strip_prefix("\r\n").unwrap();
+            if n == 0 {
+                return (body, s);
+            }
+        }
+    }
+
     #[test]
     fn streams_keep_alive_and_upgrades_work_on_any_stream() {
         let dir = std::env::temp_dir().join(format!("skywire-http-unix-{}", std::process::id()));
@@ -1182,36 +1210,28 @@ mod tests {
 
         // Two pipelined requests: the second is read while the first streams, and answered
         // after the first's last chunk on the same connection.
-        let mut s = std::os::unix::net::UnixStream::connect(&dir).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(
+        let out = unix_exchange(
+            &dir,
             b"GET /count?n=3 HTTP/1.1\r\n\r\nGET /count?n=1 HTTP/1.1\r\nConnection: close\r\n\r\n",
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let first =
-            "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n8\r\n{\"i\":0}\n\r\n";
-        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
-        assert!(out.contains(first), "{out}");
+        );
+        let (head, rest) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(
-            out.contains("8\r\n{\"i\":2}\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n"),
+            head.ends_with("Transfer-Encoding: chunked\r\nConnection: keep-alive"),
             "{out}"
         );
-        assert!(
-            out.ends_with("Connection: close\r\n\r\n8\r\n{\"i\":0}\n\r\n0\r\n\r\n"),
-            "{out}"
-        );
+        let (body, rest) = dechunk(rest);
+        assert_eq!(body, "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n");
+        let (head, rest) = rest.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(head.ends_with("Connection: close"), "{out}");
+        assert_eq!(dechunk(rest), ("{\"i\":0}\n".to_string(), ""));
 
         // HEAD of a stream: the head alone, and the connection goes on.
-        let mut s = std::os::unix::net::UnixStream::connect(&dir).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(
+        let out = unix_exchange(
+            &dir,
             b"HEAD /count?n=2 HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\nConnection: close\r\n\r\n",
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
+        );
         assert!(
             out.contains("chunked\r\nConnection: keep-alive\r\n\r\nHTTP/1.1 404"),
             "{out}"

@@ -416,6 +416,11 @@ impl BodyRx {
         let mut tmp = [0u8; 512];
         let r = futures_lite::future::poll_fn(|cx| {
             loop {
+                // Closed by a producer's overflowing send: drop the client now, even with a
+                // write pending.
+                if let Some(why) = self.shared.lock().closed.clone() {
+                    return Poll::Ready(Err(why));
+                }
                 // The client: gone, or a pipelined request.
                 if pipelined.len() < max_pipelined {
                     let room = (max_pipelined - pipelined.len()).min(tmp.len());
@@ -484,9 +489,6 @@ impl BodyRx {
                         continue;
                     }
                     Poll::Ready(None) => {
-                        if let Some(why) = self.shared.lock().closed.clone() {
-                            return Poll::Ready(Err(why));
-                        }
                         if chunked {
                             out.extend_from_slice(b"0\r\n\r\n");
                         }
