@@ -301,7 +301,7 @@ fn a_client_that_stops_reading_is_dropped_without_stalling_the_others() {
     let mut good = TcpStream::connect(addr).unwrap();
     good.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    good.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+    good.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
     let reader = std::thread::spawn(move || {
         let mut all = Vec::new();
