@@ -17,7 +17,6 @@
 //! 503 and closed. So one key holding idle streams costs others nothing, and many keys
 //! holding idle streams lose them to readers.
 
-use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,16 +50,11 @@ struct Overlay(Box<dyn Listen>);
 impl server::Accept for Overlay {
     type Conn = Conn;
 
-    fn accept(&self) -> impl Future<Output = io::Result<(Conn, Peer)>> + Send {
-        async move {
-            let c = self
-                .0
-                .accept()
-                .await
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            let peer = Peer::Key(*c.peer());
-            Ok((c, peer))
-        }
+    async fn accept(&self) -> io::Result<(Conn, Peer)> {
+        let c = self.0.accept().await;
+        let c = c.map_err(|e| io::Error::other(e.to_string()))?;
+        let peer = Peer::Key(*c.peer());
+        Ok((c, peer))
     }
 }
 

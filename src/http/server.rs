@@ -735,8 +735,8 @@ async fn send_framed<S: AsyncWrite + Unpin>(
     .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()))
 }
 
-/// Writes a streaming response: the head, then the body as it is produced. True when the
-/// connection may serve another request.
+/// Writes a streaming response: the head, then the body as it is produced. `Ok(true)` when
+/// the connection may serve another request; `Err` says why the stream was cut.
 async fn send_stream<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     resp: &Response,
@@ -745,36 +745,25 @@ async fn send_stream<S: AsyncRead + AsyncWrite + Unpin>(
     head_only: bool,
     buf: &mut Vec<u8>,
     limits: &Limits,
-    peer: Option<Peer>,
-) -> bool {
+) -> Result<bool, String> {
     // An HTTP/1.0 client cannot take chunks: the body runs until the close.
     let (keep_alive, framing) = if conn.http10 {
         (false, Framing::UntilClose)
     } else {
         (conn.keep_alive, Framing::Chunked)
     };
-    if send_framed(stream, resp, keep_alive, head_only, framing, limits)
-        .await
-        .is_err()
-    {
+    if let Err(e) = send_framed(stream, resp, keep_alive, head_only, framing, limits).await {
         body.close("the response head was not taken");
-        return false;
+        return Err(format!("head not taken: {e}"));
     }
     if head_only {
         body.close("a HEAD request");
-        return keep_alive;
+        return Ok(keep_alive);
     }
     let chunked = framing == Framing::Chunked;
-    match body
-        .write_to(stream, chunked, buf, limits.max_header_bytes)
+    body.write_to(stream, chunked, buf, limits.max_header_bytes)
         .await
-    {
-        Ok(()) => keep_alive,
-        Err(why) => {
-            log::debug!("http: streaming response to {peer:?} ended: {why}");
-            false
-        }
-    }
+        .map(|()| keep_alive)
 }
 
 /// [`serve_connection`], returning the stream and the upgrade when a handler answered
@@ -815,10 +804,14 @@ async fn serve_until_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 if let Some(body) = resp.stream.take().and_then(|b| b.take()) {
                     let (s, b, l) = (&mut stream, &mut buf, &limits);
-                    if send_stream(s, &resp, body, conn, head_only, b, l, peer).await {
-                        continue;
+                    match send_stream(s, &resp, body, conn, head_only, b, l).await {
+                        Ok(true) => continue,
+                        Ok(false) => break,
+                        Err(why) => {
+                            log::debug!("http: streaming response to {peer:?} cut: {why}");
+                            break;
+                        }
                     }
-                    break;
                 }
                 if send(&mut stream, &resp, conn.keep_alive, head_only, &limits)
                     .await
@@ -881,14 +874,12 @@ pub trait Accept: Send + Sync + 'static {
 impl Accept for TcpListener {
     type Conn = async_net::TcpStream;
 
-    fn accept(&self) -> impl Future<Output = io::Result<(Self::Conn, Peer)>> + Send {
-        async move {
-            let (s, a) = TcpListener::accept(self).await?;
-            // Responses go out in one write each, but a stream's events are small writes
-            // that must not wait for the previous one's ACK (Nagle).
-            let _ = s.set_nodelay(true);
-            Ok((s, Peer::Addr(a)))
-        }
+    async fn accept(&self) -> io::Result<(Self::Conn, Peer)> {
+        let (s, a) = TcpListener::accept(self).await?;
+        // Responses go out in one write each, but a stream's events are small writes that
+        // must not wait for the previous one's ACK (Nagle).
+        let _ = s.set_nodelay(true);
+        Ok((s, Peer::Addr(a)))
     }
 }
 
@@ -1135,11 +1126,9 @@ mod tests {
     impl Accept for Unix {
         type Conn = async_net::unix::UnixStream;
 
-        fn accept(&self) -> impl Future<Output = io::Result<(Self::Conn, Peer)>> + Send {
-            async move {
-                let (s, _) = self.0.accept().await?;
-                Ok((s, Peer::Key(self.1)))
-            }
+        async fn accept(&self) -> io::Result<(Self::Conn, Peer)> {
+            let (s, _) = self.0.accept().await?;
+            Ok((s, Peer::Key(self.1)))
         }
     }
 
