@@ -142,8 +142,28 @@ pub async fn request_on_with<S: AsyncRead + AsyncWrite + Unpin>(
     body: Option<&[u8]>,
     max_body: usize,
 ) -> Result<HttpResponse, HttpError> {
+    let out = request_bytes(method, host, path, "close", headers, body)?;
+    send_request(stream, &out).await?;
+    let (status, headers, rest) = read_head(stream).await?;
+    let body = read_body(stream, method, status, &headers, rest, max_body).await?;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// The request line, headers (`Connection: connection`, then `headers`) and body.
+fn request_bytes(
+    method: &str,
+    host: &str,
+    path: &str,
+    connection: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Vec<u8>, HttpError> {
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: skywire-rs/{}\r\nAccept: */*\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: skywire-rs/{}\r\nAccept: */*\r\nConnection: {connection}\r\n",
         crate::VERSION
     );
     for (k, v) in headers {
@@ -163,14 +183,27 @@ pub async fn request_on_with<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(b) = body {
         out.extend_from_slice(b);
     }
-    let io = |e: std::io::Error| HttpError::Io(e.to_string());
-    stream.write_all(&out).await.map_err(io)?;
-    stream.flush().await.map_err(io)?;
+    Ok(out)
+}
 
+fn io_err(e: std::io::Error) -> HttpError {
+    HttpError::Io(e.to_string())
+}
+
+async fn send_request<S: AsyncWrite + Unpin>(stream: &mut S, out: &[u8]) -> Result<(), HttpError> {
+    stream.write_all(out).await.map_err(io_err)?;
+    stream.flush().await.map_err(io_err)
+}
+
+/// Status, headers (names lowercased) and the bytes read past the head.
+type Head = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Reads a response head (at most [`MAX_HEAD`] bytes).
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, HttpError> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
-    let (status, headers, head_len) = loop {
-        let n = stream.read(&mut chunk).await.map_err(io)?;
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(io_err)?;
         if n == 0 {
             return Err(HttpError::BadResponse(
                 "connection closed before a response".into(),
@@ -191,14 +224,27 @@ pub async fn request_on_with<S: AsyncRead + AsyncWrite + Unpin>(
                         )
                     })
                     .collect();
-                break (resp.code.unwrap_or(0), headers, len);
+                let status = resp.code.unwrap_or(0);
+                return Ok((status, headers, buf.split_off(len)));
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
             Ok(httparse::Status::Partial) => return Err(HttpError::TooLarge(MAX_HEAD)),
             Err(e) => return Err(HttpError::BadResponse(e.to_string())),
         }
-    };
-    let mut rest = buf.split_off(head_len);
+    }
+}
+
+/// Reads the body of a response to `method` whose head said `status` and `headers`, `rest`
+/// being what was read past the head.
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    method: &str,
+    status: u16,
+    headers: &[(String, String)],
+    mut rest: Vec<u8>,
+    max_body: usize,
+) -> Result<Vec<u8>, HttpError> {
+    let mut chunk = [0u8; 8192];
     let find = |name: &str| {
         headers
             .iter()
@@ -207,10 +253,10 @@ pub async fn request_on_with<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let no_body =
         method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
-    let body = if no_body {
-        Vec::new()
+    if no_body {
+        Ok(Vec::new())
     } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        read_chunked(stream, rest, max_body).await?
+        read_chunked(stream, rest, max_body).await
     } else if let Some(len) = find("content-length") {
         let len: usize = len
             .parse()
@@ -219,7 +265,7 @@ pub async fn request_on_with<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(HttpError::TooLarge(max_body));
         }
         while rest.len() < len {
-            let n = stream.read(&mut chunk).await.map_err(io)?;
+            let n = stream.read(&mut chunk).await.map_err(io_err)?;
             if n == 0 {
                 return Err(HttpError::BadResponse(format!(
                     "body ended after {} of {len} bytes",
@@ -229,24 +275,138 @@ pub async fn request_on_with<S: AsyncRead + AsyncWrite + Unpin>(
             rest.extend_from_slice(&chunk[..n]);
         }
         rest.truncate(len);
-        rest
+        Ok(rest)
     } else {
         loop {
             if rest.len() > max_body {
                 return Err(HttpError::TooLarge(max_body));
             }
-            let n = stream.read(&mut chunk).await.map_err(io)?;
+            let n = stream.read(&mut chunk).await.map_err(io_err)?;
             if n == 0 {
-                break rest;
+                return Ok(rest);
             }
             rest.extend_from_slice(&chunk[..n]);
         }
-    };
-    Ok(HttpResponse {
+    }
+}
+
+/// A connection switched to another protocol by `101 Switching Protocols`: reads give the
+/// bytes the server sent right after the response head first (they came with it), then the
+/// stream's; writes go to the stream.
+#[derive(Debug)]
+pub struct Switched<S> {
+    stream: S,
+    rest: Vec<u8>,
+    off: usize,
+}
+
+impl<S> Switched<S> {
+    /// The stream, and the bytes read past the response head that nobody has read yet.
+    pub fn into_parts(mut self) -> (S, Vec<u8>) {
+        self.rest.drain(..self.off);
+        (self.stream, self.rest)
+    }
+
+    /// The stream (for socket options).
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Switched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.off < this.rest.len() {
+            let n = buf.len().min(this.rest.len() - this.off);
+            buf[..n].copy_from_slice(&this.rest[this.off..this.off + n]);
+            this.off += n;
+            if this.off == this.rest.len() {
+                this.rest = Vec::new();
+                this.off = 0;
+            }
+            return std::task::Poll::Ready(Ok(n));
+        }
+        std::pin::Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Switched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+/// What an upgrade request got.
+#[derive(Debug)]
+pub enum Upgrade<S> {
+    /// `101 Switching Protocols` to the protocol asked for: the connection is now that.
+    Switched(Switched<S>),
+    /// Any other answer, with its body (at most the `max_body` given): the connection is
+    /// closed.
+    Refused(HttpResponse),
+}
+
+/// Asks the server at the other end of `stream` to switch to `protocol`: `method path` with
+/// `Connection: Upgrade`, `Upgrade: protocol`, an empty body and `headers`. A `101` naming
+/// `protocol` gives the connection back as [`Switched`] (with whatever the server sent after
+/// the head); a `101` to another protocol is an error; any other status is
+/// [`Upgrade::Refused`] with its body. No timeout: the caller bounds the exchange.
+pub async fn upgrade_on<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    method: &str,
+    host: &str,
+    path: &str,
+    protocol: &str,
+    headers: &[(&str, &str)],
+    max_body: usize,
+) -> Result<Upgrade<S>, HttpError> {
+    let mut hs: Vec<(&str, &str)> = vec![("Upgrade", protocol), ("Content-Length", "0")];
+    hs.extend_from_slice(headers);
+    let out = request_bytes(method, host, path, "Upgrade", &hs, None)?;
+    send_request(&mut stream, &out).await?;
+    let (status, headers, rest) = read_head(&mut stream).await?;
+    if status == 101 {
+        let to = headers.iter().find(|(k, _)| k == "upgrade").map(|(_, v)| v);
+        if !to.is_some_and(|v| v.eq_ignore_ascii_case(protocol)) {
+            return Err(HttpError::BadResponse(format!(
+                "101 to {:?}, not {protocol:?}",
+                to.map_or("nothing", |v| v.as_str())
+            )));
+        }
+        return Ok(Upgrade::Switched(Switched {
+            stream,
+            rest,
+            off: 0,
+        }));
+    }
+    let body = read_body(&mut stream, method, status, &headers, rest, max_body).await?;
+    Ok(Upgrade::Refused(HttpResponse {
         status,
         headers,
         body,
-    })
+    }))
 }
 
 async fn read_chunked<S: AsyncRead + Unpin>(
@@ -348,6 +508,7 @@ mod tests {
     use futures_lite::io::Cursor;
 
     /// A fake connection: the request goes to `sent`, the canned response is read back.
+    #[derive(Debug)]
     struct Fake {
         sent: Vec<u8>,
         resp: Cursor<Vec<u8>>,
@@ -433,6 +594,65 @@ mod tests {
             100,
         );
         assert!(matches!(r, Err(HttpError::BadResponse(_))));
+    }
+
+    #[test]
+    fn upgrades_keep_the_bytes_after_the_head_and_refusals_their_body() {
+        let up = |resp: &str| {
+            let f = Fake {
+                sent: Vec::new(),
+                resp: Cursor::new(resp.as_bytes().to_vec()),
+            };
+            block_on(upgrade_on(
+                f,
+                "POST",
+                "h:1",
+                "/v1/dial/x/1",
+                "skywire-stream",
+                &[("Authorization", "Bearer t")],
+                1024,
+            ))
+        };
+        let r = up(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: Skywire-Stream\r\n\r\nearly bytes",
+        );
+        let Ok(Upgrade::Switched(mut s)) = r else {
+            panic!("{r:?}")
+        };
+        let sent = String::from_utf8(s.get_ref().sent.clone()).unwrap();
+        assert!(
+            sent.starts_with("POST /v1/dial/x/1 HTTP/1.1\r\nHost: h:1\r\n"),
+            "{sent}"
+        );
+        for h in [
+            "Connection: Upgrade\r\n",
+            "Upgrade: skywire-stream\r\n",
+            "Content-Length: 0\r\n",
+            "Authorization: Bearer t\r\n",
+        ] {
+            assert!(sent.contains(h), "{h}: {sent}");
+        }
+        let mut b = [0u8; 5];
+        block_on(s.read_exact(&mut b)).unwrap();
+        assert_eq!(&b, b"early");
+        // The rest comes from what was read with the head, then from the stream.
+        let mut tail = Vec::new();
+        block_on(s.read_to_end(&mut tail)).unwrap();
+        assert_eq!(tail, b" bytes");
+        assert!(s.into_parts().1.is_empty());
+
+        let r = up("HTTP/1.1 401 Unauthorized\r\nContent-Length: 17\r\n\r\n{\"error\":\"token\"}");
+        let Ok(Upgrade::Refused(resp)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (resp.status, resp.text().as_str()),
+            (401, r#"{"error":"token"}"#)
+        );
+        let r = up("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+        assert!(matches!(r, Err(HttpError::BadResponse(_))), "{r:?}");
+        let r = up("HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        assert!(matches!(r, Err(HttpError::BadResponse(_))), "{r:?}");
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //!   longest-idle connection is shed; if all of its connections are busy, the new one is
 //!   refused. All local clients share 127.0.0.1, so for loopback surfaces shedding is what
 //!   keeps the CLI working next to a flood of idle sockets;
-//! - in total: at `max_total` the longest-idle connection of any address is shed; if every
-//!   connection is busy, the new one is refused.
+//! - in total: at `max_total` the longest-idle connection of the address holding the most
+//!   connections is shed (so one address's flood of idle sockets goes before anyone else's);
+//!   if every connection is busy, the new one is refused.
+//!
+//! Overlay listeners count per peer public key instead of per address ([`AddrKey::Key`]).
 //!
 //! A shed connection had no request in flight, so closing it loses nothing (HTTP clients retry
 //! on a kept-alive connection closed before their request). Busy connections are bounded by
@@ -32,6 +35,8 @@ pub enum AddrKey {
     V4(std::net::Ipv4Addr),
     /// The first 64 bits of an IPv6 address.
     V6(u64),
+    /// An overlay peer's public key.
+    Key(crate::crypto::PublicKey),
 }
 
 impl AddrKey {
@@ -49,6 +54,7 @@ impl fmt::Display for AddrKey {
         match self {
             AddrKey::V4(a) => write!(f, "{a}"),
             AddrKey::V6(p) => write!(f, "{}/64", Ipv6Addr::from(u128::from(*p) << 64)),
+            AddrKey::Key(k) => write!(f, "{k}"),
         }
     }
 }
@@ -116,15 +122,20 @@ impl Inner {
         Some(e)
     }
 
-    /// Sheds the longest-idle connection (of `key` only, when given); false if none is idle.
+    /// Sheds the longest-idle connection of `key`, or (no key) of the address holding the
+    /// most connections among those with an idle one; false if none is idle.
     fn shed_one(&mut self, key: Option<AddrKey>) -> bool {
+        let held = |k: &AddrKey| self.per_addr.get(k).copied().unwrap_or(0);
         let victim = self
             .conns
             .iter()
             .filter(|(_, e)| key.is_none_or(|k| e.key == k))
-            .filter_map(|(id, e)| e.idle_since.map(|t| (t, *id)))
+            .filter_map(|(id, e)| {
+                e.idle_since
+                    .map(|t| (std::cmp::Reverse(held(&e.key)), t, *id))
+            })
             .min();
-        match victim.and_then(|(_, id)| self.remove(id)) {
+        match victim.and_then(|(_, _, id)| self.remove(id)) {
             Some(e) => {
                 e.close.fire();
                 self.shed += 1;
@@ -171,7 +182,11 @@ impl ConnTable {
     /// A slot for a new connection from `ip` (idle until it sends), shedding an idle
     /// connection when a limit is reached; `Err` says why there is no room.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, String> {
-        let key = AddrKey::of(ip);
+        self.admit_key(AddrKey::of(ip))
+    }
+
+    /// [`ConnTable::admit`] for a connection counted under `key` (an overlay peer's key).
+    pub fn admit_key(self: &Arc<Self>, key: AddrKey) -> Result<Slot, String> {
         let mut t = self.lock();
         if t.per_addr.get(&key).copied().unwrap_or(0) >= self.max_per_addr && !t.shed_one(Some(key))
         {
@@ -313,6 +328,23 @@ mod tests {
         assert!(!s[0].busy());
         assert!(s[1].busy() && s[2].busy() && n.busy());
         assert!(t.admit(ip("10.0.0.5")).is_err());
+    }
+
+    #[test]
+    fn when_full_the_key_holding_the_most_loses_an_idle_one() {
+        let t = ConnTable::new(4, 3);
+        let k = |n: u8| AddrKey::Key(*crate::crypto::Keypair::from_seed(&[n; 32]).public());
+        // The reader's connection is the oldest idle one, but key 1 holds three.
+        let reader = t.admit_key(k(9)).unwrap();
+        let many: Vec<Slot> = (0..3).map(|_| t.admit_key(k(1)).unwrap()).collect();
+        let newcomer = t.admit_key(k(2)).unwrap();
+        assert!(reader.busy() && newcomer.busy());
+        assert!(!many[0].busy() && many[1].busy());
+        assert_eq!(t.stats().shed, 1);
+        // Every connection busy now: the next one is refused.
+        assert!(many[2].busy());
+        assert!(t.admit_key(k(1)).is_err());
+        assert!(k(1).to_string().len() == 64);
     }
 
     #[test]

@@ -276,6 +276,7 @@ mod tests {
                 .collect(),
             body: Vec::new(),
             peer: None,
+            peer_pk: None,
         }
     }
 

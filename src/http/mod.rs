@@ -5,3 +5,4 @@ pub mod conns;
 pub mod guard;
 pub mod json;
 pub mod server;
+pub mod stream;

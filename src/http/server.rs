@@ -25,8 +25,10 @@ use async_io::Timer;
 use async_net::TcpListener;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::conns::{ConnTable, Slot};
+use super::conns::{AddrKey, ConnTable, Slot};
 use super::json::{Ordered, Out};
+use super::stream::{self, BodyRx, BodyTx, SseTx, StreamOpts};
+use crate::crypto::PublicKey;
 
 /// Bounds on what one client may cost.
 #[derive(Debug, Clone)]
@@ -82,6 +84,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Who sent it, when the transport knows (TCP); `None` on overlay streams.
     pub peer: Option<SocketAddr>,
+    /// The sender's public key on overlay streams; `None` on TCP.
+    pub peer_pk: Option<PublicKey>,
 }
 
 impl Request {
@@ -108,10 +112,79 @@ impl Request {
     }
 }
 
+/// A connection the server can serve: any byte stream (loopback TCP, an overlay stream).
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Sets `TCP_NODELAY` where the stream is a TCP socket (a no-op on others).
+    fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        let _ = on;
+        Ok(())
+    }
+}
+
+impl Stream for async_net::TcpStream {
+    fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        async_net::TcpStream::set_nodelay(self, on)
+    }
+}
+
+/// An upgraded connection: whatever stream the server was serving, after its `101`.
+pub struct Upgraded(Box<dyn Stream>);
+
+impl Upgraded {
+    /// Wraps `s`.
+    pub fn new(s: impl Stream) -> Upgraded {
+        Upgraded(Box::new(s))
+    }
+
+    /// Sets `TCP_NODELAY` when the connection is TCP (a no-op on overlay streams).
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.0.set_nodelay(on)
+    }
+}
+
+impl std::fmt::Debug for Upgraded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Upgraded")
+    }
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_close(cx)
+    }
+}
+
 /// What takes over a connection after a `101 Switching Protocols` response: it is handed
-/// the raw TCP stream (only [`serve`] connections can be upgraded).
-pub type UpgradeFn =
-    Box<dyn FnOnce(async_net::TcpStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+/// the connection, TCP or overlay alike (connections of [`serve`] and [`serve_on`]).
+pub type UpgradeFn = Box<dyn FnOnce(Upgraded) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// An upgrade attached to a response (taken once).
 #[derive(Clone, Default)]
@@ -129,6 +202,16 @@ impl Upgrade {
     }
 }
 
+/// A streaming body attached to a response (taken once; see [`super::stream`]).
+#[derive(Debug, Clone)]
+pub struct StreamBody(Arc<std::sync::Mutex<Option<BodyRx>>>);
+
+impl StreamBody {
+    fn take(&self) -> Option<BodyRx> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// A response to send.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -142,6 +225,9 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Set by [`Response::switching`]: the connection is handed over after the response.
     pub upgrade: Option<Upgrade>,
+    /// Set by [`Response::streaming`] and [`Response::sse`]: the body is written as it is
+    /// produced (`body` is then unused).
+    pub stream: Option<StreamBody>,
 }
 
 impl Response {
@@ -154,7 +240,49 @@ impl Response {
             headers: vec![("Upgrade", protocol.to_string())],
             body: Vec::new(),
             upgrade: Some(Upgrade(Arc::new(std::sync::Mutex::new(Some(f))))),
+            stream: None,
         }
+    }
+
+    /// A body written as it is produced (chunked on HTTP/1.1): the returned sender feeds it,
+    /// typically from a task the handler spawns; the body ends when every sender is gone.
+    /// `opts` is the connection's budget (see [`super::stream`]); its keep-alive is unused.
+    pub fn streaming(
+        status: u16,
+        content_type: &'static str,
+        opts: &StreamOpts,
+    ) -> (Response, BodyTx) {
+        Self::stream_with(status, content_type, opts, None)
+    }
+
+    /// An NDJSON stream (`application/x-ndjson`): send one JSON text and `\n` per item.
+    pub fn ndjson(opts: &StreamOpts) -> (Response, BodyTx) {
+        Self::streaming(200, "application/x-ndjson", opts)
+    }
+
+    /// A Server-Sent Events stream (`text/event-stream`), with a `: keep-alive` comment after
+    /// `opts.keepalive` without an event.
+    pub fn sse(opts: &StreamOpts) -> (Response, SseTx) {
+        let (r, tx) = Self::stream_with(200, "text/event-stream", opts, Some(stream::KEEPALIVE));
+        (r.with_header("Cache-Control", "no-cache"), tx.into())
+    }
+
+    fn stream_with(
+        status: u16,
+        content_type: &'static str,
+        opts: &StreamOpts,
+        keepalive: Option<&'static [u8]>,
+    ) -> (Response, BodyTx) {
+        let (tx, rx) = stream::channel(opts, keepalive);
+        let resp = Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: Vec::new(),
+            upgrade: None,
+            stream: Some(StreamBody(Arc::new(std::sync::Mutex::new(Some(rx))))),
+        };
+        (resp, tx)
     }
 
     /// A JSON response.
@@ -165,6 +293,7 @@ impl Response {
             headers: Vec::new(),
             body: body.into_bytes(),
             upgrade: None,
+            stream: None,
         }
     }
 
@@ -182,6 +311,7 @@ impl Response {
             headers: Vec::new(),
             body: body.into().into_bytes(),
             upgrade: None,
+            stream: None,
         }
     }
 
@@ -252,9 +382,9 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     buf: &mut Vec<u8>,
     limits: &Limits,
-    peer: Option<SocketAddr>,
+    peer: Option<Peer>,
     slot: Option<&Slot>,
-) -> Result<(Request, bool), ReadError> {
+) -> Result<(Request, Conn), ReadError> {
     // Wait for the first byte of the next request under the idle timeout (shorter under
     // pressure; the wait ends early when the connection is shed), then give the whole request
     // the request timeout.
@@ -289,7 +419,7 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     let deadline = Timer::after(limits.request_timeout);
     let read_rest = async {
         // Header block.
-        let (head_len, mut req, keep_alive, body_len, expect_continue) = loop {
+        let (head_len, mut req, conn, body_len, expect_continue) = loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut parsed = httparse::Request::new(&mut headers);
             let status = parsed.parse(buf).map_err(|e| {
@@ -366,7 +496,7 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
             buf.extend_from_slice(&chunk[..n]);
         }
         req.body = buf.drain(..body_len).collect();
-        Ok((req, keep_alive))
+        Ok((req, conn))
     };
     let timeout = async {
         deadline.await;
@@ -378,13 +508,18 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     futures_lite::future::or(read_rest, timeout).await
 }
 
-/// The request head: the request, keep-alive, body length, `Expect: 100-continue`.
-type Head = (Request, bool, usize, bool);
+/// What the request says about its connection.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    keep_alive: bool,
+    /// An HTTP/1.0 client: no chunked responses.
+    http10: bool,
+}
 
-fn head_of(
-    parsed: &httparse::Request<'_, '_>,
-    peer: Option<SocketAddr>,
-) -> Result<Head, ReadError> {
+/// The request head: the request, the connection, body length, `Expect: 100-continue`.
+type Head = (Request, Conn, usize, bool);
+
+fn head_of(parsed: &httparse::Request<'_, '_>, peer: Option<Peer>) -> Result<Head, ReadError> {
     let method = parsed.method.unwrap_or("").to_string();
     let target = parsed.path.unwrap_or("");
     if !target.starts_with('/') {
@@ -454,9 +589,17 @@ fn head_of(
         query,
         headers,
         body: Vec::new(),
-        peer,
+        peer: match peer {
+            Some(Peer::Addr(a)) => Some(a),
+            _ => None,
+        },
+        peer_pk: match peer {
+            Some(Peer::Key(k)) => Some(k),
+            _ => None,
+        },
     };
-    Ok((req, keep_alive, body_len, expect_continue))
+    let conn = Conn { keep_alive, http10 };
+    Ok((req, conn, body_len, expect_continue))
 }
 
 /// Runs `fut`, or gives up after `d` (`None`).
@@ -468,39 +611,80 @@ async fn with_timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T>
     .await
 }
 
-/// Writes `resp`; `keep_alive` decides the `Connection` header.
-pub async fn write_response<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    resp: &Response,
-    keep_alive: bool,
-    head_only: bool,
-) -> io::Result<()> {
-    if resp.status == 101 {
-        let mut head = String::from("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n");
-        for (k, v) in &resp.headers {
-            let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await?;
-        return stream.flush().await;
-    }
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// `Content-Length: n`.
+    Length(usize),
+    /// `Transfer-Encoding: chunked` (a streaming body to an HTTP/1.1 client).
+    Chunked,
+    /// Neither: the body ends with the connection (a streaming body to an HTTP/1.0 client).
+    UntilClose,
+}
+
+/// The status line and headers of `resp`.
+fn head_of_response(resp: &Response, keep_alive: bool, framing: Framing) -> String {
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n",
         resp.status,
         reason(resp.status),
-        resp.content_type,
-        resp.body.len(),
-        if keep_alive { "keep-alive" } else { "close" },
+        resp.content_type
     );
+    match framing {
+        Framing::Length(n) => head.push_str(&format!("Content-Length: {n}\r\n")),
+        Framing::Chunked => head.push_str("Transfer-Encoding: chunked\r\n"),
+        Framing::UntilClose => {}
+    }
+    head.push_str(if keep_alive {
+        "Connection: keep-alive\r\n"
+    } else {
+        "Connection: close\r\n"
+    });
+    push_headers(&mut head, resp);
+    head
+}
+
+/// `resp`'s extra headers and the blank line.
+fn push_headers(head: &mut String, resp: &Response) {
     for (k, v) in &resp.headers {
         // Header values we send never carry CR/LF (they are ours), but make sure.
         let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    if !head_only {
+}
+
+/// Writes `resp`; `keep_alive` decides the `Connection` header. A streaming response gets
+/// its head only (`Transfer-Encoding: chunked`); its body is written by the server.
+pub async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    resp: &Response,
+    keep_alive: bool,
+    head_only: bool,
+) -> io::Result<()> {
+    let framing = if resp.stream.is_some() {
+        Framing::Chunked
+    } else {
+        Framing::Length(resp.body.len())
+    };
+    write_framed(stream, resp, keep_alive, head_only, framing).await
+}
+
+async fn write_framed<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    resp: &Response,
+    keep_alive: bool,
+    head_only: bool,
+    framing: Framing,
+) -> io::Result<()> {
+    if resp.status == 101 {
+        let mut head = String::from("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n");
+        push_headers(&mut head, resp);
+        stream.write_all(head.as_bytes()).await?;
+        return stream.flush().await;
+    }
+    let mut out = head_of_response(resp, keep_alive, framing).into_bytes();
+    if !head_only && resp.stream.is_none() {
         out.extend_from_slice(&resp.body);
     }
     stream.write_all(&out).await?;
@@ -508,13 +692,15 @@ pub async fn write_response<S: AsyncWrite + Unpin>(
 }
 
 /// Serves requests on one connection until it closes, errs, or asks to close. A connection
-/// cannot be upgraded here (an upgrade response closes it); [`serve`]'s can.
+/// cannot be upgraded here (an upgrade response closes it); [`serve`]'s and [`serve_on`]'s
+/// can.
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     peer: Option<SocketAddr>,
     handler: Handler,
     limits: Limits,
 ) {
+    let peer = peer.map(Peer::Addr);
     if let Some((mut s, _)) = serve_until_upgrade(stream, peer, handler, limits, None).await {
         let _ = s.close().await;
     }
@@ -529,12 +715,55 @@ async fn send<S: AsyncWrite + Unpin>(
     head_only: bool,
     limits: &Limits,
 ) -> io::Result<()> {
+    let framing = Framing::Length(resp.body.len());
+    send_framed(stream, resp, keep_alive, head_only, framing, limits).await
+}
+
+async fn send_framed<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    resp: &Response,
+    keep_alive: bool,
+    head_only: bool,
+    framing: Framing,
+    limits: &Limits,
+) -> io::Result<()> {
     with_timeout(
         limits.request_timeout,
-        write_response(stream, resp, keep_alive, head_only),
+        write_framed(stream, resp, keep_alive, head_only, framing),
     )
     .await
     .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()))
+}
+
+/// Writes a streaming response: the head, then the body as it is produced. `Ok(true)` when
+/// the connection may serve another request; `Err` says why the stream was cut.
+async fn send_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    resp: &Response,
+    body: BodyRx,
+    conn: Conn,
+    head_only: bool,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+) -> Result<bool, String> {
+    // An HTTP/1.0 client cannot take chunks: the body runs until the close.
+    let (keep_alive, framing) = if conn.http10 {
+        (false, Framing::UntilClose)
+    } else {
+        (conn.keep_alive, Framing::Chunked)
+    };
+    if let Err(e) = send_framed(stream, resp, keep_alive, head_only, framing, limits).await {
+        body.close("the response head was not taken");
+        return Err(format!("head not taken: {e}"));
+    }
+    if head_only {
+        body.close("a HEAD request");
+        return Ok(keep_alive);
+    }
+    let chunked = framing == Framing::Chunked;
+    body.write_to(stream, chunked, buf, limits.max_header_bytes)
+        .await
+        .map(|()| keep_alive)
 }
 
 /// [`serve_connection`], returning the stream and the upgrade when a handler answered
@@ -543,7 +772,7 @@ async fn send<S: AsyncWrite + Unpin>(
 /// idle while it waits for a request and closes when it is shed.
 async fn serve_until_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    peer: Option<SocketAddr>,
+    peer: Option<Peer>,
     handler: Handler,
     limits: Limits,
     slot: Option<&Slot>,
@@ -551,7 +780,7 @@ async fn serve_until_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = Vec::new();
     loop {
         match read_request(&mut stream, &mut buf, &limits, peer, slot).await {
-            Ok((mut req, keep_alive)) => {
+            Ok((mut req, conn)) => {
                 // HEAD is GET without the body (the headers, Content-Length included, are
                 // those of the GET answer).
                 let head_only = req.method == "HEAD";
@@ -573,10 +802,21 @@ async fn serve_until_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     return Some((stream, up));
                 }
-                if send(&mut stream, &resp, keep_alive, head_only, &limits)
+                if let Some(body) = resp.stream.take().and_then(|b| b.take()) {
+                    let (s, b, l) = (&mut stream, &mut buf, &limits);
+                    match send_stream(s, &resp, body, conn, head_only, b, l).await {
+                        Ok(true) => continue,
+                        Ok(false) => break,
+                        Err(why) => {
+                            log::debug!("http: streaming response to {peer:?} cut: {why}");
+                            break;
+                        }
+                    }
+                }
+                if send(&mut stream, &resp, conn.keep_alive, head_only, &limits)
                     .await
                     .is_err()
-                    || !keep_alive
+                    || !conn.keep_alive
                 {
                     break;
                 }
@@ -594,12 +834,73 @@ async fn serve_until_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     None
 }
 
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP client's address.
+    Addr(SocketAddr),
+    /// An overlay peer's public key.
+    Key(PublicKey),
+}
+
+impl Peer {
+    /// The unit the connection limits count this peer in.
+    pub fn limit_key(&self) -> AddrKey {
+        match self {
+            Peer::Addr(a) => AddrKey::of(a.ip()),
+            Peer::Key(k) => AddrKey::Key(*k),
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Addr(a) => write!(f, "{a}"),
+            Peer::Key(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+/// Where a server's connections come from: a TCP listener, an overlay port.
+pub trait Accept: Send + Sync + 'static {
+    /// The connections it yields.
+    type Conn: Stream;
+    /// The next connection and who it is from. An error that [`serve_on`] cannot ride out
+    /// (anything but a transient accept error) ends the server.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Conn, Peer)>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Conn = async_net::TcpStream;
+
+    async fn accept(&self) -> io::Result<(Self::Conn, Peer)> {
+        let (s, a) = TcpListener::accept(self).await?;
+        // Responses go out in one write each, but a stream's events are small writes that
+        // must not wait for the previous one's ACK (Nagle).
+        let _ = s.set_nodelay(true);
+        Ok((s, Peer::Addr(a)))
+    }
+}
+
 /// Accepts connections on `listener` forever, serving each on its own task of `ex`, within
 /// `limits.max_connections` in total and `limits.max_connections_per_addr` per source
 /// address: at a limit an idle connection is closed to make room, and when none is idle the
 /// new one is answered 503 and closed.
 pub async fn serve(
     listener: TcpListener,
+    ex: Arc<Executor<'static>>,
+    handler: Handler,
+    limits: Limits,
+) -> io::Result<()> {
+    serve_on(listener, ex, handler, limits).await
+}
+
+/// [`serve`] on any listener: TCP, or an overlay port (then `max_connections_per_addr`
+/// counts per peer key, and handlers see the key in [`Request::peer_pk`]). Upgrades hand the
+/// connection over whatever it is.
+pub async fn serve_on<L: Accept>(
+    listener: L,
     ex: Arc<Executor<'static>>,
     handler: Handler,
     limits: Limits,
@@ -615,7 +916,7 @@ pub async fn serve(
             }
             Err(e) => return Err(e),
         };
-        let slot = match table.admit(peer.ip()) {
+        let slot = match table.admit_key(peer.limit_key()) {
             Ok(s) => s,
             Err(msg) => {
                 log::debug!("http: refused {peer}: {msg}");
@@ -634,7 +935,7 @@ pub async fn serve(
             // An upgraded connection is no longer HTTP: it leaves the table.
             drop(slot);
             if let Some((stream, f)) = up {
-                f(stream).await;
+                f(Upgraded::new(stream)).await;
             }
         })
         .detach();
@@ -815,6 +1116,132 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with("\r\n\r\n"), "{out}");
+    }
+
+    /// An overlay-like listener: Unix sockets, every peer the same key.
+    struct Unix(async_net::unix::UnixListener, PublicKey);
+
+    impl Stream for async_net::unix::UnixStream {}
+
+    impl Accept for Unix {
+        type Conn = async_net::unix::UnixStream;
+
+        async fn accept(&self) -> io::Result<(Self::Conn, Peer)> {
+            let (s, _) = self.0.accept().await?;
+            Ok((s, Peer::Key(self.1)))
+        }
+    }
+
+    /// Sends `raw` on a fresh Unix connection to `path`; everything read until the close.
+    fn unix_exchange(path: &std::path::Path, raw: &[u8]) -> String {
+        let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(raw).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// The payload of the chunked body at the start of `s`, and what follows it.
+    fn dechunk(mut s: &str) -> (String, &str) {
+        let mut body = String::new();
+        loop {
+            let (size, rest) = s.split_once("\r\n").unwrap();
+            let n = usize::from_str_radix(size, 16).unwrap();
+            let (data, rest) = rest.split_at(n);
+            body.push_str(data);
+            s = rest.strip_prefix("\r\n").unwrap();
+            if n == 0 {
+                return (body, s);
+            }
+        }
+    }
+
+    #[test]
+    fn streams_keep_alive_and_upgrades_work_on_any_stream() {
+        let dir = std::env::temp_dir().join(format!("skywire-http-unix-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let pk = *crate::crypto::Keypair::from_seed(&[3; 32]).public();
+        let listener = Unix(async_net::unix::UnixListener::bind(&dir).unwrap(), pk);
+        let handler = sync_handler(move |req| match req.path.as_str() {
+            "/count" => {
+                assert_eq!(req.peer_pk, Some(pk));
+                let n: usize = req.query_param("n").unwrap_or("0").parse().unwrap();
+                let (resp, tx) = Response::ndjson(&StreamOpts::default());
+                std::thread::spawn(move || {
+                    for i in 0..n {
+                        std::thread::sleep(Duration::from_millis(5));
+                        tx.send(format!("{{\"i\":{i}}}\n")).unwrap();
+                    }
+                });
+                resp
+            }
+            "/up" => Response::switching(
+                "echo",
+                Box::new(|mut s| {
+                    Box::pin(async move {
+                        let _ = s.set_nodelay(true);
+                        let _ = s.write_all(b"hi\n").await;
+                        let mut b = [0u8; 64];
+                        while let Ok(n @ 1..) = s.read(&mut b).await {
+                            let _ = s.write_all(&b[..n]).await;
+                        }
+                    })
+                }),
+            ),
+            _ => Response::error(404, "no"),
+        });
+        let ex = Arc::new(Executor::new());
+        let ex2 = ex.clone();
+        std::thread::spawn(move || {
+            block_on(ex2.run(serve_on(listener, ex2.clone(), handler, Limits::default()))).ok();
+        });
+
+        // Two pipelined requests: the second is read while the first streams, and answered
+        // after the first's last chunk on the same connection.
+        let out = unix_exchange(
+            &dir,
+            b"GET /count?n=3 HTTP/1.1\r\n\r\nGET /count?n=1 HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        let (head, rest) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(
+            head.ends_with("Transfer-Encoding: chunked\r\nConnection: keep-alive"),
+            "{out}"
+        );
+        let (body, rest) = dechunk(rest);
+        assert_eq!(body, "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n");
+        let (head, rest) = rest.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(head.ends_with("Connection: close"), "{out}");
+        assert_eq!(dechunk(rest), ("{\"i\":0}\n".to_string(), ""));
+
+        // HEAD of a stream: the head alone, and the connection goes on.
+        let out = unix_exchange(
+            &dir,
+            b"HEAD /count?n=2 HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            out.contains("chunked\r\nConnection: keep-alive\r\n\r\nHTTP/1.1 404"),
+            "{out}"
+        );
+
+        // The upgrade helper of the client against the server's upgrade, on a Unix socket.
+        block_on(async {
+            let c = async_net::unix::UnixStream::connect(&dir).await.unwrap();
+            let up = super::super::client::upgrade_on(c, "POST", "x", "/up", "echo", &[], 1024);
+            let super::super::client::Upgrade::Switched(mut s) = up.await.unwrap() else {
+                panic!("not switched")
+            };
+            let mut b = [0u8; 3];
+            s.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"hi\n");
+            s.write_all(b"ping").await.unwrap();
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"ping");
+        });
+        let _ = std::fs::remove_file(&dir);
     }
 
     /// Reads until EOF or `secs`; true on EOF (the server closed the connection).

@@ -592,15 +592,19 @@ async fn pty_to_net<W: AsyncWrite + Unpin>(
     let mut input: &Async<File> = master;
     let mut buf = vec![0u8; HEADER_LEN + CHUNK];
     let mut pty_open = true;
+    // One wait for the whole session: a fresh one per output chunk would cost a waitid(2)
+    // and a reactor re-registration of the pidfd (epoll_ctl) on every keystroke echo.
+    let exited = watch.wait();
+    futures_lite::pin!(exited);
     loop {
         if !pty_open {
-            watch.wait().await;
+            exited.as_mut().await;
             break;
         }
         let ev = future::or(
             async { Some(read_pty(&mut input, &mut buf[HEADER_LEN..]).await) },
             async {
-                watch.wait().await;
+                exited.as_mut().await;
                 None
             },
         )
