@@ -14,6 +14,7 @@ use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::netflags::{DEFAULT_DISC, dmsg_tool, resolve, start_client};
+use super::out::decimal;
 use super::{CmdError, CmdResult, init_logging, say, say_err};
 use crate::addr::bind_addr;
 use crate::crypto::PublicKey;
@@ -283,7 +284,7 @@ impl ProbeCmd {
                     .map_err(|e| CmdError::fail(e.to_string()))?;
                 let t0 = Instant::now();
                 let first = client.dial(&pk, port).await;
-                let first_ms = t0.elapsed().as_secs_f64() * 1000.0;
+                let first_us = t0.elapsed().as_micros();
                 drop(first.map_err(|e| CmdError::fail(format!("unreachable: {e}")))?);
                 let mut rtts = Vec::new();
                 for _ in 0..self.count {
@@ -292,30 +293,36 @@ impl ProbeCmd {
                         .dial(&pk, port)
                         .await
                         .map_err(|e| CmdError::fail(format!("stream open failed: {e}")))?;
-                    rtts.push(t.elapsed().as_secs_f64() * 1000.0);
+                    rtts.push(t.elapsed().as_micros());
                     drop(s);
                 }
-                rtts.sort_by(f64::total_cmp);
+                rtts.sort_unstable();
                 let (min, max) = (
-                    rtts.first().copied().unwrap_or(0.0),
-                    rtts.last().copied().unwrap_or(0.0),
+                    rtts.first().copied().unwrap_or(0),
+                    rtts.last().copied().unwrap_or(0),
                 );
-                let avg = rtts.iter().sum::<f64>() / rtts.len().max(1) as f64;
+                let avg = rtts.iter().sum::<u128>() / rtts.len().max(1) as u128;
+                let us = |v: u128| Out::U64(u64::try_from(v).unwrap_or(u64::MAX));
+                let ms = |v: u128| decimal(v, 1000, 2);
                 if self.json {
                     let o = Ordered::new()
                         .field("pk", Out::Str(pk.to_hex()))
                         .field("port", Out::U64(u64::from(port)))
                         .field("reachable", Out::Bool(true))
-                        .field("first_open_us", Out::U64((first_ms * 1000.0) as u64))
-                        .field("open_min_us", Out::U64((min * 1000.0) as u64))
-                        .field("open_avg_us", Out::U64((avg * 1000.0) as u64))
-                        .field("open_max_us", Out::U64((max * 1000.0) as u64));
+                        .field("first_open_us", us(first_us))
+                        .field("open_min_us", us(min))
+                        .field("open_avg_us", us(avg))
+                        .field("open_max_us", us(max));
                     super::print_out(&o.to_pretty())?;
                 } else {
                     say(&format!(
-                        "{pk}:{port} reachable; first open {first_ms:.2} ms (channel + handshake), \
-                         then {} opens: min {min:.2} / avg {avg:.2} / max {max:.2} ms",
-                        rtts.len()
+                        "{pk}:{port} reachable; first open {} ms (channel + handshake), \
+                         then {} opens: min {} / avg {} / max {} ms",
+                        ms(first_us),
+                        rtts.len(),
+                        ms(min),
+                        ms(avg),
+                        ms(max)
                     ));
                 }
                 Ok(())
@@ -458,12 +465,13 @@ async fn iperf_serve(mut s: DmsgStream) {
             }
         }
     }
-    let secs = t0.elapsed().as_secs_f64();
+    let us = t0.elapsed().as_micros();
     say_err(&format!(
-        "iperf: {} sent {:.1} MiB in {secs:.2} s = {:.1} MiB/s",
+        "iperf: {} sent {} MiB in {} s = {} MiB/s",
         s.remote,
-        got as f64 / 1048576.0,
-        got as f64 / 1048576.0 / secs.max(1e-9)
+        decimal(u128::from(got), 1 << 20, 1),
+        decimal(us, 1_000_000, 2),
+        mib_per_s(got, us)
     ));
     let _ = s.write_all(&got.to_be_bytes()).await;
     let _ = s.close().await;
@@ -521,11 +529,10 @@ impl IperfCmd {
                     sent += n as u64;
                     if last.elapsed() >= Duration::from_secs(1) {
                         last = Instant::now();
-                        let secs = t0.elapsed().as_secs_f64();
                         eprint!(
-                            "\r{:>8.1} MiB sent, {:>8.1} MiB/s",
-                            sent as f64 / 1048576.0,
-                            sent as f64 / 1048576.0 / secs
+                            "\r{:>8} MiB sent, {:>8} MiB/s",
+                            decimal(u128::from(sent), 1 << 20, 1),
+                            mib_per_s(sent, t0.elapsed().as_micros())
                         );
                     }
                 }
@@ -534,23 +541,27 @@ impl IperfCmd {
                 s.read_exact(&mut ack)
                     .await
                     .map_err(|e| CmdError::fail(format!("no confirmation from the server: {e}")))?;
-                let secs = t0.elapsed().as_secs_f64();
+                let us = t0.elapsed().as_micros().max(1);
                 let confirmed = u64::from_be_bytes(ack);
                 say_err("");
-                let mibs = confirmed as f64 / 1048576.0 / secs.max(1e-9);
                 if self.json {
                     let o = Ordered::new()
                         .field("bytes_sent", Out::U64(sent))
                         .field("bytes_confirmed", Out::U64(confirmed))
-                        .field("seconds_ms", Out::U64((secs * 1000.0) as u64))
-                        .field("mib_per_s", Out::U64(mibs as u64))
+                        .field("seconds_ms", Out::U64((us / 1000) as u64))
+                        .field(
+                            "mib_per_s",
+                            Out::U64((u128::from(confirmed) * 1_000_000 / (us << 20)) as u64),
+                        )
                         .field("cpu_ms", Out::U64(own_cpu_ms()));
                     super::print_out(&o.to_pretty())?;
                 } else {
                     say(&format!(
-                        "sent {:.1} MiB in {secs:.2} s: {mibs:.1} MiB/s ({:.0} Mbit/s); the server confirmed {} bytes",
-                        sent as f64 / 1048576.0,
-                        mibs * 8.388608,
+                        "sent {} MiB in {} s: {} MiB/s ({} Mbit/s); the server confirmed {} bytes",
+                        decimal(u128::from(sent), 1 << 20, 1),
+                        decimal(us, 1_000_000, 2),
+                        mib_per_s(confirmed, us),
+                        decimal(u128::from(confirmed) * 8, us, 0),
                         confirmed
                     ));
                 }
@@ -565,4 +576,9 @@ impl IperfCmd {
             }))
         })
     }
+}
+
+/// `bytes` moved in `us` microseconds, as MiB/s with one decimal.
+fn mib_per_s(bytes: u64, us: u128) -> String {
+    decimal(u128::from(bytes) * 1_000_000, us.max(1) << 20, 1)
 }

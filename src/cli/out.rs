@@ -83,6 +83,18 @@ pub fn print_json(o: Object) {
     say(&miniserde::json::to_string(&Value::Object(o)));
 }
 
+/// `num / den` in decimal with `places` digits after the point, rounded half up — integer
+/// arithmetic only, so that the binary carries no float formatting (`make size`).
+pub fn decimal(num: u128, den: u128, places: u32) -> String {
+    let scale = 10u128.pow(places);
+    let den = den.max(1);
+    let v = (num * scale + den / 2) / den;
+    if places == 0 {
+        return v.to_string();
+    }
+    format!("{}.{:0w$}", v / scale, v % scale, w = places as usize)
+}
+
 /// `3d4h`, `5m12s`, `40s`.
 pub fn human_secs(s: u64) -> String {
     match s {
@@ -167,4 +179,20 @@ pub fn row(cells: &[&str]) -> Vec<String> {
 /// `-` for an empty cell.
 pub fn dash(s: &str) -> String {
     if s.is_empty() { "-".into() } else { s.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal;
+
+    #[test]
+    fn decimal_rounds_half_up_with_integers() {
+        assert_eq!(decimal(1234, 1000, 2), "1.23");
+        assert_eq!(decimal(1235, 1000, 2), "1.24");
+        assert_eq!(decimal(1, 3, 3), "0.333");
+        assert_eq!(decimal(2, 3, 0), "1");
+        assert_eq!(decimal(1 << 30, 1 << 20, 1), "1024.0");
+        assert_eq!(decimal(7, 0, 1), "7.0"); // a zero denominator counts as 1
+        assert_eq!(decimal(50, 1000, 3), "0.050");
+    }
 }

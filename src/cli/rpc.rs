@@ -156,9 +156,9 @@ pub async fn dial_via_visor(
     rpc: &Rpc,
     pk: &crate::crypto::PublicKey,
     port: u16,
-) -> Result<async_net::TcpStream, CmdError> {
+) -> Result<crate::http::client::Switched<async_net::TcpStream>, CmdError> {
+    use crate::http::client::{HttpError, Upgrade, upgrade_on};
     use crate::http::json::parse_object;
-    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
     use miniserde::json::Value;
     let addr = rpc.addr();
     // No token: the request is still sent, so that "no visor answers" is said when that is
@@ -171,63 +171,29 @@ pub async fn dial_via_visor(
              --rpc ADDR or SKYWIRE_RPC, or reach the peer directly with --via tcp://<pk>@host:port"
         ))
     };
-    let mut s = async_net::TcpStream::connect(addr.as_str())
+    let s = async_net::TcpStream::connect(addr.as_str())
         .await
         .map_err(|e| no_visor(&e))?;
     let _ = s.set_nodelay(true);
-    let auth = auth
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "POST {} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: Upgrade\r\nUpgrade: {}\r\nContent-Length: 0\r\n\r\n",
-        crate::rpc::dial_path(pk, port),
-        crate::rpc::DIAL_UPGRADE
-    );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| no_visor(&e))?;
-    // The response head, a byte at a time: nothing after it may be consumed.
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > 16 * 1024 {
-            return Err(CmdError::fail("the visor sent an oversize response head"));
-        }
-        match s.read(&mut b).await {
-            Ok(1) => head.push(b[0]),
-            Ok(_) => return Err(CmdError::fail("the visor closed the connection")),
-            Err(e) => return Err(no_visor(&e)),
-        }
+    let hs: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| ("Authorization", a))
+        .into_iter()
+        .collect();
+    let path = crate::rpc::dial_path(pk, port);
+    match upgrade_on(s, "POST", &addr, &path, crate::rpc::DIAL_UPGRADE, &hs, 64 * 1024).await {
+        Ok(Upgrade::Switched(s)) => Ok(s),
+        Ok(Upgrade::Refused(r)) if r.status == 401 => Err(unauthorized(&token, &addr)),
+        Ok(Upgrade::Refused(r)) => Err(CmdError::fail(
+            parse_object(&r.text())
+                .ok()
+                .and_then(|o| match o.get("error") {
+                    Some(Value::String(m)) => Some(m.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| format!("the visor answered HTTP {}", r.status)),
+        )),
+        Err(HttpError::Io(e)) => Err(no_visor(&e)),
+        Err(e) => Err(CmdError::fail(e.to_string())),
     }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    if status == 101 {
-        return Ok(s);
-    }
-    if status == 401 {
-        return Err(unauthorized(&token, &addr));
-    }
-    let len: usize = text
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0)
-        .min(64 * 1024);
-    let mut body = vec![0u8; len];
-    let _ = s.read_exact(&mut body).await;
-    let msg = parse_object(&String::from_utf8_lossy(&body))
-        .ok()
-        .and_then(|o| match o.get("error") {
-            Some(Value::String(m)) => Some(m.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| format!("the visor answered HTTP {status}"));
-    Err(CmdError::fail(msg))
 }

@@ -176,10 +176,10 @@ impl PingCmd {
         };
         for (i, r) in v.rtt_us.iter().enumerate() {
             say(&format!(
-                "pong from {}: seq={} rtt={:.3} ms",
+                "pong from {}: seq={} rtt={} ms",
                 self.pk,
                 i + 1,
-                *r as f64 / 1000.0
+                super::out::decimal(u128::from(*r), 1000, 3)
             ));
         }
         Ok(())

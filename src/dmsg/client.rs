@@ -684,8 +684,8 @@ impl Inner {
         future::or(work, async {
             Timer::after(timeout).await;
             Err(format!(
-                "{addr} did not connect and complete the handshake within {:.1} s",
-                timeout.as_secs_f64()
+                "{addr} did not connect and complete the handshake within {} s",
+                tenths(timeout)
             ))
         })
         .await
@@ -737,8 +737,8 @@ impl Inner {
         let jitter = (random_u64() % 1000) as f64 / 1000.0;
         let wait = lock(&self.book).failed(relay, Instant::now(), self.cfg.max_backoff, jitter);
         log::warn!(
-            "dmsg: relay {relay}: {e}; retrying in {:.1} s",
-            wait.as_secs_f64()
+            "dmsg: relay {relay}: {e}; retrying in {} s",
+            tenths(wait)
         );
     }
 
@@ -1085,4 +1085,10 @@ fn random_u64() -> u64 {
         return t.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
     u64::from_le_bytes(b)
+}
+
+/// Seconds with one decimal (truncated), without float formatting: `2.5`.
+fn tenths(d: Duration) -> String {
+    let ms = d.as_millis();
+    format!("{}.{}", ms / 1000, ms % 1000 / 100)
 }

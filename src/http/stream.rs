@@ -468,8 +468,8 @@ impl BodyRx {
                             let t = stall.get_or_insert_with(|| Timer::after(self.write_timeout));
                             if Pin::new(t).poll(cx).is_ready() {
                                 return Poll::Ready(Err(format!(
-                                    "client stopped reading ({} s without progress)",
-                                    self.write_timeout.as_secs_f32()
+                                    "client stopped reading ({} ms without progress)",
+                                    self.write_timeout.as_millis()
                                 )));
                             }
                             return Poll::Pending;
