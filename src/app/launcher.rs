@@ -164,8 +164,18 @@ pub fn plan(defs: &[&'static AppDef], entries: &[AppEntry]) -> Result<Vec<Planne
     for (p, w) in planned.iter_mut().zip(wave) {
         p.wave = w.unwrap_or(0);
     }
-    planned.sort_by_key(|p| p.wave);
-    Ok(planned)
+    // In wave order, keeping the table's order within a wave (the waves are 0..level, so a
+    // pass per wave does what a stable sort would, without linking one).
+    let mut rest = planned;
+    let mut ordered = Vec::with_capacity(rest.len());
+    for w in 0..=level {
+        let (now, later): (Vec<Planned>, Vec<Planned>) =
+            rest.into_iter().partition(|p| p.wave == w);
+        ordered.extend(now);
+        rest = later;
+    }
+    ordered.extend(rest);
+    Ok(ordered)
 }
 
 /// Names one cycle among the apps `left` (all of them have an unplaced dependency).
@@ -777,15 +787,20 @@ impl Launcher {
                     }
                 }
             }
-            let mut order: Vec<(usize, String)> = set
+            let order: Vec<(usize, String)> = set
                 .into_iter()
                 .filter_map(|n| {
                     let w = slots.iter().find(|s| s.p.def.name == n)?.p.wave;
                     Some((w, n))
                 })
                 .collect();
-            order.sort_by_key(|o| std::cmp::Reverse(o.0));
-            order.into_iter().map(|(_, n)| n).collect::<Vec<_>>()
+            // Last wave first, table order within a wave (a pass per wave, like `plan`).
+            let top = order.iter().map(|o| o.0).max().unwrap_or(0);
+            let mut names = Vec::with_capacity(order.len());
+            for w in (0..=top).rev() {
+                names.extend(order.iter().filter(|o| o.0 == w).map(|o| o.1.clone()));
+            }
+            names
         };
         for n in &order {
             self.stop_one(n).await;

@@ -486,14 +486,20 @@ impl IperfCmd {
             let client = start_client(&ex, net)?;
             let ex2 = ex.clone();
             async_io::block_on(ex.run(async {
-                client.wait_ready(READY).await.map_err(|e| CmdError::fail(e.to_string()))?;
+                client
+                    .wait_ready(READY)
+                    .await
+                    .map_err(|e| CmdError::fail(e.to_string()))?;
                 if self.server {
                     let l = client
                         .listen(self.port)
                         .map_err(|e| CmdError::fail(e.to_string()))?;
                     say(&format!("iperf server on {}:{}", client.pk(), self.port));
                     loop {
-                        let s = l.accept().await.map_err(|e| CmdError::fail(e.to_string()))?;
+                        let s = l
+                            .accept()
+                            .await
+                            .map_err(|e| CmdError::fail(e.to_string()))?;
                         ex2.spawn(iperf_serve(s)).detach();
                     }
                 }

@@ -181,7 +181,17 @@ pub async fn dial_via_visor(
         .into_iter()
         .collect();
     let path = crate::rpc::dial_path(pk, port);
-    match upgrade_on(s, "POST", &addr, &path, crate::rpc::DIAL_UPGRADE, &hs, 64 * 1024).await {
+    match upgrade_on(
+        s,
+        "POST",
+        &addr,
+        &path,
+        crate::rpc::DIAL_UPGRADE,
+        &hs,
+        64 * 1024,
+    )
+    .await
+    {
         Ok(Upgrade::Switched(s)) => Ok(s),
         Ok(Upgrade::Refused(r)) if r.status == 401 => Err(unauthorized(&token, &addr)),
         Ok(Upgrade::Refused(r)) => Err(CmdError::fail(

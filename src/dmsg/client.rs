@@ -591,8 +591,11 @@ impl Inner {
             }
             candidates = ours.clone();
         }
-        // Shared relays first.
-        candidates.sort_by_key(|r| !ours.contains(r));
+        // Shared relays first (a stable partition: no sort to link for it).
+        let (mut shared, others): (Vec<PublicKey>, Vec<PublicKey>) =
+            candidates.into_iter().partition(|r| ours.contains(r));
+        shared.extend(others);
+        let candidates = shared;
         for relay_pk in candidates {
             let session = match self.clone().relay_session(relay_pk).await {
                 Ok(s) => s,
@@ -736,10 +739,7 @@ impl Inner {
     fn note_failure(&self, relay: PublicKey, e: &str) {
         let jitter = (random_u64() % 1000) as f64 / 1000.0;
         let wait = lock(&self.book).failed(relay, Instant::now(), self.cfg.max_backoff, jitter);
-        log::warn!(
-            "dmsg: relay {relay}: {e}; retrying in {} s",
-            tenths(wait)
-        );
+        log::warn!("dmsg: relay {relay}: {e}; retrying in {} s", tenths(wait));
     }
 
     /// Starts a background attempt to join `relay` at `addr` (maintenance).
