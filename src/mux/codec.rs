@@ -40,6 +40,9 @@ use crate::wire::session::{
 };
 
 pub mod batch;
+pub mod chunked;
+
+pub use chunked::{StreamChannelReader, StreamChannelWriter, channel_over_stream};
 
 /// One received frame, borrowed from the reader's buffer (its data payload may be an owned
 /// buffer instead, see [`Payload`]).
