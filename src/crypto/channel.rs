@@ -342,6 +342,8 @@ impl FrameSealer {
 struct RecvState {
     opener: FrameOpener,
     buf: Vec<u8>,
+    /// Payload length of the frame opened last (in `buf` after the prefix).
+    last: usize,
 }
 
 impl RecvState {
@@ -351,6 +353,7 @@ impl RecvState {
             return Err(ChannelError::Failed);
         }
         let res = self.recv_frame(r).await;
+        self.last = *res.as_ref().unwrap_or(&0);
         if res.is_err() {
             self.opener.dead.store(true, Ordering::Release);
             self.buf.clear();
@@ -518,6 +521,7 @@ impl<S> Channel<S> {
                     dead: dead.clone(),
                 },
                 buf: Vec::new(),
+                last: 0,
             },
             send: SendState {
                 sealer: FrameSealer {
@@ -606,6 +610,27 @@ impl<R> ChannelReader<R> {
         self.state.opener.set_max_frame_len(len);
     }
 
+    /// The payload of the frame [`ChannelReader::recv`] opened last (empty before the first
+    /// and after a failure), for a reader that parses it over several calls.
+    pub fn last_frame(&self) -> &[u8] {
+        &self.state.buf[LEN_PREFIX..LEN_PREFIX + self.state.last]
+    }
+
+    /// Bytes its receive buffer holds allocated.
+    pub fn buffer_capacity(&self) -> usize {
+        self.state.buf.capacity()
+    }
+
+    /// Gives the receive buffer's room back down to `keep` bytes.
+    pub fn shrink_buffer(&mut self, keep: usize) {
+        if self.state.buf.len() > keep {
+            self.state
+                .buf
+                .truncate(keep.max(LEN_PREFIX + self.state.last));
+        }
+        self.state.buf.shrink_to(keep);
+    }
+
     /// The stream and the sans-IO opener, for a reader that gets its frames another way.
     pub fn into_opener(self) -> (R, FrameOpener) {
         (self.inner, self.state.opener)
@@ -625,6 +650,28 @@ impl<W: AsyncWrite + Unpin> ChannelWriter<W> {
     /// write side and returns [`ChannelError::Failed`].
     pub async fn send(&mut self, data: &[u8]) -> Result<(), ChannelError> {
         let res = self.state.send(&mut self.inner, data).await;
+        if self.state.sealer.is_failed() {
+            let _ = self.inner.close().await;
+        }
+        res
+    }
+
+    /// Seals `buf[LEN_PREFIX..]` in place as one frame (the first [`LEN_PREFIX`] bytes are
+    /// room for the length) and writes it: a caller that builds its payload there saves the
+    /// copy [`ChannelWriter::send`] makes. Errors as for `send`.
+    pub async fn send_in_place(&mut self, buf: &mut Vec<u8>) -> Result<(), ChannelError> {
+        let res = async {
+            self.state.sealer.seal_frame(buf, 0)?;
+            self.inner.write_all(buf).await?;
+            self.inner.flush().await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = &res
+            && !matches!(e, ChannelError::FrameTooLarge { .. })
+        {
+            self.state.sealer.fail();
+        }
         if self.state.sealer.is_failed() {
             let _ = self.inner.close().await;
         }

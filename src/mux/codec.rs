@@ -31,7 +31,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use self::batch::Batch;
 use super::core::{MuxError, OutFrame, Payload};
-use crate::crypto::channel::{ChannelReader, ChannelWriter, MAX_PAYLOAD_LEN};
+use crate::crypto::channel::{ChannelReader, ChannelWriter, LEN_PREFIX, MAX_PAYLOAD_LEN};
 use crate::crypto::noise::{CipherState, TAG_LEN};
 use crate::wire::mux::{HEADER_LEN, Repr, Type};
 use crate::wire::session::{
@@ -373,12 +373,15 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for PlainWriter<W> {
 /// The largest data payload one mux frame can carry inside a channel frame.
 pub const CHANNEL_MAX_DATA: usize = MAX_PAYLOAD_LEN - HEADER_LEN;
 
-/// Reader for mux frames inside channel frames.
+/// Reader for mux frames inside channel frames. The frames are parsed where the channel
+/// opened them (its receive buffer): no copy.
 #[derive(Debug)]
 pub struct ChannelFrameReader<R> {
     inner: ChannelReader<R>,
-    buf: Vec<u8>,
+    /// Next mux frame in the channel's last frame.
     pos: usize,
+    /// Length of the channel's last frame (0 before the first).
+    len: usize,
     /// When the last channel frame of more than [`RX_INITIAL`] bytes came.
     big_at: Option<Instant>,
 }
@@ -388,8 +391,8 @@ impl<R> ChannelFrameReader<R> {
     pub fn new(inner: ChannelReader<R>) -> Self {
         ChannelFrameReader {
             inner,
-            buf: Vec::new(),
             pos: 0,
+            len: 0,
             big_at: None,
         }
     }
@@ -397,29 +400,29 @@ impl<R> ChannelFrameReader<R> {
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChannelFrameReader<R> {
     async fn read_frame(&mut self) -> Result<Option<InFrame<'_>>, MuxError> {
-        if self.pos >= self.buf.len() {
+        if self.pos >= self.len {
+            // Only small frames for a while after a big one: give the room back.
+            if self.len > RX_INITIAL {
+                self.big_at = Some(Instant::now());
+            } else if self.inner.buffer_capacity() > RX_INITIAL + 2 * TAG_LEN
+                && self.big_at.is_none_or(|t| t.elapsed() >= RX_IDLE)
+            {
+                self.inner.shrink_buffer(RX_INITIAL);
+            }
             match self.inner.recv().await {
                 Ok(frame) => {
-                    self.buf.clear();
-                    // Only small frames for a while after a big one: give the room back.
-                    if frame.len() > RX_INITIAL {
-                        self.big_at = Some(Instant::now());
-                    } else if self.buf.capacity() > RX_INITIAL
-                        && self.big_at.is_none_or(|t| t.elapsed() >= RX_IDLE)
-                    {
-                        self.buf.shrink_to(RX_INITIAL);
-                    }
-                    self.buf.extend_from_slice(frame);
+                    self.len = frame.len();
                     self.pos = 0;
                 }
                 Err(crate::crypto::channel::ChannelError::Closed) => return Ok(None),
                 Err(e) => return Err(MuxError::Closed(e.to_string())),
             }
-            if self.buf.is_empty() {
+            if self.len == 0 {
                 return Err(MuxError::Protocol("empty channel frame".into()));
             }
         }
-        let rest = &self.buf[self.pos..];
+        let buf = self.inner.last_frame();
+        let rest = &buf[self.pos..];
         let header = Repr::parse_header(rest).map_err(|e| {
             MuxError::Protocol(format!("channel frame holds a partial mux header: {e}"))
         })?;
@@ -434,15 +437,17 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChannelFrameReader<R> 
         Ok(Some(InFrame {
             header,
             control: &[],
-            data: Payload::Borrowed(&self.buf[start..start + n]),
+            data: Payload::Borrowed(&buf[start..start + n]),
         }))
     }
 }
 
-/// Writer of mux frames into channel frames, packing several per channel frame.
+/// Writer of mux frames into channel frames, packing several per channel frame. The frame is
+/// built behind room for its length prefix and sealed in place.
 #[derive(Debug)]
 pub struct ChannelFrameWriter<W> {
     inner: ChannelWriter<W>,
+    /// `LEN_PREFIX` bytes of room, then the packed mux frames.
     buf: Vec<u8>,
     /// When the last heavy flush was.
     heavy_at: Option<Instant>,
@@ -471,8 +476,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for ChannelFrameWriter<W
                 "mux frame of {size} bytes does not fit a channel frame"
             )));
         }
-        if self.buf.len() + size > MAX_PAYLOAD_LEN {
+        if self.buf.len() + size > LEN_PREFIX + MAX_PAYLOAD_LEN {
             self.flush().await?;
+        }
+        if self.buf.is_empty() {
+            self.buf.extend_from_slice(&[0; LEN_PREFIX]);
         }
         self.buf.extend_from_slice(&f.header.to_bytes());
         self.buf.extend_from_slice(&f.data);
@@ -481,10 +489,13 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for ChannelFrameWriter<W
 
     async fn flush(&mut self) -> io::Result<()> {
         let n = self.buf.len();
-        if n > 0 {
-            self.inner.send(&self.buf).await.map_err(channel_io)?;
-            self.buf.clear();
+        if n > LEN_PREFIX {
+            self.inner
+                .send_in_place(&mut self.buf)
+                .await
+                .map_err(channel_io)?;
         }
+        self.buf.clear();
         settle_batch(&mut self.buf, n, &mut self.heavy_at);
         Ok(())
     }
