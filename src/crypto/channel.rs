@@ -222,6 +222,16 @@ pub struct FrameOpener {
 }
 
 impl FrameOpener {
+    /// An opener of frames sealed under `cipher`, accepting frames up to [`MAX_FRAME_LEN`]
+    /// (a channel's halves share one failure flag; this one has its own).
+    pub fn new(cipher: CipherState) -> FrameOpener {
+        FrameOpener {
+            cipher,
+            max_frame: MAX_FRAME_LEN,
+            dead: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// How many bytes the frame starting at `prefix` occupies (prefix included), once its two
     /// prefix bytes are known (`Ok(None)` before); an announced length over the limit or too
     /// short for a tag is refused here, before its body is read (and fails the channel).
@@ -294,6 +304,14 @@ pub struct FrameSealer {
 }
 
 impl FrameSealer {
+    /// A sealer of frames under `cipher`, with a failure flag of its own.
+    pub fn new(cipher: CipherState) -> FrameSealer {
+        FrameSealer {
+            cipher,
+            dead: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Seals `buf[start + LEN_PREFIX..]` as one frame: writes the length prefix into the two
     /// bytes at `start` (reserved by the caller), encrypts the payload in place and appends
     /// the tag. A payload over [`MAX_PAYLOAD_LEN`] is refused and changes nothing (the channel
