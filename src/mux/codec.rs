@@ -570,7 +570,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for SealedReader<R> {
         // A large payload leaves the receive buffer as a buffer of its own: the core keeps it
         // as it is, and a relay forwards that same buffer (see `mux::forward`).
         let data = if n >= RX_OWNED_MIN {
-            Payload::Owned(data.to_vec())
+            Payload::Owned(super::pool::copy_of(data))
         } else {
             Payload::Borrowed(data)
         };

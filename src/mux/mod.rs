@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod core;
 pub mod forward;
+pub mod pool;
 pub mod session;
 
 pub use self::core::{Config, MuxError, Side};

@@ -132,7 +132,9 @@ impl Batch {
             }
         };
         self.head.clear();
-        self.owned.clear();
+        for (_, b) in self.owned.drain(..) {
+            crate::mux::pool::give(b);
+        }
         self.len = 0;
         res
     }

@@ -22,6 +22,7 @@ use super::{CHANNEL_MAX_DATA, FrameRead, FrameWrite, InFrame, RX_IDLE, data_len}
 use crate::crypto::channel::{Channel, FrameOpener, FrameSealer, LEN_PREFIX, MAX_PAYLOAD_LEN};
 use crate::crypto::noise::TAG_LEN;
 use crate::mux::core::{MuxError, OutFrame, Payload};
+use crate::mux::pool;
 use crate::mux::session::Stream;
 use crate::wire::mux::{HEADER_LEN, Repr};
 
@@ -127,13 +128,14 @@ impl FrameRead for StreamChannelReader {
             };
             if rest == 0 {
                 // The usual case: a new frame starts the new buffer.
-                self.cur = chunk;
+                pool::give(std::mem::replace(&mut self.cur, chunk));
             } else {
                 // A frame crosses buffers: put it together.
-                let mut joined = Vec::with_capacity(rest + chunk.len());
+                let mut joined = pool::take(rest + chunk.len());
                 joined.extend_from_slice(&self.cur[self.pos..]);
                 joined.extend_from_slice(&chunk);
-                self.cur = joined;
+                pool::give(std::mem::replace(&mut self.cur, joined));
+                pool::give(chunk);
             }
             self.pos = 0;
         }
@@ -162,7 +164,7 @@ impl StreamChannelWriter {
             } else {
                 0
             };
-            self.frame = Vec::with_capacity(want.max(LEN_PREFIX + HEADER_LEN + data.len()));
+            self.frame = pool::take(want.max(LEN_PREFIX + HEADER_LEN + data.len()));
             self.frame.extend_from_slice(&[0; LEN_PREFIX]);
         }
         self.frame.extend_from_slice(&header.to_bytes());

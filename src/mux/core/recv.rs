@@ -84,6 +84,7 @@ impl RecvBuf {
             return;
         }
         let chunk = if data.len() >= CHUNK {
+            // Exactly its size (not from `mux::pool`): `growth_for` promises that.
             data.to_vec()
         } else {
             let mut c = Vec::with_capacity(CHUNK);
@@ -165,9 +166,10 @@ impl RecvBuf {
             n += take;
             self.off += take;
             if self.off == front.len() {
-                // A fully read chunk is freed at once.
+                // A fully read chunk is freed at once (or kept for reuse, see `mux::pool`).
                 let c = self.chunks.pop_front().expect("front exists");
                 self.chunk_bytes -= c.capacity();
+                crate::mux::pool::give(c);
                 self.off = 0;
             }
         }
