@@ -422,17 +422,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChannelFrameReader<R> 
             }
         }
         let buf = self.inner.last_frame();
-        let rest = &buf[self.pos..];
-        let header = Repr::parse_header(rest).map_err(|e| {
-            MuxError::Protocol(format!("channel frame holds a partial mux header: {e}"))
-        })?;
-        let n = data_len(&header, CHANNEL_MAX_DATA)?;
-        if rest.len() < HEADER_LEN + n {
-            return Err(MuxError::Protocol(
-                "a mux frame crosses a channel frame boundary".into(),
-            ));
-        }
-        let start = self.pos + HEADER_LEN;
+        let (header, start, n) = next_in_channel_frame(buf, self.pos)?;
         self.pos = start + n;
         Ok(Some(InFrame {
             header,
@@ -440,6 +430,22 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChannelFrameReader<R> 
             data: Payload::Borrowed(&buf[start..start + n]),
         }))
     }
+}
+
+/// The mux frame at `pos` of an opened channel frame's plaintext `buf`: its header, where its
+/// data starts and how long it is. A mux frame never crosses a channel frame.
+fn next_in_channel_frame(buf: &[u8], pos: usize) -> Result<(Repr, usize, usize), MuxError> {
+    let rest = &buf[pos..];
+    let header = Repr::parse_header(rest).map_err(|e| {
+        MuxError::Protocol(format!("channel frame holds a partial mux header: {e}"))
+    })?;
+    let n = data_len(&header, CHANNEL_MAX_DATA)?;
+    if rest.len() < HEADER_LEN + n {
+        return Err(MuxError::Protocol(
+            "a mux frame crosses a channel frame boundary".into(),
+        ));
+    }
+    Ok((header, pos + HEADER_LEN, n))
 }
 
 /// Writer of mux frames into channel frames, packing several per channel frame. The frame is

@@ -1174,8 +1174,16 @@ impl Core {
         let Some(room) = self.write_room(id, waker)? else {
             return Ok(WriteResult::Pending);
         };
-        let s = self.streams.get_mut(&id).expect("write_room found it");
         let n = data.len().min(room);
+        self.push_data(id, data[..n].to_vec());
+        Ok(WriteResult::Written(n))
+    }
+
+    /// Queues `data` (within the credit [`Core::write_room`] found) as a data frame of
+    /// stream `id`, spending its credit.
+    fn push_data(&mut self, id: u32, data: Vec<u8>) {
+        let s = self.streams.get_mut(&id).expect("write_room found it");
+        let n = data.len();
         s.send_window -= n as u32;
         let flags = if s.need_ack {
             s.need_ack = false;
@@ -1186,10 +1194,9 @@ impl Core {
         self.push(OutFrame {
             header: Repr::data(id, flags, n as u32),
             control: Vec::new(),
-            data: data[..n].to_vec(),
+            data,
             kind: Kind::Local,
         });
-        Ok(WriteResult::Written(n))
     }
 
     /// Queues the owned buffer `chunk` as data on stream `id` without copying it, as far as
@@ -1214,21 +1221,7 @@ impl Core {
         if data.len() > room {
             *chunk = Some(data.split_off(room));
         }
-        let s = self.streams.get_mut(&id).expect("write_room found it");
-        let n = data.len();
-        s.send_window -= n as u32;
-        let flags = if s.need_ack {
-            s.need_ack = false;
-            Flags::ACK
-        } else {
-            Flags::NONE
-        };
-        self.push(OutFrame {
-            header: Repr::data(id, flags, n as u32),
-            control: Vec::new(),
-            data,
-            kind: Kind::Local,
-        });
+        self.push_data(id, data);
         Ok(())
     }
 

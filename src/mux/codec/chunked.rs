@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use futures_lite::future::poll_fn;
 
-use super::{CHANNEL_MAX_DATA, FrameRead, FrameWrite, InFrame, RX_IDLE, data_len};
+use super::{FrameRead, FrameWrite, InFrame, RX_IDLE, next_in_channel_frame};
 use crate::crypto::channel::{Channel, FrameOpener, FrameSealer, LEN_PREFIX, MAX_PAYLOAD_LEN};
 use crate::crypto::noise::TAG_LEN;
 use crate::mux::core::{MuxError, OutFrame, Payload};
@@ -78,17 +78,7 @@ impl FrameRead for StreamChannelReader {
         loop {
             if let Some((at, end)) = self.frame {
                 if at < end {
-                    let rest = &self.cur[at..end];
-                    let header = Repr::parse_header(rest).map_err(|e| {
-                        MuxError::Protocol(format!("channel frame holds a partial mux header: {e}"))
-                    })?;
-                    let n = data_len(&header, CHANNEL_MAX_DATA)?;
-                    if rest.len() < HEADER_LEN + n {
-                        return Err(MuxError::Protocol(
-                            "a mux frame crosses a channel frame boundary".into(),
-                        ));
-                    }
-                    let start = at + HEADER_LEN;
+                    let (header, start, n) = next_in_channel_frame(&self.cur[..end], at)?;
                     self.frame = Some((start + n, end));
                     return Ok(Some(InFrame {
                         header,
