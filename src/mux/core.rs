@@ -1179,6 +1179,35 @@ impl Core {
         Ok(WriteResult::Written(n))
     }
 
+    /// As [`Core::write_room`], but while the credit is short of `want` bytes (a whole owned
+    /// payload of at most a frame and half a window, which the peer's next window update is
+    /// sure to make room for), `None` with the waker registered: a forwarder then moves the
+    /// payload whole later instead of splitting it (a copy) now.
+    pub fn write_room_for(
+        &mut self,
+        id: u32,
+        want: usize,
+        waker: &Waker,
+    ) -> Result<Option<usize>, MuxError> {
+        let room = self.write_room(id, waker)?;
+        let whole = want.min(self.config.max_frame_data);
+        if let Some(r) = room
+            && r < whole
+            && whole <= self.config.window as usize / 2
+        {
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.write_waker = Some(waker.clone());
+            }
+            return Ok(None);
+        }
+        Ok(room)
+    }
+
+    /// Bytes of the next owned chunk [`Core::read_chunk`] would give whole (0 if none).
+    pub fn next_chunk_len(&self, id: u32) -> usize {
+        self.streams.get(&id).map_or(0, |s| s.rx.front_len())
+    }
+
     /// Queues `data` (within the credit [`Core::write_room`] found) as a data frame of
     /// stream `id`, spending its credit.
     fn push_data(&mut self, id: u32, data: Vec<u8>) {
@@ -1201,15 +1230,17 @@ impl Core {
 
     /// Queues the owned buffer `chunk` as data on stream `id` without copying it, as far as
     /// [`Core::write_room`] allows: taken whole when it fits (`chunk` is left `None`), or
-    /// its first part when only that fits (the rest, copied, is left in `chunk`); nothing
-    /// (waker registered) while there is no room.
+    /// its first part when only that fits and waiting would not help (the rest, copied, is
+    /// left in `chunk`); nothing (waker registered) while there is no room, or while the
+    /// credit is short of a whole payload [`Core::write_room_for`] waits for.
     pub fn write_chunk(
         &mut self,
         id: u32,
         chunk: &mut Option<Vec<u8>>,
         waker: &Waker,
     ) -> Result<(), MuxError> {
-        let Some(room) = self.write_room(id, waker)? else {
+        let want = chunk.as_ref().map_or(0, Vec::len);
+        let Some(room) = self.write_room_for(id, want, waker)? else {
             return Ok(());
         };
         let Some(mut data) = chunk.take() else {

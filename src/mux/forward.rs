@@ -38,7 +38,9 @@ pub async fn forward(r: &Stream, w: &Stream, bytes: &AtomicU64) -> io::Result<()
                     Poll::Pending => return Poll::Pending,
                 }
             }
-            let room = match w.poll_write_room(cx) {
+            // Room for the next payload whole: a payload is split (copied) only when it is
+            // bigger than a frame or than what credit will ever come back at once.
+            let room = match w.poll_write_room_for(cx, r.next_chunk_len()) {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,

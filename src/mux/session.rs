@@ -483,6 +483,25 @@ impl Stream {
         }
     }
 
+    /// [`Stream::poll_write_room`] for a whole payload of `want` bytes
+    /// ([`Core::write_room_for`]).
+    pub fn poll_write_room_for(
+        &self,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<io::Result<usize>> {
+        match self.shared.lock().write_room_for(self.id, want, cx.waker()) {
+            Ok(Some(n)) => Poll::Ready(Ok(n)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+
+    /// Bytes of the next received buffer [`Stream::poll_read_chunk`] would give whole.
+    pub fn next_chunk_len(&self) -> usize {
+        self.shared.lock().next_chunk_len(self.id)
+    }
+
     /// Takes up to `max` received bytes as an owned buffer ([`Core::read_chunk`]: a payload
     /// that arrived owned comes out as the same buffer); `Ok(None)` at the end of the stream.
     pub fn poll_read_chunk(

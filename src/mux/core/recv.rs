@@ -130,6 +130,11 @@ impl RecvBuf {
         self.chunks.push_back(data);
     }
 
+    /// Unread bytes of the first chunk (what [`RecvBuf::pop_chunk`] gives whole).
+    pub(crate) fn front_len(&self) -> usize {
+        self.chunks.front().map_or(0, |c| c.len() - self.off)
+    }
+
     /// Takes up to `max` unread bytes as an owned buffer: the first chunk itself when it is
     /// unread and fits (no copy), otherwise a copy of what fits of the first chunk.
     pub(crate) fn pop_chunk(&mut self, max: usize) -> Option<Vec<u8>> {
