@@ -1,4 +1,5 @@
-//! A small per-thread pool of payload buffers for the owned-frame data path. A payload buffer
+//! A small per-thread pool of payload buffers for the owned-frame data path (the buffers a
+//! sealed reader fills, a channel frame is built in, a writer has sent). A payload buffer
 //! lives from the reader that fills it to the writer that sends it (or the application read
 //! that empties it); allocating and freeing one per frame made the allocator give the top of
 //! its heap back and take it again every few frames (a `brk` call and a page fault per 4 KiB

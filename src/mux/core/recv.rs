@@ -171,10 +171,9 @@ impl RecvBuf {
             n += take;
             self.off += take;
             if self.off == front.len() {
-                // A fully read chunk is freed at once (or kept for reuse, see `mux::pool`).
+                // A fully read chunk is freed at once.
                 let c = self.chunks.pop_front().expect("front exists");
                 self.chunk_bytes -= c.capacity();
-                crate::mux::pool::give(c);
                 self.off = 0;
             }
         }
