@@ -1,7 +1,7 @@
 //! A small per-thread pool of payload buffers for the owned-frame data path (the buffers a
 //! sealed reader fills, a channel frame is built in, a writer has sent). A payload buffer
-//! lives from the reader that fills it to the writer that sends it (or the application read
-//! that empties it); allocating and freeing one per frame made the allocator give the top of
+//! lives from the reader that fills it to the writer that sends it (or the channel reader
+//! that opened it); allocating and freeing one per frame made the allocator give the top of
 //! its heap back and take it again every few frames (a `brk` call and a page fault per 4 KiB
 //! each time). Buffers of [`MIN_POOLED`]..=[`MAX_POOLED`] bytes of capacity are kept for reuse
 //! instead, at most [`POOL_MAX`] per thread, so the pool holds at most
