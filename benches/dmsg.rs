@@ -1,5 +1,6 @@
 //! `make bench` — dmsg through the real binaries: relayed throughput beside raw loopback TCP
-//! and one AEAD pass (same run), CPU-seconds per GiB of sender, relay and receiver, relay RSS
+//! and one AEAD pass (same run), CPU-seconds per GiB of sender, relay and receiver beside a bare
+//! read → write forwarder process (the kernel's floor for a relay, same run), relay RSS
 //! with 1, 100 and 1,000 idle clients, and stream-open latency to a peer with an open channel.
 //! Under `cargo test --all-targets` it runs small as a smoke test.
 //!
@@ -74,10 +75,81 @@ fn child_clients(n: usize, disc: &str, relay: &str) {
     }));
 }
 
+/// Bytes the bare forwarder reads (and then writes) at once.
+const FLOOR_CHUNK: usize = 256 * 1024;
+
+/// The bare forwarder (child process): accepts one connection, connects to `sink`, and moves
+/// everything from one to the other with plain read → write of [`FLOOR_CHUNK`] bytes, then
+/// prints the CPU-seconds it used. What the kernel needs to pass bytes through a process on
+/// loopback with read/write: the floor under any relay.
+fn child_forward(sink: &str) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", l.local_addr().unwrap());
+    let _ = std::io::stdout().flush();
+    let (mut a, _) = l.accept().unwrap();
+    let mut b = std::net::TcpStream::connect(sink).unwrap();
+    let c0 = common::cpu_seconds();
+    let mut buf = vec![0u8; FLOOR_CHUNK];
+    loop {
+        match a.read(&mut buf).unwrap() {
+            0 => break,
+            n => b.write_all(&buf[..n]).unwrap(),
+        }
+    }
+    println!("{}", common::cpu_seconds() - c0);
+}
+
+/// Runs [`child_forward`] between a sender and a sink thread of this process moving `total`
+/// bytes; returns the forwarder's CPU-seconds and the wall time.
+fn bare_forwarder(total: u64) -> (f64, Duration) {
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let me = std::env::current_exe().unwrap();
+    let mut child = Command::new(me)
+        .args(["--child-forward", &sink_addr.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let fwd_addr = line.trim().to_string();
+    let t0 = Instant::now();
+    let reader = std::thread::spawn(move || {
+        let (mut r, _) = sink.accept().unwrap();
+        let mut buf = vec![0u8; FLOOR_CHUNK];
+        let mut got = 0u64;
+        loop {
+            match r.read(&mut buf).unwrap() {
+                0 => break got,
+                n => got += n as u64,
+            }
+        }
+    });
+    let mut w = std::net::TcpStream::connect(&fwd_addr).unwrap();
+    let buf = vec![0x5au8; FLOOR_CHUNK];
+    let mut sent = 0u64;
+    while sent < total {
+        w.write_all(&buf).unwrap();
+        sent += FLOOR_CHUNK as u64;
+    }
+    drop(w);
+    assert_eq!(reader.join().unwrap(), sent);
+    let wall = t0.elapsed();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let _ = child.wait();
+    (line.trim().parse().unwrap(), wall)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child-clients") {
         child_clients(args[i + 1].parse().unwrap(), &args[i + 2], &args[i + 3]);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--child-forward") {
+        child_forward(&args[i + 1]);
         return;
     }
     let full = common::full_run();
@@ -116,6 +188,13 @@ fn main() {
     // Same-run ceilings.
     let tcp = raw_tcp(if full { 4 * gib } else { 64 << 20 });
     let aead = aead_pass(if full { gib } else { 16 << 20 }, 16 * 1024);
+    let floor_bytes = if full { gib } else { 64 << 20 };
+    let (floor_cpu, floor_wall) = bare_forwarder(floor_bytes);
+    let floor = Sample {
+        bytes: floor_bytes,
+        wall: floor_wall,
+        cpu: floor_cpu,
+    };
 
     // Relayed throughput: iperf server and client processes, one relay between them.
     let srv_keys = Keypair::generate().unwrap();
@@ -275,6 +354,10 @@ fn main() {
     for (name, s) in [
         ("raw loopback TCP (same run)", &tcp),
         ("ChaCha20-Poly1305, one pass, 16 KiB (same run)", &aead),
+        (
+            "bare forwarder: read → write of 256 KiB, one process (same run)",
+            &floor,
+        ),
         ("relayed dmsg stream (iperf through the relay)", &relayed),
     ] {
         out.push_str(&format!(
@@ -284,12 +367,19 @@ fn main() {
             s.gib_per_s() / aead.gib_per_s()
         ));
     }
+    let aead_cpu = aead.cpu_s_per_gib();
     out.push_str(&format!(
-        "\nCPU-seconds per GiB relayed: sender {:.2}, relay {:.2}, receiver {:.2} (one AEAD pass: {:.2}; the relay runs no AEAD over the data, only over 28-byte session headers).\n",
+        "\nCPU-seconds per GiB relayed: sender {:.2}, relay {:.2}, receiver {:.2} (one AEAD pass: {:.2}; the relay runs no AEAD over the data, only over 28-byte session headers; the bare forwarder, the kernel's floor for passing bytes through a process: {:.2}).\n\n| CPU per GiB | sender | relay | receiver | bare forwarder |\n|---|---:|---:|---:|---:|\n| × one AEAD pass | {:.2} | {:.2} | {:.2} | {:.2} |\n| × the bare forwarder | | {:.2} | | 1.00 |\n",
         per_gib(sender_cpu),
         per_gib(relay_cpu),
         per_gib(recv_cpu),
-        aead.cpu_s_per_gib()
+        aead_cpu,
+        floor.cpu_s_per_gib(),
+        per_gib(sender_cpu) / aead_cpu,
+        per_gib(relay_cpu) / aead_cpu,
+        per_gib(recv_cpu) / aead_cpu,
+        floor.cpu_s_per_gib() / aead_cpu,
+        per_gib(relay_cpu) / floor.cpu_s_per_gib(),
     ));
     out.push_str(&format!(
         "\nStream open to a peer with an open channel (dial → port status received), {} opens: median {:.0} µs, p99 {:.0} µs; the first open (relay channel + KK handshake) took {:.2} ms.\n",

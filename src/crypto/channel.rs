@@ -31,6 +31,7 @@ use super::noise::{
     CipherState, Handshake, NoiseError, TAG_LEN, TransportState, kk_initiator, kk_responder,
     xk_initiator, xk_responder,
 };
+use crate::wire::noise::{Frame as NoiseFrame, Repr as NoiseRepr, frame_len as noise_frame_len};
 
 /// How long a handshake may take before it is abandoned (DESIGN.md §3.3).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,7 +134,8 @@ async fn read_len<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<usize>, Chan
         }
     }
     r.read_exact(&mut len[1..]).await?;
-    Ok(Some(u16::from_be_bytes(len) as usize))
+    let total = noise_frame_len(&len).expect("a whole prefix");
+    Ok(Some(total - LEN_PREFIX))
 }
 
 /// Runs `hs` to completion over `stream`, bounded by `timeout`, and returns the transport
@@ -184,7 +186,8 @@ where
         if hs.is_my_turn() {
             let n = hs.write_message(&mut buf[LEN_PREFIX..])?;
             // n <= MAX_HANDSHAKE_MESSAGE_LEN, so it fits the u16 prefix.
-            buf[..LEN_PREFIX].copy_from_slice(&(n as u16).to_be_bytes());
+            let repr = NoiseRepr::new(n).map_err(|_| NoiseError::Failed)?;
+            NoiseFrame::new_unchecked(&mut buf[..]).set_payload_len(repr.payload_len);
             stream.write_all(&buf[..LEN_PREFIX + n]).await?;
             stream.flush().await?;
         } else {
@@ -207,23 +210,170 @@ where
     Ok(hs.into_transport()?)
 }
 
-/// Receive side state: the CipherState, a reusable buffer, the frame limit.
+/// The receive side of a channel without I/O: opens whole wire frames (`u16 len ‖ ciphertext
+/// ‖ tag`, parsed with the [`crate::wire::noise`] view) in place. A reader that gets its
+/// bytes some other way than from an `AsyncRead` (the mux's owned chunks) opens them with
+/// this; [`ChannelReader`] runs it too. An error marks the channel failed (both halves).
 #[derive(Debug)]
-struct RecvState {
+pub struct FrameOpener {
     cipher: CipherState,
-    buf: Vec<u8>,
     max_frame: usize,
     dead: Arc<AtomicBool>,
 }
 
-impl RecvState {
-    async fn recv<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<usize, ChannelError> {
+impl FrameOpener {
+    /// An opener of frames sealed under `cipher`, accepting frames up to [`MAX_FRAME_LEN`]
+    /// (a channel's halves share one failure flag; this one has its own).
+    pub fn new(cipher: CipherState) -> FrameOpener {
+        FrameOpener {
+            cipher,
+            max_frame: MAX_FRAME_LEN,
+            dead: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// How many bytes the frame starting at `prefix` occupies (prefix included), once its two
+    /// prefix bytes are known (`Ok(None)` before); an announced length over the limit or too
+    /// short for a tag is refused here, before its body is read (and fails the channel).
+    pub fn frame_len(&self, prefix: &[u8]) -> Result<Option<usize>, ChannelError> {
         if self.dead.load(Ordering::Acquire) {
             return Err(ChannelError::Failed);
         }
-        let res = self.recv_frame(r).await;
-        if res.is_err() {
+        let Some(total) = noise_frame_len(prefix) else {
+            return Ok(None);
+        };
+        let len = total - LEN_PREFIX;
+        let r = if len > self.max_frame {
+            Err(ChannelError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            })
+        } else if len < TAG_LEN {
+            Err(ChannelError::FrameTooShort { len })
+        } else {
+            Ok(Some(total))
+        };
+        if r.is_err() {
             self.dead.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    /// Opens the frame at the start of `frame` in place; returns its payload length (the
+    /// payload is then `frame[LEN_PREFIX..LEN_PREFIX + n]`). Bytes after the frame are left
+    /// alone.
+    pub fn open_frame(&mut self, frame: &mut [u8]) -> Result<usize, ChannelError> {
+        let r = self.open_inner(frame);
+        if r.is_err() {
+            self.dead.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    fn open_inner(&mut self, frame: &mut [u8]) -> Result<usize, ChannelError> {
+        if self.frame_len(frame)?.is_none() {
+            return Err(ChannelError::Truncated);
+        }
+        let mut view = NoiseFrame::new_checked(frame).map_err(|_| ChannelError::Truncated)?;
+        let msg = view.payload_mut();
+        let body = msg.len() - TAG_LEN;
+        let (data, tag) = msg.split_at_mut(body);
+        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| NoiseError::Decrypt)?;
+        self.cipher.open_in_place(&[], data, &tag)?;
+        Ok(body)
+    }
+
+    /// Lowers the largest frame accepted (see [`Channel::set_max_frame_len`]).
+    pub fn set_max_frame_len(&mut self, len: usize) {
+        self.max_frame = len.clamp(TAG_LEN, MAX_FRAME_LEN);
+    }
+
+    /// True once the channel has failed (either half).
+    pub fn is_failed(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+}
+
+/// The send side of a channel without I/O: seals a payload into a whole wire frame in place.
+/// [`ChannelWriter`] runs it; a writer that hands frames on as owned buffers (the mux's owned
+/// chunks) seals with it directly, so a payload is never copied to be sealed.
+#[derive(Debug)]
+pub struct FrameSealer {
+    cipher: CipherState,
+    dead: Arc<AtomicBool>,
+}
+
+impl FrameSealer {
+    /// A sealer of frames under `cipher`, with a failure flag of its own.
+    pub fn new(cipher: CipherState) -> FrameSealer {
+        FrameSealer {
+            cipher,
+            dead: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Seals `buf[start + LEN_PREFIX..]` as one frame: writes the length prefix into the two
+    /// bytes at `start` (reserved by the caller), encrypts the payload in place and appends
+    /// the tag. A payload over [`MAX_PAYLOAD_LEN`] is refused and changes nothing (the channel
+    /// stays usable); a spent nonce fails the channel.
+    pub fn seal_frame(&mut self, buf: &mut Vec<u8>, start: usize) -> Result<(), ChannelError> {
+        if self.dead.load(Ordering::Acquire) {
+            return Err(ChannelError::Failed);
+        }
+        let payload = buf.len().saturating_sub(start + LEN_PREFIX);
+        if buf.len() < start + LEN_PREFIX || payload > MAX_PAYLOAD_LEN {
+            return Err(ChannelError::FrameTooLarge {
+                len: payload + TAG_LEN,
+                max: MAX_FRAME_LEN,
+            });
+        }
+        let tag = match self
+            .cipher
+            .seal_in_place(&[], &mut buf[start + LEN_PREFIX..])
+        {
+            Ok(t) => t,
+            Err(e) => {
+                self.dead.store(true, Ordering::Release);
+                return Err(e.into());
+            }
+        };
+        buf.extend_from_slice(&tag);
+        let repr = NoiseRepr::new(payload + TAG_LEN).expect("checked above");
+        let mut view = NoiseFrame::new_unchecked(&mut buf[start..]);
+        view.set_payload_len(repr.payload_len);
+        Ok(())
+    }
+
+    /// True once the channel has failed (either half).
+    pub fn is_failed(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    /// Marks the channel failed (the writer could not deliver a sealed frame).
+    pub fn fail(&self) {
+        self.dead.store(true, Ordering::Release);
+    }
+}
+
+/// Receive side state: the opener and a reusable buffer.
+#[derive(Debug)]
+struct RecvState {
+    opener: FrameOpener,
+    buf: Vec<u8>,
+    /// Payload length of the frame opened last (in `buf` after the prefix).
+    last: usize,
+}
+
+impl RecvState {
+    /// Reads and opens the next frame; its payload is `buf[LEN_PREFIX..LEN_PREFIX + n]`.
+    async fn recv<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<usize, ChannelError> {
+        if self.opener.is_failed() {
+            return Err(ChannelError::Failed);
+        }
+        let res = self.recv_frame(r).await;
+        self.last = *res.as_ref().unwrap_or(&0);
+        if res.is_err() {
+            self.opener.dead.store(true, Ordering::Release);
             self.buf.clear();
         }
         res
@@ -231,30 +381,23 @@ impl RecvState {
 
     async fn recv_frame<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<usize, ChannelError> {
         let len = read_len(r).await?.ok_or(ChannelError::Closed)?;
-        if len > self.max_frame {
-            return Err(ChannelError::FrameTooLarge {
-                len,
-                max: self.max_frame,
-            });
+        let prefix = (len as u16).to_be_bytes();
+        let total = self.opener.frame_len(&prefix)?.expect("a whole prefix");
+        // Grows only: frames of varying sizes do not refill the buffer each time.
+        if self.buf.len() < total {
+            self.buf.resize(total, 0);
         }
-        let Some(body) = len.checked_sub(TAG_LEN) else {
-            return Err(ChannelError::FrameTooShort { len });
-        };
-        self.buf.resize(len, 0);
-        r.read_exact(&mut self.buf).await?;
-        let (data, tag) = self.buf.split_at_mut(body);
-        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| NoiseError::Decrypt)?;
-        self.cipher.open_in_place(&[], data, &tag)?;
-        Ok(body)
+        self.buf[..LEN_PREFIX].copy_from_slice(&prefix);
+        r.read_exact(&mut self.buf[LEN_PREFIX..total]).await?;
+        self.opener.open_frame(&mut self.buf[..total])
     }
 }
 
-/// Send side state: the CipherState and a reusable buffer.
+/// Send side state: the sealer and a reusable buffer.
 #[derive(Debug)]
 struct SendState {
-    cipher: CipherState,
+    sealer: FrameSealer,
     buf: Vec<u8>,
-    dead: Arc<AtomicBool>,
 }
 
 impl SendState {
@@ -263,7 +406,7 @@ impl SendState {
         w: &mut W,
         data: &[u8],
     ) -> Result<(), ChannelError> {
-        if self.dead.load(Ordering::Acquire) {
+        if self.sealer.is_failed() {
             return Err(ChannelError::Failed);
         }
         if data.len() > MAX_PAYLOAD_LEN {
@@ -275,7 +418,7 @@ impl SendState {
         }
         let res = self.send_frame(w, data).await;
         if res.is_err() {
-            self.dead.store(true, Ordering::Release);
+            self.sealer.fail();
         }
         res
     }
@@ -285,15 +428,10 @@ impl SendState {
         w: &mut W,
         data: &[u8],
     ) -> Result<(), ChannelError> {
-        let len = data.len() + TAG_LEN;
         self.buf.clear();
-        // len <= MAX_FRAME_LEN, checked by the caller.
-        self.buf.extend_from_slice(&(len as u16).to_be_bytes());
+        self.buf.extend_from_slice(&[0; LEN_PREFIX]);
         self.buf.extend_from_slice(data);
-        let tag = self
-            .cipher
-            .seal_in_place(&[], &mut self.buf[LEN_PREFIX..])?;
-        self.buf.extend_from_slice(&tag);
+        self.sealer.seal_frame(&mut self.buf, 0)?;
         w.write_all(&self.buf).await?;
         w.flush().await?;
         Ok(())
@@ -356,7 +494,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Channel<S> {
     /// Seals `data` as one frame and writes it.
     pub async fn send(&mut self, data: &[u8]) -> Result<(), ChannelError> {
         let res = self.send.send(&mut self.stream, data).await;
-        if self.send.dead.load(Ordering::Acquire) {
+        if self.send.sealer.is_failed() {
             let _ = self.stream.close().await;
         }
         res
@@ -366,7 +504,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Channel<S> {
     /// [`ChannelError::Closed`] is the peer's clean close.
     pub async fn recv(&mut self) -> Result<&[u8], ChannelError> {
         match self.recv.recv(&mut self.stream).await {
-            Ok(n) => Ok(&self.recv.buf[..n]),
+            Ok(n) => Ok(&self.recv.buf[LEN_PREFIX..LEN_PREFIX + n]),
             Err(e) => {
                 // Close our side too: nothing more will be read or written.
                 let _ = self.stream.close().await;
@@ -395,15 +533,20 @@ impl<S> Channel<S> {
         Channel {
             stream,
             recv: RecvState {
-                cipher: transport.recv,
+                opener: FrameOpener {
+                    cipher: transport.recv,
+                    max_frame: MAX_FRAME_LEN,
+                    dead: dead.clone(),
+                },
                 buf: Vec::new(),
-                max_frame: MAX_FRAME_LEN,
-                dead: dead.clone(),
+                last: 0,
             },
             send: SendState {
-                cipher: transport.send,
+                sealer: FrameSealer {
+                    cipher: transport.send,
+                    dead,
+                },
                 buf: Vec::new(),
-                dead,
             },
             remote,
             handshake_hash: transport.handshake_hash,
@@ -424,12 +567,15 @@ impl<S> Channel<S> {
     /// `TAG_LEN..=MAX_FRAME_LEN`. A longer announced frame fails the channel before its body
     /// is read.
     pub fn set_max_frame_len(&mut self, len: usize) {
-        self.recv.max_frame = len.clamp(TAG_LEN, MAX_FRAME_LEN);
+        self.recv.opener.set_max_frame_len(len);
     }
 
     /// The nonce counters (frames sent, frames received).
     pub fn nonces(&self) -> (u64, u64) {
-        (self.send.cipher.nonce(), self.recv.cipher.nonce())
+        (
+            self.send.sealer.cipher.nonce(),
+            self.recv.opener.cipher.nonce(),
+        )
     }
 
     /// Splits with a caller-supplied stream splitter, e.g. `|s| (s.clone(), s)` for a
@@ -467,7 +613,7 @@ impl<R: AsyncRead + Unpin> ChannelReader<R> {
     /// writer half.
     pub async fn recv(&mut self) -> Result<&[u8], ChannelError> {
         let n = self.state.recv(&mut self.inner).await?;
-        Ok(&self.state.buf[..n])
+        Ok(&self.state.buf[LEN_PREFIX..LEN_PREFIX + n])
     }
 }
 
@@ -479,7 +625,33 @@ impl<R> ChannelReader<R> {
 
     /// See [`Channel::set_max_frame_len`].
     pub fn set_max_frame_len(&mut self, len: usize) {
-        self.state.max_frame = len.clamp(TAG_LEN, MAX_FRAME_LEN);
+        self.state.opener.set_max_frame_len(len);
+    }
+
+    /// The payload of the frame [`ChannelReader::recv`] opened last (empty before the first
+    /// and after a failure), for a reader that parses it over several calls.
+    pub fn last_frame(&self) -> &[u8] {
+        &self.state.buf[LEN_PREFIX..LEN_PREFIX + self.state.last]
+    }
+
+    /// Bytes its receive buffer holds allocated.
+    pub fn buffer_capacity(&self) -> usize {
+        self.state.buf.capacity()
+    }
+
+    /// Gives the receive buffer's room back down to `keep` bytes.
+    pub fn shrink_buffer(&mut self, keep: usize) {
+        if self.state.buf.len() > keep {
+            self.state
+                .buf
+                .truncate(keep.max(LEN_PREFIX + self.state.last));
+        }
+        self.state.buf.shrink_to(keep);
+    }
+
+    /// The stream and the sans-IO opener, for a reader that gets its frames another way.
+    pub fn into_opener(self) -> (R, FrameOpener) {
+        (self.inner, self.state.opener)
     }
 }
 
@@ -496,7 +668,29 @@ impl<W: AsyncWrite + Unpin> ChannelWriter<W> {
     /// write side and returns [`ChannelError::Failed`].
     pub async fn send(&mut self, data: &[u8]) -> Result<(), ChannelError> {
         let res = self.state.send(&mut self.inner, data).await;
-        if self.state.dead.load(Ordering::Acquire) {
+        if self.state.sealer.is_failed() {
+            let _ = self.inner.close().await;
+        }
+        res
+    }
+
+    /// Seals `buf[LEN_PREFIX..]` in place as one frame (the first [`LEN_PREFIX`] bytes are
+    /// room for the length) and writes it: a caller that builds its payload there saves the
+    /// copy [`ChannelWriter::send`] makes. Errors as for `send`.
+    pub async fn send_in_place(&mut self, buf: &mut Vec<u8>) -> Result<(), ChannelError> {
+        let res = async {
+            self.state.sealer.seal_frame(buf, 0)?;
+            self.inner.write_all(buf).await?;
+            self.inner.flush().await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = &res
+            && !matches!(e, ChannelError::FrameTooLarge { .. })
+        {
+            self.state.sealer.fail();
+        }
+        if self.state.sealer.is_failed() {
             let _ = self.inner.close().await;
         }
         res
@@ -513,6 +707,11 @@ impl<W> ChannelWriter<W> {
     /// The peer's authenticated PK.
     pub fn remote(&self) -> &PublicKey {
         &self.remote
+    }
+
+    /// The stream and the sans-IO sealer, for a writer that hands sealed frames on itself.
+    pub fn into_sealer(self) -> (W, FrameSealer) {
+        (self.inner, self.state.sealer)
     }
 }
 
@@ -600,6 +799,78 @@ mod tests {
             kb.send(b"kk").await.unwrap();
             assert_eq!(ka.recv().await.unwrap(), b"kk");
         });
+    }
+
+    fn sealer_opener(key: u8) -> (FrameSealer, FrameOpener) {
+        let dead = Arc::new(AtomicBool::new(false));
+        (
+            FrameSealer {
+                cipher: CipherState::new([key; 32]),
+                dead: dead.clone(),
+            },
+            FrameOpener {
+                cipher: CipherState::new([key; 32]),
+                max_frame: MAX_FRAME_LEN,
+                dead,
+            },
+        )
+    }
+
+    #[test]
+    fn sealer_and_opener_work_in_place_on_the_wire_layout() {
+        let (mut sealer, mut opener) = sealer_opener(7);
+        // Two bytes of something else before the frame, as in a batch.
+        let mut buf = vec![0xee, 0xee, 0, 0];
+        buf.extend_from_slice(b"abc");
+        sealer.seal_frame(&mut buf, 2).unwrap();
+        // Golden prefix: 3 + 16 = 0x0013; the body is what one AEAD pass gives.
+        assert_eq!(&buf[..4], &[0xee, 0xee, 0x00, 0x13]);
+        let mut reference = CipherState::new([7; 32]);
+        assert_eq!(&buf[4..], reference.seal(&[], b"abc").unwrap().as_slice());
+        assert_eq!(opener.frame_len(&buf[2..3]).unwrap(), None);
+        assert_eq!(opener.frame_len(&buf[2..]).unwrap(), Some(21));
+        buf.extend_from_slice(b"next frame");
+        let n = opener.open_frame(&mut buf[2..]).unwrap();
+        assert_eq!(&buf[4..4 + n], b"abc");
+        assert_eq!(&buf[4 + 19..], b"next frame");
+        // Too long to seal: refused, nothing changes, the channel lives on.
+        let mut big = vec![0u8; LEN_PREFIX + MAX_PAYLOAD_LEN + 1];
+        assert!(matches!(
+            sealer.seal_frame(&mut big, 0),
+            Err(ChannelError::FrameTooLarge { .. })
+        ));
+        assert!(!sealer.is_failed());
+        // A tampered frame fails the channel, both halves.
+        let mut f = vec![0, 0];
+        f.extend_from_slice(b"xyz");
+        sealer.seal_frame(&mut f, 0).unwrap();
+        f[3] ^= 1;
+        assert!(matches!(
+            opener.open_frame(&mut f),
+            Err(ChannelError::Noise(NoiseError::Decrypt))
+        ));
+        assert!(sealer.is_failed() && opener.is_failed());
+        assert!(matches!(
+            sealer.seal_frame(&mut vec![0, 0], 0),
+            Err(ChannelError::Failed)
+        ));
+        // Announced lengths out of range are refused from the prefix alone.
+        let (_, mut o) = sealer_opener(1);
+        o.set_max_frame_len(100);
+        assert!(matches!(
+            o.frame_len(&[0, 101]),
+            Err(ChannelError::FrameTooLarge { len: 101, max: 100 })
+        ));
+        let (_, o) = sealer_opener(1);
+        assert!(matches!(
+            o.frame_len(&[0, 15]),
+            Err(ChannelError::FrameTooShort { len: 15 })
+        ));
+        let (_, mut o) = sealer_opener(1);
+        assert!(matches!(
+            o.open_frame(&mut [0, 40, 1, 2]),
+            Err(ChannelError::Truncated)
+        ));
     }
 
     #[test]

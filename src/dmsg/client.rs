@@ -47,9 +47,7 @@ use super::relay_book::RelayBook;
 use crate::crypto::channel::{Channel, HANDSHAKE_TIMEOUT, handshake_transport};
 use crate::crypto::noise::{kk_initiator, kk_responder, xk_initiator};
 use crate::crypto::{Keypair, PublicKey};
-use crate::mux::codec::{
-    ChannelFrameReader, ChannelFrameWriter, FrameRead, InFrame, SealedReader, SealedWriter,
-};
+use crate::mux::codec::{FrameRead, InFrame, SealedReader, SealedWriter, channel_over_stream};
 use crate::mux::{Config, MuxError, Session, Side, Stream};
 use crate::wire::dmsg::{
     PORT_HEADER_LEN, PortHeader, PortRepr, PortStatus, RelayStatus, RequestRepr,
@@ -848,7 +846,8 @@ impl Inner {
         ch: Channel<Stream>,
         side: Side,
     ) -> PeerChannel {
-        let (r, w) = ch.split();
+        // Owned frames between the inner mux and the relay session (`mux::codec::chunked`).
+        let (r, w) = channel_over_stream(ch);
         // Streams opened inside a channel are accepted by our own loop right away, so the
         // backlog only absorbs bursts (a thousand dials at once). Whatever the peer opens,
         // the session's memory budget (`Config::max_session_bytes`) bounds what it holds.
@@ -859,10 +858,10 @@ impl Inner {
         };
         let closed_by_peer = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = EofWatch {
-            inner: ChannelFrameReader::new(r),
+            inner: r,
             clean_eof: closed_by_peer.clone(),
         };
-        let session = Session::new(&self.ex, reader, ChannelFrameWriter::new(w), side, cfg);
+        let session = Session::new(&self.ex, reader, w, side, cfg);
         let channel = PeerChannel {
             session: session.clone(),
             closed_by_peer,

@@ -5,17 +5,19 @@
 //! control payload `0x01 ‖ destination pk (32)`. The relay answers with one status byte on
 //! that stream — [`STATUS_OK`], or why not — and, if the destination has a session here,
 //! opens a stream on it with `0x01 ‖ source pk` (the source as authenticated by XK) and
-//! splices the two. The bytes it splices are the two clients' end-to-end KK channel: the relay
-//! opens only the sealed session headers and forwards the data payloads as they are
-//! (encrypt-once); it never sees plaintext and never runs an AEAD over bulk data.
+//! forwards between the two ([`crate::mux::forward`]). The bytes it forwards are the two
+//! clients' end-to-end KK channel: the relay opens only the sealed session headers and hands
+//! each data payload on as the same buffer under a freshly sealed header (encrypt-once, no
+//! copy); it never sees plaintext and never runs an AEAD over bulk data.
 //!
 //! Bounds: a connection is admitted (or closed at once, unread) by the [`super::admission`] gate
 //! before any cryptography: it reserves one of `max_sessions` session slots and one of the
 //! global and per-address handshake slots, and spends a per-address rate token; a replayed
 //! first handshake message is dropped before any Diffie-Hellman. Per relayed stream the mux
 //! window (256 KiB each way) is all the relay buffers, and a slow destination only stops its
-//! own stream: a splice takes from one stream only what the other accepts at once, so the
-//! relay holds nothing per channel outside the two sessions' budgets. Sessions that stop
+//! own stream: the forwarder takes from one stream only what the other accepts at once, so the
+//! relay holds nothing per channel outside the two sessions' budgets (at most one payload per
+//! direction, see [`crate::mux::forward`]). Sessions that stop
 //! answering pings are dropped.
 
 use std::collections::HashMap;
@@ -37,6 +39,7 @@ use crate::crypto::channel::{ChannelError, HANDSHAKE_TIMEOUT, handshake_transpor
 use crate::crypto::noise::xk_responder;
 use crate::crypto::{Keypair, PublicKey};
 use crate::mux::codec::{SealedReader, SealedWriter};
+use crate::mux::forward::forward_both;
 use crate::mux::{Config, Session, Side, Stream};
 use crate::wire::dmsg::{RelayStatus, RequestRepr};
 
@@ -389,11 +392,10 @@ impl Relay {
             return;
         }
         self.stats.channels_total.fetch_add(1, Ordering::Relaxed);
-        let up = splice(&stream, &other, &self.stats);
-        let down = splice(&other, &stream, &self.stats);
-        // A clean end (FIN) in one direction leaves the other running; an error in either
-        // drops both halves of both streams, which resets them, so neither end hangs.
-        let _ = future::try_zip(up, down).await;
+        // Owned frames, both ways: each payload crosses as the buffer it arrived in. A clean
+        // end (FIN) in one direction leaves the other running; an error in either drops both
+        // streams, which resets them, so neither end hangs.
+        let _ = forward_both(&stream, &other, &self.stats.bytes).await;
     }
 }
 
@@ -454,87 +456,6 @@ impl Drop for Slot {
 
 fn lock_waiters(relay: &Relay) -> std::sync::MutexGuard<'_, Vec<Waker>> {
     relay.waiters.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Largest piece a splice moves at once: one relay session frame.
-const SPLICE_CHUNK: usize = 64 * 1024;
-
-/// Pieces a splice moves in one poll before it lets the executor run others.
-const SPLICE_TURN: usize = 16;
-
-thread_local! {
-    /// The bytes a splice is moving: read from the source only as far as the destination
-    /// takes them in the same poll, so one buffer per thread serves every relayed channel
-    /// (rather than 64 KiB per direction per channel, outside any session budget).
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// What one step of a splice did.
-enum Step {
-    Moved,
-    Eof,
-    Pending,
-    Failed,
-}
-
-/// Copies `r` to `w` until EOF, then half-closes `w`; `Err` if either side failed.
-///
-/// Data is taken from `r` only when `w` has room for it (credit and queue space), and
-/// written in the same poll: what the destination does not take yet stays in the source
-/// stream's receive buffer, bounded by its window and its session's budget, and nothing is
-/// held in between.
-async fn splice(r: &Stream, w: &Stream, stats: &RelayStats) -> Result<(), ()> {
-    // Bytes `w` did not take in the poll that read them: only if its queue filled between
-    // the room check and the write (e.g. by the credit the read returned, when both streams
-    // are on one session). Rare and at most one piece.
-    let mut left: Vec<u8> = Vec::new();
-    poll_fn(|cx| {
-        for _ in 0..SPLICE_TURN {
-            while !left.is_empty() {
-                match w.poll_write_ref(cx, &left) {
-                    Poll::Ready(Ok(n)) => drop(left.drain(..n)),
-                    Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            left = Vec::new();
-            let room = match w.poll_write_room(cx) {
-                Poll::Ready(Ok(n)) => n.min(SPLICE_CHUNK),
-                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
-                Poll::Pending => return Poll::Pending,
-            };
-            let step = SCRATCH.with_borrow_mut(|buf| {
-                if buf.len() < SPLICE_CHUNK {
-                    buf.resize(SPLICE_CHUNK, 0);
-                }
-                let n = match r.poll_read_ref(cx, &mut buf[..room]) {
-                    Poll::Ready(Ok(0)) => return Step::Eof,
-                    Poll::Ready(Ok(n)) => n,
-                    Poll::Ready(Err(_)) => return Step::Failed,
-                    Poll::Pending => return Step::Pending,
-                };
-                stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                match w.poll_write_ref(cx, &buf[..n]) {
-                    Poll::Ready(Ok(k)) => left.extend_from_slice(&buf[k..n]),
-                    Poll::Ready(Err(_)) => return Step::Failed,
-                    Poll::Pending => left.extend_from_slice(&buf[..n]),
-                }
-                Step::Moved
-            });
-            match step {
-                Step::Moved => {}
-                Step::Eof => {
-                    w.close_ref();
-                    return Poll::Ready(Ok(()));
-                }
-                Step::Pending => return Poll::Pending,
-                Step::Failed => return Poll::Ready(Err(())),
-            }
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await
 }
 
 /// Milliseconds since the epoch: a sequence number that keeps increasing across restarts.

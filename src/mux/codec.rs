@@ -29,13 +29,23 @@ use std::time::Instant;
 
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::core::{MuxError, OutFrame};
-use crate::crypto::channel::{ChannelReader, ChannelWriter, MAX_PAYLOAD_LEN};
+use self::batch::Batch;
+use super::core::{MuxError, OutFrame, Payload};
+use crate::crypto::channel::{ChannelReader, ChannelWriter, LEN_PREFIX, MAX_PAYLOAD_LEN};
 use crate::crypto::noise::{CipherState, TAG_LEN};
 use crate::wire::mux::{HEADER_LEN, Repr, Type};
-use crate::wire::session::{MAX_CONTROL_LEN, MIN_SEALED_LEN};
+use crate::wire::session::{
+    Frame as SealedFrame, MIN_SEALED_LEN, PREFIX_LEN, Repr as SealedRepr, sealed_frame_len,
+    split_opened,
+};
 
-/// One received frame, borrowed from the reader's buffer.
+pub mod batch;
+pub mod chunked;
+
+pub use chunked::{StreamChannelReader, StreamChannelWriter, channel_over_stream};
+
+/// One received frame, borrowed from the reader's buffer (its data payload may be an owned
+/// buffer instead, see [`Payload`]).
 #[derive(Debug)]
 pub struct InFrame<'a> {
     /// The header.
@@ -43,7 +53,7 @@ pub struct InFrame<'a> {
     /// Control payload (sealed codec only; empty otherwise).
     pub control: &'a [u8],
     /// Data payload (data frames only).
-    pub data: &'a [u8],
+    pub data: Payload<'a>,
 }
 
 /// The receiving side of a codec.
@@ -56,6 +66,13 @@ pub trait FrameRead: Send + 'static {
 pub trait FrameWrite: Send + 'static {
     /// Queues one frame.
     fn write_frame(&mut self, f: &OutFrame) -> impl Future<Output = io::Result<()>> + Send;
+    /// Queues one frame, taking its buffers: a writer that batches with vectored writes keeps
+    /// a large data payload as it is instead of copying it. By default, [`write_frame`].
+    ///
+    /// [`write_frame`]: FrameWrite::write_frame
+    fn write_owned(&mut self, f: OutFrame) -> impl Future<Output = io::Result<()>> + Send {
+        async move { self.write_frame(&f).await }
+    }
     /// Writes everything queued.
     fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
     /// Flushes and closes the write side.
@@ -76,6 +93,16 @@ fn settle_batch(buf: &mut Vec<u8>, flushed: usize, heavy_at: &mut Option<Instant
         *heavy_at = Some(Instant::now());
     } else if buf.capacity() > WRITE_KEEP && heavy_at.is_none_or(|t| t.elapsed() >= RX_IDLE) {
         buf.shrink_to(WRITE_KEEP);
+    }
+}
+
+/// [`settle_batch`] for a [`Batch`].
+fn settle(batch: &mut Batch, flushed: usize, heavy_at: &mut Option<Instant>) {
+    debug_assert!(batch.is_empty());
+    if flushed > WRITE_KEEP {
+        *heavy_at = Some(Instant::now());
+    } else if batch.capacity() > WRITE_KEEP && heavy_at.is_none_or(|t| t.elapsed() >= RX_IDLE) {
+        batch.shrink_to(WRITE_KEEP);
     }
 }
 
@@ -279,7 +306,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for PlainReader<R> {
         Ok(Some(InFrame {
             header,
             control: &[],
-            data: &self.rx.bytes()[HEADER_LEN..HEADER_LEN + n],
+            data: Payload::Borrowed(&self.rx.bytes()[HEADER_LEN..HEADER_LEN + n]),
         }))
     }
 }
@@ -288,7 +315,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for PlainReader<R> {
 #[derive(Debug)]
 pub struct PlainWriter<W> {
     inner: W,
-    buf: Vec<u8>,
+    buf: Batch,
     /// When the last heavy flush was.
     heavy_at: Option<Instant>,
 }
@@ -298,7 +325,7 @@ impl<W> PlainWriter<W> {
     pub fn new(inner: W) -> Self {
         PlainWriter {
             inner,
-            buf: Vec::new(),
+            buf: Batch::default(),
             heavy_at: None,
         }
     }
@@ -311,8 +338,17 @@ impl<W> PlainWriter<W> {
 
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for PlainWriter<W> {
     async fn write_frame(&mut self, f: &OutFrame) -> io::Result<()> {
-        self.buf.extend_from_slice(&f.header.to_bytes());
-        self.buf.extend_from_slice(&f.data);
+        self.buf.push_copy(&f.header.to_bytes());
+        self.buf.push_copy(&f.data);
+        if self.buf.len() >= WRITE_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_owned(&mut self, f: OutFrame) -> io::Result<()> {
+        self.buf.push_copy(&f.header.to_bytes());
+        self.buf.push_owned(f.data);
         if self.buf.len() >= WRITE_BATCH {
             self.flush().await?;
         }
@@ -322,10 +358,9 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for PlainWriter<W> {
     async fn flush(&mut self) -> io::Result<()> {
         let n = self.buf.len();
         if n > 0 {
-            self.inner.write_all(&self.buf).await?;
-            self.buf.clear();
+            self.buf.write_to(&mut self.inner).await?;
         }
-        settle_batch(&mut self.buf, n, &mut self.heavy_at);
+        settle(&mut self.buf, n, &mut self.heavy_at);
         self.inner.flush().await
     }
 
@@ -338,12 +373,15 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for PlainWriter<W> {
 /// The largest data payload one mux frame can carry inside a channel frame.
 pub const CHANNEL_MAX_DATA: usize = MAX_PAYLOAD_LEN - HEADER_LEN;
 
-/// Reader for mux frames inside channel frames.
+/// Reader for mux frames inside channel frames. The frames are parsed where the channel
+/// opened them (its receive buffer): no copy.
 #[derive(Debug)]
 pub struct ChannelFrameReader<R> {
     inner: ChannelReader<R>,
-    buf: Vec<u8>,
+    /// Next mux frame in the channel's last frame.
     pos: usize,
+    /// Length of the channel's last frame (0 before the first).
+    len: usize,
     /// When the last channel frame of more than [`RX_INITIAL`] bytes came.
     big_at: Option<Instant>,
 }
@@ -353,8 +391,8 @@ impl<R> ChannelFrameReader<R> {
     pub fn new(inner: ChannelReader<R>) -> Self {
         ChannelFrameReader {
             inner,
-            buf: Vec::new(),
             pos: 0,
+            len: 0,
             big_at: None,
         }
     }
@@ -362,52 +400,60 @@ impl<R> ChannelFrameReader<R> {
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChannelFrameReader<R> {
     async fn read_frame(&mut self) -> Result<Option<InFrame<'_>>, MuxError> {
-        if self.pos >= self.buf.len() {
+        if self.pos >= self.len {
+            // Only small frames for a while after a big one: give the room back.
+            if self.len > RX_INITIAL {
+                self.big_at = Some(Instant::now());
+            } else if self.inner.buffer_capacity() > RX_INITIAL + 2 * TAG_LEN
+                && self.big_at.is_none_or(|t| t.elapsed() >= RX_IDLE)
+            {
+                self.inner.shrink_buffer(RX_INITIAL);
+            }
             match self.inner.recv().await {
                 Ok(frame) => {
-                    self.buf.clear();
-                    // Only small frames for a while after a big one: give the room back.
-                    if frame.len() > RX_INITIAL {
-                        self.big_at = Some(Instant::now());
-                    } else if self.buf.capacity() > RX_INITIAL
-                        && self.big_at.is_none_or(|t| t.elapsed() >= RX_IDLE)
-                    {
-                        self.buf.shrink_to(RX_INITIAL);
-                    }
-                    self.buf.extend_from_slice(frame);
+                    self.len = frame.len();
                     self.pos = 0;
                 }
                 Err(crate::crypto::channel::ChannelError::Closed) => return Ok(None),
                 Err(e) => return Err(MuxError::Closed(e.to_string())),
             }
-            if self.buf.is_empty() {
+            if self.len == 0 {
                 return Err(MuxError::Protocol("empty channel frame".into()));
             }
         }
-        let rest = &self.buf[self.pos..];
-        let header = Repr::parse_header(rest).map_err(|e| {
-            MuxError::Protocol(format!("channel frame holds a partial mux header: {e}"))
-        })?;
-        let n = data_len(&header, CHANNEL_MAX_DATA)?;
-        if rest.len() < HEADER_LEN + n {
-            return Err(MuxError::Protocol(
-                "a mux frame crosses a channel frame boundary".into(),
-            ));
-        }
-        let start = self.pos + HEADER_LEN;
+        let buf = self.inner.last_frame();
+        let (header, start, n) = next_in_channel_frame(buf, self.pos)?;
         self.pos = start + n;
         Ok(Some(InFrame {
             header,
             control: &[],
-            data: &self.buf[start..start + n],
+            data: Payload::Borrowed(&buf[start..start + n]),
         }))
     }
 }
 
-/// Writer of mux frames into channel frames, packing several per channel frame.
+/// The mux frame at `pos` of an opened channel frame's plaintext `buf`: its header, where its
+/// data starts and how long it is. A mux frame never crosses a channel frame.
+fn next_in_channel_frame(buf: &[u8], pos: usize) -> Result<(Repr, usize, usize), MuxError> {
+    let rest = &buf[pos..];
+    let header = Repr::parse_header(rest).map_err(|e| {
+        MuxError::Protocol(format!("channel frame holds a partial mux header: {e}"))
+    })?;
+    let n = data_len(&header, CHANNEL_MAX_DATA)?;
+    if rest.len() < HEADER_LEN + n {
+        return Err(MuxError::Protocol(
+            "a mux frame crosses a channel frame boundary".into(),
+        ));
+    }
+    Ok((header, pos + HEADER_LEN, n))
+}
+
+/// Writer of mux frames into channel frames, packing several per channel frame. The frame is
+/// built behind room for its length prefix and sealed in place.
 #[derive(Debug)]
 pub struct ChannelFrameWriter<W> {
     inner: ChannelWriter<W>,
+    /// `LEN_PREFIX` bytes of room, then the packed mux frames.
     buf: Vec<u8>,
     /// When the last heavy flush was.
     heavy_at: Option<Instant>,
@@ -436,8 +482,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for ChannelFrameWriter<W
                 "mux frame of {size} bytes does not fit a channel frame"
             )));
         }
-        if self.buf.len() + size > MAX_PAYLOAD_LEN {
+        if self.buf.len() + size > LEN_PREFIX + MAX_PAYLOAD_LEN {
             self.flush().await?;
+        }
+        if self.buf.is_empty() {
+            self.buf.extend_from_slice(&[0; LEN_PREFIX]);
         }
         self.buf.extend_from_slice(&f.header.to_bytes());
         self.buf.extend_from_slice(&f.data);
@@ -446,10 +495,13 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for ChannelFrameWriter<W
 
     async fn flush(&mut self) -> io::Result<()> {
         let n = self.buf.len();
-        if n > 0 {
-            self.inner.send(&self.buf).await.map_err(channel_io)?;
-            self.buf.clear();
+        if n > LEN_PREFIX {
+            self.inner
+                .send_in_place(&mut self.buf)
+                .await
+                .map_err(channel_io)?;
         }
+        self.buf.clear();
         settle_batch(&mut self.buf, n, &mut self.heavy_at);
         Ok(())
     }
@@ -492,45 +544,60 @@ impl<R> SealedReader<R> {
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for SealedReader<R> {
     async fn read_frame(&mut self) -> Result<Option<InFrame<'_>>, MuxError> {
         self.rx.consume_pending();
-        if !self.rx.ensure(&mut self.inner, 2, true).await? {
+        if !self.rx.ensure(&mut self.inner, PREFIX_LEN, true).await? {
             return Ok(None);
         }
-        let b = self.rx.bytes();
-        let sealed_len = usize::from(u16::from_be_bytes([b[0], b[1]]));
+        // The `wire::session` view: the prefix says how long the sealed part is; a short one
+        // is refused before its body is read.
+        let sealed_end = sealed_frame_len(self.rx.bytes()).expect("the prefix is buffered");
+        let sealed_len = sealed_end - PREFIX_LEN;
         if sealed_len < MIN_SEALED_LEN {
             return Err(MuxError::Protocol(format!(
                 "sealed length {sealed_len} is below {MIN_SEALED_LEN}"
             )));
         }
-        self.rx
-            .ensure(&mut self.inner, 2 + sealed_len, false)
-            .await?;
-        let body = 2 + sealed_len - TAG_LEN;
-        let (plain, tag) = self.rx.bytes_mut()[2..2 + sealed_len].split_at_mut(body - 2);
+        self.rx.ensure(&mut self.inner, sealed_end, false).await?;
+        let mut frame = SealedFrame::new_checked(self.rx.bytes_mut())
+            .map_err(|e| MuxError::Protocol(e.to_string()))?;
+        let sealed = frame.sealed_mut();
+        let (plain, tag) = sealed.split_at_mut(sealed_len - TAG_LEN);
         let tag: [u8; TAG_LEN] = (&*tag).try_into().expect("16 bytes");
         self.cipher
             .open_in_place(&[], plain, &tag)
             .map_err(|e| MuxError::Protocol(format!("session frame refused: {e}")))?;
-        let header = Repr::parse_header(plain).map_err(|e| MuxError::Protocol(e.to_string()))?;
+        let (header, _) = split_opened(plain).map_err(|e| MuxError::Protocol(e.to_string()))?;
+        let body = sealed_end - TAG_LEN;
         let n = data_len(&header, self.max_data)?;
-        let total = 2 + sealed_len + n;
+        let total = sealed_end + n;
         self.rx.ensure(&mut self.inner, total, false).await?;
         self.rx.pending = total;
         let b = self.rx.bytes();
+        let data = &b[sealed_end..total];
+        // A large payload leaves the receive buffer as a buffer of its own: the core keeps it
+        // as it is, and a relay forwards that same buffer (see `mux::forward`).
+        let data = if n >= RX_OWNED_MIN {
+            Payload::Owned(super::pool::copy_of(data))
+        } else {
+            Payload::Borrowed(data)
+        };
         Ok(Some(InFrame {
             header,
-            control: &b[2 + HEADER_LEN..body],
-            data: &b[2 + sealed_len..total],
+            control: &b[PREFIX_LEN + HEADER_LEN..body],
+            data,
         }))
     }
 }
+
+/// Payloads at least this long leave a sealed reader as owned buffers (what a stream's
+/// receive buffer keeps as its own chunk anyway).
+pub const RX_OWNED_MIN: usize = 4 * 1024;
 
 /// Writer of sealed session frames.
 #[derive(Debug)]
 pub struct SealedWriter<W> {
     inner: W,
     cipher: CipherState,
-    buf: Vec<u8>,
+    buf: Batch,
     /// When the last heavy flush was.
     heavy_at: Option<Instant>,
 }
@@ -542,7 +609,7 @@ impl<W> SealedWriter<W> {
         SealedWriter {
             inner,
             cipher,
-            buf: Vec::new(),
+            buf: Batch::default(),
             heavy_at: None,
         }
     }
@@ -553,23 +620,45 @@ impl<W> SealedWriter<W> {
     }
 }
 
-impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for SealedWriter<W> {
-    async fn write_frame(&mut self, f: &OutFrame) -> io::Result<()> {
-        if f.control.len() > MAX_CONTROL_LEN {
-            return Err(io::Error::other("control payload too long"));
-        }
-        let sealed_len = MIN_SEALED_LEN + f.control.len();
-        self.buf
-            .extend_from_slice(&(sealed_len as u16).to_be_bytes());
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&f.header.to_bytes());
-        self.buf.extend_from_slice(&f.control);
+impl<W> SealedWriter<W> {
+    /// Seals `f`'s header and control payload into the batch buffer (its data follows).
+    fn seal_header(&mut self, f: &OutFrame) -> io::Result<()> {
+        let repr = SealedRepr::new(f.control.len()).map_err(|e| io::Error::other(e.to_string()))?;
+        let head = self.buf.head();
+        let at = head.len();
+        head.resize(at + repr.buffer_len(), 0);
+        let mut frame = SealedFrame::new_unchecked(&mut head[at..]);
+        repr.emit(&mut frame)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let sealed = frame.sealed_mut();
+        let (plain, tag_room) = sealed.split_at_mut(sealed.len() - TAG_LEN);
+        f.header
+            .emit_header(&mut plain[..HEADER_LEN])
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        plain[HEADER_LEN..].copy_from_slice(&f.control);
         let tag = self
             .cipher
-            .seal_in_place(&[], &mut self.buf[start..])
+            .seal_in_place(&[], plain)
             .map_err(|e| io::Error::other(e.to_string()))?;
-        self.buf.extend_from_slice(&tag);
-        self.buf.extend_from_slice(&f.data);
+        tag_room.copy_from_slice(&tag);
+        self.buf.added(repr.buffer_len());
+        Ok(())
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for SealedWriter<W> {
+    async fn write_frame(&mut self, f: &OutFrame) -> io::Result<()> {
+        self.seal_header(f)?;
+        self.buf.push_copy(&f.data);
+        if self.buf.len() >= WRITE_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_owned(&mut self, f: OutFrame) -> io::Result<()> {
+        self.seal_header(&f)?;
+        self.buf.push_owned(f.data);
         if self.buf.len() >= WRITE_BATCH {
             self.flush().await?;
         }
@@ -579,10 +668,9 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for SealedWriter<W> {
     async fn flush(&mut self) -> io::Result<()> {
         let n = self.buf.len();
         if n > 0 {
-            self.inner.write_all(&self.buf).await?;
-            self.buf.clear();
+            self.buf.write_to(&mut self.inner).await?;
         }
-        settle_batch(&mut self.buf, n, &mut self.heavy_at);
+        settle(&mut self.buf, n, &mut self.heavy_at);
         self.inner.flush().await
     }
 

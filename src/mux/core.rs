@@ -215,6 +215,52 @@ impl OutFrame {
     }
 }
 
+/// A received data payload as a codec hands it to [`Core::handle_payload`]: borrowed from the
+/// codec's buffer (copied into the stream's receive buffer), or an owned buffer that the
+/// stream keeps as it is and a forwarder can take out again as it is
+/// ([`Core::read_chunk`]), so a relayed payload crosses the core without a copy.
+#[derive(Debug)]
+pub enum Payload<'a> {
+    /// Bytes in the codec's buffer.
+    Borrowed(&'a [u8]),
+    /// A buffer of its own.
+    Owned(Vec<u8>),
+}
+
+impl Payload<'_> {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Borrowed(b) => b,
+            Payload::Owned(v) => v,
+        }
+    }
+}
+
+impl std::ops::Deref for Payload<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl<'a> From<&'a [u8]> for Payload<'a> {
+    fn from(b: &'a [u8]) -> Self {
+        Payload::Borrowed(b)
+    }
+}
+
+/// Result of [`Core::read_chunk`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChunkResult {
+    /// Received bytes, owned.
+    Data(Vec<u8>),
+    /// The peer half-closed: no more data will come.
+    Eof,
+    /// Nothing buffered yet; the waker was registered.
+    Pending,
+}
+
 /// Result of [`Core::read`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadResult {
@@ -497,6 +543,11 @@ impl Core {
     /// it in. False after a wait ran out ([`Core::room_wait_expired`]) until the application
     /// reads again: an application that reads nothing does not get waited for twice.
     pub fn needs_room(&self, h: &Repr, control: &[u8], data: &[u8]) -> bool {
+        self.needs_room_for(h, control, &Payload::Borrowed(data))
+    }
+
+    /// [`Core::needs_room`] for a payload as [`Core::handle_payload`] takes it.
+    pub fn needs_room_for(&self, h: &Repr, control: &[u8], data: &Payload<'_>) -> bool {
         if self.failed.is_some()
             || self.impatient
             || !matches!(h.frame_type, Type::Data | Type::WindowUpdate)
@@ -515,7 +566,7 @@ impl Core {
         if h.frame_type != Type::Data || data.is_empty() || s.detached || s.reset {
             return false;
         }
-        let growth = s.rx.growth_for(data.len());
+        let growth = rx_growth(&s.rx, data);
         growth > 0 && self.held_bytes() + growth > self.config.max_session_bytes
     }
 
@@ -683,6 +734,17 @@ impl Core {
     /// Handles one received frame. An error ends the session (see [`Core::fail`]): the
     /// caller should stop reading and let the writer flush the go-away.
     pub fn handle_frame(&mut self, h: Repr, control: &[u8], data: &[u8]) -> Result<(), MuxError> {
+        self.handle_payload(h, control, Payload::Borrowed(data))
+    }
+
+    /// [`Core::handle_frame`] with the data payload borrowed or owned (an owned one is kept
+    /// as it is, see [`Payload`]).
+    pub fn handle_payload(
+        &mut self,
+        h: Repr,
+        control: &[u8],
+        data: Payload<'_>,
+    ) -> Result<(), MuxError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -693,7 +755,7 @@ impl Core {
         r
     }
 
-    fn handle_inner(&mut self, h: Repr, control: &[u8], data: &[u8]) -> Result<(), MuxError> {
+    fn handle_inner(&mut self, h: Repr, control: &[u8], data: Payload<'_>) -> Result<(), MuxError> {
         if h.version != VERSION {
             return Err(MuxError::Protocol(format!("version {}", h.version)));
         }
@@ -734,7 +796,7 @@ impl Core {
         &mut self,
         h: Repr,
         control: &[u8],
-        data: &[u8],
+        data: Payload<'_>,
     ) -> Result<(), MuxError> {
         let id = h.stream_id;
         let is_data = h.frame_type == Type::Data;
@@ -801,7 +863,7 @@ impl Core {
                     self.push_credit(id, delta);
                 }
             } else if n > 0 {
-                let growth = s.rx.growth_for(data.len());
+                let growth = rx_growth(&s.rx, &data);
                 if growth > 0
                     && self.held_bytes() + growth > self.config.max_session_bytes
                     && !self.make_room(id, growth)?
@@ -810,7 +872,10 @@ impl Core {
                 }
                 let s = self.streams.get_mut(&id).expect("make_room keeps it");
                 let before = s.rx.alloc();
-                s.rx.push(data);
+                match data {
+                    Payload::Borrowed(b) => s.rx.push(b),
+                    Payload::Owned(v) => s.rx.push_owned(v),
+                }
                 self.rx_bytes = self.rx_bytes + s.rx.alloc() - before;
                 if let Some(w) = s.read_waker.take() {
                     w.wake();
@@ -991,6 +1056,43 @@ impl Core {
 
     /// Copies buffered data of stream `id` into `buf`.
     pub fn read(&mut self, id: u32, buf: &mut [u8], waker: &Waker) -> Result<ReadResult, MuxError> {
+        self.take(id, waker, |rx| rx.read(buf))
+    }
+
+    /// Takes up to `max` buffered bytes of stream `id` as an owned buffer: a received payload
+    /// that came owned ([`Payload::Owned`]) and fits comes out as the same buffer, without a
+    /// copy. Credit and the memory budget are kept exactly as by [`Core::read`].
+    pub fn read_chunk(
+        &mut self,
+        id: u32,
+        max: usize,
+        waker: &Waker,
+    ) -> Result<ChunkResult, MuxError> {
+        if max == 0 {
+            return Ok(ChunkResult::Data(Vec::new()));
+        }
+        let mut out = None;
+        let r = self.take(id, waker, |rx| {
+            let c = rx.pop_chunk(max).unwrap_or_default();
+            let n = c.len();
+            out = Some(c);
+            n
+        })?;
+        Ok(match r {
+            ReadResult::Data(_) => ChunkResult::Data(out.unwrap_or_default()),
+            ReadResult::Eof => ChunkResult::Eof,
+            ReadResult::Pending => ChunkResult::Pending,
+        })
+    }
+
+    /// Takes buffered data of stream `id` with `f` (which returns how many bytes it took) and
+    /// does the accounting: budget, credit, forgetting a finished stream.
+    fn take(
+        &mut self,
+        id: u32,
+        waker: &Waker,
+        f: impl FnOnce(&mut RecvBuf) -> usize,
+    ) -> Result<ReadResult, MuxError> {
         let half = self.config.window / 2;
         let Some(s) = self.streams.get_mut(&id) else {
             return Err(self.failed.clone().unwrap_or(MuxError::Reset));
@@ -1009,7 +1111,7 @@ impl Core {
             return Ok(ReadResult::Pending);
         }
         let before = s.rx.alloc();
-        let n = s.rx.read(buf);
+        let n = f(&mut s.rx);
         let after = s.rx.alloc();
         self.rx_bytes = self.rx_bytes + after - before;
         self.impatient = false;
@@ -1072,8 +1174,45 @@ impl Core {
         let Some(room) = self.write_room(id, waker)? else {
             return Ok(WriteResult::Pending);
         };
-        let s = self.streams.get_mut(&id).expect("write_room found it");
         let n = data.len().min(room);
+        self.push_data(id, data[..n].to_vec());
+        Ok(WriteResult::Written(n))
+    }
+
+    /// As [`Core::write_room`], but while the credit is short of `want` bytes (a whole owned
+    /// payload of at most a frame and half a window, which the peer's next window update is
+    /// sure to make room for), `None` with the waker registered: a forwarder then moves the
+    /// payload whole later instead of splitting it (a copy) now.
+    pub fn write_room_for(
+        &mut self,
+        id: u32,
+        want: usize,
+        waker: &Waker,
+    ) -> Result<Option<usize>, MuxError> {
+        let room = self.write_room(id, waker)?;
+        let whole = want.min(self.config.max_frame_data);
+        if let Some(r) = room
+            && r < whole
+            && whole <= self.config.window as usize / 2
+        {
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.write_waker = Some(waker.clone());
+            }
+            return Ok(None);
+        }
+        Ok(room)
+    }
+
+    /// Bytes of the next owned chunk [`Core::read_chunk`] would give whole (0 if none).
+    pub fn next_chunk_len(&self, id: u32) -> usize {
+        self.streams.get(&id).map_or(0, |s| s.rx.front_len())
+    }
+
+    /// Queues `data` (within the credit [`Core::write_room`] found) as a data frame of
+    /// stream `id`, spending its credit.
+    fn push_data(&mut self, id: u32, data: Vec<u8>) {
+        let s = self.streams.get_mut(&id).expect("write_room found it");
+        let n = data.len();
         s.send_window -= n as u32;
         let flags = if s.need_ack {
             s.need_ack = false;
@@ -1084,10 +1223,37 @@ impl Core {
         self.push(OutFrame {
             header: Repr::data(id, flags, n as u32),
             control: Vec::new(),
-            data: data[..n].to_vec(),
+            data,
             kind: Kind::Local,
         });
-        Ok(WriteResult::Written(n))
+    }
+
+    /// Queues the owned buffer `chunk` as data on stream `id` without copying it, as far as
+    /// [`Core::write_room`] allows: taken whole when it fits (`chunk` is left `None`), or
+    /// its first part when only that fits and waiting would not help (the rest, copied, is
+    /// left in `chunk`); nothing (waker registered) while there is no room, or while the
+    /// credit is short of a whole payload [`Core::write_room_for`] waits for.
+    pub fn write_chunk(
+        &mut self,
+        id: u32,
+        chunk: &mut Option<Vec<u8>>,
+        waker: &Waker,
+    ) -> Result<(), MuxError> {
+        let want = chunk.as_ref().map_or(0, Vec::len);
+        let Some(room) = self.write_room_for(id, want, waker)? else {
+            return Ok(());
+        };
+        let Some(mut data) = chunk.take() else {
+            return Ok(());
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        if data.len() > room {
+            *chunk = Some(data.split_off(room));
+        }
+        self.push_data(id, data);
+        Ok(())
     }
 
     /// Half-closes stream `id` (FIN).
@@ -1228,6 +1394,14 @@ impl Core {
     /// True once the peer sent a go-away.
     pub fn peer_went_away(&self) -> bool {
         self.peer_go_away.is_some()
+    }
+}
+
+/// How much a stream's receive buffer grows at most to store `data`.
+fn rx_growth(rx: &RecvBuf, data: &Payload<'_>) -> usize {
+    match data {
+        Payload::Borrowed(b) => rx.growth_for(b.len()),
+        Payload::Owned(v) => rx.growth_for_owned(v, v.capacity()),
     }
 }
 

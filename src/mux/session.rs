@@ -90,7 +90,7 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::codec::{FrameRead, FrameWrite};
-use super::core::{Config, Core, MuxError, ReadResult, Side, WriteResult};
+use super::core::{ChunkResult, Config, Core, MuxError, Payload, ReadResult, Side, WriteResult};
 use crate::wire::mux::Repr;
 
 #[derive(Debug)]
@@ -311,8 +311,8 @@ async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
                 }
                 // Over the memory budget: first give the application a moment to read (the
                 // peer waits meanwhile, as with TCP), and only then refuse or reset.
-                if waited || !core.needs_room(&f.header, f.control, f.data) {
-                    if let Err(e) = core.handle_frame(f.header, f.control, f.data) {
+                if waited || !core.needs_room_for(&f.header, f.control, &f.data) {
+                    if let Err(e) = core.handle_payload(f.header, f.control, f.data) {
                         log::debug!("mux: {e}");
                         return;
                     }
@@ -320,7 +320,7 @@ async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
                 }
             }
             // Boxed: rare, and it would otherwise grow every session's reader task.
-            Box::pin(wait_for_room(&shared, &f.header, f.control, f.data)).await;
+            Box::pin(wait_for_room(&shared, &f.header, f.control, &f.data)).await;
             waited = true;
         };
         // Replies are piling up: let the writer take them before reading on (a burst of
@@ -336,10 +336,10 @@ async fn read_task<R: FrameRead>(mut reader: R, shared: Arc<Shared>) {
 /// Waits (at most [`ROOM_WAIT`]) until the frame fits the session's budget or the session
 /// fails; if the application freed too little in time, the core stops waiting for it until
 /// it reads again.
-async fn wait_for_room(shared: &Shared, h: &Repr, control: &[u8], data: &[u8]) {
+async fn wait_for_room(shared: &Shared, h: &Repr, control: &[u8], data: &Payload<'_>) {
     let room = poll_fn(|cx| {
         let mut core = shared.lock();
-        if !core.needs_room(h, control, data) || core.poll_room(cx.waker()) {
+        if !core.needs_room_for(h, control, data) || core.poll_room(cx.waker()) {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -380,7 +380,7 @@ async fn write_task<W: FrameWrite>(mut writer: W, shared: Arc<Shared>) {
         match next {
             Some((f, more)) => {
                 let sent = lingering(&shared, &mut deadline, async {
-                    let mut r = writer.write_frame(&f).await;
+                    let mut r = writer.write_owned(f).await;
                     if r.is_ok() && !more {
                         r = writer.flush().await;
                         if r.is_ok() {
@@ -480,6 +480,67 @@ impl Stream {
             Ok(WriteResult::Written(n)) => Poll::Ready(Ok(n)),
             Ok(WriteResult::Pending) => Poll::Pending,
             Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+
+    /// [`Stream::poll_write_room`] for a whole payload of `want` bytes
+    /// ([`Core::write_room_for`]).
+    pub fn poll_write_room_for(
+        &self,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<io::Result<usize>> {
+        match self.shared.lock().write_room_for(self.id, want, cx.waker()) {
+            Ok(Some(n)) => Poll::Ready(Ok(n)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+
+    /// Bytes of the next received buffer [`Stream::poll_read_chunk`] would give whole.
+    pub fn next_chunk_len(&self) -> usize {
+        self.shared.lock().next_chunk_len(self.id)
+    }
+
+    /// Takes up to `max` received bytes as an owned buffer ([`Core::read_chunk`]: a payload
+    /// that arrived owned comes out as the same buffer); `Ok(None)` at the end of the stream.
+    pub fn poll_read_chunk(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<Option<Vec<u8>>>> {
+        match self.shared.lock().read_chunk(self.id, max, cx.waker()) {
+            Ok(ChunkResult::Data(v)) => Poll::Ready(Ok(Some(v))),
+            Ok(ChunkResult::Eof) => Poll::Ready(Ok(None)),
+            Ok(ChunkResult::Pending) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+
+    /// Queues the owned buffer in `chunk` as data without copying it ([`Core::write_chunk`]):
+    /// ready once all of it is queued (`chunk` is then `None`); pending, with what is left
+    /// still in `chunk`, while there is no room.
+    pub fn poll_write_chunk(
+        &self,
+        cx: &mut Context<'_>,
+        chunk: &mut Option<Vec<u8>>,
+    ) -> Poll<io::Result<()>> {
+        let mut core = self.shared.lock();
+        loop {
+            let before = chunk.as_ref().map_or(0, Vec::len);
+            if before > 0 {
+                core.write_chunk(self.id, chunk, cx.waker())
+                    .map_err(to_io)?;
+            }
+            let after = chunk.as_ref().map_or(0, Vec::len);
+            if after == 0 {
+                *chunk = None;
+                return Poll::Ready(Ok(()));
+            }
+            if after == before {
+                // No room: the waker is registered.
+                return Poll::Pending;
+            }
         }
     }
 

@@ -84,6 +84,7 @@ impl RecvBuf {
             return;
         }
         let chunk = if data.len() >= CHUNK {
+            // Exactly its size (not from `mux::pool`): `growth_for` promises that.
             data.to_vec()
         } else {
             let mut c = Vec::with_capacity(CHUNK);
@@ -92,6 +93,69 @@ impl RecvBuf {
         };
         self.chunk_bytes += chunk.capacity();
         self.chunks.push_back(chunk);
+    }
+
+    /// How much [`RecvBuf::alloc`] grows at most if the owned buffer `data` is pushed with
+    /// [`RecvBuf::push_owned`].
+    pub(crate) fn growth_for_owned(&self, data: &[u8], capacity: usize) -> usize {
+        if data.len() < CHUNK {
+            return self.growth_for(data.len());
+        }
+        let table = if self.chunks.len() == self.chunks.capacity() {
+            alloc_cost(self.chunks.capacity().max(4) * 2 * size_of::<Vec<u8>>())
+        } else {
+            0
+        };
+        alloc_cost(capacity) + table
+    }
+
+    /// Appends an owned payload. One of at least [`CHUNK`] bytes is kept as it is, as its own
+    /// chunk (no copy; a partly filled chunk before it gives its spare room back first, so
+    /// the buffer still costs about what it holds); a smaller one is packed like
+    /// [`RecvBuf::push`].
+    pub(crate) fn push_owned(&mut self, data: Vec<u8>) {
+        if data.len() < CHUNK {
+            self.push(&data);
+            return;
+        }
+        if let Some(tail) = self.chunks.back_mut()
+            && tail.capacity() > tail.len()
+        {
+            self.chunk_bytes -= tail.capacity();
+            tail.shrink_to_fit();
+            self.chunk_bytes += tail.capacity();
+        }
+        self.len += data.len();
+        self.chunk_bytes += data.capacity();
+        self.chunks.push_back(data);
+    }
+
+    /// Unread bytes of the first chunk (what [`RecvBuf::pop_chunk`] gives whole).
+    pub(crate) fn front_len(&self) -> usize {
+        self.chunks.front().map_or(0, |c| c.len() - self.off)
+    }
+
+    /// Takes up to `max` unread bytes as an owned buffer: the first chunk itself when it is
+    /// unread and fits (no copy), otherwise a copy of what fits of the first chunk.
+    pub(crate) fn pop_chunk(&mut self, max: usize) -> Option<Vec<u8>> {
+        let front = self.chunks.front()?;
+        if max == 0 {
+            return None;
+        }
+        if self.off == 0 && front.len() <= max {
+            let c = self.chunks.pop_front().expect("front exists");
+            self.chunk_bytes -= c.capacity();
+            self.len -= c.len();
+            if self.len == 0 {
+                self.release_table();
+            }
+            return Some(c);
+        }
+        // Only from the first chunk, so the ones after it can still move whole.
+        let mut out = vec![0u8; max.min(front.len() - self.off)];
+        let n = self.read(&mut out);
+        debug_assert_eq!(n, out.len());
+        Some(out)
     }
 
     /// Copies up to `out.len()` unread bytes into `out`; returns how many.
@@ -190,6 +254,40 @@ mod tests {
         }
         assert_eq!(got, want);
         assert_eq!(b.alloc(), 0);
+    }
+
+    #[test]
+    fn owned_payloads_move_in_and_out_without_copies() {
+        let mut b = RecvBuf::default();
+        b.push(&[1, 2, 3]);
+        let big = vec![7u8; 3 * CHUNK];
+        let g = b.growth_for_owned(&big, big.capacity());
+        let before = b.alloc();
+        b.push_owned(big);
+        assert!(b.alloc() <= before + g);
+        // The small chunk before it gave its spare room back.
+        assert!(
+            b.alloc() < 3 * CHUNK + 3 + 4 * ALLOC_OVERHEAD + 256,
+            "{}",
+            b.alloc()
+        );
+        b.push_owned(vec![9u8; 10]);
+        assert_eq!(b.len(), 3 + 3 * CHUNK + 10);
+        assert_eq!(b.pop_chunk(100).unwrap(), vec![1, 2, 3]);
+        // Too big for `max`: a copy of what fits.
+        assert_eq!(b.pop_chunk(5).unwrap(), vec![7u8; 5]);
+        let rest = b.pop_chunk(usize::MAX).unwrap();
+        assert_eq!(rest.len(), 3 * CHUNK - 5);
+        let mut b2 = RecvBuf::default();
+        let big = vec![5u8; 2 * CHUNK];
+        let ptr2 = big.as_ptr();
+        b2.push_owned(big);
+        let back = b2.pop_chunk(2 * CHUNK).unwrap();
+        assert_eq!(back.as_ptr(), ptr2, "the same buffer comes back out");
+        assert_eq!((b2.len(), b2.alloc()), (0, 0));
+        assert_eq!(b.pop_chunk(usize::MAX).unwrap(), vec![9u8; 10]);
+        assert_eq!((b.len(), b.alloc()), (0, 0));
+        assert!(b.pop_chunk(10).is_none());
     }
 
     #[test]
