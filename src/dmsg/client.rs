@@ -47,7 +47,8 @@ use super::relay_book::RelayBook;
 use crate::crypto::channel::{Channel, HANDSHAKE_TIMEOUT, handshake_transport};
 use crate::crypto::noise::{kk_initiator, kk_responder, xk_initiator};
 use crate::crypto::{Keypair, PublicKey};
-use crate::mux::codec::{FrameRead, InFrame, SealedReader, SealedWriter, channel_over_stream};
+use crate::mux::chunked::channel_over_stream;
+use crate::mux::codec::{FrameRead, InFrame, SealedReader, SealedWriter};
 use crate::mux::{Config, MuxError, Session, Side, Stream};
 use crate::wire::dmsg::{
     PORT_HEADER_LEN, PortHeader, PortRepr, PortStatus, RelayStatus, RequestRepr,
@@ -846,7 +847,7 @@ impl Inner {
         ch: Channel<Stream>,
         side: Side,
     ) -> PeerChannel {
-        // Owned frames between the inner mux and the relay session (`mux::codec::chunked`).
+        // Owned frames between the inner mux and the relay session (`mux::chunked`).
         let (r, w) = channel_over_stream(ch);
         // Streams opened inside a channel are accepted by our own loop right away, so the
         // backlog only absorbs bursts (a thousand dials at once). Whatever the peer opens,

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use futures_lite::future::poll_fn;
 
-use super::{FrameRead, FrameWrite, InFrame, RX_IDLE, next_in_channel_frame};
+use super::codec::{FrameRead, FrameWrite, InFrame, RX_IDLE, next_in_channel_frame};
 use crate::crypto::channel::{Channel, FrameOpener, FrameSealer, LEN_PREFIX, MAX_PAYLOAD_LEN};
 use crate::crypto::noise::TAG_LEN;
 use crate::mux::core::{MuxError, OutFrame, Payload};
@@ -142,7 +142,7 @@ pub struct StreamChannelWriter {
     frame: Vec<u8>,
     /// Length of the last frame sent: the next one starts with that much room.
     last_len: usize,
-    /// When the last frame bigger than [`super::WRITE_KEEP`] went out.
+    /// When the last frame bigger than [`super::codec::WRITE_KEEP`] went out.
     big_at: Option<Instant>,
 }
 
@@ -196,7 +196,7 @@ impl FrameWrite for StreamChannelWriter {
             return Err(self.failed(e));
         }
         self.last_len = frame.len();
-        if frame.len() > super::WRITE_KEEP {
+        if frame.len() > super::codec::WRITE_KEEP {
             self.big_at = Some(Instant::now());
         }
         let mut chunk = Some(frame);
