@@ -17,6 +17,7 @@
 //!  http/       HTTP/1.1 + JSON helpers (field-path errors, ordered output)
 //!  addr        `pk@host:port` (PkAddr), host:port checks, bind addresses
 //!  crypto/     identity (Ed25519, strict verify), Noise, encrypted channel
+//!  spawn       the one way library code spawns a task (boxed: one task type per output)
 //!  accept      the one accept queue (bounded backlog + waker) every listener uses
 //!  wire/       zero-copy views of every wire format (golden bytes)
 //! ```
@@ -25,7 +26,7 @@
 //!
 //! Invariants:
 //! - No `unsafe` outside the one module per unavoidable OS call (`apps::pty::sys` so far).
-//! - Library code never spawns on a global executor: the CLI owns the executor and hands it
+//! - Library code never spawns on a global executor, and spawns boxed (`spawn::Spawn`): the CLI owns the executor and hands it
 //!   in (`visor::run::start`, `DmsgClient::start`, the launcher).
 //! - Parsers of untrusted bytes return errors; they never panic on input.
 
@@ -42,6 +43,7 @@ pub mod dmsg;
 pub mod http;
 pub mod mux;
 pub mod rpc;
+pub mod spawn;
 pub mod visor;
 pub mod wire;
 

@@ -23,6 +23,7 @@ use super::conn::ConnTable;
 use super::net::Net;
 use super::settings::{AppEntry, RestartPolicy};
 use super::{AppCtx, AppDef, Dep, DepKind, HostInfo, Mode};
+use crate::spawn::Spawn;
 
 /// How long a starting app may take to report ready before the next wave starts anyway.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -633,7 +634,7 @@ impl Launcher {
         let generation = s.generation;
         let start = s.p.def.start;
         let name = s.p.def.name;
-        s.task = Some(self.inner.ex.spawn(async move {
+        s.task = Some(self.inner.ex.spawn_boxed(async move {
             let t0 = Instant::now();
             let res = start(ctx).await;
             me.ended(name, generation, res, t0.elapsed());
@@ -698,7 +699,7 @@ impl Launcher {
             s.restarts
         );
         let me = self.clone();
-        s.task = Some(self.inner.ex.spawn(async move {
+        s.task = Some(self.inner.ex.spawn_boxed(async move {
             Timer::after(delay).await;
             let mut slots = me.slots();
             if let Some(s) = slots.get_mut(idx)

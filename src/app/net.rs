@@ -35,6 +35,7 @@ use crate::crypto::{Keypair, PublicKey};
 use crate::dmsg::client::{DmsgClient, DmsgError, Listener};
 use crate::mux::codec::{ChannelFrameReader, ChannelFrameWriter};
 use crate::mux::{Config, Session, Side};
+use crate::spawn::Spawn;
 use crate::wire::dmsg::{PORT_HEADER_LEN, PortHeader, PortRepr, PortStatus};
 
 /// Why a network operation failed. The variant is the kind of failure; the text (its
@@ -382,7 +383,7 @@ impl Drop for SessionStream {
 /// Shuts `session` down (gracefully, so nothing queued is lost) once it has no streams left,
 /// waiting at most a few seconds for them.
 fn end_when_idle(ex: &Arc<Executor<'static>>, session: Session) {
-    ex.spawn(async move {
+    ex.spawn_boxed(async move {
         for _ in 0..100 {
             if session.stream_count() == 0 || session.failure().is_some() {
                 break;
@@ -551,7 +552,7 @@ async fn tcp_accept_loop(
             }
         };
         let (keys, ex2, q) = (keys.clone(), ex.clone(), queue.clone());
-        ex.spawn(async move {
+        ex.spawn_boxed(async move {
             if let Some(c) = tcp_incoming(tcp, keys, port, ex2, timeout).await {
                 q.retain(Parked::alive);
                 if let Err((Refusal::Busy, _)) = q.try_push(c) {
@@ -616,7 +617,7 @@ impl Net for TcpNet {
             log::info!("tcp: {} listening on {a}", self.keys.public());
         }
         let queue = Arc::new(AcceptQueue::new(TCP_BACKLOG));
-        let task = self.ex.spawn(tcp_accept_loop(
+        let task = self.ex.spawn_boxed(tcp_accept_loop(
             listener,
             Arc::new(Keypair::from_seed(self.keys.seed())),
             port,

@@ -23,6 +23,7 @@ use super::net::{Listen, Net, NetError, accept_queued, dmsg_conn};
 use crate::accept::{AcceptQueue, Ephemeral, PortSink, Refusal, Reservation, Slot};
 use crate::crypto::PublicKey;
 use crate::dmsg::client::{DmsgClient, DmsgStream};
+use crate::spawn::Spawn;
 
 /// dmsgctrl's overlay port.
 pub const DMSGCTRL_PORT: u16 = 7;
@@ -269,10 +270,10 @@ impl Services {
         let l = self.register(DMSGCTRL_PORT, "dmsgctrl")?;
         let ex2 = ex.clone();
         let conns = self.conns.clone();
-        Ok(ex.spawn(async move {
+        Ok(ex.spawn_boxed(async move {
             while let Ok(c) = l.accept().await {
                 let c = conns.adopt(c, "dmsgctrl");
-                ex2.spawn(pong_loop(c)).detach();
+                ex2.spawn_boxed(pong_loop(c)).detach();
             }
         }))
     }

@@ -18,6 +18,7 @@ use crate::app::conn::ConnTable;
 use crate::app::net::{DmsgNet, Net, Tagged, TcpNet, parse_tcp_peer};
 use crate::app::{AppCtx, AppDef, HostInfo, Mode};
 use crate::apps::{self, APPS};
+use crate::spawn::Spawn;
 use crate::visor::config::Config;
 
 #[derive(FromArgs, Debug)]
@@ -297,7 +298,7 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
                 .await
                 .map_err(|e| CmdError::fail(e.to_string()))?;
         }
-        let app = ex.spawn((def.start)(ctx));
+        let app = ex.spawn_boxed((def.start)(ctx));
         let announce = async {
             ready.wait().await;
             *state.lock().unwrap_or_else(|p| p.into_inner()) = "running".into();

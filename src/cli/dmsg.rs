@@ -13,6 +13,7 @@ use super::{CmdError, CmdResult, init_logging, say};
 use crate::dmsg::disc::DiscLimits;
 use crate::dmsg::disc_rate::RateLimit;
 use crate::http::server::{self, Limits};
+use crate::spawn::Spawn;
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "dmsg")]
@@ -109,7 +110,7 @@ impl DiscCmd {
         // The one line a script (or a test) can wait for.
         say(&format!("discovery listening on http://{local}"));
         let ex = Arc::new(Executor::new());
-        ex.spawn(flusher).detach();
+        ex.spawn_boxed(flusher).detach();
         async_io::block_on(ex.run(server::serve(
             listener,
             ex.clone(),

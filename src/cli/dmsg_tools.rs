@@ -26,6 +26,7 @@ use crate::dmsg::relay::{Relay, RelayConfig};
 use crate::http::client::request_on;
 use crate::http::json::{Ordered, Out};
 use crate::http::server::{self, Limits};
+use crate::spawn::Spawn;
 
 /// Parses `<pk>:<port>` (`default_port` when the port is left out).
 fn parse_target(s: &str, default_port: Option<u16>) -> Result<(PublicKey, u16), CmdError> {
@@ -153,8 +154,8 @@ impl ServerCmd {
             let (l, handler, flusher) =
                 super::netflags::discovery_service(addr, None, DiscLimits::default())?;
             let url = format!("http://{}", l.local_addr()?);
-            ex.spawn(flusher).detach();
-            ex.spawn(server::serve(l, ex.clone(), handler, Limits::default()))
+            ex.spawn_boxed(flusher).detach();
+            ex.spawn_boxed(server::serve(l, ex.clone(), handler, Limits::default()))
                 .detach();
             disc_url.get_or_insert(url);
         }
@@ -187,7 +188,7 @@ impl ServerCmd {
             "clients join with: --relay {}@{public} --disc {disc_url}",
             relay.pk()
         ));
-        ex.spawn(relay.clone().publish_loop(disc)).detach();
+        ex.spawn_boxed(relay.clone().publish_loop(disc)).detach();
         async_io::block_on(ex.run(relay.serve(listener)))
             .map_err(|e| CmdError::fail(format!("relay stopped: {e}")))
     }
@@ -500,7 +501,7 @@ impl IperfCmd {
                             .accept()
                             .await
                             .map_err(|e| CmdError::fail(e.to_string()))?;
-                        ex2.spawn(iperf_serve(s)).detach();
+                        ex2.spawn_boxed(iperf_serve(s)).detach();
                     }
                 }
                 let target = self

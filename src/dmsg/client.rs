@@ -50,6 +50,7 @@ use crate::crypto::{Keypair, PublicKey};
 use crate::mux::chunked::channel_over_stream;
 use crate::mux::codec::{FrameRead, InFrame, SealedReader, SealedWriter};
 use crate::mux::{Config, MuxError, Session, Side, Stream};
+use crate::spawn::Spawn;
 use crate::wire::dmsg::{
     PORT_HEADER_LEN, PortHeader, PortRepr, PortStatus, RelayStatus, RequestRepr,
 };
@@ -344,7 +345,7 @@ impl DmsgClient {
             connecting: Mutex::new(HashMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
         });
-        ex.spawn(maintain(Arc::downgrade(&inner))).detach();
+        ex.spawn_boxed(maintain(Arc::downgrade(&inner))).detach();
         DmsgClient { inner }
     }
 
@@ -723,10 +724,10 @@ impl Inner {
         let me = self.clone();
         let s2 = session.clone();
         self.ex
-            .spawn(async move {
+            .spawn_boxed(async move {
                 while let Ok(st) = s2.accept().await {
                     let me = me.clone();
-                    me.ex.clone().spawn(me.incoming_channel(st)).detach();
+                    me.ex.clone().spawn_boxed(me.incoming_channel(st)).detach();
                 }
             })
             .detach();
@@ -746,7 +747,7 @@ impl Inner {
         lock(&self.joining).insert(relay, Instant::now());
         let me = self.clone();
         self.ex
-            .spawn(async move {
+            .spawn_boxed(async move {
                 let r = me.handshake_relay(relay, &addr).await;
                 lock(&me.joining).remove(&relay);
                 match r {
@@ -872,11 +873,11 @@ impl Inner {
         let c2 = channel.clone();
         let me = self.clone();
         self.ex
-            .spawn(async move {
+            .spawn_boxed(async move {
                 while let Ok(st) = c2.session.accept().await {
                     me.ex
                         .clone()
-                        .spawn(me.clone().incoming_stream(pk, c2.clone(), st))
+                        .spawn_boxed(me.clone().incoming_stream(pk, c2.clone(), st))
                         .detach();
                 }
             })

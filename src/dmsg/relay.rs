@@ -41,6 +41,7 @@ use crate::crypto::{Keypair, PublicKey};
 use crate::mux::codec::{SealedReader, SealedWriter};
 use crate::mux::forward::forward_both;
 use crate::mux::{Config, Session, Side, Stream};
+use crate::spawn::Spawn;
 use crate::wire::dmsg::{RelayStatus, RequestRepr};
 
 /// Control payload version byte of a channel request.
@@ -244,7 +245,7 @@ impl Relay {
                     };
                     let relay = self.clone();
                     self.ex
-                        .spawn(async move {
+                        .spawn_boxed(async move {
                             if let Err(e) = relay.handle_conn(tcp, slot).await {
                                 log::debug!("relay: connection from {peer}: {e}");
                             }
@@ -320,7 +321,7 @@ impl Relay {
         let pinger = {
             let session = session.clone();
             let (interval, timeout) = (self.cfg.ping_interval, self.cfg.ping_timeout);
-            self.ex.spawn(async move {
+            self.ex.spawn_boxed(async move {
                 loop {
                     Timer::after(interval).await;
                     let pong = future::or(async { session.ping().await.is_ok() }, async {
@@ -340,7 +341,7 @@ impl Relay {
         while let Ok(stream) = session.accept().await {
             let relay = self.clone();
             self.ex
-                .spawn(async move { relay.relay_stream(client, stream).await })
+                .spawn_boxed(async move { relay.relay_stream(client, stream).await })
                 .detach();
         }
         drop(pinger);

@@ -29,6 +29,7 @@ use super::conns::{AddrKey, ConnTable, Slot};
 use super::json::{Ordered, Out};
 use super::stream::{self, BodyRx, BodyTx, SseTx, StreamOpts};
 use crate::crypto::PublicKey;
+use crate::spawn::Spawn;
 
 /// Bounds on what one client may cost.
 #[derive(Debug, Clone)]
@@ -921,7 +922,7 @@ pub async fn serve_on<L: Accept>(
             Err(msg) => {
                 log::debug!("http: refused {peer}: {msg}");
                 let limits = limits.clone();
-                ex.spawn(async move {
+                ex.spawn_boxed(async move {
                     let resp = Response::error(503, msg);
                     let _ = send(&mut stream, &resp, false, false, &limits).await;
                 })
@@ -930,7 +931,7 @@ pub async fn serve_on<L: Accept>(
             }
         };
         let (handler, limits) = (handler.clone(), limits.clone());
-        ex.spawn(async move {
+        ex.spawn_boxed(async move {
             let up = serve_until_upgrade(stream, Some(peer), handler, limits, Some(&slot)).await;
             // An upgraded connection is no longer HTTP: it leaves the table.
             drop(slot);

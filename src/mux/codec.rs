@@ -431,7 +431,10 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChannelFrameReader<R> 
 
 /// The mux frame at `pos` of an opened channel frame's plaintext `buf`: its header, where its
 /// data starts and how long it is. A mux frame never crosses a channel frame.
-pub(crate) fn next_in_channel_frame(buf: &[u8], pos: usize) -> Result<(Repr, usize, usize), MuxError> {
+pub(crate) fn next_in_channel_frame(
+    buf: &[u8],
+    pos: usize,
+) -> Result<(Repr, usize, usize), MuxError> {
     let rest = &buf[pos..];
     let header = Repr::parse_header(rest).map_err(|e| {
         MuxError::Protocol(format!("channel frame holds a partial mux header: {e}"))

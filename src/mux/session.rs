@@ -91,6 +91,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::codec::{FrameRead, FrameWrite};
 use super::core::{ChunkResult, Config, Core, MuxError, Payload, ReadResult, Side, WriteResult};
+use crate::spawn::Spawn;
 use crate::wire::mux::Repr;
 
 #[derive(Debug)]
@@ -139,8 +140,8 @@ impl Session {
         let shared = Arc::new(Shared {
             core: Mutex::new(Core::new(side, config)),
         });
-        ex.spawn(read_task(reader, shared.clone())).detach();
-        ex.spawn(write_task(writer, shared.clone())).detach();
+        ex.spawn_boxed(read_task(reader, shared.clone())).detach();
+        ex.spawn_boxed(write_task(writer, shared.clone())).detach();
         Session { shared }
     }
 

@@ -44,6 +44,7 @@ use crate::dmsg::disc::{self, DiscLimits};
 use crate::dmsg::disc_client::DiscClient;
 use crate::dmsg::relay::{Relay, RelayConfig};
 use crate::http::server::{self, Limits};
+use crate::spawn::Spawn;
 
 /// Where the state directory is when neither `-c` nor `--state-dir` is given.
 pub const DEFAULT_STATE_DIR: &str = "./local";
@@ -286,8 +287,8 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
             })?;
         let disc_local = dl.local_addr().map_err(|e| e.to_string())?;
         let disc_url = format!("http://{}", loopback_if_unspecified(disc_local));
-        ex.spawn(flusher).detach();
-        ex.spawn(server::serve(dl, ex.clone(), handler, Limits::default()))
+        ex.spawn_boxed(flusher).detach();
+        ex.spawn_boxed(server::serve(dl, ex.clone(), handler, Limits::default()))
             .detach();
         let rl = bind(
             &e.relay_addr,
@@ -314,9 +315,9 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
             ex.clone(),
         );
         let dc = DiscClient::new(&disc_url).map_err(|e| e.to_string())?;
-        ex.spawn(relay.clone().publish_loop(dc)).detach();
+        ex.spawn_boxed(relay.clone().publish_loop(dc)).detach();
         let r2 = relay.clone();
-        ex.spawn(async move {
+        ex.spawn_boxed(async move {
             if let Err(e) = r2.serve(rl).await {
                 log::error!("embedded relay stopped: {e}");
             }
@@ -392,7 +393,7 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         whitelist,
         editor,
     });
-    ex.spawn(server::serve(
+    ex.spawn_boxed(server::serve(
         rl,
         ex.clone(),
         rpc::guarded(state, rpc_local, token, &token_file),
@@ -432,7 +433,7 @@ impl Visor {
         } = self;
         log::info!("started in {} ms", t_start.elapsed().as_millis());
         let l3 = launcher.clone();
-        ex.spawn(async move { l3.start_all().await }).detach();
+        ex.spawn_boxed(async move { l3.start_all().await }).detach();
         let sig = signals.next().await;
         log::info!(
             "{}: shutting down",

@@ -13,6 +13,7 @@ use super::PORT;
 use super::host::{self, HostConfig, Limits, SessionCounter};
 use crate::app::settings::RestartPolicy;
 use crate::app::{AppCtx, AppDef, AppFuture, Mode, is_trusted};
+use crate::spawn::Spawn;
 
 #[derive(FromArgs, Debug)]
 /// pty host arguments
@@ -88,7 +89,7 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
             let allowed = is_trusted(&ctx.host, &ctx.host.whitelist.get(), &peer);
             let (config, count, c2) = (config.clone(), counter.clone(), ctx.clone());
             ctx.ex
-                .spawn(async move {
+                .spawn_boxed(async move {
                     // Stopping the app ends its sessions: the dropped session closes the pty,
                     // and the kernel hangs up the shell's session.
                     let session = host::serve_session(conn, peer, allowed, &config, &count);
