@@ -285,7 +285,7 @@ impl ProbeCmd {
                     .map_err(|e| CmdError::fail(e.to_string()))?;
                 let t0 = Instant::now();
                 let first = client.dial(&pk, port).await;
-                let first_us = t0.elapsed().as_micros();
+                let first_us = t0.elapsed().as_micros() as u64;
                 drop(first.map_err(|e| CmdError::fail(format!("unreachable: {e}")))?);
                 let mut rtts = Vec::new();
                 for _ in 0..self.count {
@@ -294,7 +294,7 @@ impl ProbeCmd {
                         .dial(&pk, port)
                         .await
                         .map_err(|e| CmdError::fail(format!("stream open failed: {e}")))?;
-                    rtts.push(t.elapsed().as_micros());
+                    rtts.push(t.elapsed().as_micros() as u64);
                     drop(s);
                 }
                 rtts.sort_unstable();
@@ -302,9 +302,9 @@ impl ProbeCmd {
                     rtts.first().copied().unwrap_or(0),
                     rtts.last().copied().unwrap_or(0),
                 );
-                let avg = rtts.iter().sum::<u128>() / rtts.len().max(1) as u128;
-                let us = |v: u128| Out::U64(u64::try_from(v).unwrap_or(u64::MAX));
-                let ms = |v: u128| decimal(v, 1000, 2);
+                let avg = rtts.iter().sum::<u64>() / rtts.len().max(1) as u64;
+                let us = Out::U64;
+                let ms = |v: u64| decimal(v, 1000, 2);
                 if self.json {
                     let o = Ordered::new()
                         .field("pk", Out::Str(pk.to_hex()))
@@ -466,11 +466,11 @@ async fn iperf_serve(mut s: DmsgStream) {
             }
         }
     }
-    let us = t0.elapsed().as_micros();
+    let us = t0.elapsed().as_micros() as u64;
     say_err(&format!(
         "iperf: {} sent {} MiB in {} s = {} MiB/s",
         s.remote,
-        decimal(u128::from(got), 1 << 20, 1),
+        decimal(got, 1 << 20, 1),
         decimal(us, 1_000_000, 2),
         mib_per_s(got, us)
     ));
@@ -538,8 +538,8 @@ impl IperfCmd {
                         last = Instant::now();
                         eprint!(
                             "\r{:>8} MiB sent, {:>8} MiB/s",
-                            decimal(u128::from(sent), 1 << 20, 1),
-                            mib_per_s(sent, t0.elapsed().as_micros())
+                            decimal(sent, 1 << 20, 1),
+                            mib_per_s(sent, t0.elapsed().as_micros() as u64)
                         );
                     }
                 }
@@ -548,27 +548,27 @@ impl IperfCmd {
                 s.read_exact(&mut ack)
                     .await
                     .map_err(|e| CmdError::fail(format!("no confirmation from the server: {e}")))?;
-                let us = t0.elapsed().as_micros().max(1);
+                let us = (t0.elapsed().as_micros() as u64).max(1);
                 let confirmed = u64::from_be_bytes(ack);
                 say_err("");
                 if self.json {
                     let o = Ordered::new()
                         .field("bytes_sent", Out::U64(sent))
                         .field("bytes_confirmed", Out::U64(confirmed))
-                        .field("seconds_ms", Out::U64((us / 1000) as u64))
+                        .field("seconds_ms", Out::U64(us / 1000))
                         .field(
                             "mib_per_s",
-                            Out::U64((u128::from(confirmed) * 1_000_000 / (us << 20)) as u64),
+                            Out::U64(confirmed.saturating_mul(1_000_000) / (us << 20)),
                         )
                         .field("cpu_ms", Out::U64(own_cpu_ms()));
                     super::print_out(&o.to_pretty())?;
                 } else {
                     say(&format!(
                         "sent {} MiB in {} s: {} MiB/s ({} Mbit/s); the server confirmed {} bytes",
-                        decimal(u128::from(sent), 1 << 20, 1),
+                        decimal(sent, 1 << 20, 1),
                         decimal(us, 1_000_000, 2),
                         mib_per_s(confirmed, us),
-                        decimal(u128::from(confirmed) * 8, us, 0),
+                        decimal(confirmed.saturating_mul(8), us, 0),
                         confirmed
                     ));
                 }
@@ -586,6 +586,6 @@ impl IperfCmd {
 }
 
 /// `bytes` moved in `us` microseconds, as MiB/s with one decimal.
-fn mib_per_s(bytes: u64, us: u128) -> String {
-    decimal(u128::from(bytes) * 1_000_000, us.max(1) << 20, 1)
+fn mib_per_s(bytes: u64, us: u64) -> String {
+    decimal(bytes.saturating_mul(1_000_000), us.max(1) << 20, 1)
 }

@@ -85,10 +85,10 @@ pub fn print_json(o: Object) {
 
 /// `num / den` in decimal with `places` digits after the point, rounded half up — integer
 /// arithmetic only, so that the binary carries no float formatting (`make size`).
-pub fn decimal(num: u128, den: u128, places: u32) -> String {
-    let scale = 10u128.pow(places);
+pub fn decimal(num: u64, den: u64, places: u32) -> String {
+    let scale = 10u64.pow(places);
     let den = den.max(1);
-    let v = (num * scale + den / 2) / den;
+    let v = num.saturating_mul(scale).saturating_add(den / 2) / den;
     if places == 0 {
         return v.to_string();
     }

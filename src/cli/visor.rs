@@ -179,7 +179,7 @@ impl PingCmd {
                 "pong from {}: seq={} rtt={} ms",
                 self.pk,
                 i + 1,
-                super::out::decimal(u128::from(*r), 1000, 3)
+                super::out::decimal(*r, 1000, 3)
             ));
         }
         Ok(())
