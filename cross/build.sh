@@ -14,8 +14,12 @@
 # its default panic hook (~180 KiB on armv7) and was built for speed, not size. build-std is
 # an unstable cargo feature, so this sets RUSTC_BOOTSTRAP=1 for this one build of the pinned
 # 1.95.0 toolchain and needs its `rust-src` component (rust-toolchain.toml lists it; rustup
-# installs it). Panics still print their message (no backtrace). SKYWIRE_STD=prebuilt
-# builds against the shipped std instead (docs/benchmarks.md "Build profile" has both sizes).
+# installs it). With it go two flags of the same kind: `-Zlocation-detail=none` (a panic
+# prints its message without the source file and line: the file names of every panic site
+# are not in the binary) and `-Cforce-unwind-tables=no` (panic = "abort" never unwinds, and
+# std without its symboliser prints no backtrace). Panics still print their message.
+# SKYWIRE_STD=prebuilt builds against the shipped std with neither (docs/benchmarks.md
+# "Build profile" has both sizes): use it to get file:line in a panic message.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -41,7 +45,8 @@ else
     case ${SKYWIRE_STD:-source} in
     source)
         std_rust_src
-        std_args=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
+        std_args=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
+            --config "target.$T_TRIPLE.rustflags=[\"-Zlocation-detail=none\", \"-Cforce-unwind-tables=no\"]")
         ;;
     prebuilt) ;;
     *) die "SKYWIRE_STD is '$SKYWIRE_STD'; use 'source' (the default: std built for size) or 'prebuilt'" ;;

@@ -17,6 +17,7 @@
 //!  http/       HTTP/1.1 + JSON helpers (field-path errors, ordered output)
 //!  addr        `pk@host:port` (PkAddr), host:port checks, bind addresses
 //!  crypto/     identity (Ed25519, strict verify), Noise, encrypted channel
+//!  logger      the stderr logger (`LEVEL [target] message`)
 //!  spawn       the one way library code spawns a task (boxed: one task type per output)
 //!  accept      the one accept queue (bounded backlog + waker) every listener uses
 //!  wire/       zero-copy views of every wire format (golden bytes)
@@ -41,6 +42,7 @@ pub mod cli;
 pub mod crypto;
 pub mod dmsg;
 pub mod http;
+pub mod logger;
 pub mod mux;
 pub mod rpc;
 pub mod spawn;

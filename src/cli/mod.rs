@@ -148,7 +148,7 @@ pub fn init_logging(level: &str) -> CmdResult {
         ))
     })?;
     // A second call (tests running commands in one process) keeps the first logger.
-    let _ = simple_logger::SimpleLogger::new().with_level(filter).init();
+    crate::logger::init(filter);
     Ok(())
 }
 

@@ -229,7 +229,7 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
     let filter: log::LevelFilter = level.parse().map_err(|_| {
         format!("log level {level:?} is not one of error, warn, info, debug, trace")
     })?;
-    let _ = simple_logger::SimpleLogger::new().with_level(filter).init();
+    crate::logger::init(filter);
     if created {
         log::info!("created {} with a fresh identity", file.display());
     }
