@@ -22,12 +22,16 @@ use skywire::crypto::Keypair;
 use skywire::dmsg::client::{ClientConfig, DmsgClient};
 use skywire::dmsg::disc_client::DiscClient;
 
-const BIN: &str = env!("CARGO_BIN_EXE_skywire");
+/// The binary under test: this build's, or `SKYWIRE_BENCH_BIN` (e.g. a board-profile build
+/// for this machine, to compare the two in one run).
+fn bin() -> String {
+    std::env::var("SKYWIRE_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_skywire").into())
+}
 
 /// Starts `skywire <args>` (with a raised descriptor limit) and returns it with its first
 /// stdout line.
 fn start(args: &[&str]) -> (Proc, String, BufReader<std::process::ChildStdout>) {
-    let mut cmd = format!("ulimit -n 8192 2>/dev/null; exec '{BIN}'");
+    let mut cmd = format!("ulimit -n 8192 2>/dev/null; exec '{}'", bin());
     for a in args {
         cmd.push_str(&format!(" '{a}'"));
     }
@@ -205,7 +209,7 @@ fn main() {
     assert!(first.starts_with("iperf server on"), "{first}");
     let (relay_cpu0, srv_cpu0) = (cpu_seconds_of(relay.pid()), cpu_seconds_of(srv.pid()));
     let t0 = Instant::now();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args([
             "dmsg",
             "iperf",
