@@ -11,7 +11,8 @@
 //!  rpc/        the typed visor RPC: requests, answer bodies, client
 //!  app/        the app contract, per-app settings, launcher (handed a table), Net (modes),
 //!              the services registry (the one port table), in-memory Net + simulation
-//!  (router/, transport/: the skynet issue)
+//!  router/     skynet: rule table, zero-copy forwarding, route setup, route groups
+//!  transport/  skynet links between visors: stcp (TCP + Noise KK) and dmsg (port 45)
 //!  dmsg/       relay, client, discovery
 //!  mux/        sans-IO stream multiplexer and its session driver
 //!  http/       HTTP/1.1 + JSON helpers (field-path errors, ordered output)
@@ -44,8 +45,12 @@ pub mod dmsg;
 pub mod http;
 pub mod logger;
 pub mod mux;
+#[cfg(feature = "skynet")]
+pub mod router;
 pub mod rpc;
 pub mod spawn;
+#[cfg(feature = "skynet")]
+pub mod transport;
 pub mod visor;
 pub mod wire;
 
