@@ -55,10 +55,10 @@ bash "$CROSS_DIR/build.sh" --minimal armv7 >&2
 cross_resolve armv7
 measure armv7 "$T_TRIPLE" minimal dist/skywire-armv7-minimal
 
-# The skywire package's features: "default" -> its list, and every app-* feature.
+# The skywire package's features: "default" -> its list, every app-* feature, and skynet.
 skywire_features() {
     cargo metadata --no-deps --format-version 1 |
-        python3 -c 'import json,sys; f=[p for p in json.load(sys.stdin)["packages"] if p["name"]=="skywire"][0]["features"]; print("default " + (",".join(f.get("default", [])) or "none")); [print("app " + k) for k in sorted(f) if k.startswith("app-")]'
+        python3 -c 'import json,sys; f=[p for p in json.load(sys.stdin)["packages"] if p["name"]=="skywire"][0]["features"]; print("default " + (",".join(f.get("default", [])) or "none")); [print("app " + k) for k in sorted(f) if k.startswith("app-") or k == "skynet"]'
 }
 feature_lines=$(skywire_features) || die "cargo metadata / python3 could not list the features"
 features=$(awk '$1 == "default" { gsub(",", ", ", $2); print $2 }' <<<"$feature_lines")
@@ -85,7 +85,7 @@ for r in "${rows[@]}"; do
 done
 
 echo
-echo "Marginal cost of each app on armv7: minimal ($minimal_bytes bytes) + that one app."
+echo "Marginal cost of each app (and of skynet) on armv7: minimal ($minimal_bytes bytes) + that one feature."
 echo
 printf '| %-16s | %9s | %8s | %17s | %17s |\n' app bytes KiB "over minimal, B" "over minimal, KiB"
 printf '|%s|%s|%s|%s|%s|\n' ------------------ ----------: ---------: ------------------: ------------------:
