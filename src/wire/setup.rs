@@ -498,7 +498,8 @@ mod tests {
             "setup request id=1 group=72623859790382856 leg=0 hop=1/3 reverse=5"
         );
         let mut out = vec![0u8; want.buffer_len()];
-        want.emit(&mut Request::new_unchecked(&mut out[..])).unwrap();
+        want.emit(&mut Request::new_unchecked(&mut out[..]))
+            .unwrap();
         assert_eq!(out, bytes);
 
         // A forwarding hop advances hop and sets its own reverse id in place.
@@ -525,7 +526,14 @@ mod tests {
                 have: 100
             })
         );
-        for (n, ok) in [(0u8, false), (1, false), (2, true), (3, true), (9, true), (10, false)] {
+        for (n, ok) in [
+            (0u8, false),
+            (1, false),
+            (2, true),
+            (3, true),
+            (9, true),
+            (10, false),
+        ] {
             let mut b = bytes.clone();
             b[14] = n;
             b[13] = 1;
@@ -575,8 +583,14 @@ mod tests {
         let bytes = unhex(NACK);
         let view = Nack::new_checked(&bytes[..]).unwrap();
         let repr = NackRepr::parse(&view).unwrap();
-        assert_eq!(repr, NackRepr::new(1, "bbbbbbbb: route table full").unwrap());
-        assert_eq!(repr.to_string(), "setup nack id=1: bbbbbbbb: route table full");
+        assert_eq!(
+            repr,
+            NackRepr::new(1, "bbbbbbbb: route table full").unwrap()
+        );
+        assert_eq!(
+            repr.to_string(),
+            "setup nack id=1: bbbbbbbb: route table full"
+        );
         let mut out = vec![0u8; repr.buffer_len()];
         repr.emit(&mut Nack::new_unchecked(&mut out[..])).unwrap();
         assert_eq!(out, bytes);
