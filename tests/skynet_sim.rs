@@ -118,10 +118,7 @@ impl Sim {
         }
         let ends: Vec<(usize, usize)> = self.arqs.keys().copied().collect();
         for (me, peer) in ends {
-            loop {
-                let Some(mut msg) = self.arqs.get_mut(&(me, peer)).and_then(Arq::poll_recv) else {
-                    break;
-                };
+            while let Some(mut msg) = self.arqs.get_mut(&(me, peer)).and_then(Arq::poll_recv) {
                 if self.silent.contains(&me) || self.dead.contains(&me) {
                     continue;
                 }

@@ -554,7 +554,7 @@ mod tests {
             reverse_id: 1,
             path: &one,
         };
-        let mut out = vec![0u8; 64];
+        let mut out = [0u8; 64];
         assert!(bad.emit(&mut Request::new_unchecked(&mut out[..])).is_err());
         let ten = [[1u8; 32]; 10];
         let bad = RequestRepr { path: &ten, ..bad };
