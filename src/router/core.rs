@@ -646,7 +646,8 @@ impl Core {
                 let reason = if ty == PacketType::Close {
                     format!("closed by {remote}")
                 } else {
-                    String::from_utf8_lossy(&buf[HEADER_LEN..]).into_owned()
+                    let text = String::from_utf8_lossy(&buf[HEADER_LEN..]);
+                    clip_reason(&text).to_string()
                 };
                 self.remove_rule(id);
                 self.events.push_back(Event::LegDown {
@@ -683,7 +684,10 @@ impl Core {
         };
         let elapsed = now.saturating_sub(t.refilled).as_micros() as u64;
         t.refilled = t.refilled.max(now);
-        t.milli_tokens = (t.milli_tokens + elapsed.saturating_mul(rate) / 1000).min(burst * 1000);
+        t.milli_tokens = t
+            .milli_tokens
+            .saturating_add(elapsed.saturating_mul(rate) / 1000)
+            .min(burst * 1000);
         if t.milli_tokens >= 1000 {
             t.milli_tokens -= 1000;
             true
@@ -841,7 +845,11 @@ impl Core {
             // A late ack for a setup this node gave up on (timed out, abandoned): the hops
             // behind it completed their rules, so close them now rather than leave them to
             // expire. The Close can only reach rules that run through this transport.
-            self.send(from, packet(PacketType::Close, ack.id, 1, |b| b[0] = 0));
+            // Paid from the setup token bucket, so acks with made-up ids cannot make this
+            // node answer faster than it accepts setups.
+            if self.take_token(from, now) {
+                self.send(from, packet(PacketType::Close, ack.id, 1, |b| b[0] = 0));
+            }
             return Verdict::Drop(DropReason::UnknownRoute);
         };
         let Some(p) = &rule.pending else {

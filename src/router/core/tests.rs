@@ -802,3 +802,28 @@ fn a_late_ack_closes_the_rules_behind_it() {
         .collect();
     assert_eq!(downs, vec![3]);
 }
+
+#[test]
+fn far_future_clock_and_long_error_reasons_are_bounded() {
+    let mut dst = Core::new(pk(1), CoreConfig::default());
+    dst.transport_up(10, pk(0));
+    let path = [*pk(0).as_bytes(), *pk(1).as_bytes()];
+    let late = Duration::from_secs(1 << 40);
+    assert_eq!(
+        dst.handle_packet(10, &mut request(&path, 1, 1), late),
+        Verdict::Consumed
+    );
+    let leg = std::iter::from_fn(|| dst.poll_event())
+        .find_map(|e| match e {
+            Event::LegUp { leg, .. } => Some(leg),
+            _ => None,
+        })
+        .unwrap();
+    let long = vec![b'e'; 4000];
+    let mut err = raw(PacketType::Error, leg.0, &long);
+    assert_eq!(dst.handle_packet(10, &mut err, late), Verdict::Consumed);
+    let Some(Event::LegDown { reason, .. }) = dst.poll_event() else {
+        panic!()
+    };
+    assert_eq!(reason.len(), 255);
+}
