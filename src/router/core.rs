@@ -392,6 +392,25 @@ struct Rule {
 }
 
 impl Rule {
+    fn new(kind: RuleKind, setup_id: u32, group_id: u64, leg_index: u8, now: Duration) -> Rule {
+        Rule {
+            kind,
+            setup_id,
+            group_id,
+            leg_index,
+            src: None,
+            dst: None,
+            src_pk: None,
+            dst_pk: None,
+            path: Vec::new(),
+            pending: None,
+            created: now,
+            last: now,
+            packets: 0,
+            bytes: 0,
+        }
+    }
+
     fn remote(&self) -> Option<PublicKey> {
         match self.kind {
             RuleKind::Source => self.path.last().copied(),
@@ -759,20 +778,10 @@ impl Core {
             self.rules.insert(
                 id,
                 Rule {
-                    kind: RuleKind::Destination,
-                    setup_id: sid,
-                    group_id: req.group_id,
-                    leg_index: req.leg,
                     src: Some(Hop { tp: from, id: rev }),
-                    dst: None,
                     src_pk: Some(peer),
-                    dst_pk: None,
                     path: path.clone(),
-                    pending: None,
-                    created: now,
-                    last: now,
-                    packets: 0,
-                    bytes: 0,
+                    ..Rule::new(RuleKind::Destination, sid, req.group_id, req.leg, now)
                 },
             );
             self.arm_sweep(now);
@@ -799,24 +808,15 @@ impl Core {
         self.rules.insert(
             id,
             Rule {
-                kind: RuleKind::Intermediary,
-                setup_id: sid,
-                group_id: req.group_id,
-                leg_index: req.leg,
                 src: Some(Hop { tp: from, id: rev }),
-                dst: None,
                 src_pk: Some(peer),
                 dst_pk: Some(next_pk),
-                path: Vec::new(),
                 pending: Some(Pending {
                     deadline,
                     timeout,
                     next_tp,
                 }),
-                created: now,
-                last: now,
-                packets: 0,
-                bytes: 0,
+                ..Rule::new(RuleKind::Intermediary, sid, req.group_id, req.leg, now)
             },
         );
         self.timers.insert((deadline, id));
@@ -968,13 +968,6 @@ impl Core {
         self.rules.insert(
             id,
             Rule {
-                kind: RuleKind::Source,
-                setup_id,
-                group_id,
-                leg_index: leg,
-                src: None,
-                dst: None,
-                src_pk: None,
                 dst_pk: Some(path[1]),
                 path: path.to_vec(),
                 pending: Some(Pending {
@@ -982,10 +975,7 @@ impl Core {
                     timeout,
                     next_tp: tp,
                 }),
-                created: now,
-                last: now,
-                packets: 0,
-                bytes: 0,
+                ..Rule::new(RuleKind::Source, setup_id, group_id, leg, now)
             },
         );
         self.timers.insert((deadline, id));
