@@ -3,7 +3,9 @@
 //! transports being `skywire::app::sim` links under a virtual clock with an `Arq` on each (the
 //! reliable, ordered pipe a transport gives the router). Sources pick paths with
 //! `router::path` on the published graph and set up 1–4-hop legs with random policies; a failed
-//! setup is retried avoiding the node its reason blames.
+//! setup is retried avoiding the node its reason blames. Sources pace setups 50 ms apart (the
+//! 20/s per-transport setup bucket would otherwise drop some, as it should), and legs send a
+//! keep-alive every 10 s like route groups do.
 //!
 //! Checked with exact counts: every setup for which a path exists in the live graph succeeds,
 //! every other fails with a reason that says why; the existence oracle is an unpruned
@@ -268,7 +270,7 @@ struct Run {
     failed: usize,
     possible: usize,
     retried: usize,
-    leg_downs: usize,
+    leg_downs: Vec<String>,
     reasons: Vec<String>,
     sim: Sim,
     jobs: Vec<Job>,
@@ -301,7 +303,7 @@ fn run(seed: u64, link: Link, n: usize, inject: &dyn Fn(&mut Sim, usize) -> Opti
     let mut live = vec![true; NODES];
     let mut jobs: Vec<Job> = Vec::new();
     let mut dying: Option<(usize, Duration)> = None;
-    let mut leg_downs = 0;
+    let mut leg_downs = Vec::new();
     let mut next_keepalive = KEEPALIVE;
     for batch in 0..n.div_ceil(BATCH) {
         if let Some(k) = inject(&mut sim, batch) {
@@ -432,7 +434,7 @@ fn run(seed: u64, link: Link, n: usize, inject: &dyn Fn(&mut Sim, usize) -> Opti
                             _ => job.result = Some(Err(reason)),
                         }
                     }
-                    Event::LegDown { .. } => leg_downs += 1,
+                    Event::LegDown { reason, .. } => leg_downs.push(reason),
                     _ => {}
                 }
             }
@@ -560,6 +562,19 @@ fn keepalive(sim: &mut Sim, jobs: &[Job]) {
     }
 }
 
+/// Every failure says why: a path-search reason, or a hop's reason naming a node.
+fn assert_reasons_say_why(r: &Run, blame: usize) {
+    let victim = short(&key(blame));
+    for why in &r.reasons {
+        let known = ["has no transports", "no path"]
+            .iter()
+            .any(|k| why.contains(k))
+            || why.contains(&format!("no answer from {victim}"))
+            || why.contains(&format!("transport to {victim} down"));
+        assert!(known, "{why}");
+    }
+}
+
 fn perfect() -> Link {
     Link::perfect(Duration::from_millis(4))
 }
@@ -655,6 +670,7 @@ fn a_silent_node_is_routed_around() {
             assert!(!why.contains("no answer from"), "{why}");
         }
     }
+    assert_reasons_say_why(&r, silent);
     let s = short(&key(silent));
     let blamed = r
         .reasons
@@ -683,7 +699,15 @@ fn a_node_killed_mid_setup() {
         r.retried > 0,
         "setups in flight through the victim were retried"
     );
-    assert!(r.leg_downs > 0, "legs through the victim went down");
+    assert!(!r.leg_downs.is_empty(), "legs through the victim went down");
+    let victim = *r.sim.dead.iter().next().unwrap();
+    let gone = format!("transport to {} down", short(&key(victim)));
+    assert!(
+        r.leg_downs.iter().all(|w| w.ends_with(&gone)),
+        "{:?}",
+        r.leg_downs
+    );
+    assert_reasons_say_why(&r, victim);
     close_all(&mut r);
     expire(&mut r);
     assert_eq!(r.sim.rules(), 0, "no orphan rule after expiry");
