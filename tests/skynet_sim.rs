@@ -53,7 +53,7 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(seed: u64, link: Link, edges: &[(usize, usize)]) -> Sim {
+    fn new(seed: u64, link: Link, repair: bool, edges: &[(usize, usize)]) -> Sim {
         let keys: Vec<PublicKey> = (0..NODES).map(key).collect();
         let mut cores: Vec<Core> = keys
             .iter()
@@ -62,7 +62,12 @@ impl Sim {
         let mut arqs = BTreeMap::new();
         for &(a, b) in edges {
             for (x, y) in [(a, b), (b, a)] {
-                arqs.insert((x, y), Arq::new(Duration::from_millis(30)));
+                let arq = if repair {
+                    Arq::new(Duration::from_millis(30))
+                } else {
+                    Arq::without_repair()
+                };
+                arqs.insert((x, y), arq);
                 cores[x].transport_up(y as TpHandle, keys[y]);
             }
         }
@@ -278,7 +283,13 @@ struct Run {
 
 /// Runs `n` setups on the graph of `seed`; `inject` is called at the start of each batch with
 /// its index (to silence or kill a node).
-fn run(seed: u64, link: Link, n: usize, inject: &dyn Fn(&mut Sim, usize) -> Option<usize>) -> Run {
+fn run(
+    seed: u64,
+    link: Link,
+    repair: bool,
+    n: usize,
+    inject: &dyn Fn(&mut Sim, usize) -> Option<usize>,
+) -> Run {
     let mut rng = Rng::new(seed);
     let mut edges = Vec::new();
     for a in 0..LONER {
@@ -289,7 +300,7 @@ fn run(seed: u64, link: Link, n: usize, inject: &dyn Fn(&mut Sim, usize) -> Opti
             }
         }
     }
-    let mut sim = Sim::new(seed, link, &edges);
+    let mut sim = Sim::new(seed, link, repair, &edges);
     let mut graph = Graph::new();
     for i in 0..NODES {
         graph.add_node(sim.keys[i]);
@@ -603,7 +614,7 @@ fn expire(r: &mut Run) {
 
 #[test]
 fn thousand_setups_on_a_clean_fabric() {
-    let mut r = run(11, perfect(), 1000, &|_, _| None);
+    let mut r = run(11, perfect(), true, 1000, &|_, _| None);
     assert_eq!(r.succeeded + r.failed, 1000);
     assert_eq!(
         r.succeeded,
@@ -648,7 +659,7 @@ fn thousand_setups_on_a_clean_fabric() {
 
 #[test]
 fn a_silent_node_is_routed_around() {
-    let mut r = run(12, perfect(), 300, &|sim, batch| {
+    let mut r = run(12, perfect(), true, 300, &|sim, batch| {
         (batch == 0).then(|| {
             let k = sim.busiest();
             sim.silent.insert(k);
@@ -685,7 +696,7 @@ fn a_silent_node_is_routed_around() {
 
 #[test]
 fn a_node_killed_mid_setup() {
-    let mut r = run(13, perfect(), 300, &|sim, batch| {
+    let mut r = run(13, perfect(), true, 300, &|sim, batch| {
         (batch == 2).then(|| sim.busiest())
     });
     assert_eq!(r.sim.dead.len(), 1);
@@ -713,15 +724,32 @@ fn a_node_killed_mid_setup() {
     assert_eq!(r.sim.rules(), 0, "no orphan rule after expiry");
 }
 
-#[test]
-fn lossy_fabric_with_repair_and_data_through_four_hops() {
-    let link = Link {
+fn lossy() -> Link {
+    Link {
         loss: 0.05,
         reorder: 0.05,
         delay: Duration::from_millis(4),
         jitter: Duration::from_millis(10),
-    };
-    let mut r = run(14, link, 1000, &|_, _| None);
+    }
+}
+
+/// The checks can fail: the same lossy fabric without the Arq's repair loses setups.
+#[test]
+fn lossy_fabric_without_repair_fails_setups() {
+    let r = run(14, lossy(), false, 300, &|_, _| None);
+    assert!(r.sim.fabric.stats().lost > 0);
+    assert!(
+        r.succeeded < r.possible,
+        "{} of {}",
+        r.succeeded,
+        r.possible
+    );
+}
+
+#[test]
+fn lossy_fabric_with_repair_and_data_through_four_hops() {
+    let link = lossy();
+    let mut r = run(14, link, true, 1000, &|_, _| None);
     assert_eq!(
         r.succeeded,
         r.possible,
