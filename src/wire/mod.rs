@@ -34,6 +34,7 @@ pub mod noise;
 pub mod pty;
 pub mod route;
 pub mod session;
+pub mod transport;
 
 use core::fmt;
 
