@@ -433,3 +433,91 @@ fn limits_queue_per_ip_and_idle_memory() {
         assert!(rb.downs.lock().unwrap().is_empty());
     });
 }
+
+#[test]
+fn dmsg_transport_through_a_relay() {
+    use crate::dmsg::client::{ClientConfig, DmsgClient};
+    use crate::dmsg::relay::{Relay, RelayConfig};
+    run(async {
+        let ex = ex();
+        let rk = keys(30);
+        let relay = Relay::new(keys(30), RelayConfig::default(), ex.clone());
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let raddr = l.local_addr().unwrap().to_string();
+        ex.spawn_boxed(async move {
+            let _ = relay.serve(l).await;
+        })
+        .detach();
+        // Discovery in-process, for the published links and the stcp address lookup.
+        let reg = Arc::new(Mutex::new(crate::dmsg::disc::Registry::new(
+            crate::dmsg::disc::DiscLimits::default(),
+        )));
+        let dl = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let durl = format!("http://{}", dl.local_addr().unwrap());
+        let h = crate::dmsg::disc::handler(reg.clone(), Arc::new(crate::dmsg::disc::unix_now));
+        ex.spawn_boxed(crate::http::server::serve(
+            dl,
+            ex.clone(),
+            h,
+            crate::http::server::Limits::default(),
+        ))
+        .detach();
+        let disc = crate::dmsg::disc_client::DiscClient::new(&durl).unwrap();
+        let client = |n: u8| {
+            let cfg = ClientConfig {
+                relays: vec![(*rk.public(), raddr.clone())],
+                ..ClientConfig::default()
+            };
+            DmsgClient::start(ex.clone(), keys(n), Some(disc.clone()), cfg)
+        };
+        let (da, db) = (client(1), client(2));
+        da.wait_ready(Duration::from_secs(5)).await.unwrap();
+        db.wait_ready(Duration::from_secs(5)).await.unwrap();
+        let (ra, rb) = (Arc::new(Rec::default()), Arc::new(Rec::default()));
+        let a = Manager::new(ex.clone(), keys(1), TpConfig::default(), Some(da), ra.clone());
+        let b = Manager::new(ex.clone(), keys(2), TpConfig::default(), Some(db), rb.clone());
+        assert_eq!(a.types(), vec![TpType::Stcp, TpType::Dmsg]);
+        a.serve_dmsg().unwrap();
+        let info = b.add(a.pk(), TpType::Dmsg, false).await.unwrap();
+        assert_eq!(info.id, TpId::derive(&a.pk(), &b.pk(), TpType::Dmsg));
+        assert!(wait_for(Duration::from_secs(3), || a.list().len() == 1).await);
+        let tb = b.to_peer(&a.pk()).unwrap();
+        let ta = a.to_peer(&b.pk()).unwrap();
+        assert_eq!(tb.kind(), TpType::Dmsg);
+        let mut sent = Vec::new();
+        for i in 0..50u32 {
+            let p = if i % 5 == 0 {
+                packet(8, 0, &[i as u8; 12])
+            } else {
+                packet(0, i, &vec![i as u8; (i as usize * 997) % 9000])
+            };
+            tb.send(p.clone()).unwrap();
+            sent.push(p);
+        }
+        assert!(wait_for(Duration::from_secs(5), || ra.packets.lock().unwrap().len() == 50).await);
+        let got: Vec<Vec<u8>> = ra.packets.lock().unwrap().iter().map(|p| p.1.clone()).collect();
+        assert!(got == sent);
+        ta.send(packet(0, 3, b"pong-ish")).unwrap();
+        assert!(wait_for(Duration::from_secs(3), || rb.packets.lock().unwrap().len() == 1).await);
+        assert!(wait_for(Duration::from_secs(3), || ta.info().rtt.is_some()).await);
+        // A's entry lists the live link within about a second; its stcp listener's address
+        // too, and B finds A's stcp address there (no address book).
+        let stcp_at = a.listen_stcp("127.0.0.1:0").await.unwrap().to_string();
+        let t0 = Instant::now();
+        let published = wait_for(Duration::from_secs(3), || {
+            let r = crate::dmsg::disc::lock(&reg);
+            r.get(&a.pk(), crate::dmsg::disc::unix_now()).is_some_and(|e| {
+                e.links == vec![(b.pk(), crate::dmsg::entry::LINK_DMSG)] && e.transports == vec![stcp_at.clone()]
+            })
+        })
+        .await;
+        assert!(published, "entry not republished");
+        assert!(t0.elapsed() < Duration::from_millis(2500), "{:?}", t0.elapsed());
+        let s = b.add(a.pk(), TpType::Stcp, false).await.unwrap();
+        assert_eq!(s.kind, TpType::Stcp);
+        assert_eq!(b.to_peer(&a.pk()).unwrap().kind(), TpType::Stcp, "stcp first");
+        // Removing one brings both ends of it down.
+        b.remove(&info.id).unwrap();
+        assert!(wait_for(Duration::from_secs(5), || a.list().len() == 1 && b.list().len() == 1).await);
+    });
+}
