@@ -33,6 +33,8 @@ const COPY_MAX: usize = 1024;
 const MAX_IOV: usize = 64;
 /// What the writer's copy buffer keeps when the link is idle.
 const IDLE_KEEP: usize = 512;
+/// The reader's buffer.
+const READ_BUF: usize = 2048;
 /// The writer gives its copy buffer back after a write that left it larger than this.
 const SHRINK_ABOVE: usize = 8 * 1024;
 
@@ -84,7 +86,7 @@ pub struct TpInfo {
     pub tx_bytes: u64,
     /// Time since it came up.
     pub age: Duration,
-    /// Bytes its buffers hold allocated now (send queue, writer buffer).
+    /// Bytes its buffers hold allocated now (reader buffer, send queue, writer buffer).
     pub buffer_bytes: usize,
 }
 
@@ -267,7 +269,7 @@ impl Transport {
             rx_bytes: l.rx.load(Ordering::Relaxed),
             tx_bytes: l.tx.load(Ordering::Relaxed),
             age: l.created.elapsed(),
-            buffer_bytes: queue_bytes + l.writer_bufs.load(Ordering::Relaxed),
+            buffer_bytes: READ_BUF + queue_bytes + l.writer_bufs.load(Ordering::Relaxed),
         }
     }
 
@@ -288,6 +290,9 @@ impl Transport {
             Codec::Stcp { opener, sealer } => (Some(opener), Some(sealer)),
             Codec::Dmsg => (None, None),
         };
+        // A small read buffer: a frame's prefix and sealed header come in one read with the
+        // previous payload's tail; large payloads bypass it (read straight into the packet).
+        let r = futures_lite::io::BufReader::with_capacity(READ_BUF, r);
         let reader = self.read_loop(r, opener, deliver);
         let writer = self.write_loop(w, sealer, timing);
         let watchdog = self.watchdog(timing);
