@@ -59,6 +59,17 @@ async fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Waits (at most `limit`) for `n` packets at `rec`, and returns what arrived.
+async fn received(rec: &Rec, n: usize, limit: Duration) -> Vec<Vec<u8>> {
+    wait_for(limit, || rec.packets.lock().unwrap().len() >= n).await;
+    rec.packets
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.1.clone())
+        .collect()
+}
+
 fn packet(t: u8, id: u32, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![t];
     p.extend_from_slice(&id.to_be_bytes());
@@ -120,18 +131,7 @@ fn packets_both_ways_intact_and_in_order() {
             }
             sent.push(p);
         }
-        assert!(
-            wait_for(Duration::from_secs(10), || ra.packets.lock().unwrap().len()
-                == 200)
-            .await
-        );
-        let got: Vec<Vec<u8>> = ra
-            .packets
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|p| p.1.clone())
-            .collect();
+        let got = received(&ra, 200, Duration::from_secs(10)).await;
         assert!(got == sent, "packets differ");
         assert!(
             ra.packets
@@ -614,18 +614,7 @@ fn dmsg_transport_through_a_relay() {
             tb.send(p.clone()).unwrap();
             sent.push(p);
         }
-        assert!(
-            wait_for(Duration::from_secs(5), || ra.packets.lock().unwrap().len()
-                == 50)
-            .await
-        );
-        let got: Vec<Vec<u8>> = ra
-            .packets
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|p| p.1.clone())
-            .collect();
+        let got = received(&ra, 50, Duration::from_secs(5)).await;
         assert!(got == sent);
         ta.send(packet(0, 3, b"pong-ish")).unwrap();
         assert!(
