@@ -686,3 +686,56 @@ fn golden_stcp_frames() {
 
 const GOLDEN_DATA: &str = "0017 5967e62819b4360bd7c66bd6a5407a695b9ce09564e47d 68656c6c6f";
 const GOLDEN_PING: &str = "001f 8988a01e035a51aea94b17f141df222591c01a2ebf6ea8ba559dddadfb331c";
+
+#[test]
+fn a_peer_that_stops_reading_is_dropped() {
+    run(async {
+        let ex = ex();
+        let (a, ra) = manager(&ex, 1);
+        let addr = a.listen_stcp("127.0.0.1:0").await.unwrap();
+        // A peer that keeps pinging (so it is not silent) but never reads.
+        let (mut s, codec) =
+            stcp::dial(&addr.to_string(), &keys(3), &a.pk(), Duration::from_secs(5))
+                .await
+                .unwrap();
+        let link::Codec::Stcp { mut sealer, .. } = codec else {
+            panic!("stcp codec")
+        };
+        assert!(wait_for(Duration::from_secs(2), || a.list().len() == 1).await);
+        let t = a.to_peer(keys(3).public()).unwrap();
+        let big = packet(0, 1, &vec![0u8; 60_000]);
+        let t0 = Instant::now();
+        let mut last_ok = None;
+        let mut full = false;
+        while t0.elapsed() < Duration::from_secs(20) && ra.downs.lock().unwrap().is_empty() {
+            // Fill the queue (the kernel's buffers first), then keep it full.
+            for _ in 0..200 {
+                if t.send(big.clone()).is_err() {
+                    full = true;
+                    break;
+                }
+                last_ok = Some(Instant::now());
+                futures_lite::future::yield_now().await;
+            }
+            let mut f = vec![0u8, 0];
+            f.extend_from_slice(&packet(2, 0, &[]));
+            sealer.seal_frame(&mut f, 0).unwrap();
+            if s.write_all(&f).await.is_err() {
+                break;
+            }
+            Timer::after(Duration::from_millis(200)).await;
+        }
+        let downs = ra.downs.lock().unwrap().clone();
+        assert_eq!(downs.len(), 1, "not dropped");
+        assert!(downs[0].1.contains("stopped reading"), "{downs:?}");
+        assert!(full, "queue never filled");
+        // Detected within 5 s of the last packet the queue took (the writer's last progress).
+        let took = last_ok.expect("some queued").elapsed();
+        assert!(took <= Duration::from_secs(5), "{took:?}");
+        assert!(
+            a.counters()
+                .iter()
+                .any(|(k, _)| k == "dead link (not reading)")
+        );
+    });
+}
