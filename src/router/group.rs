@@ -258,6 +258,9 @@ struct Core {
     legs: Legs,
     opener: Option<CipherState>,
     sealer: Option<FrameSealer>,
+    /// The tokens that make a Close ours (`.0`, sent) or the peer's (`.1`, expected).
+    close_tokens: Option<([u8; CLOSE_TOKEN_LEN], [u8; CLOSE_TOKEN_LEN])>,
+    initiator: bool,
     /// Why the group ended (closed or failed).
     failure: Option<String>,
     /// Ended by a Close (ours or the peer's), not a failure.
@@ -339,7 +342,7 @@ impl Core {
             wake_opt(&mut self.room_waker, &mut a.wake);
         }
         if self.timer_kick {
-            self.timer_kick = false;
+            // The timer task clears the flag when it sees it.
             wake_opt(&mut self.timer_waker, &mut a.wake);
         }
         a
@@ -349,6 +352,9 @@ impl Core {
     fn open(&mut self, hs: Box<Handshake>, answered: Option<(Vec<u8>, Vec<u8>)>, now: Duration) {
         match hs.into_transport() {
             Ok((t, _)) => {
+                let mine = close_token(&t.handshake_hash, self.initiator);
+                let theirs = close_token(&t.handshake_hash, !self.initiator);
+                self.close_tokens = Some((mine, theirs));
                 self.opener = Some(t.recv);
                 self.sealer = Some(FrameSealer::new(t.send));
                 self.legs.start(now);
@@ -366,7 +372,9 @@ impl Core {
         match &mut self.phase {
             Phase::Handshake { hs, keys, .. } => {
                 if hs.next_message_len() != Some(msg.len()) {
-                    self.legs.drops.count("handshake message of the wrong length");
+                    self.legs
+                        .drops
+                        .count("handshake message of the wrong length");
                     return false;
                 }
                 let responder = keys.is_some();
@@ -375,14 +383,15 @@ impl Core {
                         // Not from our peer: wait on for the real message 1.
                         let peer = peer_of(hs);
                         **hs = kk_responder(k, &peer);
-                        self.legs.drops.count("handshake message does not authenticate");
+                        self.legs
+                            .drops
+                            .count("handshake message does not authenticate");
                         return false;
                     }
                     self.fail(format!("handshake failed: {e}"), false);
                     return false;
                 }
-                let Phase::Handshake { hs, .. } =
-                    std::mem::replace(&mut self.phase, Phase::Ended)
+                let Phase::Handshake { hs, .. } = std::mem::replace(&mut self.phase, Phase::Ended)
                 else {
                     unreachable!("matched above")
                 };
@@ -454,7 +463,19 @@ impl Core {
                     self.legs.drops.count("unknown leg");
                     return false;
                 }
-                let code = packet.get(HEADER_LEN).copied().unwrap_or(close::CLOSED);
+                let payload = &packet[HEADER_LEN..];
+                let genuine = match (&self.close_tokens, payload.split_first()) {
+                    (Some((_, theirs)), Some((_, token))) => {
+                        token.len() == CLOSE_TOKEN_LEN
+                            && token.iter().zip(theirs).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+                    }
+                    _ => false,
+                };
+                if !genuine {
+                    self.legs.drops.count("close without the group's token");
+                    return false;
+                }
+                let code = payload[0];
                 let why = if code == close::FAILED {
                     "closed by the peer (it failed)"
                 } else {
@@ -528,6 +549,21 @@ impl Core {
     }
 }
 
+/// Bytes of the token that authenticates a Close.
+pub const CLOSE_TOKEN_LEN: usize = 16;
+
+/// The token a side puts in its Close: only the two ends know the handshake hash, so a hop
+/// cannot close a group; a replayed Close of the same group closes only what is closed.
+fn close_token(handshake_hash: &[u8; 64], from_initiator: bool) -> [u8; CLOSE_TOKEN_LEN] {
+    let h = crate::crypto::hmac::hmac_sha512(
+        handshake_hash,
+        &[b"skywire-rs/route-close", &[u8::from(from_initiator)]],
+    );
+    let mut t = [0u8; CLOSE_TOKEN_LEN];
+    t.copy_from_slice(&h[..CLOSE_TOKEN_LEN]);
+    t
+}
+
 /// The responder's peer, from the handshake it was built with.
 fn peer_of(hs: &Handshake) -> PublicKey {
     *hs.remote().expect("a KK handshake knows its peer")
@@ -599,9 +635,7 @@ impl Inner {
                 w.wake();
             }
             if let Some(why) = a.ended.take() {
-                if let Some(s) = self.session.get() {
-                    s.close();
-                }
+                // The mux learns it from its reader (woken above): streams fail with `why`.
                 self.tx.ended(&why);
             }
             if gone.is_empty() {
@@ -740,6 +774,8 @@ impl RouteGroup {
             legs: Legs::new(&legs, cfg.max_unacked, cfg.max_rx, now),
             opener: None,
             sealer: None,
+            close_tokens: None,
+            initiator,
             failure: None,
             clean: false,
             ready_wakers: Vec::new(),
@@ -767,8 +803,7 @@ impl RouteGroup {
     /// A packet from one of the group's legs (the whole routing packet). Never blocks: what
     /// does not fit the group's bounds, or is malformed, is dropped and counted.
     pub fn deliver(&self, leg: LegRef, packet: Vec<u8>) {
-        self.inner
-            .with(|c, now| ((), c.deliver(leg, packet, now)));
+        self.inner.with(|c, now| ((), c.deliver(leg, packet, now)));
     }
 
     /// Joins a leg (a replacement the driver set up).
@@ -818,7 +853,9 @@ impl RouteGroup {
     /// Opens a stream (after waiting for the handshake).
     pub async fn open(&self) -> Result<Stream, GroupError> {
         self.ready().await?;
-        let s = self.session().ok_or_else(|| GroupError("no session".into()))?;
+        let s = self
+            .session()
+            .ok_or_else(|| GroupError("no session".into()))?;
         s.open().await.map_err(|e| GroupError(e.to_string()))
     }
 
@@ -871,7 +908,11 @@ impl RouteGroup {
     pub fn close(&self) {
         self.inner.with(|c, _| {
             if c.failure.is_none() {
-                c.legs.broadcast(PacketType::Close, &[close::CLOSED]);
+                if let Some((mine, _)) = c.close_tokens {
+                    let mut payload = vec![close::CLOSED];
+                    payload.extend_from_slice(&mine);
+                    c.legs.broadcast(PacketType::Close, &payload);
+                }
                 c.fail("closed by this side".into(), true);
             }
             ((), false)
@@ -939,7 +980,8 @@ struct GroupReader {
 }
 
 impl GroupReader {
-    /// The next opened frame; `None` after a clean close.
+    /// The next opened frame; `None` after a clean close (never: a closed group is an error
+    /// to the mux, so its streams see why).
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Opened>, MuxError>> {
         let g = self.g.clone();
         let (r, a) = {
@@ -947,11 +989,7 @@ impl GroupReader {
             let r = if let Some(f) = c.legs.pop_ready() {
                 Poll::Ready(Ok(Some(f)))
             } else if let Some(why) = &c.failure {
-                if c.clean {
-                    Poll::Ready(Ok(None))
-                } else {
-                    Poll::Ready(Err(MuxError::Closed(why.clone())))
-                }
+                Poll::Ready(Err(MuxError::Closed(why.clone())))
             } else {
                 c.rx_waker = Some(cx.waker().clone());
                 Poll::Pending
@@ -1009,7 +1047,6 @@ impl GroupWriter {
     fn plain_len(&self) -> usize {
         self.buf.len().saturating_sub(FRAME_AT + LEN_PREFIX)
     }
-
 }
 
 impl FrameWrite for GroupWriter {

@@ -6,7 +6,7 @@
 //! ```text
 //! Data payload:       seq u32be ‖ ack u32be ‖ channel frame (u16be len ‖ ciphertext ‖ tag)
 //! KeepAlive payload:  kind u8 (0 ping, 1 pong, 2 ack) ‖ ack u32be ‖ stamp u32be
-//! Close payload:      code u8 (0 closed by the application, 1 failed)
+//! Close payload:      code u8 (0 closed by the application, 1 failed) ‖ token (16 bytes)
 //! Handshake payload:  one Noise KK message (48 bytes each way)
 //! ```
 //!
@@ -14,7 +14,9 @@
 //! `ack` is cumulative: every frame before it has been taken by the receiver. A ping's `stamp`
 //! (the sender's clock in milliseconds, mod 2^32) comes back in the pong: the leg's round
 //! trip. Neither field is authenticated; the channel frame is (a frame that does not open is
-//! dropped, counted, and re-sent by its sender).
+//! dropped, counted, and re-sent by its sender). A Close counts only with the sender's token
+//! (HMAC-SHA-512 of the handshake hash, "skywire-rs/route-close" and a byte saying whether the
+//! initiator sent it, first 16 bytes): a hop cannot close a group.
 
 use core::fmt;
 

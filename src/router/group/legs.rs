@@ -27,8 +27,10 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 pub const DEAD_AFTER: Duration = Duration::from_millis(1500);
 /// Shortest retransmission timeout.
 pub const MIN_RTO: Duration = Duration::from_millis(250);
-/// Longest retransmission timeout (and the one before a leg's first round trip is known).
+/// Longest retransmission timeout of a first send.
 pub const MAX_RTO: Duration = Duration::from_secs(2);
+/// The retransmission timeout before a leg's first round trip is known.
+pub const FIRST_RTO: Duration = Duration::from_secs(1);
 /// Frames the receiver accepts ahead of the first missing one.
 pub const RX_WINDOW_FRAMES: u32 = 1024;
 /// Offset of the channel frame in a whole Data routing packet.
@@ -92,7 +94,7 @@ impl Leg {
     fn rto(&self) -> Duration {
         match self.stats.rtt {
             Some(rtt) => (rtt * 2 + Duration::from_millis(100)).clamp(MIN_RTO, MAX_RTO),
-            None => MAX_RTO,
+            None => FIRST_RTO,
         }
     }
 }
