@@ -65,16 +65,8 @@ pub const HANDSHAKE_RESEND: Duration = Duration::from_secs(1);
 /// prefix ‖ plaintext ‖ tag) fills at most a routing packet.
 pub const MAX_FRAME_PLAIN: usize = MAX_PAYLOAD_LEN - DATA_HEADER_LEN - LEN_PREFIX - TAG_LEN;
 
-/// One leg of a group: the local route id of the leg's rule at this endpoint (the router
-/// core's `LegRef`; defined here until the core's lands, same shape).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LegRef(pub u32);
-
-impl fmt::Display for LegRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "leg {}", self.0)
-    }
-}
+/// One leg of a group: the local route id of the leg's rule at this endpoint.
+pub use super::core::LegRef;
 
 /// Why a packet could not be handed to a leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -484,7 +476,7 @@ impl Core {
                 self.fail(why.to_string(), code != close::FAILED);
                 false
             }
-            PacketType::Data | PacketType::KeepAlive => {
+            PacketType::Data | PacketType::Ping | PacketType::Pong => {
                 let Some(cipher) = self.opener.as_mut() else {
                     self.legs.drops.count("data before the handshake");
                     return false;

@@ -321,7 +321,14 @@ impl Legs {
             stamp,
         };
         self.ack_sent = self.ack;
-        let p = Legs::packet(PacketType::KeepAlive, &ka.to_bytes());
+        // The router core consumes KeepAlive and Close at an endpoint: a leg's keep-alives
+        // ride as Ping (pings and acks) and Pong, which it hands to the group.
+        let ty = if kind == Kind::Pong {
+            PacketType::Pong
+        } else {
+            PacketType::Ping
+        };
+        let p = Legs::packet(ty, &ka.to_bytes());
         self.emit(i, p);
     }
 
@@ -384,7 +391,7 @@ impl Legs {
         freed
     }
 
-    /// Handles a Data or KeepAlive packet from `leg` (`buf` = the whole routing packet, its
+    /// Handles a Data, Ping or Pong packet from `leg` (`buf` = the whole routing packet, its
     /// header already checked). `open` opens a channel frame in place and returns its
     /// plaintext length, `None` if it does not authenticate. Returns true if room was freed
     /// for the writer or a frame became ready for the reader.
@@ -404,11 +411,16 @@ impl Legs {
         l.last_rx = now;
         let ty = Packet::new_unchecked(&buf[..]).packet_type();
         match ty {
-            PacketType::KeepAlive => {
+            PacketType::Ping | PacketType::Pong => {
                 let Ok(ka) = KeepAlive::parse(&buf[HEADER_LEN..]) else {
                     self.drops.count("bad keep-alive");
                     return false;
                 };
+                if (ka.kind == Kind::Pong) != (ty == PacketType::Pong) {
+                    self.drops
+                        .count("keep-alive kind does not match its packet type");
+                    return false;
+                }
                 match ka.kind {
                     Kind::Ping => self.keepalive(i, Kind::Pong, ka.stamp),
                     Kind::Pong => {

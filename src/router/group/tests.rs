@@ -703,7 +703,7 @@ fn garbage_oversize_and_replays_are_dropped_and_counted() {
     );
     p.push(0);
     g1.deliver(LegRef(1), p);
-    g1.deliver(LegRef(99), Legs::packet(PacketType::KeepAlive, &[0u8; 9]));
+    g1.deliver(LegRef(99), Legs::packet(PacketType::Ping, &[0u8; 9]));
     // Every packet the initiator sent so far, again (replays): handshake, data, keep-alives.
     let log: Vec<(LegRef, Vec<u8>)> = wire.inner.lock().unwrap().log.clone();
     for (leg, p) in &log {
