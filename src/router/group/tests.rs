@@ -1,9 +1,7 @@
 //! Route groups between two endpoints in one process, on a virtual clock: over fake legs
 //! (queues with a delay, killable), and over the simulation harness (`app::sim`: each leg a
-//! chain of 4 hops on a lossy, reordering `Fabric`, repaired per link by `Arq`). The
-//! intermediate hops of the simulation are a small test forwarder (route-id lookup and
-//! in-place rewrite, as design13 §1 says a hop does): the router core was not yet on a
-//! branch when this was written.
+//! chain of 4 hops on a lossy, reordering `Fabric`, repaired per link by `Arq`, every node a
+//! real `router::core::Core` that set the legs up and forwards them).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,6 +14,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::app::sim::{Arq, ArqPacket, Fabric, Link};
+use crate::router::core::{Core, CoreConfig, Event, TpHandle, Verdict};
 use crate::wire::leg::{Data, KeepAlive, Kind};
 
 const MS: Duration = Duration::from_millis(1);
@@ -69,6 +68,10 @@ trait Wire: Send + Sync + 'static {
     fn send(&self, side: usize, leg: LegRef, packet: Vec<u8>) -> Result<(), LegSendError>;
     /// Moves the network on to `now`; returns what arrives: (side, leg, packet).
     fn step(&self, now: Duration) -> Vec<(usize, LegRef, Vec<u8>)>;
+    /// Legs the network found down since the last call: (side, leg, why).
+    fn downs(&self) -> Vec<(usize, LegRef, String)> {
+        Vec::new()
+    }
 }
 
 struct Tx {
@@ -136,73 +139,86 @@ impl Wire for FakeWire {
     }
 }
 
-/// Each leg a chain S → h1 → h2 → h3 → D of 4 links over a `Fabric` that loses and reorders,
-/// each link repaired by an `Arq` pair; the hops forward by route id, rewriting it in place.
-struct SimWire {
-    inner: Mutex<SimInner>,
+/// Each leg a chain S → h1 → h2 → h3 → D of 4 transport links over a `Fabric` that loses
+/// and reorders, each link repaired by an `Arq` pair; every node runs a real
+/// `router::core::Core`, and the legs are set up through them (source-routed setup).
+struct CoreWire {
+    inner: Mutex<CoreInner>,
 }
 
 /// Node ids: 0 = S, 1 = D, then 3 hops per leg.
 type Node = usize;
 
-struct SimInner {
+struct CoreInner {
     fabric: Fabric<ArqPacket>,
     pks: Vec<PublicKey>,
+    cores: Vec<Core>,
     /// The Arq end at `.0` of the link to `.1`.
     arqs: BTreeMap<(Node, Node), Arq>,
-    /// (node, route id it allocated) → where a packet goes: Ok((next node, its id)) or
-    /// Err(leg) to consume at an endpoint.
-    rules: HashMap<(Node, u32), Result<(Node, u32), LegRef>>,
-    /// Per endpoint side and leg: the first hop and its id.
-    first: HashMap<(usize, LegRef), (Node, u32)>,
     killed: Vec<Node>,
+    /// Legs up at S (side 0) and D (side 1), in setup order.
+    up: [Vec<LegRef>; 2],
+    /// LegDown events at the endpoints: (side, leg, reason).
+    downs: Vec<(usize, LegRef, String)>,
     forwarded: u64,
 }
 
-impl SimWire {
-    fn new(seed: u64, link: Link, legs: usize) -> SimWire {
-        let mut pks: Vec<PublicKey> = (0..2 + 3 * legs)
-            .map(|i| *keys(100 + i as u8).public())
-            .collect();
-        pks.shrink_to_fit();
-        let mut s = SimInner {
+/// Node `j`'s transport handle at its neighbours.
+fn tp_of(j: Node) -> TpHandle {
+    100 + j as TpHandle
+}
+
+impl CoreWire {
+    /// Builds the nodes and links and sets up `legs` node-disjoint 4-hop legs S → D.
+    fn new(seed: u64, link: Link, legs: usize) -> CoreWire {
+        let n = 2 + 3 * legs;
+        let pks: Vec<PublicKey> = (0..n).map(|i| *keys(100 + i as u8).public()).collect();
+        let mut s = CoreInner {
             fabric: Fabric::new(seed, link),
+            cores: pks
+                .iter()
+                .map(|pk| Core::new(*pk, CoreConfig::default()))
+                .collect(),
             pks,
             arqs: BTreeMap::new(),
-            rules: HashMap::new(),
-            first: HashMap::new(),
             killed: Vec::new(),
+            up: [Vec::new(), Vec::new()],
+            downs: Vec::new(),
             forwarded: 0,
         };
-        for l in 0..legs {
-            let leg = LegRef(l as u32 + 1);
-            let path: Vec<Node> = [0, 2 + 3 * l, 3 + 3 * l, 4 + 3 * l, 1].to_vec();
-            // The id node k allocated for this leg.
-            let id = |k: usize| 1000 * (l as u32 + 1) + k as u32;
+        let paths: Vec<Vec<Node>> = (0..legs)
+            .map(|l| vec![0, 2 + 3 * l, 3 + 3 * l, 4 + 3 * l, 1])
+            .collect();
+        for path in &paths {
             for w in path.windows(2) {
-                s.arqs
-                    .insert((w[0], w[1]), Arq::new(Duration::from_millis(60)));
-                s.arqs
-                    .insert((w[1], w[0]), Arq::new(Duration::from_millis(60)));
+                let (a, b) = (w[0], w[1]);
+                s.arqs.insert((a, b), Arq::new(Duration::from_millis(60)));
+                s.arqs.insert((b, a), Arq::new(Duration::from_millis(60)));
+                let (pa, pb) = (s.pks[a], s.pks[b]);
+                s.cores[a].transport_up(tp_of(b), pb);
+                s.cores[b].transport_up(tp_of(a), pa);
             }
-            for k in 1..path.len() - 1 {
-                // A hop's one rule: from the source side onwards, from the destination back;
-                // it knows which by the sender (test: by the id's direction bit).
-                s.rules
-                    .insert((path[k], id(k)), Ok((path[k + 1], id(k + 1))));
-                s.rules.insert(
-                    (path[k], id(k) | 1 << 31),
-                    Ok((path[k - 1], id(k - 1) | 1 << 31)),
-                );
-            }
-            s.rules.insert((1, id(4)), Err(leg));
-            s.rules.insert((0, id(0) | 1 << 31), Err(leg));
-            s.first.insert((0, leg), (path[1], id(1)));
-            s.first.insert((1, leg), (path[3], id(3) | 1 << 31));
         }
-        SimWire {
+        for (l, path) in paths.iter().enumerate() {
+            let pks: Vec<PublicKey> = path.iter().map(|&i| s.pks[i]).collect();
+            s.cores[0]
+                .start_setup(&pks, 42, l as u8, Duration::ZERO)
+                .unwrap();
+        }
+        let w = CoreWire {
             inner: Mutex::new(s),
+        };
+        let mut now = Duration::ZERO;
+        while w.inner.lock().unwrap().up.iter().any(|u| u.len() < legs) {
+            assert!(now < Duration::from_secs(20), "legs not set up");
+            now += MS;
+            assert!(w.step(now).is_empty());
         }
+        w
+    }
+
+    fn legs(&self, side: usize) -> Vec<LegRef> {
+        self.inner.lock().unwrap().up[side].clone()
     }
 
     fn kill(&self, node: Node) {
@@ -210,14 +226,36 @@ impl SimWire {
     }
 }
 
-impl Wire for SimWire {
+impl CoreInner {
+    /// A packet node `at` sends on its transport to `to` (the Arq of that link).
+    fn transmit(&mut self, at: Node, to: Node, packet: Vec<u8>) {
+        if let Some(arq) = self.arqs.get_mut(&(at, to)) {
+            arq.send(packet);
+        }
+    }
+
+    fn events(&mut self, at: Node) {
+        while let Some(ev) = self.cores[at].poll_event() {
+            match ev {
+                Event::Send { tp, packet } => self.transmit(at, (tp - 100) as Node, packet),
+                Event::LegUp { leg, .. } if at < 2 => self.up[at].push(leg),
+                Event::LegDown { leg, reason } if at < 2 => self.downs.push((at, leg, reason)),
+                Event::SetupFailed { reason, .. } => panic!("setup failed: {reason}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Wire for CoreWire {
     fn send(&self, side: usize, leg: LegRef, mut packet: Vec<u8>) -> Result<(), LegSendError> {
         let mut g = self.inner.lock().unwrap();
-        let Some(&(next, id)) = g.first.get(&(side, leg)) else {
+        let now = g.fabric.now();
+        let Some(tp) = g.cores[side].prepare_send(leg, &mut packet, now) else {
             return Err(LegSendError::Gone);
         };
-        Packet::new_unchecked(&mut packet[..]).set_route_id(id);
-        g.arqs.get_mut(&(side, next)).unwrap().send(packet);
+        g.transmit(side, (tp - 100) as Node, packet);
+        g.events(side);
         Ok(())
     }
 
@@ -236,21 +274,26 @@ impl Wire for SimWire {
         }
         let mut out = Vec::new();
         let links: Vec<(Node, Node)> = g.arqs.keys().copied().collect();
-        for (at, from) in links {
+        for &(at, from) in &links {
             while let Some(mut m) = g.arqs.get_mut(&(at, from)).unwrap().poll_recv() {
-                let id = Packet::new_unchecked(&m[..]).route_id();
-                match g.rules.get(&(at, id)) {
-                    Some(Ok((next, nid))) => {
-                        Packet::new_unchecked(&mut m[..]).set_route_id(*nid);
+                match g.cores[at].handle_packet(tp_of(from), &mut m, now) {
+                    Verdict::Forward(tp) => {
                         g.forwarded += 1;
-                        g.arqs.get_mut(&(at, *next)).unwrap().send(m);
+                        g.transmit(at, (tp - 100) as Node, m);
                     }
-                    Some(Err(leg)) => out.push((at, *leg, m)),
-                    None => panic!("no rule at node {at} for id {id}"),
+                    Verdict::Deliver(leg) => out.push((at, leg, m)),
+                    Verdict::Consumed => {}
+                    Verdict::Drop(r) => panic!("node {at} dropped a packet: {r:?}"),
                 }
+                g.events(at);
             }
         }
-        let links: Vec<(Node, Node)> = g.arqs.keys().copied().collect();
+        for at in 0..g.cores.len() {
+            if !g.killed.contains(&at) && g.cores[at].poll_timeout().is_some_and(|t| t <= now) {
+                g.cores[at].handle_timeout(now);
+            }
+            g.events(at);
+        }
         for (a, b) in links {
             if g.killed.contains(&a) {
                 continue;
@@ -261,6 +304,10 @@ impl Wire for SimWire {
             }
         }
         out
+    }
+
+    fn downs(&self) -> Vec<(usize, LegRef, String)> {
+        std::mem::take(&mut self.inner.lock().unwrap().downs)
     }
 }
 
@@ -275,10 +322,15 @@ struct World {
 
 impl World {
     fn new(wire: Arc<dyn Wire>, legs: &[LegRef]) -> World {
-        World::with_config(wire, legs, |_| {})
+        World::with_config(wire, legs, legs, |_| {})
     }
 
-    fn with_config(wire: Arc<dyn Wire>, legs: &[LegRef], tune: impl Fn(&mut GroupConfig)) -> World {
+    fn with_config(
+        wire: Arc<dyn Wire>,
+        legs: &[LegRef],
+        peer_legs: &[LegRef],
+        tune: impl Fn(&mut GroupConfig),
+    ) -> World {
         let ex = Arc::new(Executor::new());
         let clock = Arc::new(VClock::default());
         let mut cfg = GroupConfig {
@@ -297,8 +349,8 @@ impl World {
         let (a, b) = (keys(1), keys(2));
         let g0 =
             RouteGroup::initiator(&ex, &a, *b.public(), legs.to_vec(), t0.clone(), cfg.clone());
-        let g1 = RouteGroup::responder(&ex, &b, *a.public(), legs[0], t1.clone(), cfg);
-        for &l in &legs[1..] {
+        let g1 = RouteGroup::responder(&ex, &b, *a.public(), peer_legs[0], t1.clone(), cfg);
+        for &l in &peer_legs[1..] {
             g1.add_leg(l);
         }
         World {
@@ -324,6 +376,9 @@ impl World {
         let arrived = self.wire.step(self.now());
         for (side, leg, p) in arrived {
             self.groups[side].deliver(leg, p);
+        }
+        for (side, leg, why) in self.wire.downs() {
+            self.groups[side].leg_down(leg, &why);
         }
         for _ in 0..100_000 {
             if !self.ex.try_tick() {
@@ -549,7 +604,9 @@ fn a_new_stream_costs_no_handshake() {
 #[test]
 fn the_unacked_buffer_is_bounded_and_backpressures() {
     let wire = Arc::new(FakeWire::default());
-    let w = World::with_config(wire, &[LegRef(1)], |c| c.max_unacked = 128 * 1024);
+    let w = World::with_config(wire, &[LegRef(1)], &[LegRef(1)], |c| {
+        c.max_unacked = 128 * 1024
+    });
     let t = transfer(&w, 0, 4, 2_000_000, 60_000);
     let mut peak = 0;
     let ok = w.run_until(Duration::from_secs(120), || {
@@ -775,8 +832,8 @@ const LOSSY: Link = Link {
 
 #[test]
 fn sim_four_hop_legs_with_loss_and_reordering_deliver_intact_in_order() {
-    let wire = Arc::new(SimWire::new(13, LOSSY, 1));
-    let w = World::new(wire.clone(), &[LegRef(1)]);
+    let wire = Arc::new(CoreWire::new(13, LOSSY, 1));
+    let w = World::with_config(wire.clone(), &wire.legs(0), &wire.legs(1), |_| {});
     let a = transfer(&w, 0, 3, 400_000, 20_000);
     let b = transfer(&w, 1, 3, 200_000, 5_000);
     let ok = w.run_until(Duration::from_secs(120), || {
@@ -794,8 +851,9 @@ fn sim_four_hop_legs_with_loss_and_reordering_deliver_intact_in_order() {
 
 #[test]
 fn sim_mux2_survives_a_killed_middle_node() {
-    let wire = Arc::new(SimWire::new(21, LOSSY, 2));
-    let w = World::new(wire.clone(), &[LegRef(1), LegRef(2)]);
+    let wire = Arc::new(CoreWire::new(21, LOSSY, 2));
+    let (legs, peer_legs) = (wire.legs(0), wire.legs(1));
+    let w = World::with_config(wire.clone(), &legs, &peer_legs, |_| {});
     let t = transfer(&w, 0, 4, 3_000_000, 16_000);
     let back = transfer(&w, 1, 2, 1_000_000, 16_000);
     assert!(
@@ -837,9 +895,10 @@ fn sim_mux2_survives_a_killed_middle_node() {
     assert!(errors(&t).is_empty() && errors(&back).is_empty());
     assert_eq!(t.got.load(Ordering::Relaxed), 4 * 3_000_000);
     assert!(w.groups[0].info().resent > 0);
-    assert_eq!(w.groups[0].legs(), [LegRef(2)]);
+    assert_eq!(w.groups[0].legs(), [legs[1]]);
+    assert_eq!(w.groups[1].legs(), [peer_legs[1]]);
     assert!(w.groups[0].failure().is_none());
-    assert_eq!(*w.txs[0].dead.lock().unwrap(), [LegRef(1)]);
+    assert_eq!(*w.txs[0].dead.lock().unwrap(), [legs[0]]);
 }
 
 #[test]
