@@ -24,7 +24,8 @@
 //! every hop on the way back deletes its pending rule and relays the nack. A pending rule
 //! expires after `per_hop_timeout × hops still ahead`, and the node then nacks "no answer
 //! from X within N s" (its upstream waits one hop longer, so the nearest node to a silent hop
-//! reports it). Complete rules expire after `idle_timeout` without a packet (checked by a
+//! reports it); an ack that arrives after its rule gave up is answered with a Close, so the
+//! hops that completed behind it let go at once. Complete rules expire after `idle_timeout` without a packet (checked by a
 //! sweep at the earliest possible expiry, so a rule goes at most one sweep late); Close and
 //! Error packets are forwarded like data and remove the rule at each hop. When a transport
 //! goes down, every rule through it goes: legs ending here report [`Event::LegDown`] (or
@@ -837,6 +838,10 @@ impl Core {
             return Verdict::Drop(DropReason::BadSetup);
         }
         let Some(rule) = self.rules.get_mut(&id) else {
+            // A late ack for a setup this node gave up on (timed out, abandoned): the hops
+            // behind it completed their rules, so close them now rather than leave them to
+            // expire. The Close can only reach rules that run through this transport.
+            self.send(from, packet(PacketType::Close, ack.id, 1, |b| b[0] = 0));
             return Verdict::Drop(DropReason::UnknownRoute);
         };
         let Some(p) = &rule.pending else {

@@ -778,3 +778,27 @@ fn an_error_packet_ends_the_leg() {
     assert_eq!(names.len(), 14);
     assert!(names.contains(&"setup rate"));
 }
+
+#[test]
+fn a_late_ack_closes_the_rules_behind_it() {
+    // 0-1-2-3: a request reaches 2 after node 1 gave up on it (id 4242 is gone at 1). The acks
+    // of 3 and 2 complete their rules; 1 answers the ack it cannot place with a Close, which
+    // removes them hop by hop.
+    let mut net = Net::line(4);
+    let path: Vec<[u8; PK_LEN]> = (0..4).map(|n| *pk(n).as_bytes()).collect();
+    let mut req = request(&path, 2, 4242);
+    assert_eq!(
+        net.cores[2].handle_packet(tp(1), &mut req, T0),
+        Verdict::Consumed
+    );
+    net.run();
+    assert_eq!(net.total_rules(), 0);
+    assert_eq!(net.cores[1].drops().get(DropReason::UnknownRoute), 1);
+    let downs: Vec<usize> = net
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::LegDown { .. }))
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(downs, vec![3]);
+}
