@@ -50,8 +50,6 @@ use crate::wire::noise::Frame as NoiseFrame;
 use crate::wire::route::{HEADER_LEN, MAX_PAYLOAD_LEN, Packet, PacketType};
 
 pub mod legs;
-#[cfg(test)]
-mod tests;
 
 use legs::{FRAME_AT, Legs, Opened};
 
@@ -222,6 +220,10 @@ pub struct GroupInfo {
     pub drops: Vec<(String, u64)>,
     /// Frames sent again (loss or a dead leg).
     pub resent: u64,
+    /// Bytes of sent frames not yet acknowledged (bounded by `max_unacked` + one frame).
+    pub unacked: usize,
+    /// Bytes of received frames held, early or waiting for the mux (bounded by `max_rx`).
+    pub held: usize,
 }
 
 enum Phase {
@@ -888,6 +890,8 @@ impl RouteGroup {
             failure: c.failure.clone(),
             drops: c.legs.drops.list(),
             resent: c.legs.resent,
+            unacked: c.legs.unacked_bytes(),
+            held: c.legs.rx_bytes(),
         }
     }
 
@@ -1100,17 +1104,5 @@ impl FrameWrite for GroupWriter {
 
     async fn close(&mut self) -> io::Result<()> {
         self.flush().await
-    }
-}
-
-/// Test hook: the group's leg layer counters.
-#[cfg(test)]
-impl RouteGroup {
-    fn unacked_bytes(&self) -> usize {
-        self.inner.lock().legs.unacked_bytes()
-    }
-
-    fn rx_bytes(&self) -> usize {
-        self.inner.lock().legs.rx_bytes()
     }
 }
