@@ -532,6 +532,18 @@ fn errors(t: &Transfer) -> Vec<String> {
     t.errors.lock().unwrap().clone()
 }
 
+/// One fake leg with `n` streams of `len` bytes (in writes of `chunk`) from the initiator,
+/// once `after` bytes have arrived.
+fn flowing(n: usize, len: usize, chunk: usize, after: u64) -> (World, Arc<FakeWire>, Transfer) {
+    let (w, wire) = fake(&[LegRef(1)]);
+    let t = transfer(&w, 0, n, len, chunk);
+    let moving = w.run_until(Duration::from_secs(5), || {
+        t.got.load(Ordering::Relaxed) > after
+    });
+    assert!(moving, "{:?}", errors(&t));
+    (w, wire, t)
+}
+
 fn fake(legs: &[LegRef]) -> (World, Arc<FakeWire>) {
     let wire = Arc::new(FakeWire::default());
     (World::new(wire.clone(), legs), wire)
@@ -674,12 +686,7 @@ fn close_ends_streams_on_both_sides() {
 
 #[test]
 fn losing_the_last_leg_fails_streams_in_bounded_time() {
-    let (w, wire) = fake(&[LegRef(1)]);
-    let t = transfer(&w, 0, 2, 100_000_000, 16_000);
-    assert!(
-        w.run_until(Duration::from_secs(5), || t.got.load(Ordering::Relaxed)
-            > 1_000_000)
-    );
+    let (w, wire, t) = flowing(2, 100_000_000, 16_000, 1_000_000);
     let killed_at = w.now();
     wire.inner.lock().unwrap().killed.push(LegRef(1));
     // Both readers and both writers see an error.
@@ -729,12 +736,7 @@ fn handshake_times_out_without_a_peer() {
 
 #[test]
 fn garbage_oversize_and_replays_are_dropped_and_counted() {
-    let (w, wire) = fake(&[LegRef(1)]);
-    let t = transfer(&w, 0, 1, 300_000, 10_000);
-    assert!(
-        w.run_until(Duration::from_secs(5), || t.got.load(Ordering::Relaxed)
-            > 50_000)
-    );
+    let (w, wire, t) = flowing(1, 300_000, 10_000, 50_000);
     let g1 = &w.groups[1];
     let mut rng = Rng::new(5);
     // Garbage of every length, as the driver would hand it over.
@@ -803,12 +805,7 @@ fn garbage_oversize_and_replays_are_dropped_and_counted() {
 
 #[test]
 fn forged_frames_are_dropped_not_fatal() {
-    let (w, _) = fake(&[LegRef(1)]);
-    let t = transfer(&w, 0, 1, 200_000, 10_000);
-    assert!(
-        w.run_until(Duration::from_secs(5), || t.got.load(Ordering::Relaxed)
-            > 20_000)
-    );
+    let (w, _, t) = flowing(1, 200_000, 10_000, 20_000);
     // Frames with plausible sequence numbers (the next ones) that do not authenticate.
     let g1 = &w.groups[1];
     for seq in 0..2000u32 {
@@ -906,12 +903,7 @@ fn sim_mux2_survives_a_killed_middle_node() {
 
 #[test]
 fn a_replacement_leg_joins() {
-    let (w, wire) = fake(&[LegRef(1)]);
-    let t = transfer(&w, 0, 1, 2_000_000, 16_000);
-    assert!(
-        w.run_until(Duration::from_secs(5), || t.got.load(Ordering::Relaxed)
-            > 100_000)
-    );
+    let (w, wire, t) = flowing(1, 2_000_000, 16_000, 100_000);
     for g in &w.groups {
         g.add_leg(LegRef(2));
     }
