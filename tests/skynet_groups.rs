@@ -917,3 +917,108 @@ fn a_replacement_leg_joins() {
     assert!(errors(&t).is_empty());
     assert_eq!(w.groups[0].legs(), [LegRef(2)]);
 }
+
+/// Direct legs on the real clock: what is sent is queued, and a pump task delivers it.
+struct DirectWire {
+    q: Mutex<VecDeque<(usize, LegRef, Vec<u8>)>>,
+}
+
+struct DirectTx {
+    wire: Arc<DirectWire>,
+    side: usize,
+}
+
+impl LegTx for DirectTx {
+    fn send(&self, leg: LegRef, packet: Vec<u8>) -> Result<(), LegSendError> {
+        self.wire
+            .q
+            .lock()
+            .unwrap()
+            .push_back((1 - self.side, leg, packet));
+        Ok(())
+    }
+}
+
+#[test]
+fn real_clock_groups_carry_a_stream_both_ways() {
+    let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
+    let wire = Arc::new(DirectWire {
+        q: Mutex::new(VecDeque::new()),
+    });
+    let (a, b) = (keys(1), keys(2));
+    let tx = |side| {
+        Arc::new(DirectTx {
+            wire: wire.clone(),
+            side,
+        })
+    };
+    let g0 = RouteGroup::initiator(
+        &ex,
+        &a,
+        *b.public(),
+        vec![LegRef(3)],
+        tx(0),
+        GroupConfig::default(),
+    );
+    let g1 = RouteGroup::responder(
+        &ex,
+        &b,
+        *a.public(),
+        LegRef(3),
+        tx(1),
+        GroupConfig::default(),
+    );
+    let groups = [g0.clone(), g1.clone()];
+    let pump = {
+        let wire = wire.clone();
+        async move {
+            loop {
+                let batch: Vec<_> = wire.q.lock().unwrap().drain(..).collect();
+                for (side, leg, p) in batch {
+                    groups[side].deliver(leg, p);
+                }
+                async_io::Timer::after(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    ex.spawn(pump).detach();
+    let work = async {
+        let echo = async {
+            let mut st = g1.accept().await.expect("a stream");
+            let mut buf = vec![0u8; 1 << 20];
+            st.read_exact(&mut buf).await.unwrap();
+            st.write_all(&buf).await.unwrap();
+            st.close().await.unwrap();
+        };
+        let client = async {
+            let mut st = g0.open().await.unwrap();
+            let data = pattern(9, 0, 1 << 20);
+            st.write_all(&data).await.unwrap();
+            let mut back = Vec::new();
+            st.read_to_end(&mut back).await.unwrap();
+            assert!(back == data, "the echo differs");
+        };
+        futures_lite::future::zip(echo, client).await;
+    };
+    let bounded = futures_lite::future::or(async { Some(work.await) }, async {
+        async_io::Timer::after(Duration::from_secs(20)).await;
+        None
+    });
+    let done = futures_lite::future::block_on(ex.run(bounded));
+    assert!(done.is_some(), "no echo within 20 s: {:?}", g0.info());
+    let info = g0.info();
+    assert_eq!(info.state, "open");
+    assert!(info.bytes_out > 1 << 20 && info.bytes_in > 1 << 20);
+    g0.close();
+    let ended = futures_lite::future::block_on(ex.run(async {
+        for _ in 0..200 {
+            if g1.failure().is_some() {
+                return true;
+            }
+            async_io::Timer::after(Duration::from_millis(5)).await;
+        }
+        false
+    }));
+    assert!(ended);
+    assert_eq!(g1.failure().as_deref(), Some("closed by the peer"));
+}
