@@ -685,6 +685,37 @@ fn close_ends_streams_on_both_sides() {
 }
 
 #[test]
+fn dropping_the_last_handle_closes_the_group() {
+    let (w, wire) = fake(&[LegRef(1)]);
+    assert!(w.run_until(Duration::from_secs(1), || w.groups[1].session().is_some()));
+    let extra = w.groups[0].clone();
+    drop(extra);
+    w.run_until(Duration::from_millis(50), || false);
+    assert!(
+        w.groups[1].failure().is_none(),
+        "another handle is still there"
+    );
+    let World {
+        ex,
+        clock,
+        groups: [g0, g1],
+        ..
+    } = w;
+    drop(g0);
+    let mut t = 0;
+    while g1.failure().is_none() && t < 100 {
+        while ex.try_tick() {}
+        for (side, leg, p) in wire.step(Clock::now(&ClockRef(clock.clone()))) {
+            assert_eq!(side, 1);
+            g1.deliver(leg, p);
+        }
+        clock.advance(MS);
+        t += 1;
+    }
+    assert_eq!(g1.failure().as_deref(), Some("closed by the peer"));
+}
+
+#[test]
 fn losing_the_last_leg_fails_streams_in_bounded_time() {
     let (w, wire, t) = flowing(2, 100_000_000, 16_000, 1_000_000);
     let killed_at = w.now();

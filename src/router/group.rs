@@ -644,6 +644,21 @@ impl Inner {
         }
     }
 
+    /// Close on every live leg; the group ends ("closed by this side").
+    fn close(self: &Arc<Self>) {
+        self.with(|c, _| {
+            if c.failure.is_none() {
+                if let Some((mine, _)) = c.close_tokens {
+                    let mut payload = vec![close::CLOSED];
+                    payload.extend_from_slice(&mine);
+                    c.legs.broadcast(PacketType::Close, &payload);
+                }
+                c.fail("closed by this side".into(), true);
+            }
+            ((), false)
+        });
+    }
+
     fn start_session(self: &Arc<Self>) {
         let Some(sealer) = self.lock().sealer.take() else {
             return;
@@ -672,10 +687,30 @@ impl Inner {
     }
 }
 
-/// A route group. Cloning gives another handle to the same group.
+/// A route group. Cloning gives another handle to the same group; when the last handle is
+/// dropped the group is closed (its tasks would otherwise keep it, and its legs, alive).
 #[derive(Clone)]
 pub struct RouteGroup {
-    inner: Arc<Inner>,
+    inner: Arc<Handle>,
+}
+
+/// The owners' share of a group: dropping the last one closes it.
+struct Handle(Arc<Inner>);
+
+impl std::ops::Deref for Handle {
+    type Target = Arc<Inner>;
+    fn deref(&self) -> &Arc<Inner> {
+        &self.0
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // On the executor, not here: the driver may drop its last handle while holding a lock
+        // that `LegTx::send`/`ended` take.
+        let inner = self.0.clone();
+        self.0.ex.spawn_boxed(async move { inner.close() }).detach();
+    }
 }
 
 impl fmt::Debug for RouteGroup {
@@ -791,7 +826,9 @@ impl RouteGroup {
             mux: cfg.mux.clone(),
         });
         ex.spawn_boxed(timer_task(Arc::downgrade(&inner))).detach();
-        RouteGroup { inner }
+        RouteGroup {
+            inner: Arc::new(Handle(inner)),
+        }
     }
 
     /// A packet from one of the group's legs (the whole routing packet). Never blocks: what
@@ -902,17 +939,7 @@ impl RouteGroup {
 
     /// Ends the group: Close on every leg; streams on both sides fail.
     pub fn close(&self) {
-        self.inner.with(|c, _| {
-            if c.failure.is_none() {
-                if let Some((mine, _)) = c.close_tokens {
-                    let mut payload = vec![close::CLOSED];
-                    payload.extend_from_slice(&mine);
-                    c.legs.broadcast(PacketType::Close, &payload);
-                }
-                c.fail("closed by this side".into(), true);
-            }
-            ((), false)
-        });
+        self.inner.close();
     }
 
     /// Why the group ended (closed or failed), once it has.
