@@ -168,8 +168,8 @@ struct CoreInner {
     /// The Arq end at `.0` of the link to `.1`.
     arqs: BTreeMap<(Node, Node), Arq>,
     killed: Vec<Node>,
-    /// Legs up at S (side 0) and D (side 1), in setup order.
-    up: [Vec<LegRef>; 2],
+    /// Legs up at S (side 0) and D (side 1) with their index in the group, by index.
+    up: [Vec<(u8, LegRef)>; 2],
     /// LegDown events at the endpoints: (side, leg, reason).
     downs: Vec<(usize, LegRef, String)>,
     forwarded: u64,
@@ -230,7 +230,10 @@ impl CoreWire {
     }
 
     fn legs(&self, side: usize) -> Vec<LegRef> {
-        self.inner.lock().unwrap().up[side].clone()
+        self.inner.lock().unwrap().up[side]
+            .iter()
+            .map(|&(_, l)| l)
+            .collect()
     }
 
     fn kill(&self, node: Node) {
@@ -250,7 +253,11 @@ impl CoreInner {
         while let Some(ev) = self.cores[at].poll_event() {
             match ev {
                 Event::Send { tp, packet } => self.transmit(at, (tp - 100) as Node, packet),
-                Event::LegUp { leg, .. } if at < 2 => self.up[at].push(leg),
+                Event::LegUp { leg, leg_index, .. } if at < 2 => {
+                    // In leg-index order (setups may complete in any order).
+                    let i = self.up[at].partition_point(|&(k, _)| k < leg_index);
+                    self.up[at].insert(i, (leg_index, leg));
+                }
                 Event::LegDown { leg, reason } if at < 2 => self.downs.push((at, leg, reason)),
                 Event::SetupFailed { reason, .. } => panic!("setup failed: {reason}"),
                 _ => {}
@@ -1058,4 +1065,29 @@ fn real_clock_groups_carry_a_stream_both_ways() {
     }));
     assert!(ended);
     assert_eq!(g1.failure().as_deref(), Some("closed by the peer"));
+}
+
+#[test]
+fn sim_mux4_loses_two_legs_one_after_the_other() {
+    let wire = Arc::new(CoreWire::new(34, LOSSY, 4));
+    let (legs, peer_legs) = (wire.legs(0), wire.legs(1));
+    let w = World::with_config(wire.clone(), &legs, &peer_legs, |_| {});
+    let t = transfer(&w, 0, 3, 2_000_000, 16_000);
+    assert!(
+        w.run_until(Duration::from_secs(30), || t.got.load(Ordering::Relaxed)
+            > 500_000)
+    );
+    wire.kill(3); // leg 0's middle hop
+    w.run_until(Duration::from_millis(700), || false);
+    wire.kill(9); // leg 2's middle hop (nodes 8, 9, 10)
+    let ok = w.run_until(Duration::from_secs(120), || {
+        t.done.load(Ordering::Relaxed) == 3
+    });
+    assert!(ok, "{:?} {:?}", errors(&t), w.groups[0].info());
+    assert!(errors(&t).is_empty());
+    assert_eq!(t.got.load(Ordering::Relaxed), 3 * 2_000_000);
+    for (side, mine) in [(0, &legs), (1, &peer_legs)] {
+        assert_eq!(w.groups[side].legs(), [mine[1], mine[3]], "side {side}");
+        assert_eq!(*w.txs[side].dead.lock().unwrap(), [mine[0], mine[2]]);
+    }
 }
