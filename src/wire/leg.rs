@@ -268,6 +268,26 @@ mod tests {
     }
 
     #[test]
+    fn the_golden_bytes_are_those_in_the_protocol_doc() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md"))
+            .expect("docs/protocol.md");
+        let section = doc
+            .split("## Skynet: route groups")
+            .nth(1)
+            .expect("the section");
+        let squash = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_ascii_hexdigit() || *c == '\n')
+                .collect()
+        };
+        let lines: Vec<String> = section.lines().map(squash).collect();
+        for golden in [DATA, PING, PONG] {
+            let want = squash(golden);
+            assert!(lines.iter().any(|l| *l == want), "{golden} not in the doc");
+        }
+    }
+
+    #[test]
     fn truncated_and_odd_sizes_are_errors() {
         assert_eq!(
             Data::new_checked(&[0u8; 7][..]),
