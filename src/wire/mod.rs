@@ -21,6 +21,8 @@
 //! | [`mux`]     | yamux v0: `version u8 ‖ type u8 ‖ flags u16be ‖ stream u32be ‖ length u32be` |
 //! | [`session`] | `sealed_len u16be ‖ AEAD(mux header ‖ control) ‖ data` (DESIGN.md §3.4)  |
 //! | [`route`]   | `type u8 ‖ route_id u32be ‖ payload_len u16be ‖ payload` (DESIGN.md §3.7) |
+//! | [`leg`]     | route-group leg header: `seq u32be ‖ ack u32be` (Data); ping/pong `kind ‖ ack ‖ stamp` |
+//! | [`setup`]   | skynet route setup request / ack / nack payloads (DESIGN.md §3.8)       |
 //! | [`pty`]     | `type u8 ‖ len u16be ‖ payload` — pty sessions (docs/protocol.md §10)   |
 //! | [`dmsg`]    | channel request `01 ‖ pk(32)`; port header `dst_port u16be ‖ src_port u16be` |
 //!
@@ -29,11 +31,13 @@
 //! to drop them. A parser never panics on input: out-of-range lengths are a [`WireError`].
 
 pub mod dmsg;
+pub mod leg;
 pub mod mux;
 pub mod noise;
 pub mod pty;
 pub mod route;
 pub mod session;
+pub mod setup;
 
 use core::fmt;
 
