@@ -78,6 +78,9 @@ pub struct TpView {
     pub tx_bytes: u64,
     /// Seconds since it came up (or was added, while not up).
     pub age_secs: u64,
+    /// Bytes its buffers hold allocated now (send queue, writer buffer; the transport
+    /// layer's accounting).
+    pub buffer_bytes: u64,
 }
 
 /// Where a rule sends packets in one direction: a transport and the route id the node at its

@@ -32,6 +32,7 @@ impl Body for TpView {
             .field("rx_bytes", Out::U64(self.rx_bytes))
             .field("tx_bytes", Out::U64(self.tx_bytes))
             .field("age_secs", Out::U64(self.age_secs))
+            .field("buffer_bytes", Out::U64(self.buffer_bytes))
     }
 
     fn read(f: &mut Fields<'_>) -> Result<Self, JsonError> {
@@ -46,6 +47,7 @@ impl Body for TpView {
             rx_bytes: num(f, "rx_bytes")?,
             tx_bytes: num(f, "tx_bytes")?,
             age_secs: num(f, "age_secs")?,
+            buffer_bytes: f.opt_u64("buffer_bytes", u64::MAX)?.unwrap_or(0),
         })
     }
 }
@@ -278,6 +280,7 @@ mod tests {
             rx_bytes: 1,
             tx_bytes: 2,
             age_secs: 3,
+            buffer_bytes: 4096,
         }
     }
 
@@ -364,7 +367,7 @@ mod tests {
         assert_eq!(
             tp().to_json().to_compact(),
             format!(
-                r#"{{"id":"0123456789abcdef0123456789abcdef","peer":"{}","type":"stcp","state":"up","initiator":true,"persistent":true,"rtt_us":250,"rx_bytes":1,"tx_bytes":2,"age_secs":3}}"#,
+                r#"{{"id":"0123456789abcdef0123456789abcdef","peer":"{}","type":"stcp","state":"up","initiator":true,"persistent":true,"rtt_us":250,"rx_bytes":1,"tx_bytes":2,"age_secs":3,"buffer_bytes":4096}}"#,
                 "ab".repeat(32)
             )
         );
