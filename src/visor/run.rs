@@ -392,6 +392,9 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         config_file: file.clone(),
         whitelist,
         editor,
+        // The skynet node, once the visor runs one (the driver's `router::Router`).
+        #[cfg(feature = "skynet")]
+        control: None,
     });
     ex.spawn_boxed(server::serve(
         rl,
