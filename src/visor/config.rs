@@ -349,6 +349,10 @@ impl Config {
                 if !a.wants.is_empty() {
                     o = o.field("wants", json::str_array(a.wants.iter().cloned()));
                 }
+                #[cfg(feature = "skynet")]
+                if a.route != crate::router::policy::RoutePolicy::Auto {
+                    o = o.field("route", Out::Str(a.route.to_string()));
+                }
                 Out::Obj(o)
             })
             .collect();
@@ -629,6 +633,18 @@ fn parse_app(path: String, v: &miniserde::json::Value) -> Result<AppEntry, JsonE
         .into_iter()
         .map(|(_, s)| s.to_string())
         .collect();
+    let route = a.opt_str("route")?.unwrap_or("auto");
+    #[cfg(feature = "skynet")]
+    let route = route
+        .parse::<crate::router::policy::RoutePolicy>()
+        .map_err(|e| a.err("route", e.to_string()))?;
+    #[cfg(not(feature = "skynet"))]
+    if route != "auto" && route != "dmsg" {
+        return Err(a.err(
+            "route",
+            format!("{route:?}: this build has no skynet (feature `skynet`); only auto and dmsg"),
+        ));
+    }
     a.deny_unknown()?;
     Ok(AppEntry {
         name,
@@ -637,6 +653,8 @@ fn parse_app(path: String, v: &miniserde::json::Value) -> Result<AppEntry, JsonE
         restart_policy,
         requires,
         wants,
+        #[cfg(feature = "skynet")]
+        route,
     })
 }
 
@@ -711,6 +729,8 @@ mod tests {
             restart_policy: RestartPolicy::Always,
             requires: vec!["logserver".into()],
             wants: Vec::new(),
+            #[cfg(feature = "skynet")]
+            route: "mux:2".parse().unwrap(),
         });
         let peer = *Keypair::from_seed(&[7u8; 32]).public();
         c.transports.push(PersistentTransport {
@@ -813,6 +833,31 @@ mod tests {
         let back = Config::parse(&old).unwrap();
         assert!(back.transports.is_empty());
         assert_eq!(back.stcp, StcpConfig::default());
+    }
+
+    #[test]
+    fn app_route_policy() {
+        let app = |route: &str| {
+            edit(
+                "\"apps\": []",
+                &format!("\"apps\": [{{\"name\": \"pty\"{route}}}]"),
+            )
+        };
+        #[cfg(feature = "skynet")]
+        {
+            use crate::router::policy::RoutePolicy;
+            let c = Config::parse(&app("")).unwrap();
+            assert_eq!(c.apps[0].route, RoutePolicy::Auto);
+            assert!(!c.to_json().contains("\"route\""), "auto is not written");
+            let c = Config::parse(&app(", \"route\": \"hops:3\"")).unwrap();
+            assert_eq!(c.apps[0].route, RoutePolicy::Hops(3));
+            assert!(c.to_json().contains("\"route\": \"hops:3\""));
+        }
+        let e = err_of(&app(", \"route\": \"hops:99\""));
+        assert!(e.contains("`launcher.apps[0].route`"), "{e}");
+        let e = err_of(&app(", \"route\": 3"));
+        assert!(e.contains("`launcher.apps[0].route`"), "{e}");
+        assert!(Config::parse(&app(", \"route\": \"dmsg\"")).is_ok());
     }
 
     #[test]
