@@ -21,6 +21,7 @@
 //! | [`mux`]     | yamux v0: `version u8 ‖ type u8 ‖ flags u16be ‖ stream u32be ‖ length u32be` |
 //! | [`session`] | `sealed_len u16be ‖ AEAD(mux header ‖ control) ‖ data` (DESIGN.md §3.4)  |
 //! | [`route`]   | `type u8 ‖ route_id u32be ‖ payload_len u16be ‖ payload` (DESIGN.md §3.7) |
+//! | [`setup`]   | skynet route setup request / ack / nack payloads (DESIGN.md §3.8)       |
 //! | [`pty`]     | `type u8 ‖ len u16be ‖ payload` — pty sessions (docs/protocol.md §10)   |
 //! | [`dmsg`]    | channel request `01 ‖ pk(32)`; port header `dst_port u16be ‖ src_port u16be` |
 //!
@@ -34,6 +35,7 @@ pub mod noise;
 pub mod pty;
 pub mod route;
 pub mod session;
+pub mod setup;
 
 use core::fmt;
 

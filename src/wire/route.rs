@@ -13,9 +13,10 @@
 //! writes the very same bytes to the next transport.
 //!
 //! Type codes follow Go Skywire's numbering where it has one (behaviour reference, not wire
-//! compatibility): 0 data, 1 close, 2 keep-alive, 3 handshake, 4 ping, 5 pong, 6 error. Any
-//! other code parses as [`PacketType::Unknown`] and round-trips unchanged; the router decides
-//! whether to drop it.
+//! compatibility): 0 data, 1 close, 2 keep-alive, 3 handshake, 4 ping, 5 pong, 6 error; skynet
+//! route setup adds 7 setup request, 8 setup ack, 9 setup nack (payloads: [`super::setup`]).
+//! Any other code parses as [`PacketType::Unknown`] and round-trips unchanged; the router
+//! decides whether to drop it.
 
 use core::fmt;
 
@@ -61,6 +62,12 @@ pub enum PacketType {
     Pong,
     /// An error report for the route (payload: message bytes).
     Error,
+    /// Route setup request (route id 0; payload [`super::setup::Request`]).
+    SetupRequest,
+    /// Route setup acknowledgement (payload [`super::setup::Ack`]).
+    SetupAck,
+    /// Route setup refusal (payload [`super::setup::Nack`]).
+    SetupNack,
     /// A type code this version does not know.
     Unknown(u8),
 }
@@ -75,6 +82,9 @@ impl From<u8> for PacketType {
             4 => PacketType::Ping,
             5 => PacketType::Pong,
             6 => PacketType::Error,
+            7 => PacketType::SetupRequest,
+            8 => PacketType::SetupAck,
+            9 => PacketType::SetupNack,
             other => PacketType::Unknown(other),
         }
     }
@@ -90,6 +100,9 @@ impl From<PacketType> for u8 {
             PacketType::Ping => 4,
             PacketType::Pong => 5,
             PacketType::Error => 6,
+            PacketType::SetupRequest => 7,
+            PacketType::SetupAck => 8,
+            PacketType::SetupNack => 9,
             PacketType::Unknown(v) => v,
         }
     }
@@ -105,6 +118,9 @@ impl fmt::Display for PacketType {
             PacketType::Ping => f.write_str("ping"),
             PacketType::Pong => f.write_str("pong"),
             PacketType::Error => f.write_str("error"),
+            PacketType::SetupRequest => f.write_str("setup-request"),
+            PacketType::SetupAck => f.write_str("setup-ack"),
+            PacketType::SetupNack => f.write_str("setup-nack"),
             PacketType::Unknown(v) => write!(f, "unknown-type-{v}"),
         }
     }
@@ -342,6 +358,20 @@ mod tests {
             assert_eq!(packet.as_bytes().as_ptr(), before);
         }
         assert_eq!(bytes, unhex("00 deadbeef 0005 70696e6721"));
+    }
+
+    #[test]
+    fn setup_types_have_codes_7_8_9() {
+        for (v, t, name) in [
+            (7u8, PacketType::SetupRequest, "setup-request"),
+            (8, PacketType::SetupAck, "setup-ack"),
+            (9, PacketType::SetupNack, "setup-nack"),
+        ] {
+            assert_eq!(PacketType::from(v), t);
+            assert_eq!(u8::from(t), v);
+            assert_eq!(t.to_string(), name);
+        }
+        assert_eq!(PacketType::from(10), PacketType::Unknown(10));
     }
 
     #[test]
