@@ -293,7 +293,20 @@ struct Inner {
     connecting: Mutex<HashMap<PublicKey, Vec<Waker>>>,
     /// Set by [`DmsgClient::shutdown`]: no more reconnecting.
     stopping: std::sync::atomic::AtomicBool,
+    /// What the entry says besides relays: stcp addresses and live skynet links
+    /// ([`DmsgClient::set_transports`]).
+    advert: Mutex<Advert>,
 }
+
+/// The transport part of our entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Advert {
+    transports: Vec<String>,
+    links: Vec<(PublicKey, u8)>,
+}
+
+/// Least time between two publishes caused by [`DmsgClient::set_transports`].
+pub const ADVERT_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Ends a channel setup: wakes the dials waiting for it, also when the setup is cancelled.
 struct Connecting {
@@ -344,6 +357,7 @@ impl DmsgClient {
             published: Mutex::new(Vec::new()),
             connecting: Mutex::new(HashMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            advert: Mutex::new(Advert::default()),
         });
         ex.spawn_boxed(maintain(Arc::downgrade(&inner))).detach();
         DmsgClient { inner }
@@ -467,6 +481,30 @@ impl DmsgClient {
     pub fn set_port_sink(&self, sink: Arc<dyn PortSink<DmsgStream>>) {
         self.inner.external_sink.store(true, Ordering::Release);
         *lock(&self.inner.sink) = sink;
+    }
+
+    /// Sets the stcp addresses (`host:port`) and live skynet links (peer, type byte: see
+    /// [`super::entry::LINK_STCP`]) our entry publishes. A change is published within about
+    /// a second (at most one such publish per [`ADVERT_MIN_INTERVAL`]); lists beyond the
+    /// entry's limits are cut to them.
+    pub fn set_transports(&self, mut transports: Vec<String>, mut links: Vec<(PublicKey, u8)>) {
+        transports.retain(|a| super::entry::check_addr(a).is_ok());
+        transports.truncate(super::entry::MAX_TRANSPORTS);
+        links.sort();
+        links.dedup();
+        links.truncate(super::entry::MAX_LINKS);
+        let new = Advert { transports, links };
+        let mut a = lock(&self.inner.advert);
+        if *a != new {
+            *a = new;
+            drop(a);
+            self.inner.wake.notify();
+        }
+    }
+
+    /// The discovery service this client publishes to, if any.
+    pub fn discovery(&self) -> Option<&DiscClient> {
+        self.inner.disc.as_ref()
     }
 
     /// Opens a stream to `pk`:`port`.
@@ -930,7 +968,16 @@ impl Inner {
         };
         let relays: Vec<PublicKey> = lock(&self.relays).keys().copied().collect();
         let now = super::disc::unix_now();
-        match Entry::client(&self.keys, unix_millis(), now, relays.clone(), Vec::new()) {
+        let Advert { transports, links } = lock(&self.advert).clone();
+        let entry = Entry::client_with_links(
+            &self.keys,
+            unix_millis(),
+            now,
+            relays.clone(),
+            transports,
+            links,
+        );
+        match entry {
             Ok(e) => match disc.put(&e).await {
                 Ok(()) => {
                     log::debug!("dmsg: published entry with {} relays", relays.len());
@@ -953,6 +1000,7 @@ impl Inner {
 /// Keeps relay sessions up and the entry published, until the client is dropped.
 async fn maintain(weak: std::sync::Weak<Inner>) {
     let mut last_set: Vec<PublicKey> = Vec::new();
+    let mut last_advert = Advert::default();
     let mut last_publish: Option<Instant> = None;
     // After a failed publish: when to try again (with jitter, so that many clients refused
     // at once by a busy discovery do not all come back together).
@@ -1010,9 +1058,13 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
         // Nothing to say before the first session is up (an entry naming no relay reaches
         // nobody).
         let nothing = set.is_empty() && last_publish.is_none();
-        if (set != last_set || due) && retry_now && !nothing {
+        let advert = lock(&me.advert).clone();
+        let advert_due = advert != last_advert
+            && last_publish.is_none_or(|t| t.elapsed() >= ADVERT_MIN_INTERVAL);
+        if (set != last_set || due || advert_due) && retry_now && !nothing {
             if me.publish().await {
                 last_set = set;
+                last_advert = advert;
                 last_publish = Some(Instant::now());
                 retry_at = None;
                 failures = 0;

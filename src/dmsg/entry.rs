@@ -11,7 +11,11 @@
 //!   client: n u8 ‖ n × relay pk (32)
 //!   relay:  addr_len u8 ‖ addr (UTF-8 "host:port") ‖ available_sessions u32be
 //! transports: n u8 ‖ n × (len u8 ‖ UTF-8 "host:port")
+//! links (only when the entry has any): n u8 ‖ n × (peer pk (32) ‖ type u8: 1 stcp, 2 dmsg)
 //! ```
+//!
+//! An entry without links signs exactly the bytes it signed before links existed, so old
+//! entries still verify.
 //!
 //! A deletion is signed the same way over `"skywire-rs/disc-del/1\0" ‖ pk ‖ seq ‖ timestamp`,
 //! with a sequence above the stored entry's, so an old deletion cannot be replayed against a
@@ -21,7 +25,8 @@
 //!
 //! ```json
 //! {"pk":"<hex>","seq":7,"timestamp":1763800000,
-//!  "client":{"relays":["<hex>"]},"transports":["192.0.2.1:7777"],"sig":"<hex>"}
+//!  "client":{"relays":["<hex>"]},"transports":["192.0.2.1:7777"],
+//!  "links":["stcp:<hex>","dmsg:<hex>"],"sig":"<hex>"}
 //! {"pk":"<hex>","seq":1,"timestamp":1763800000,
 //!  "relay":{"addr":"192.0.2.9:8080","available_sessions":1000},"sig":"<hex>"}
 //! ```
@@ -43,6 +48,41 @@ pub const MAX_RELAYS: usize = 16;
 pub const MAX_TRANSPORTS: usize = 8;
 /// Longest address string.
 pub const MAX_ADDR_LEN: usize = 255;
+/// Most live links (skynet transports) an entry may list.
+pub const MAX_LINKS: usize = 32;
+/// Link type byte of an stcp transport.
+pub const LINK_STCP: u8 = 1;
+/// Link type byte of a dmsg transport.
+pub const LINK_DMSG: u8 = 2;
+
+/// The JSON name of a link type byte: `stcp`, `dmsg`, or the number for a type this version
+/// does not know (kept, so the signature still verifies).
+fn link_type_name(t: u8) -> String {
+    match t {
+        LINK_STCP => "stcp".into(),
+        LINK_DMSG => "dmsg".into(),
+        n => n.to_string(),
+    }
+}
+
+/// Parses `type:pk` of the JSON `links` list.
+fn parse_link(s: &str) -> Result<(PublicKey, u8), String> {
+    let (t, pk) = s.split_once(':').ok_or_else(|| {
+        format!(
+            "expected <type>:<pk>, got {:?}",
+            s.chars().take(80).collect::<String>()
+        )
+    })?;
+    let t = match t {
+        "stcp" => LINK_STCP,
+        "dmsg" => LINK_DMSG,
+        n => n
+            .parse::<u8>()
+            .map_err(|_| format!("link type {n:?} is not stcp, dmsg or a number 0-255"))?,
+    };
+    let pk = PublicKey::from_hex(pk).map_err(|e| e.to_string())?;
+    Ok((pk, t))
+}
 
 /// What kind of node an entry describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +114,8 @@ pub struct Entry {
     pub kind: Kind,
     /// Direct transport addresses (visors with stcp), `host:port`.
     pub transports: Vec<String>,
+    /// The node's live skynet transports: (peer, type byte, [`LINK_STCP`] or [`LINK_DMSG`]).
+    pub links: Vec<(PublicKey, u8)>,
     /// Ed25519 signature over [`Entry::signed_bytes`].
     pub sig: [u8; SIG_LEN],
 }
@@ -141,7 +183,33 @@ impl Entry {
         relays: Vec<PublicKey>,
         transports: Vec<String>,
     ) -> Result<Entry, EntryError> {
-        Self::signed(keys, seq, timestamp, Kind::Client { relays }, transports)
+        Self::signed(
+            keys,
+            seq,
+            timestamp,
+            Kind::Client { relays },
+            transports,
+            Vec::new(),
+        )
+    }
+
+    /// Builds and signs a client entry that also lists its live skynet links.
+    pub fn client_with_links(
+        keys: &Keypair,
+        seq: u64,
+        timestamp: u64,
+        relays: Vec<PublicKey>,
+        transports: Vec<String>,
+        links: Vec<(PublicKey, u8)>,
+    ) -> Result<Entry, EntryError> {
+        Self::signed(
+            keys,
+            seq,
+            timestamp,
+            Kind::Client { relays },
+            transports,
+            links,
+        )
     }
 
     /// Builds and signs a relay entry.
@@ -156,7 +224,7 @@ impl Entry {
             addr,
             available_sessions,
         };
-        Self::signed(keys, seq, timestamp, kind, Vec::new())
+        Self::signed(keys, seq, timestamp, kind, Vec::new(), Vec::new())
     }
 
     fn signed(
@@ -165,6 +233,7 @@ impl Entry {
         timestamp: u64,
         kind: Kind,
         transports: Vec<String>,
+        links: Vec<(PublicKey, u8)>,
     ) -> Result<Entry, EntryError> {
         let mut e = Entry {
             pk: *keys.public(),
@@ -172,6 +241,7 @@ impl Entry {
             timestamp,
             kind,
             transports,
+            links,
             sig: [0; SIG_LEN],
         };
         e.check_shape()?;
@@ -197,6 +267,13 @@ impl Entry {
                 field: "transports",
                 len: self.transports.len(),
                 max: MAX_TRANSPORTS,
+            });
+        }
+        if self.links.len() > MAX_LINKS {
+            return Err(EntryError::TooMany {
+                field: "links",
+                len: self.links.len(),
+                max: MAX_LINKS,
             });
         }
         self.transports.iter().try_for_each(|t| check_addr(t))
@@ -230,6 +307,14 @@ impl Entry {
         b.push(self.transports.len().min(255) as u8);
         for t in &self.transports {
             push_short(&mut b, t);
+        }
+        // Absent when empty: an entry without links signs what it signed before links.
+        if !self.links.is_empty() {
+            b.push(self.links.len().min(255) as u8);
+            for (pk, t) in &self.links {
+                b.extend_from_slice(pk.as_bytes());
+                b.push(*t);
+            }
         }
         b
     }
@@ -271,8 +356,15 @@ impl Entry {
                 )),
             ),
         };
-        o.field("transports", str_array(self.transports.iter().cloned()))
-            .field("sig", Out::Str(hex::encode(&self.sig)))
+        o = o.field("transports", str_array(self.transports.iter().cloned()));
+        if !self.links.is_empty() {
+            let links = self
+                .links
+                .iter()
+                .map(|(pk, t)| format!("{}:{}", link_type_name(*t), pk.to_hex()));
+            o = o.field("links", str_array(links));
+        }
+        o.field("sig", Out::Str(hex::encode(&self.sig)))
     }
 
     /// Parses the JSON form (shape checked, signature not; call [`Entry::verify`]).
@@ -346,6 +438,18 @@ impl Entry {
             });
         }
         let transports = items.into_iter().map(|(_, s)| s.to_string()).collect();
+        let items = f.opt_str_array("links")?;
+        if items.len() > MAX_LINKS {
+            return Err(EntryError::TooMany {
+                field: "links",
+                len: items.len(),
+                max: MAX_LINKS,
+            });
+        }
+        let mut links = Vec::with_capacity(items.len());
+        for (path, s) in items {
+            links.push(parse_link(s).map_err(|msg| EntryError::Json(JsonError { path, msg }))?);
+        }
         let sig = parse_sig(f, "sig")?;
         f.deny_unknown()?;
         let e = Entry {
@@ -354,6 +458,7 @@ impl Entry {
             timestamp,
             kind,
             transports,
+            links,
             sig,
         };
         e.check_shape()?;
@@ -533,6 +638,54 @@ mod tests {
             Entry::client(&k, 1, 1, vec![], many),
             Err(EntryError::TooMany { .. })
         ));
+    }
+
+    #[test]
+    fn links_are_signed_and_round_trip() {
+        let k = keys(1);
+        let links = vec![(*keys(2).public(), LINK_STCP), (*keys(3).public(), 9)];
+        let e =
+            Entry::client_with_links(&k, 5, 6, vec![], vec!["h:1".into()], links.clone()).unwrap();
+        e.verify().unwrap();
+        let text = e.to_json().to_compact();
+        assert!(
+            text.contains(&format!("\"stcp:{}\"", keys(2).public())),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("\"9:{}\"", keys(3).public())),
+            "{text}"
+        );
+        let back = Entry::from_json(&text).unwrap();
+        assert_eq!(back, e);
+        back.verify().unwrap();
+        // The links are inside the signature.
+        let mut t = e.clone();
+        t.links[0].1 = LINK_DMSG;
+        assert_eq!(t.verify(), Err(EntryError::BadSignature));
+        let mut t = e.clone();
+        t.links.pop();
+        assert_eq!(t.verify(), Err(EntryError::BadSignature));
+        // Golden tail of the canonical bytes: n ‖ (pk ‖ type)…
+        let b = e.signed_bytes();
+        let tail = &b[b.len() - 67..];
+        assert_eq!(tail[0], 2);
+        assert_eq!(&tail[1..33], keys(2).public().as_bytes());
+        assert_eq!((tail[33], tail[66]), (1, 9));
+        // Without links: the old bytes (no count byte), and no JSON field.
+        let old = Entry::client(&k, 5, 6, vec![], vec!["h:1".into()]).unwrap();
+        assert_eq!(old.signed_bytes().len(), b.len() - 67);
+        assert!(!old.to_json().to_compact().contains("links"));
+        let too_many = vec![(*keys(2).public(), 1); MAX_LINKS + 1];
+        assert!(matches!(
+            Entry::client_with_links(&k, 1, 1, vec![], vec![], too_many),
+            Err(EntryError::TooMany { field: "links", .. })
+        ));
+        for bad in ["stcp", "tcp:00", "stcp:zz", "300:00"] {
+            let text = text.replace(&format!("stcp:{}", keys(2).public()), bad);
+            let err = Entry::from_json(&text).unwrap_err().to_string();
+            assert!(err.contains("links[0]"), "{bad} -> {err}");
+        }
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod pty;
 pub mod route;
 pub mod session;
 pub mod setup;
+pub mod transport;
 
 use core::fmt;
 
