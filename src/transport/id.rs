@@ -116,7 +116,11 @@ mod tests {
         assert_eq!(id, TpId::derive(&b, &a, TpType::Stcp));
         assert_ne!(id, TpId::derive(&a, &b, TpType::Dmsg));
         // The worked example of docs/protocol.md ("Skynet: transports").
-        let (lo, hi) = if a.as_bytes() < b.as_bytes() { (a, b) } else { (b, a) };
+        let (lo, hi) = if a.as_bytes() < b.as_bytes() {
+            (a, b)
+        } else {
+            (b, a)
+        };
         let mut pre = b"skywire-rs/tp".to_vec();
         pre.extend_from_slice(lo.as_bytes());
         pre.extend_from_slice(hi.as_bytes());
@@ -126,7 +130,12 @@ mod tests {
         assert_eq!(GOLDEN_STCP_1_2.parse::<TpId>().unwrap(), id);
         assert!("00".parse::<TpId>().is_err());
         assert_eq!("dmsg".parse::<TpType>().unwrap(), TpType::Dmsg);
-        assert!("udp".parse::<TpType>().unwrap_err().contains("stcp or dmsg"));
+        assert!(
+            "udp"
+                .parse::<TpType>()
+                .unwrap_err()
+                .contains("stcp or dmsg")
+        );
     }
 
     /// Id of the stcp transport between the keys of seeds [1; 32] and [2; 32].

@@ -403,7 +403,9 @@ impl Transport {
     }
 
     fn count_tx(&self, out: &mut Out) {
-        self.link.tx.fetch_add(out.written as u64, Ordering::Relaxed);
+        self.link
+            .tx
+            .fetch_add(out.written as u64, Ordering::Relaxed);
         out.written = 0;
     }
 
@@ -536,8 +538,8 @@ async fn read_stcp<R: AsyncRead + Unpin>(
     opener
         .open_frame(&mut buf)
         .map_err(|e| format!("bad frame: {e}"))?;
-    let trailing = trailing_len(&buf[PREFIX_LEN..], sealed_len)
-        .map_err(|e| format!("bad frame: {e}"))?;
+    let trailing =
+        trailing_len(&buf[PREFIX_LEN..], sealed_len).map_err(|e| format!("bad frame: {e}"))?;
     debug_assert_eq!(trailing, 0);
     buf.truncate(total - TAG_LEN);
     buf.drain(..PREFIX_LEN);
@@ -545,9 +547,7 @@ async fn read_stcp<R: AsyncRead + Unpin>(
 }
 
 /// Reads one plain routing packet (dmsg transport).
-async fn read_plain<R: AsyncRead + Unpin>(
-    r: &mut R,
-) -> Result<Option<(Vec<u8>, usize)>, String> {
+async fn read_plain<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<(Vec<u8>, usize)>, String> {
     let mut head = [0u8; HEADER_LEN];
     if !read_first(r, &mut head).await? {
         return Ok(None);

@@ -292,7 +292,9 @@ impl Manager {
         persistent: bool,
     ) -> Result<TpInfo, TpError> {
         if pk == self.pk() {
-            return Err(TpError::Failed("cannot add a transport to ourselves".into()));
+            return Err(TpError::Failed(
+                "cannot add a transport to ourselves".into(),
+            ));
         }
         if kind == TpType::Dmsg && self.inner.dmsg.is_none() {
             return Err(TpError::Unsupported(kind));
@@ -596,7 +598,11 @@ impl Inner {
     fn on_down(&self, tp: &Transport, why: &str) {
         {
             let mut st = lock(&self.st);
-            if st.by_handle.get(&tp.handle()).is_some_and(|t| Arc::ptr_eq(&t.link, &tp.link)) {
+            if st
+                .by_handle
+                .get(&tp.handle())
+                .is_some_and(|t| Arc::ptr_eq(&t.link, &tp.link))
+            {
                 st.by_handle.remove(&tp.handle());
                 if st.by_id.get(&tp.id()) == Some(&tp.handle()) {
                     st.by_id.remove(&tp.id());
@@ -615,7 +621,12 @@ impl Inner {
             *st.counters.entry(what).or_insert(0) += 1;
         }
         tp.mark_down();
-        log::info!("transport: {} {} with {} down: {why}", tp.id(), tp.kind(), tp.peer());
+        log::info!(
+            "transport: {} {} with {} down: {why}",
+            tp.id(),
+            tp.kind(),
+            tp.peer()
+        );
         self.sink.down(tp, why);
         self.publish_links();
     }
@@ -669,8 +680,7 @@ async fn accept_loop(inner: Arc<Inner>, l: TcpListener) {
         let ip = from.ip();
         {
             let mut st = lock(&inner.st);
-            let why = if st.per_ip.get(&ip).copied().unwrap_or(0) >= inner.cfg.max_incoming_per_ip
-            {
+            let why = if st.per_ip.get(&ip).copied().unwrap_or(0) >= inner.cfg.max_incoming_per_ip {
                 Some("stcp per-ip limit")
             } else if st.handshakes >= inner.cfg.max_handshakes {
                 Some("stcp handshake limit")
@@ -705,8 +715,7 @@ async fn incoming(inner: Arc<Inner>, s: TcpStream, ip: IpAddr) {
     }
     match got {
         Ok((s, peer, codec)) => {
-            if let Err(e) =
-                inner.register(peer, TpType::Stcp, false, codec, s.clone(), s, Some(ip))
+            if let Err(e) = inner.register(peer, TpType::Stcp, false, codec, s.clone(), s, Some(ip))
             {
                 log::debug!("transport: stcp from {peer} refused: {e}");
             }

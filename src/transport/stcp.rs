@@ -37,7 +37,10 @@ pub(crate) async fn dial(
     };
     work.or(async {
         Timer::after(timeout).await;
-        Err(format!("stcp to {addr}: no handshake within {} s", timeout.as_secs()))
+        Err(format!(
+            "stcp to {addr}: no handshake within {} s",
+            timeout.as_secs()
+        ))
     })
     .await
 }

@@ -30,7 +30,10 @@ impl PacketSink for Rec {
         self.ups.lock().unwrap().push(tp.handle());
     }
     fn down(&self, tp: &Transport, why: &str) {
-        self.downs.lock().unwrap().push((tp.handle(), why.to_string()));
+        self.downs
+            .lock()
+            .unwrap()
+            .push((tp.handle(), why.to_string()));
     }
 }
 
@@ -117,17 +120,43 @@ fn packets_both_ways_intact_and_in_order() {
             }
             sent.push(p);
         }
-        assert!(wait_for(Duration::from_secs(10), || ra.packets.lock().unwrap().len() == 200).await);
-        let got: Vec<Vec<u8>> = ra.packets.lock().unwrap().iter().map(|p| p.1.clone()).collect();
+        assert!(
+            wait_for(Duration::from_secs(10), || ra.packets.lock().unwrap().len()
+                == 200)
+            .await
+        );
+        let got: Vec<Vec<u8>> = ra
+            .packets
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.1.clone())
+            .collect();
         assert!(got == sent, "packets differ");
-        assert!(ra.packets.lock().unwrap().iter().all(|p| p.0 == ta.handle()));
+        assert!(
+            ra.packets
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|p| p.0 == ta.handle())
+        );
         // And back.
         ta.send(packet(0, 9, b"back")).unwrap();
-        assert!(wait_for(Duration::from_secs(2), || rb.packets.lock().unwrap().len() == 1).await);
+        assert!(
+            wait_for(Duration::from_secs(2), || rb.packets.lock().unwrap().len()
+                == 1)
+            .await
+        );
         assert_eq!(rb.packets.lock().unwrap()[0].1, packet(0, 9, b"back"));
         // Bad packets are refused at send.
-        assert!(matches!(tb.send(vec![0, 0, 0]), Err(SendError::Malformed(_))));
-        assert!(matches!(tb.send(packet(0, 1, b"ab")[..8].to_vec()), Err(SendError::Malformed(_))));
+        assert!(matches!(
+            tb.send(vec![0, 0, 0]),
+            Err(SendError::Malformed(_))
+        ));
+        assert!(matches!(
+            tb.send(packet(0, 1, b"ab")[..8].to_vec()),
+            Err(SendError::Malformed(_))
+        ));
         let mut long = packet(0, 1, b"a");
         long.push(0);
         assert!(matches!(tb.send(long), Err(SendError::Malformed(_))));
@@ -138,7 +167,13 @@ fn packets_both_ways_intact_and_in_order() {
         assert!(i.tx_bytes > 200 * 23 && i.rx_bytes > 0, "{i:?}");
         assert_eq!(b.types(), vec![TpType::Stcp]);
         // No id-0 ping or pong reached a sink.
-        assert!(ra.packets.lock().unwrap().iter().all(|p| p.1[1..5] != [0; 4] || (p.1[0] != 4 && p.1[0] != 5)));
+        assert!(
+            ra.packets
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|p| p.1[1..5] != [0; 4] || (p.1[0] != 4 && p.1[0] != 5))
+        );
     });
 }
 
@@ -192,12 +227,20 @@ fn header_sealed_data_payload_not() {
             pk: a.pk(),
             addr: via.to_string(),
         });
-        let tb = b.add(a.pk(), TpType::Stcp, false).await.map(|_| b.to_peer(&a.pk()).unwrap()).unwrap();
+        let tb = b
+            .add(a.pk(), TpType::Stcp, false)
+            .await
+            .map(|_| b.to_peer(&a.pk()).unwrap())
+            .unwrap();
         let data: Vec<u8> = b"end-to-end ciphertext stands here".repeat(40);
         let control = b"setup request path bytes, secret";
         tb.send(packet(0, 0xdead_beef, &data)).unwrap();
         tb.send(packet(7, 0, control)).unwrap();
-        assert!(wait_for(Duration::from_secs(3), || ra.packets.lock().unwrap().len() == 2).await);
+        assert!(
+            wait_for(Duration::from_secs(3), || ra.packets.lock().unwrap().len()
+                == 2)
+            .await
+        );
         let wire = seen.lock().unwrap().clone();
         // The dialler's PK in the clear first, then the handshake.
         assert_eq!(&wire[..32], b.pk().as_bytes());
@@ -205,7 +248,10 @@ fn header_sealed_data_payload_not() {
         // Right before it: a 2-byte sealed length of 23 and the 23 sealed header bytes.
         assert_eq!(&wire[at - 25..at - 23], &[0, 23]);
         assert!(find(&wire[at - 23..at], &0xdead_beefu32.to_be_bytes()).is_none());
-        assert!(find(&wire, &packet(0, 0xdead_beef, &[])[..5]).is_none(), "header in clear");
+        assert!(
+            find(&wire, &packet(0, 0xdead_beef, &[])[..5]).is_none(),
+            "header in clear"
+        );
         assert!(find(&wire, control).is_none(), "control payload in clear");
         // The control frame: sealed length 7 + 32 + 16.
         assert_eq!(&wire[at + data.len()..at + data.len() + 2], &[0, 55]);
@@ -228,22 +274,40 @@ fn silent_and_closed_peers_are_detected() {
             .unwrap();
         assert!(wait_for(Duration::from_secs(2), || a.list().len() == 1).await);
         let t0 = Instant::now();
-        assert!(wait_for(Duration::from_secs(6), || ra.downs.lock().unwrap().len() == 1).await);
+        assert!(
+            wait_for(Duration::from_secs(6), || ra.downs.lock().unwrap().len()
+                == 1)
+            .await
+        );
         let took = t0.elapsed();
-        assert!(took <= Duration::from_secs(5), "silent peer found dead after {took:?}");
+        assert!(
+            took <= Duration::from_secs(5),
+            "silent peer found dead after {took:?}"
+        );
         assert!(ra.downs.lock().unwrap()[0].1.contains("nothing received"));
         assert!(a.list().is_empty());
         // A peer that goes away: found at once.
         let (b, rb) = manager(&ex, 2);
-        b.add_addr(&PkAddr { pk: a.pk(), addr: addr.to_string() });
+        b.add_addr(&PkAddr {
+            pk: a.pk(),
+            addr: addr.to_string(),
+        });
         b.add(a.pk(), TpType::Stcp, false).await.unwrap();
         assert!(wait_for(Duration::from_secs(2), || a.list().len() == 1).await);
         let t0 = Instant::now();
         b.shutdown();
-        assert!(wait_for(Duration::from_secs(5), || ra.downs.lock().unwrap().len() == 2).await);
+        assert!(
+            wait_for(Duration::from_secs(5), || ra.downs.lock().unwrap().len()
+                == 2)
+            .await
+        );
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
         assert_eq!(rb.downs.lock().unwrap().len(), 1);
-        assert!(a.counters().iter().any(|(k, n)| k == "dead link (silent)" && *n == 1));
+        assert!(
+            a.counters()
+                .iter()
+                .any(|(k, n)| k == "dead link (silent)" && *n == 1)
+        );
     });
 }
 
@@ -254,19 +318,30 @@ fn persistent_transport_redials_when_the_listener_is_back() {
         let (a, ra) = manager(&ex, 1);
         let (b, _) = manager(&ex, 2);
         let addr = b.listen_stcp("127.0.0.1:0").await.unwrap();
-        a.add_addr(&PkAddr { pk: b.pk(), addr: addr.to_string() });
+        a.add_addr(&PkAddr {
+            pk: b.pk(),
+            addr: addr.to_string(),
+        });
         let info = a.add(b.pk(), TpType::Stcp, true).await.unwrap();
         assert!(info.persistent);
         b.shutdown();
         drop(b);
-        assert!(wait_for(Duration::from_secs(3), || ra.downs.lock().unwrap().len() == 1).await);
+        assert!(
+            wait_for(Duration::from_secs(3), || ra.downs.lock().unwrap().len()
+                == 1)
+            .await
+        );
         let ls = a.list();
         assert_eq!((ls.len(), ls[0].state), (1, "connecting"), "{ls:?}");
         Timer::after(Duration::from_secs(2)).await;
         // The peer restarts on the same port: the transport comes back by itself.
         let (b2, rb2) = manager(&ex, 2);
         b2.listen_stcp(&addr.to_string()).await.unwrap();
-        assert!(wait_for(Duration::from_secs(12), || rb2.ups.lock().unwrap().len() == 1).await);
+        assert!(
+            wait_for(Duration::from_secs(12), || rb2.ups.lock().unwrap().len()
+                == 1)
+            .await
+        );
         assert!(wait_for(Duration::from_secs(1), || a.list()[0].state == "up").await);
         assert_eq!(ra.ups.lock().unwrap().len(), 2);
         // Removed: down, and not redialled.
@@ -284,8 +359,14 @@ fn crossed_dials_keep_the_link_the_smaller_pk_dialled() {
         let (b, _) = manager(&ex, 2);
         let aa = a.listen_stcp("127.0.0.1:0").await.unwrap();
         let ba = b.listen_stcp("127.0.0.1:0").await.unwrap();
-        a.add_addr(&PkAddr { pk: b.pk(), addr: ba.to_string() });
-        b.add_addr(&PkAddr { pk: a.pk(), addr: aa.to_string() });
+        a.add_addr(&PkAddr {
+            pk: b.pk(),
+            addr: ba.to_string(),
+        });
+        b.add_addr(&PkAddr {
+            pk: a.pk(),
+            addr: aa.to_string(),
+        });
         let (x, y) = futures_lite::future::zip(
             a.add(b.pk(), TpType::Stcp, false),
             b.add(a.pk(), TpType::Stcp, false),
@@ -297,7 +378,10 @@ fn crossed_dials_keep_the_link_the_smaller_pk_dialled() {
         assert!(
             wait_for(Duration::from_secs(3), || {
                 let (la, lb) = (a.list(), b.list());
-                la.len() == 1 && lb.len() == 1 && la[0].initiator == a_smaller && lb[0].initiator != a_smaller
+                la.len() == 1
+                    && lb.len() == 1
+                    && la[0].initiator == a_smaller
+                    && lb[0].initiator != a_smaller
             })
             .await,
             "{:?} / {:?}",
@@ -331,9 +415,12 @@ fn bad_input_drops_only_that_connection() {
         assert_eq!(n, 0);
         // After a handshake: a sealed length below 23, a frame that does not open, a sealed
         // length that does not match the opened header.
-        for (i, bad) in [vec![0u8, 5, 1, 2, 3, 4, 5], [vec![0u8, 23], vec![9u8; 23]].concat()]
-            .into_iter()
-            .enumerate()
+        for (i, bad) in [
+            vec![0u8, 5, 1, 2, 3, 4, 5],
+            [vec![0u8, 23], vec![9u8; 23]].concat(),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let k = keys(10 + i as u8);
             let (mut s, _) = stcp::dial(&addr.to_string(), &k, &a.pk(), Duration::from_secs(5))
@@ -357,14 +444,26 @@ fn bad_input_drops_only_that_connection() {
         f.extend_from_slice(&packet(0, 9, b"abc"));
         sealer.seal_frame(&mut f, 0).unwrap();
         s.write_all(&f).await.unwrap();
-        assert_eq!(s.read(&mut buf).await.unwrap_or(0), 0, "inconsistent frame not dropped");
+        assert_eq!(
+            s.read(&mut buf).await.unwrap_or(0),
+            0,
+            "inconsistent frame not dropped"
+        );
         let c = a.counters();
-        assert!(c.iter().any(|(k, n)| k == "stcp handshake failed" && *n == 2), "{c:?}");
+        assert!(
+            c.iter()
+                .any(|(k, n)| k == "stcp handshake failed" && *n == 2),
+            "{c:?}"
+        );
         assert!(c.iter().any(|(k, n)| k == "bad frame" && *n == 3), "{c:?}");
         // The good transport never noticed.
         let before = ra.packets.lock().unwrap().len();
         tb.send(packet(0, 5, b"still here")).unwrap();
-        assert!(wait_for(Duration::from_secs(2), || ra.packets.lock().unwrap().len() == before + 1).await);
+        assert!(
+            wait_for(Duration::from_secs(2), || ra.packets.lock().unwrap().len()
+                == before + 1)
+            .await
+        );
         assert_eq!(ra.downs.lock().unwrap().len(), 3);
         assert!(tb.is_up());
     });
@@ -411,7 +510,10 @@ fn limits_queue_per_ip_and_idle_memory() {
         // Idle memory: after traffic and 2 keep-alive periods of quiet, the buffers are
         // given back.
         let (b, rb) = manager(&ex, 2);
-        b.add_addr(&PkAddr { pk: a.pk(), addr: addr.to_string() });
+        b.add_addr(&PkAddr {
+            pk: a.pk(),
+            addr: addr.to_string(),
+        });
         // The silent peer's link is gone by now or soon; make room for b.
         assert!(wait_for(Duration::from_secs(6), || a.list().is_empty()).await);
         b.add(a.pk(), TpType::Stcp, false).await.unwrap();
@@ -421,13 +523,19 @@ fn limits_queue_per_ip_and_idle_memory() {
                 Timer::after(Duration::from_millis(5)).await;
             }
         }
-        assert!(wait_for(Duration::from_secs(5), || rec.packets.lock().unwrap().len() == 50).await);
+        assert!(
+            wait_for(Duration::from_secs(5), || rec.packets.lock().unwrap().len()
+                == 50)
+            .await
+        );
         Timer::after(Duration::from_millis(2500)).await;
         let idle = tb.info().buffer_bytes;
         let ta = a.to_peer(&b.pk()).unwrap();
         let idle_a = ta.info().buffer_bytes;
         let fixed = std::mem::size_of::<link::Link>();
-        eprintln!("idle transport: buffers {idle} B (dialler), {idle_a} B (listener), link state {fixed} B");
+        eprintln!(
+            "idle transport: buffers {idle} B (dialler), {idle_a} B (listener), link state {fixed} B"
+        );
         assert!(idle + fixed <= 16 * 1024, "{idle} + {fixed}");
         assert!(idle_a + fixed <= 16 * 1024, "{idle_a} + {fixed}");
         assert!(rb.downs.lock().unwrap().is_empty());

@@ -49,7 +49,11 @@ pub fn sealed_len_for(packet_type: u8, route_id: u32, payload_len: usize) -> usi
 /// (its first 7 bytes) and the frame's `sealed_len`; an inconsistent pair is an error.
 pub fn trailing_len(header: &[u8], sealed_len: usize) -> Result<usize, WireError> {
     check_len(header, HEADER_LEN)?;
-    let (t, id, len) = (header[0], get_u32(header, 1), usize::from(get_u16(header, 5)));
+    let (t, id, len) = (
+        header[0],
+        get_u32(header, 1),
+        usize::from(get_u16(header, 5)),
+    );
     if is_control(t, id) {
         if sealed_len != SEALED_MIN + len {
             return Err(WireError::BadLength {
