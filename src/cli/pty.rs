@@ -131,6 +131,8 @@ async fn connect(
     pk: PublicKey,
     r: &Reach<'_>,
 ) -> Result<(Box<dyn AsyncIo>, Option<DmsgClient>), CmdError> {
+    #[cfg(feature = "skynet")]
+    super::skynet::check_route(r.route)?;
     if r.route.is_some() && (r.via.is_some() || r.dmsg) {
         return Err(CmdError::usage(
             "--route is the policy the visor dials by; --via and --dmsg do not go through the              visor",

@@ -8,8 +8,21 @@ use super::out::{decimal, human_secs, row, say, table};
 use super::rpc::{Rpc, fetch};
 use super::{CmdError, CmdResult};
 use crate::crypto::PublicKey;
+use crate::router::policy::RoutePolicy;
 use crate::rpc::skynet::{Drops, GroupView, Removed, RuleHop, RuleInfo, TpTypes, TpView};
 use crate::rpc::{Items, Request};
+
+/// Checks a `--route` policy here, so that a typo is a usage error naming what is accepted
+/// (the visor checks it again).
+pub fn check_route(route: Option<&str>) -> Result<(), CmdError> {
+    match route {
+        Some(r) => r
+            .parse::<RoutePolicy>()
+            .map(|_| ())
+            .map_err(|e| CmdError::usage(format!("--route {r}: {e}"))),
+        None => Ok(()),
+    }
+}
 
 /// `3f2a9c1b` for a hex PK (its first 8 digits, as the router names nodes).
 fn short(pk: &str) -> &str {

@@ -183,6 +183,8 @@ impl PingCmd {
             .map_err(|e| CmdError::usage(format!("{}: {e}", self.pk)))?;
         #[cfg(feature = "skynet")]
         let route = self.route.clone();
+        #[cfg(feature = "skynet")]
+        super::skynet::check_route(route.as_deref())?;
         #[cfg(not(feature = "skynet"))]
         let route = None;
         let req = Request::Ping {

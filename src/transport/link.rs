@@ -33,6 +33,8 @@ const COPY_MAX: usize = 1024;
 const MAX_IOV: usize = 64;
 /// What the writer's copy buffer keeps when the link is idle.
 const IDLE_KEEP: usize = 512;
+/// The writer gives its copy buffer back after a write that left it larger than this.
+const SHRINK_ABOVE: usize = 8 * 1024;
 
 /// Why a packet was not queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +202,8 @@ impl Transport {
         self.push(packet, true)
     }
 
+    /// Queues `packet`; `bounded`: refused beyond the queue's limit. Everything but a pong
+    /// counts as traffic for the keep-alive timer (so both ends ping, and both learn the RTT).
     fn push(&self, packet: Vec<u8>, bounded: bool) -> Result<(), SendError> {
         let mut q = lock(&self.link.q);
         if q.closed.is_some() {
@@ -209,11 +213,14 @@ impl Transport {
         if bounded && q.bytes + packet.len() > self.link.cap {
             return Err(SendError::Full);
         }
+        let pong = packet[0] == T_PONG && packet[1..5] == [0; 4];
         q.bytes += packet.len();
         q.items.push_back(packet);
-        self.link
-            .last_tx_ms
-            .store(self.link.ms_since_created(), Ordering::Relaxed);
+        if !pong {
+            self.link
+                .last_tx_ms
+                .store(self.link.ms_since_created(), Ordering::Relaxed);
+        }
         if let Some(w) = q.waker.take() {
             w.wake();
         }
@@ -380,6 +387,15 @@ impl Transport {
                 return format!("write failed: {e}");
             }
             self.count_tx(&mut out);
+            // Keep a burst's buffers only while they are needed: data payloads are never
+            // copied (only 25-byte sealed headers are), so this shrinks after bursts of
+            // large control packets or many small packets.
+            if out.capacity() > SHRINK_ABOVE {
+                out.shrink();
+            }
+            if batch.capacity() > 64 {
+                batch.shrink_to(16);
+            }
             self.link
                 .writer_bufs
                 .store(out.capacity() + batch.capacity() * 24, Ordering::Relaxed);

@@ -15,3 +15,6 @@ mod stcp;
 pub use id::{TpId, TpType};
 pub use link::{SendError, Timing, TpInfo, Transport};
 pub use manager::{DMSG_PORT, Manager, PacketSink, TpConfig, TpError};
+
+#[cfg(test)]
+mod tests;

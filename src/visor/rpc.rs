@@ -193,9 +193,12 @@ async fn route(st: &RpcState, req: Request) -> Response {
                 Some(Ok(n)) if (1..=100).contains(&n) => n,
                 Some(_) => return Response::error(400, "count must be 1-100"),
             };
+            let route = match skynet::policy(req.query_param("route")) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
             let t0 = Instant::now();
-            let route = req.query_param("route").filter(|r| *r != "dmsg");
-            let rtts = match route {
+            let rtts = match &route {
                 Some(r) => skynet::ping(st, pk, r, count).await,
                 None => st
                     .services
@@ -206,7 +209,7 @@ async fn route(st: &RpcState, req: Request) -> Response {
             match rtts {
                 Ok(rtts) => ok(api::Pong {
                     pk: pk.to_hex(),
-                    route: route.unwrap_or("dmsg").into(),
+                    route: route.unwrap_or_else(|| "dmsg".into()),
                     rtt_us: rtts.iter().map(|d| d.as_micros() as u64).collect(),
                     total_ms: t0.elapsed().as_millis() as u64,
                 }

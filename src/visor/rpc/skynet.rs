@@ -14,6 +14,16 @@ use super::RpcState;
 const NO_SKYNET: &str = "this visor was built without skynet (the `skynet` cargo feature): it has \
                          no transports, routes or route groups";
 
+/// The `route` query parameter: `None` for none or `dmsg` (the dmsg paths), else the
+/// policy's text; 501 in this build for any other.
+#[cfg(not(feature = "skynet"))]
+pub(super) fn policy(route: Option<&str>) -> Result<Option<String>, Response> {
+    match route {
+        None | Some("dmsg") => Ok(None),
+        Some(_) => Err(Response::error(501, NO_SKYNET)),
+    }
+}
+
 /// `count` round trips to `pk` over a route chosen by `policy`.
 #[cfg(not(feature = "skynet"))]
 pub(super) async fn ping(
@@ -32,7 +42,7 @@ pub(super) async fn route(_: &RpcState, _: &Request, _: &[&str]) -> Response {
 }
 
 #[cfg(feature = "skynet")]
-pub(super) use on::{ping, route};
+pub(super) use on::{ping, policy, route};
 
 #[cfg(feature = "skynet")]
 mod on {
@@ -40,6 +50,7 @@ mod on {
 
     use super::*;
     use crate::router::control::Control;
+    use crate::router::policy::RoutePolicy;
     use crate::rpc::skynet::{Drops, Removed, TpTypes};
     use crate::rpc::{Body, Items};
     use crate::visor::rpc::{bad_pk, launch_err, ok};
@@ -52,6 +63,17 @@ mod on {
         st.control
             .as_ref()
             .ok_or_else(|| Response::error(503, SKYNET_OFF))
+    }
+
+    /// The `route` query parameter: `None` for none or `dmsg` (the dmsg paths), else the
+    /// policy in its canonical text (400 naming what is accepted when it does not parse).
+    pub(in crate::visor::rpc) fn policy(route: Option<&str>) -> Result<Option<String>, Response> {
+        let Some(r) = route else { return Ok(None) };
+        match r.parse::<RoutePolicy>() {
+            Ok(RoutePolicy::Dmsg) => Ok(None),
+            Ok(p) => Ok(Some(p.to_string())),
+            Err(e) => Err(Response::error(400, format!("route {r:?}: {e}"))),
+        }
     }
 
     /// `count` round trips to `pk` over a route chosen by `policy`.
