@@ -258,14 +258,21 @@ async fn dial(st: &RpcState, req: &Request, pk: &str, port: &str) -> Response {
     {
         return Response::error(400, format!("send Upgrade: {DIAL_UPGRADE}"));
     }
-    // `dmsg` is what `services.dial` does; any other policy needs the skynet dialer.
-    if let Some(r) = req.query_param("route").filter(|r| *r != "dmsg") {
-        return Response::error(
-            501,
-            format!("--route {r}: this visor does not dial by route policy yet (dmsg only)"),
-        );
-    }
-    let conn = match st.services.dial(pk, port).await {
+    // By the route policy asked for (`auto`, the visor's default, when none).
+    #[cfg(feature = "skynet")]
+    let dialed = {
+        let route = req.query_param("route").unwrap_or("auto");
+        match route.parse::<crate::router::policy::RoutePolicy>() {
+            Ok(p) => st.services.dial_by(pk, port, &p, "cli").await,
+            Err(e) => return Response::error(400, format!("route {route:?}: {e}")),
+        }
+    };
+    #[cfg(not(feature = "skynet"))]
+    let dialed = match skynet::policy(req.query_param("route")) {
+        Ok(_) => st.services.dial(pk, port).await,
+        Err(r) => return r,
+    };
+    let conn = match dialed {
         Ok(c) => st.launcher.conns().adopt(c, "cli"),
         Err(e) => return Response::error(502, e.to_string()),
     };
