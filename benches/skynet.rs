@@ -31,7 +31,7 @@ use miniserde::json::{Array, Object, Value};
 use skywire::crypto::Keypair;
 use skywire::http::json::parse_object;
 use skywire::router::core::{Core, CoreConfig, Event, Verdict};
-use skywire::rpc::skynet::{RuleInfo, TpView};
+use skywire::rpc::skynet::{Drops, RuleInfo, TpView};
 use skywire::rpc::{Body, Items};
 use skywire::transport::{Manager, PacketSink, TpConfig, Transport};
 
@@ -295,10 +295,22 @@ fn dial_retry(v: &Visor, to: &str, route: &str, limit: Duration) -> (TcpStream, 
     }
 }
 
+/// What one echo run moved.
+struct Echo {
+    /// Bytes read back (every one checked).
+    got: u64,
+    /// Wall time until the last of them.
+    wall: Duration,
+    /// The run hit its time limit before all `bytes` came back.
+    cut: bool,
+}
+
 /// Writes `bytes` (a counting pattern) on one thread and reads the echo on this one, checking
-/// every byte: the wall time.
-fn echo(s: TcpStream, bytes: u64) -> Duration {
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+/// every byte, for at most `limit`: a route that stalls is reported as such (what came back
+/// by then), not waited for.
+fn echo(s: TcpStream, bytes: u64, limit: Duration) -> Echo {
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.set_write_timeout(Some(limit)).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = s;
     let t0 = Instant::now();
@@ -310,16 +322,30 @@ fn echo(s: TcpStream, bytes: u64) -> Duration {
             for (i, b) in buf[..n].iter_mut().enumerate() {
                 *b = ((sent + i as u64) % 251) as u8;
             }
-            w.write_all(&buf[..n]).unwrap();
+            if w.write_all(&buf[..n]).is_err() {
+                break;
+            }
             sent += n as u64;
         }
         let _ = w.shutdown(Shutdown::Write);
     });
     let mut buf = vec![0u8; CHUNK];
     let mut got = 0u64;
-    while got < bytes {
-        let n = r.read(&mut buf).expect("echo read");
-        assert!(n > 0, "echo ended after {got} of {bytes} bytes");
+    let mut wall = Duration::ZERO;
+    while got < bytes && t0.elapsed() < limit {
+        let n = match r.read(&mut buf) {
+            Ok(0) => panic!("echo ended after {got} of {bytes} bytes"),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => panic!("echo read after {got} bytes: {e}"),
+        };
         for (i, b) in buf[..n].iter().enumerate() {
             assert_eq!(
                 *b,
@@ -329,10 +355,16 @@ fn echo(s: TcpStream, bytes: u64) -> Duration {
             );
         }
         got += n as u64;
+        wall = t0.elapsed();
     }
-    let wall = t0.elapsed();
+    // Unblock a writer stuck on a stalled route.
+    let _ = r.shutdown(Shutdown::Both);
     writer.join().unwrap();
-    wall
+    Echo {
+        got,
+        wall,
+        cut: got < bytes,
+    }
 }
 
 /// A sink that drops every packet (the in-process transport peers carry no routes).
@@ -457,10 +489,22 @@ fn ms(d: Duration) -> String {
 fn main() {
     let full = common::full_run();
     let gib = (1u64 << 30) as f64;
-    let (bytes, tp_count, rule_count, settle) = if full {
-        (256u64 << 20, 64, 65_536, Duration::from_secs(3))
+    let (bytes, tp_count, rule_count, settle, limit) = if full {
+        (
+            256u64 << 20,
+            64,
+            65_536,
+            Duration::from_secs(3),
+            Duration::from_secs(60),
+        )
     } else {
-        (4 << 20, 4, 1024, Duration::from_millis(500))
+        (
+            4 << 20,
+            4,
+            1024,
+            Duration::from_millis(500),
+            Duration::from_secs(30),
+        )
     };
     let dir = std::env::temp_dir().join(format!("skywire-bench-skynet-{}", std::process::id()));
 
@@ -539,7 +583,7 @@ fn main() {
             "route ls on V1 shows no intermediary rule"
         );
         let (cpu1, cpu2) = (cpu_seconds_of(v1.pid()), cpu_seconds_of(v2.pid()));
-        let wall = echo(stream, bytes);
+        let moved = echo(stream, bytes, limit);
         let (cpu1, cpu2) = (
             cpu_seconds_of(v1.pid()) - cpu1,
             cpu_seconds_of(v2.pid()) - cpu2,
@@ -547,7 +591,17 @@ fn main() {
         // A second stream by the same policy: the live route group, no setup.
         let t = Instant::now();
         let again = dial(v0, &dst, ECHO_PORT, policy).map(|_| t.elapsed());
-        runs.push((*hops, setup, again, wall, cpu1, cpu2));
+        runs.push((*hops, setup, again, moved, cpu1, cpu2));
+    }
+    // What the routers dropped on the way (`route drops`), to explain a slow run.
+    let mut drops = Vec::new();
+    for (i, v) in visors.iter().enumerate() {
+        let o = parse_object(&v.cli(&["route", "drops", "--json"])).unwrap();
+        for (reason, n) in Drops::from_object(&o).unwrap().0 {
+            if n > 0 {
+                drops.push(format!("V{i} {reason}: {n}"));
+            }
+        }
     }
     drop(visors);
     let _ = std::fs::remove_dir_all(&dir);
@@ -573,13 +627,14 @@ fn main() {
         aead.cpu_s_per_gib()
     ));
     let aead_cpu = aead.cpu_s_per_gib();
-    for (hops, setup, again, wall, cpu1, cpu2) in &runs {
-        let moved = Sample {
-            bytes,
-            wall: *wall,
+    let mut cut = Vec::new();
+    for (hops, setup, again, moved, cpu1, cpu2) in &runs {
+        let m = Sample {
+            bytes: moved.got,
+            wall: moved.wall,
             cpu: 0.0,
         };
-        let fwd_gib = 2.0 * bytes as f64 / gib;
+        let fwd_gib = 2.0 * moved.got as f64 / gib;
         let (c1, c2) = if *hops > 1 {
             (
                 format!("{:.2}", cpu1 / fwd_gib),
@@ -593,13 +648,37 @@ fn main() {
         } else {
             String::new()
         };
+        if moved.cut {
+            cut.push(format!(
+                "{hops} hop{}: {:.1} of {} MiB came back within the {} s limit",
+                if *hops == 1 { "" } else { "s" },
+                moved.got as f64 / (1u64 << 20) as f64,
+                bytes >> 20,
+                limit.as_secs()
+            ));
+        }
         out.push_str(&format!(
-            "| {hops} hop{} | {:.0} | {:.2} | {c1} | {c2} | {v2} | {} | {} |\n",
+            "| {hops} hop{}{} | {:.0} | {:.2} | {c1} | {c2} | {v2} | {} | {} |\n",
             if *hops == 1 { "" } else { "s" },
-            moved.mib_per_s(),
-            moved.gib_per_s() / aead.gib_per_s(),
+            if moved.cut { " (cut, see below)" } else { "" },
+            m.mib_per_s(),
+            m.gib_per_s() / aead.gib_per_s(),
             ms(*setup),
             again.as_ref().map(|d| ms(*d)).unwrap_or_else(|e| e.clone()),
+        ));
+    }
+    out.push_str(&format!(
+        "\nPackets the routers dropped over the runs (`route drops`): {}.\n",
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops.join(", ")
+        }
+    ));
+    if !cut.is_empty() {
+        out.push_str(&format!(
+            "\nRuns cut at their time limit (the rate is what came back until then): {}.\n",
+            cut.join("; ")
         ));
     }
     out.push_str(&format!(
