@@ -482,6 +482,15 @@ fn transport_memory(dir: &Path, k: usize, settle: Duration) -> (u64, u64, u64, u
     (before, after, buffers, up)
 }
 
+/// MiB/s with a decimal below 10.
+fn mib(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
@@ -658,10 +667,10 @@ fn main() {
             ));
         }
         out.push_str(&format!(
-            "| {hops} hop{}{} | {:.0} | {:.2} | {c1} | {c2} | {v2} | {} | {} |\n",
+            "| {hops} hop{}{} | {} | {:.2} | {c1} | {c2} | {v2} | {} | {} |\n",
             if *hops == 1 { "" } else { "s" },
             if moved.cut { " (cut, see below)" } else { "" },
-            m.mib_per_s(),
+            mib(m.mib_per_s()),
             m.gib_per_s() / aead.gib_per_s(),
             ms(*setup),
             again.as_ref().map(|d| ms(*d)).unwrap_or_else(|e| e.clone()),
