@@ -190,21 +190,9 @@ fn str_field(o: &Object, k: &str) -> String {
 /// Starts `skywire visor -c cfg` on a free RPC port and waits (≤ 15 s) for its token.
 fn start_visor(cfg: &Path) -> Visor {
     let rpc = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(BIN)
-        .args(["visor", "-c", cfg.to_str().unwrap(), "--rpc", &rpc])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let (proc, line) = start_tool(&["visor", "-c", cfg.to_str().unwrap(), "--rpc", &rpc]);
     assert!(line.starts_with("visor "), "visor did not start: {line:?}");
     let pk = line.split_whitespace().nth(1).unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = out.read_to_string(&mut sink);
-    });
     let c = parse_object(&std::fs::read_to_string(cfg).unwrap()).unwrap();
     let token_file = cfg
         .parent()
@@ -222,7 +210,7 @@ fn start_visor(cfg: &Path) -> Visor {
         }
     };
     Visor {
-        proc: Proc(child),
+        proc,
         rpc,
         cfg: cfg.to_path_buf(),
         pk,
