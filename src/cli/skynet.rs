@@ -339,16 +339,20 @@ fn print_group(g: &GroupView) {
         format!(", apps {}", g.apps.join(","))
     };
     say(&format!(
-        "{} {} {}: policy {}, {}, {} stream{}{apps}",
+        "{} {}: policy {}, {}, {} stream{}, up {}{apps}",
         if g.initiator { "to" } else { "from" },
         g.peer,
-        human_secs(g.age_secs),
         g.policy,
         g.state,
         g.streams,
         if g.streams == 1 { "" } else { "s" },
+        human_secs(g.age_secs),
     ));
     say(&format!("  rx {} B, tx {} B", g.rx_bytes, g.tx_bytes));
+    if g.legs.is_empty() {
+        say("  no legs");
+        return;
+    }
     let mut rows = vec![row(&["  LEG", "STATE", "RTT", "HOPS"])];
     for l in &g.legs {
         let mut path = String::new();

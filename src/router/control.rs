@@ -127,9 +127,11 @@ pub struct RuleInfo {
 pub struct LegView {
     /// The local route id of the leg's rule.
     pub id: u32,
-    /// The path: every node's PK (hex) from the source to the destination.
+    /// The path as this visor sees it: every node's PK (hex) from this visor to the peer
+    /// (reversed at the destination).
     pub hops: Vec<String>,
-    /// The type of each transport hop (`hops.len() - 1` of them).
+    /// The type of each transport hop, in the order of `hops` (`hops.len() - 1` of them;
+    /// `?` where the published links do not say).
     pub tp_types: Vec<String>,
     /// The last measured round trip, µs (0: none yet).
     pub rtt_us: u64,
