@@ -106,7 +106,7 @@ fn node(name: &'static str, disc: &str, relay: &str) -> Node {
             format!("\"servers\": [\"{relay}\"]"),
         ),
         (
-            "\"listen\": \"0.0.0.0:7777\"".to_string(),
+            "\"listen\": \"127.0.0.1:0\"".to_string(),
             format!("\"listen\": \"127.0.0.1:{}\"", free_port()),
         ),
     ] {
@@ -461,11 +461,19 @@ fn five_visors_routes_survive_and_fail_as_they_should() {
         );
     }
     // `app routes`: the echo app's group at D names A and the three hops.
+    // `app routes`: the echo app's group at D names A and the three hops; at A, the group
+    // the RPC dial (app `cli`) set up names D, the policy and the hops.
     let groups = json_of(&d, &["app", "routes", "test-a"]);
     assert!(groups.contains(&a.pk), "{groups}");
     for pk in [&b.pk, &c.pk] {
         assert!(groups.contains(pk.as_str()), "{pk} in {groups}");
     }
+    let groups = json_of(&a, &["route", "groups"]);
+    assert!(groups.contains("\"apps\":[\"cli\"]"), "{groups}");
+    for pk in [&b.pk, &c.pk, &d.pk] {
+        assert!(groups.contains(pk.as_str()), "{pk} in {groups}");
+    }
+    assert!(groups.contains(&format!("\"policy\":\"{via}\"")), "{groups}");
 
     // Kill B mid-stream: the single route's stream ends with an error; the mux:2 stream
     // (legs A–E–D and A–B–C–D) carries on, intact.
