@@ -97,10 +97,16 @@ fn node(name: &'static str, disc: &str, relay: &str) -> Node {
     let config = write_config(&dir, None, APPS);
     let mut cfg = std::fs::read_to_string(&config).unwrap();
     for (from, to) in [
-        ("\"discovery\": \"\"".to_string(), format!("\"discovery\": \"{disc}\"")),
-        ("\"servers\": []".to_string(), format!("\"servers\": [\"{relay}\"]")),
         (
-            "\"listen\": \"0.0.0.0:7777\"".to_string(),
+            "\"discovery\": \"\"".to_string(),
+            format!("\"discovery\": \"{disc}\""),
+        ),
+        (
+            "\"servers\": []".to_string(),
+            format!("\"servers\": [\"{relay}\"]"),
+        ),
+        (
+            "\"listen\": \"127.0.0.1:0\"".to_string(),
             format!("\"listen\": \"127.0.0.1:{}\"", free_port()),
         ),
     ] {
@@ -435,10 +441,17 @@ fn five_visors_routes_survive_and_fail_as_they_should() {
     assert!(!src.is_empty(), "no source rule at A");
     let gid = |r: &str| {
         let i = r.find("\"group_id\":").expect("group_id") + 11;
-        r[i..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>()
+        r[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect::<String>()
     };
     let group = gid(&src[0]);
-    for (n, kind) in [(&b, "intermediary"), (&c, "intermediary"), (&d, "destination")] {
+    for (n, kind) in [
+        (&b, "intermediary"),
+        (&c, "intermediary"),
+        (&d, "destination"),
+    ] {
         let rs = rules(n);
         assert!(
             rs.iter()
@@ -448,11 +461,19 @@ fn five_visors_routes_survive_and_fail_as_they_should() {
         );
     }
     // `app routes`: the echo app's group at D names A and the three hops.
+    // `app routes`: the echo app's group at D names A and the three hops; at A, the group
+    // the RPC dial (app `cli`) set up names D, the policy and the hops.
     let groups = json_of(&d, &["app", "routes", "test-a"]);
     assert!(groups.contains(&a.pk), "{groups}");
     for pk in [&b.pk, &c.pk] {
         assert!(groups.contains(pk.as_str()), "{pk} in {groups}");
     }
+    let groups = json_of(&a, &["route", "groups"]);
+    assert!(groups.contains("\"apps\":[\"cli\"]"), "{groups}");
+    for pk in [&b.pk, &c.pk, &d.pk] {
+        assert!(groups.contains(pk.as_str()), "{pk} in {groups}");
+    }
+    assert!(groups.contains(&format!("\"policy\":\"{via}\"")), "{groups}");
 
     // Kill B mid-stream: the single route's stream ends with an error; the mux:2 stream
     // (legs A–E–D and A–B–C–D) carries on, intact.
@@ -468,7 +489,10 @@ fn five_visors_routes_survive_and_fail_as_they_should() {
     let two = echo(muxed, PACED, 13, 32 * 1024);
     let t0 = Instant::now();
     while two.got.load(Ordering::Relaxed) < 2 * 1024 * 1024 {
-        assert!(t0.elapsed() < Duration::from_secs(60), "mux:2 stream stalled");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "mux:2 stream stalled"
+        );
         thread::sleep(Duration::from_millis(20));
     }
     let mut bv = b.visor.take().unwrap();
@@ -477,7 +501,10 @@ fn five_visors_routes_survive_and_fail_as_they_should() {
     child.wait().unwrap();
     let killed = Instant::now();
     let r1 = join_within(one, 60, "single route after the kill");
-    assert!(r1.is_err(), "the single route's stream survived its hop's death");
+    assert!(
+        r1.is_err(),
+        "the single route's stream survived its hop's death"
+    );
     eprintln!(
         "single route: {} after {:.1} s",
         r1.unwrap_err(),
@@ -492,5 +519,8 @@ fn five_visors_routes_survive_and_fail_as_they_should() {
     wait_transports(&b, &[(&a, "stcp"), (&c, "dmsg")], 60);
     wait_transports(&a, &[(&b, "stcp")], 60);
     let s = dial_retry(&a, &d, ECHO, &via, 60);
-    assert_eq!(join_within(echo(s, 1 << 20, 17, 0), 120, "after restart"), Ok(1 << 20));
+    assert_eq!(
+        join_within(echo(s, 1 << 20, 17, 0), 120, "after restart"),
+        Ok(1 << 20)
+    );
 }

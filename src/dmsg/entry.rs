@@ -183,14 +183,7 @@ impl Entry {
         relays: Vec<PublicKey>,
         transports: Vec<String>,
     ) -> Result<Entry, EntryError> {
-        Self::signed(
-            keys,
-            seq,
-            timestamp,
-            Kind::Client { relays },
-            transports,
-            Vec::new(),
-        )
+        Self::client_with_links(keys, seq, timestamp, relays, transports, Vec::new())
     }
 
     /// Builds and signs a client entry that also lists its live skynet links.
@@ -387,14 +380,7 @@ impl Entry {
         let relay = f.opt_object("relay")?;
         let kind = match (client, relay) {
             (Some(mut c), None) => {
-                let items = c.opt_str_array("relays")?;
-                if items.len() > MAX_RELAYS {
-                    return Err(EntryError::TooMany {
-                        field: "client.relays",
-                        len: items.len(),
-                        max: MAX_RELAYS,
-                    });
-                }
+                let items = bounded_strs(&mut c, "relays", "client.relays", MAX_RELAYS)?;
                 let mut relays = Vec::with_capacity(items.len());
                 for (path, s) in items {
                     relays.push(PublicKey::from_hex(s).map_err(|e| {
@@ -429,23 +415,9 @@ impl Entry {
                     .into());
             }
         };
-        let items = f.opt_str_array("transports")?;
-        if items.len() > MAX_TRANSPORTS {
-            return Err(EntryError::TooMany {
-                field: "transports",
-                len: items.len(),
-                max: MAX_TRANSPORTS,
-            });
-        }
+        let items = bounded_strs(f, "transports", "transports", MAX_TRANSPORTS)?;
         let transports = items.into_iter().map(|(_, s)| s.to_string()).collect();
-        let items = f.opt_str_array("links")?;
-        if items.len() > MAX_LINKS {
-            return Err(EntryError::TooMany {
-                field: "links",
-                len: items.len(),
-                max: MAX_LINKS,
-            });
-        }
+        let items = bounded_strs(f, "links", "links", MAX_LINKS)?;
         let mut links = Vec::with_capacity(items.len());
         for (path, s) in items {
             links.push(parse_link(s).map_err(|msg| EntryError::Json(JsonError { path, msg }))?);
@@ -464,6 +436,24 @@ impl Entry {
         e.check_shape()?;
         Ok(e)
     }
+}
+
+/// An optional array of strings of at most `max` items (`field` names it in the error).
+fn bounded_strs<'a>(
+    f: &mut Fields<'a>,
+    key: &'a str,
+    field: &'static str,
+    max: usize,
+) -> Result<Vec<(String, &'a str)>, EntryError> {
+    let items = f.opt_str_array(key)?;
+    if items.len() > max {
+        return Err(EntryError::TooMany {
+            field,
+            len: items.len(),
+            max,
+        });
+    }
+    Ok(items)
 }
 
 fn push_short(b: &mut Vec<u8>, s: &str) {

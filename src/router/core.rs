@@ -24,7 +24,8 @@
 //! every hop on the way back deletes its pending rule and relays the nack. A pending rule
 //! expires after `per_hop_timeout × hops still ahead`, and the node then nacks "no answer
 //! from X within N s" (its upstream waits one hop longer, so the nearest node to a silent hop
-//! reports it). Complete rules expire after `idle_timeout` without a packet (checked by a
+//! reports it); an ack that arrives after its rule gave up is answered with a Close, so the
+//! hops that completed behind it let go at once. Complete rules expire after `idle_timeout` without a packet (checked by a
 //! sweep at the earliest possible expiry, so a rule goes at most one sweep late); Close and
 //! Error packets are forwarded like data and remove the rule at each hop. When a transport
 //! goes down, every rule through it goes: legs ending here report [`Event::LegDown`] (or
@@ -391,6 +392,25 @@ struct Rule {
 }
 
 impl Rule {
+    fn new(kind: RuleKind, setup_id: u32, group_id: u64, leg_index: u8, now: Duration) -> Rule {
+        Rule {
+            kind,
+            setup_id,
+            group_id,
+            leg_index,
+            src: None,
+            dst: None,
+            src_pk: None,
+            dst_pk: None,
+            path: Vec::new(),
+            pending: None,
+            created: now,
+            last: now,
+            packets: 0,
+            bytes: 0,
+        }
+    }
+
     fn remote(&self) -> Option<PublicKey> {
         match self.kind {
             RuleKind::Source => self.path.last().copied(),
@@ -645,7 +665,8 @@ impl Core {
                 let reason = if ty == PacketType::Close {
                     format!("closed by {remote}")
                 } else {
-                    String::from_utf8_lossy(&buf[HEADER_LEN..]).into_owned()
+                    let text = String::from_utf8_lossy(&buf[HEADER_LEN..]);
+                    clip_reason(&text).to_string()
                 };
                 self.remove_rule(id);
                 self.events.push_back(Event::LegDown {
@@ -682,7 +703,10 @@ impl Core {
         };
         let elapsed = now.saturating_sub(t.refilled).as_micros() as u64;
         t.refilled = t.refilled.max(now);
-        t.milli_tokens = (t.milli_tokens + elapsed.saturating_mul(rate) / 1000).min(burst * 1000);
+        t.milli_tokens = t
+            .milli_tokens
+            .saturating_add(elapsed.saturating_mul(rate) / 1000)
+            .min(burst * 1000);
         if t.milli_tokens >= 1000 {
             t.milli_tokens -= 1000;
             true
@@ -754,20 +778,10 @@ impl Core {
             self.rules.insert(
                 id,
                 Rule {
-                    kind: RuleKind::Destination,
-                    setup_id: sid,
-                    group_id: req.group_id,
-                    leg_index: req.leg,
                     src: Some(Hop { tp: from, id: rev }),
-                    dst: None,
                     src_pk: Some(peer),
-                    dst_pk: None,
                     path: path.clone(),
-                    pending: None,
-                    created: now,
-                    last: now,
-                    packets: 0,
-                    bytes: 0,
+                    ..Rule::new(RuleKind::Destination, sid, req.group_id, req.leg, now)
                 },
             );
             self.arm_sweep(now);
@@ -794,24 +808,15 @@ impl Core {
         self.rules.insert(
             id,
             Rule {
-                kind: RuleKind::Intermediary,
-                setup_id: sid,
-                group_id: req.group_id,
-                leg_index: req.leg,
                 src: Some(Hop { tp: from, id: rev }),
-                dst: None,
                 src_pk: Some(peer),
                 dst_pk: Some(next_pk),
-                path: Vec::new(),
                 pending: Some(Pending {
                     deadline,
                     timeout,
                     next_tp,
                 }),
-                created: now,
-                last: now,
-                packets: 0,
-                bytes: 0,
+                ..Rule::new(RuleKind::Intermediary, sid, req.group_id, req.leg, now)
             },
         );
         self.timers.insert((deadline, id));
@@ -837,6 +842,14 @@ impl Core {
             return Verdict::Drop(DropReason::BadSetup);
         }
         let Some(rule) = self.rules.get_mut(&id) else {
+            // A late ack for a setup this node gave up on (timed out, abandoned): the hops
+            // behind it completed their rules, so close them now rather than leave them to
+            // expire. The Close can only reach rules that run through this transport.
+            // Paid from the setup token bucket, so acks with made-up ids cannot make this
+            // node answer faster than it accepts setups.
+            if self.take_token(from, now) {
+                self.send(from, packet(PacketType::Close, ack.id, 1, |b| b[0] = 0));
+            }
             return Verdict::Drop(DropReason::UnknownRoute);
         };
         let Some(p) = &rule.pending else {
@@ -955,13 +968,6 @@ impl Core {
         self.rules.insert(
             id,
             Rule {
-                kind: RuleKind::Source,
-                setup_id,
-                group_id,
-                leg_index: leg,
-                src: None,
-                dst: None,
-                src_pk: None,
                 dst_pk: Some(path[1]),
                 path: path.to_vec(),
                 pending: Some(Pending {
@@ -969,10 +975,7 @@ impl Core {
                     timeout,
                     next_tp: tp,
                 }),
-                created: now,
-                last: now,
-                packets: 0,
-                bytes: 0,
+                ..Rule::new(RuleKind::Source, setup_id, group_id, leg, now)
             },
         );
         self.timers.insert((deadline, id));

@@ -50,8 +50,6 @@ use crate::wire::noise::Frame as NoiseFrame;
 use crate::wire::route::{HEADER_LEN, MAX_PAYLOAD_LEN, Packet, PacketType};
 
 pub mod legs;
-#[cfg(test)]
-mod tests;
 
 use legs::{FRAME_AT, Legs, Opened};
 
@@ -65,16 +63,8 @@ pub const HANDSHAKE_RESEND: Duration = Duration::from_secs(1);
 /// prefix ‖ plaintext ‖ tag) fills at most a routing packet.
 pub const MAX_FRAME_PLAIN: usize = MAX_PAYLOAD_LEN - DATA_HEADER_LEN - LEN_PREFIX - TAG_LEN;
 
-/// One leg of a group: the local route id of the leg's rule at this endpoint (the router
-/// core's `LegRef`; defined here until the core's lands, same shape).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LegRef(pub u32);
-
-impl fmt::Display for LegRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "leg {}", self.0)
-    }
-}
+/// One leg of a group: the local route id of the leg's rule at this endpoint.
+pub use super::core::LegRef;
 
 /// Why a packet could not be handed to a leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +220,10 @@ pub struct GroupInfo {
     pub drops: Vec<(String, u64)>,
     /// Frames sent again (loss or a dead leg).
     pub resent: u64,
+    /// Bytes of sent frames not yet acknowledged (bounded by `max_unacked` + one frame).
+    pub unacked: usize,
+    /// Bytes of received frames held, early or waiting for the mux (bounded by `max_rx`).
+    pub held: usize,
 }
 
 enum Phase {
@@ -484,7 +478,7 @@ impl Core {
                 self.fail(why.to_string(), code != close::FAILED);
                 false
             }
-            PacketType::Data | PacketType::KeepAlive => {
+            PacketType::Data | PacketType::Ping | PacketType::Pong => {
                 let Some(cipher) = self.opener.as_mut() else {
                     self.legs.drops.count("data before the handshake");
                     return false;
@@ -650,6 +644,21 @@ impl Inner {
         }
     }
 
+    /// Close on every live leg; the group ends ("closed by this side").
+    fn close(self: &Arc<Self>) {
+        self.with(|c, _| {
+            if c.failure.is_none() {
+                if let Some((mine, _)) = c.close_tokens {
+                    let mut payload = vec![close::CLOSED];
+                    payload.extend_from_slice(&mine);
+                    c.legs.broadcast(PacketType::Close, &payload);
+                }
+                c.fail("closed by this side".into(), true);
+            }
+            ((), false)
+        });
+    }
+
     fn start_session(self: &Arc<Self>) {
         let Some(sealer) = self.lock().sealer.take() else {
             return;
@@ -678,10 +687,30 @@ impl Inner {
     }
 }
 
-/// A route group. Cloning gives another handle to the same group.
+/// A route group. Cloning gives another handle to the same group; when the last handle is
+/// dropped the group is closed (its tasks would otherwise keep it, and its legs, alive).
 #[derive(Clone)]
 pub struct RouteGroup {
-    inner: Arc<Inner>,
+    inner: Arc<Handle>,
+}
+
+/// The owners' share of a group: dropping the last one closes it.
+struct Handle(Arc<Inner>);
+
+impl std::ops::Deref for Handle {
+    type Target = Arc<Inner>;
+    fn deref(&self) -> &Arc<Inner> {
+        &self.0
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // On the executor, not here: the driver may drop its last handle while holding a lock
+        // that `LegTx::send`/`ended` take.
+        let inner = self.0.clone();
+        self.0.ex.spawn_boxed(async move { inner.close() }).detach();
+    }
 }
 
 impl fmt::Debug for RouteGroup {
@@ -797,7 +826,9 @@ impl RouteGroup {
             mux: cfg.mux.clone(),
         });
         ex.spawn_boxed(timer_task(Arc::downgrade(&inner))).detach();
-        RouteGroup { inner }
+        RouteGroup {
+            inner: Arc::new(Handle(inner)),
+        }
     }
 
     /// A packet from one of the group's legs (the whole routing packet). Never blocks: what
@@ -896,6 +927,8 @@ impl RouteGroup {
             failure: c.failure.clone(),
             drops: c.legs.drops.list(),
             resent: c.legs.resent,
+            unacked: c.legs.unacked_bytes(),
+            held: c.legs.rx_bytes(),
         }
     }
 
@@ -906,17 +939,7 @@ impl RouteGroup {
 
     /// Ends the group: Close on every leg; streams on both sides fail.
     pub fn close(&self) {
-        self.inner.with(|c, _| {
-            if c.failure.is_none() {
-                if let Some((mine, _)) = c.close_tokens {
-                    let mut payload = vec![close::CLOSED];
-                    payload.extend_from_slice(&mine);
-                    c.legs.broadcast(PacketType::Close, &payload);
-                }
-                c.fail("closed by this side".into(), true);
-            }
-            ((), false)
-        });
+        self.inner.close();
     }
 
     /// Why the group ended (closed or failed), once it has.
@@ -1108,17 +1131,5 @@ impl FrameWrite for GroupWriter {
 
     async fn close(&mut self) -> io::Result<()> {
         self.flush().await
-    }
-}
-
-/// Test hook: the group's leg layer counters.
-#[cfg(test)]
-impl RouteGroup {
-    fn unacked_bytes(&self) -> usize {
-        self.inner.lock().legs.unacked_bytes()
-    }
-
-    fn rx_bytes(&self) -> usize {
-        self.inner.lock().legs.rx_bytes()
     }
 }

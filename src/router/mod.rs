@@ -77,6 +77,24 @@ pub const MAX_GROUPS: usize = 1024;
 pub const MAX_INCOMING: usize = 256;
 /// Replacement attempts for a dead `mux:N` leg before the group carries on with fewer.
 pub const REPLACE_ATTEMPTS: u32 = 5;
+/// Bytes a group keeps in flight (sent, not yet acknowledged), at most: half a transport's
+/// send queue, so one group alone never overfills the queue of its first hop — nor of a
+/// forwarding hop, which sees at most this much of it at once. (The group resends what a
+/// full queue dropped, but only on a timeout: a window larger than the queue turns every
+/// burst into losses and the stream into a trickle.)
+pub const GROUP_WINDOW: usize = 128 * 1024;
+
+/// The route groups' settings: [`GROUP_WINDOW`] each way.
+fn group_config() -> GroupConfig {
+    use crate::wire::route::{HEADER_LEN, MAX_PAYLOAD_LEN};
+    GroupConfig {
+        max_unacked: GROUP_WINDOW,
+        // A peer keeping to the same bound never has more unacknowledged: one frame of
+        // slack for the one the reader holds.
+        max_rx: GROUP_WINDOW + 2 * (HEADER_LEN + MAX_PAYLOAD_LEN),
+        ..GroupConfig::default()
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -300,7 +318,7 @@ impl Router {
             sink: OnceLock::new(),
             owner: OnceLock::new(),
             drops: Mutex::new(BTreeMap::new()),
-            group_cfg: GroupConfig::default(),
+            group_cfg: group_config(),
         });
         let mgr = Manager::new(
             ex.clone(),
@@ -1345,7 +1363,7 @@ impl LegTx for GroupTx {
         let Some(inner) = self.router.upgrade() else {
             return;
         };
-        log::debug!("router: group to {} ended: {why}", short(&self.key.peer));
+        log::info!("router: group to {} ended: {why}", short(&self.key.peer));
         let key = self.key;
         let i2 = inner.clone();
         inner

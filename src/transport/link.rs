@@ -33,6 +33,8 @@ const COPY_MAX: usize = 1024;
 const MAX_IOV: usize = 64;
 /// What the writer's copy buffer keeps when the link is idle.
 const IDLE_KEEP: usize = 512;
+/// The reader's buffer.
+const READ_BUF: usize = 2048;
 /// The writer gives its copy buffer back after a write that left it larger than this.
 const SHRINK_ABOVE: usize = 8 * 1024;
 
@@ -84,7 +86,7 @@ pub struct TpInfo {
     pub tx_bytes: u64,
     /// Time since it came up.
     pub age: Duration,
-    /// Bytes its buffers hold allocated now (send queue, writer buffer).
+    /// Bytes its buffers hold allocated now (reader buffer, send queue, writer buffer).
     pub buffer_bytes: usize,
 }
 
@@ -117,8 +119,12 @@ pub(crate) struct Link {
     last_tx_ms: AtomicU64,
     /// Microseconds, 0 = none yet.
     rtt_us: AtomicU64,
-    /// Capacity of the writer's buffers (the reader keeps none between packets).
+    /// Capacity of the writer's buffers.
     writer_bufs: AtomicUsize,
+    /// Whether the writer is inside a write, and when it last got bytes out (ms since
+    /// `created`): a peer that stops reading is found by this.
+    writing: AtomicBool,
+    last_progress_ms: AtomicU64,
     up: AtomicBool,
 }
 
@@ -165,6 +171,8 @@ impl Transport {
                 last_tx_ms: AtomicU64::new(0),
                 rtt_us: AtomicU64::new(0),
                 writer_bufs: AtomicUsize::new(0),
+                writing: AtomicBool::new(false),
+                last_progress_ms: AtomicU64::new(0),
                 up: AtomicBool::new(true),
             }),
         }
@@ -199,18 +207,19 @@ impl Transport {
     /// (`queue_bytes` of packets not yet written) gives [`SendError::Full`].
     pub fn send(&self, packet: Vec<u8>) -> Result<(), SendError> {
         check_packet(&packet, self.link.kind)?;
-        self.push(packet, true)
+        self.push(packet)
     }
 
-    /// Queues `packet`; `bounded`: refused beyond the queue's limit. Everything but a pong
-    /// counts as traffic for the keep-alive timer (so both ends ping, and both learn the RTT).
-    fn push(&self, packet: Vec<u8>, bounded: bool) -> Result<(), SendError> {
+    /// Queues `packet` within the queue's byte limit (also pongs and keep-alive pings: a peer
+    /// flooding pings it never reads the answers of fills only our bounded queue). Everything
+    /// but a pong counts as traffic for the keep-alive timer (so both ends ping, and both
+    /// learn the RTT).
+    fn push(&self, packet: Vec<u8>) -> Result<(), SendError> {
         let mut q = lock(&self.link.q);
         if q.closed.is_some() {
             return Err(SendError::Closed);
         }
-        // A transport-level packet (pong, keep-alive) may exceed the bound by its few bytes.
-        if bounded && q.bytes + packet.len() > self.link.cap {
+        if q.bytes + packet.len() > self.link.cap {
             return Err(SendError::Full);
         }
         let pong = packet[0] == T_PONG && packet[1..5] == [0; 4];
@@ -267,7 +276,7 @@ impl Transport {
             rx_bytes: l.rx.load(Ordering::Relaxed),
             tx_bytes: l.tx.load(Ordering::Relaxed),
             age: l.created.elapsed(),
-            buffer_bytes: queue_bytes + l.writer_bufs.load(Ordering::Relaxed),
+            buffer_bytes: READ_BUF + queue_bytes + l.writer_bufs.load(Ordering::Relaxed),
         }
     }
 
@@ -288,6 +297,9 @@ impl Transport {
             Codec::Stcp { opener, sealer } => (Some(opener), Some(sealer)),
             Codec::Dmsg => (None, None),
         };
+        // A small read buffer: a frame's prefix and sealed header come in one read with the
+        // previous payload's tail; large payloads bypass it (read straight into the packet).
+        let r = futures_lite::io::BufReader::with_capacity(READ_BUF, r);
         let reader = self.read_loop(r, opener, deliver);
         let writer = self.write_loop(w, sealer, timing);
         let watchdog = self.watchdog(timing);
@@ -322,7 +334,7 @@ impl Transport {
                     T_PING => {
                         let mut pong = packet;
                         pong[0] = T_PONG;
-                        let _ = self.push(pong, false);
+                        let _ = self.push(pong);
                         continue;
                     }
                     T_PONG => {
@@ -376,14 +388,14 @@ impl Transport {
                 }
                 n += 1;
                 if n >= MAX_IOV / 2 {
-                    if let Err(e) = out.write_to(&mut w).await {
+                    if let Err(e) = self.write_out(&mut out, &mut w).await {
                         return format!("write failed: {e}");
                     }
                     self.count_tx(&mut out);
                     n = 0;
                 }
             }
-            if let Err(e) = out.write_to(&mut w).await {
+            if let Err(e) = self.write_out(&mut out, &mut w).await {
                 return format!("write failed: {e}");
             }
             self.count_tx(&mut out);
@@ -400,6 +412,21 @@ impl Transport {
                 .writer_bufs
                 .store(out.capacity() + batch.capacity() * 24, Ordering::Relaxed);
         }
+    }
+
+    /// Writes the batch, noting progress for the watchdog.
+    async fn write_out<W: AsyncWrite + Unpin>(&self, out: &mut Out, w: &mut W) -> io::Result<()> {
+        let l = &self.link;
+        l.last_progress_ms
+            .store(l.ms_since_created(), Ordering::Relaxed);
+        l.writing.store(true, Ordering::Release);
+        let progress = || {
+            l.last_progress_ms
+                .store(l.ms_since_created(), Ordering::Relaxed)
+        };
+        let r = out.write_to(w, &progress).await;
+        l.writing.store(false, Ordering::Release);
+        r
     }
 
     fn count_tx(&self, out: &mut Out) {
@@ -444,12 +471,16 @@ impl Transport {
             if silent >= timing.dead.as_millis() as u64 {
                 return format!("nothing received for {} ms", silent);
             }
+            let stuck = now.saturating_sub(l.last_progress_ms.load(Ordering::Relaxed));
+            if l.writing.load(Ordering::Acquire) && stuck >= timing.dead.as_millis() as u64 {
+                return format!("peer stopped reading: nothing written for {stuck} ms");
+            }
             let quiet = now.saturating_sub(l.last_tx_ms.load(Ordering::Relaxed));
             if quiet >= timing.idle.as_millis() as u64 {
                 let stamp = l.created.elapsed().as_micros() as u64;
                 let mut ping = vec![T_PING, 0, 0, 0, 0, 0, 8];
                 ping.extend_from_slice(&stamp.to_be_bytes());
-                let _ = self.push(ping, false);
+                let _ = self.push(ping);
             }
         }
     }
@@ -463,10 +494,11 @@ impl Link {
 
 /// Keep-alive timing of a link.
 #[derive(Debug, Clone, Copy)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// A transport ping goes out after this long without anything queued.
     pub idle: Duration,
-    /// The link is dead after this long without anything received.
+    /// The link is dead after this long without anything received, or with a write that
+    /// has not moved for as long.
     pub dead: Duration,
 }
 
@@ -594,7 +626,7 @@ enum Piece {
 /// Sealed headers and small payloads copied into `head`, large payloads kept owned, written
 /// in order with vectored writes.
 #[derive(Debug, Default)]
-struct Out {
+pub(crate) struct Out {
     head: Vec<u8>,
     pieces: Vec<Piece>,
     written: usize,
@@ -633,7 +665,7 @@ impl Out {
         }
     }
 
-    fn push_stcp(
+    pub(crate) fn push_stcp(
         &mut self,
         sealer: &mut FrameSealer,
         packet: Vec<u8>,
@@ -660,6 +692,14 @@ impl Out {
         Ok(())
     }
 
+    /// Every queued byte in order (tests).
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> Vec<u8> {
+        (0..self.pieces.len())
+            .flat_map(|i| self.piece(i).to_vec())
+            .collect()
+    }
+
     fn piece(&self, i: usize) -> &[u8] {
         match &self.pieces[i] {
             Piece::Head(a, b) => &self.head[*a..*b],
@@ -668,14 +708,22 @@ impl Out {
     }
 
     /// Writes every piece and empties the batch (also on an error).
-    async fn write_to<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> io::Result<()> {
-        let res = self.write_inner(w).await;
+    async fn write_to<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        progress: &(dyn Fn() + Sync),
+    ) -> io::Result<()> {
+        let res = self.write_inner(w, progress).await;
         self.head.clear();
         self.pieces.clear();
         res
     }
 
-    async fn write_inner<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> io::Result<()> {
+    async fn write_inner<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        progress: &(dyn Fn() + Sync),
+    ) -> io::Result<()> {
         let (mut i, mut off) = (0usize, 0usize);
         let count = self.pieces.len();
         while i < count {
@@ -698,6 +746,7 @@ impl Out {
                 Err(e) => return Err(e),
             };
             self.written += n;
+            progress();
             while n > 0 && i < count {
                 let left = self.piece(i).len() - off;
                 if n >= left {

@@ -615,6 +615,8 @@ impl Inner {
                 "bad frame"
             } else if why.starts_with("nothing received") {
                 "dead link (silent)"
+            } else if why.starts_with("peer stopped reading") {
+                "dead link (not reading)"
             } else {
                 "link ended"
             };

@@ -13,7 +13,7 @@ pub mod manager;
 mod stcp;
 
 pub use id::{TpId, TpType};
-pub use link::{SendError, Timing, TpInfo, Transport};
+pub use link::{SendError, TpInfo, Transport};
 pub use manager::{DMSG_PORT, Manager, PacketSink, TpConfig, TpError};
 
 #[cfg(test)]

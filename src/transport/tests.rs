@@ -59,6 +59,17 @@ async fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Waits (at most `limit`) for `n` packets at `rec`, and returns what arrived.
+async fn received(rec: &Rec, n: usize, limit: Duration) -> Vec<Vec<u8>> {
+    wait_for(limit, || rec.packets.lock().unwrap().len() >= n).await;
+    rec.packets
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.1.clone())
+        .collect()
+}
+
 fn packet(t: u8, id: u32, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![t];
     p.extend_from_slice(&id.to_be_bytes());
@@ -120,18 +131,7 @@ fn packets_both_ways_intact_and_in_order() {
             }
             sent.push(p);
         }
-        assert!(
-            wait_for(Duration::from_secs(10), || ra.packets.lock().unwrap().len()
-                == 200)
-            .await
-        );
-        let got: Vec<Vec<u8>> = ra
-            .packets
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|p| p.1.clone())
-            .collect();
+        let got = received(&ra, 200, Duration::from_secs(10)).await;
         assert!(got == sent, "packets differ");
         assert!(
             ra.packets
@@ -539,5 +539,203 @@ fn limits_queue_per_ip_and_idle_memory() {
         assert!(idle + fixed <= 16 * 1024, "{idle} + {fixed}");
         assert!(idle_a + fixed <= 16 * 1024, "{idle_a} + {fixed}");
         assert!(rb.downs.lock().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn dmsg_transport_through_a_relay() {
+    use crate::dmsg::client::{ClientConfig, DmsgClient};
+    use crate::dmsg::relay::{Relay, RelayConfig};
+    run(async {
+        let ex = ex();
+        let rk = keys(30);
+        let relay = Relay::new(keys(30), RelayConfig::default(), ex.clone());
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let raddr = l.local_addr().unwrap().to_string();
+        ex.spawn_boxed(async move {
+            let _ = relay.serve(l).await;
+        })
+        .detach();
+        // Discovery in-process, for the published links and the stcp address lookup.
+        let reg = Arc::new(Mutex::new(crate::dmsg::disc::Registry::new(
+            crate::dmsg::disc::DiscLimits::default(),
+        )));
+        let dl = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let durl = format!("http://{}", dl.local_addr().unwrap());
+        let h = crate::dmsg::disc::handler(reg.clone(), Arc::new(crate::dmsg::disc::unix_now));
+        ex.spawn_boxed(crate::http::server::serve(
+            dl,
+            ex.clone(),
+            h,
+            crate::http::server::Limits::default(),
+        ))
+        .detach();
+        let disc = crate::dmsg::disc_client::DiscClient::new(&durl).unwrap();
+        let client = |n: u8| {
+            let cfg = ClientConfig {
+                relays: vec![(*rk.public(), raddr.clone())],
+                ..ClientConfig::default()
+            };
+            DmsgClient::start(ex.clone(), keys(n), Some(disc.clone()), cfg)
+        };
+        let (da, db) = (client(1), client(2));
+        da.wait_ready(Duration::from_secs(5)).await.unwrap();
+        db.wait_ready(Duration::from_secs(5)).await.unwrap();
+        let (ra, rb) = (Arc::new(Rec::default()), Arc::new(Rec::default()));
+        let a = Manager::new(
+            ex.clone(),
+            keys(1),
+            TpConfig::default(),
+            Some(da),
+            ra.clone(),
+        );
+        let b = Manager::new(
+            ex.clone(),
+            keys(2),
+            TpConfig::default(),
+            Some(db),
+            rb.clone(),
+        );
+        assert_eq!(a.types(), vec![TpType::Stcp, TpType::Dmsg]);
+        a.serve_dmsg().unwrap();
+        let info = b.add(a.pk(), TpType::Dmsg, false).await.unwrap();
+        assert_eq!(info.id, TpId::derive(&a.pk(), &b.pk(), TpType::Dmsg));
+        assert!(wait_for(Duration::from_secs(3), || a.list().len() == 1).await);
+        let tb = b.to_peer(&a.pk()).unwrap();
+        let ta = a.to_peer(&b.pk()).unwrap();
+        assert_eq!(tb.kind(), TpType::Dmsg);
+        let mut sent = Vec::new();
+        for i in 0..50u32 {
+            let p = if i % 5 == 0 {
+                packet(8, 0, &[i as u8; 12])
+            } else {
+                packet(0, i, &vec![i as u8; (i as usize * 997) % 9000])
+            };
+            tb.send(p.clone()).unwrap();
+            sent.push(p);
+        }
+        let got = received(&ra, 50, Duration::from_secs(5)).await;
+        assert!(got == sent);
+        ta.send(packet(0, 3, b"pong-ish")).unwrap();
+        assert!(
+            wait_for(Duration::from_secs(3), || rb.packets.lock().unwrap().len()
+                == 1)
+            .await
+        );
+        assert!(wait_for(Duration::from_secs(3), || ta.info().rtt.is_some()).await);
+        // A's entry lists the live link within about a second; its stcp listener's address
+        // too, and B finds A's stcp address there (no address book).
+        let stcp_at = a.listen_stcp("127.0.0.1:0").await.unwrap().to_string();
+        let t0 = Instant::now();
+        let published = wait_for(Duration::from_secs(3), || {
+            let r = crate::dmsg::disc::lock(&reg);
+            r.get(&a.pk(), crate::dmsg::disc::unix_now())
+                .is_some_and(|e| {
+                    e.links == vec![(b.pk(), crate::dmsg::entry::LINK_DMSG)]
+                        && e.transports == vec![stcp_at.clone()]
+                })
+        })
+        .await;
+        assert!(published, "entry not republished");
+        assert!(
+            t0.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            t0.elapsed()
+        );
+        let s = b.add(a.pk(), TpType::Stcp, false).await.unwrap();
+        assert_eq!(s.kind, TpType::Stcp);
+        assert_eq!(
+            b.to_peer(&a.pk()).unwrap().kind(),
+            TpType::Stcp,
+            "stcp first"
+        );
+        // Removing one brings both ends of it down.
+        b.remove(&info.id).unwrap();
+        assert!(
+            wait_for(Duration::from_secs(5), || a.list().len() == 1
+                && b.list().len() == 1)
+            .await
+        );
+    });
+}
+
+/// The golden frames of docs/protocol.md ("Skynet: transports"): key 0x42 × 32, nonces 0
+/// and 1.
+#[test]
+fn golden_stcp_frames() {
+    use crate::crypto::channel::FrameSealer;
+    use crate::crypto::noise::CipherState;
+    let mut sealer = FrameSealer::new(CipherState::new([0x42; 32]));
+    let mut out = link::Out::default();
+    // Data on route 0x01020304 with payload "hello" (5 bytes): sealed header, payload clear.
+    out.push_stcp(&mut sealer, packet(0, 0x0102_0304, b"hello"))
+        .unwrap();
+    // A transport ping (route id 0) with 8 payload bytes: sealed whole.
+    out.push_stcp(&mut sealer, packet(4, 0, &[0, 0, 0, 0, 0, 0, 0, 9]))
+        .unwrap();
+    let wire = out.bytes();
+    let hex = crate::crypto::hex::encode(&wire);
+    let want_data = GOLDEN_DATA.replace(' ', "");
+    let want_ping = GOLDEN_PING.replace(' ', "");
+    assert_eq!(hex, format!("{want_data}{want_ping}"), "{hex}");
+    assert_eq!(&wire[..2], &[0, 23]);
+    assert_eq!(&wire[25..30], b"hello");
+    assert_eq!(&wire[30..32], &[0, 31]);
+    assert_eq!(wire.len(), 30 + 2 + 31);
+}
+
+const GOLDEN_DATA: &str = "0017 5967e62819b4360bd7c66bd6a5407a695b9ce09564e47d 68656c6c6f";
+const GOLDEN_PING: &str = "001f 8988a01e035a51aea94b17f141df222591c01a2ebf6ea8ba559dddadfb331c";
+
+#[test]
+fn a_peer_that_stops_reading_is_dropped() {
+    run(async {
+        let ex = ex();
+        let (a, ra) = manager(&ex, 1);
+        let addr = a.listen_stcp("127.0.0.1:0").await.unwrap();
+        // A peer that keeps pinging (so it is not silent) but never reads.
+        let (mut s, codec) =
+            stcp::dial(&addr.to_string(), &keys(3), &a.pk(), Duration::from_secs(5))
+                .await
+                .unwrap();
+        let link::Codec::Stcp { mut sealer, .. } = codec else {
+            panic!("stcp codec")
+        };
+        assert!(wait_for(Duration::from_secs(2), || a.list().len() == 1).await);
+        let t = a.to_peer(keys(3).public()).unwrap();
+        let big = packet(0, 1, &vec![0u8; 60_000]);
+        let t0 = Instant::now();
+        let mut last_ok = None;
+        let mut full = false;
+        while t0.elapsed() < Duration::from_secs(20) && ra.downs.lock().unwrap().is_empty() {
+            // Fill the queue (the kernel's buffers first), then keep it full.
+            for _ in 0..200 {
+                if t.send(big.clone()).is_err() {
+                    full = true;
+                    break;
+                }
+                last_ok = Some(Instant::now());
+                futures_lite::future::yield_now().await;
+            }
+            let mut f = vec![0u8, 0];
+            f.extend_from_slice(&packet(2, 0, &[]));
+            sealer.seal_frame(&mut f, 0).unwrap();
+            if s.write_all(&f).await.is_err() {
+                break;
+            }
+            Timer::after(Duration::from_millis(200)).await;
+        }
+        let downs = ra.downs.lock().unwrap().clone();
+        assert_eq!(downs.len(), 1, "not dropped");
+        assert!(downs[0].1.contains("stopped reading"), "{downs:?}");
+        assert!(full, "queue never filled");
+        // Detected within 5 s of the last packet the queue took (the writer's last progress).
+        let took = last_ok.expect("some queued").elapsed();
+        assert!(took <= Duration::from_secs(5), "{took:?}");
+        assert!(
+            a.counters()
+                .iter()
+                .any(|(k, _)| k == "dead link (not reading)")
+        );
     });
 }

@@ -1,11 +1,13 @@
 //! The leg header of a route group (docs/protocol.md, "Skynet: route groups"): the small
-//! header at the start of the payload of a route's Data and KeepAlive packets, by which the
+//! header at the start of the payload of a route's Data, Ping and Pong packets, by which the
 //! group's sequenced leg layer numbers, acknowledges and re-sends channel frames across the
 //! legs of a `mux:N` group.
 //!
 //! ```text
 //! Data payload:       seq u32be ‖ ack u32be ‖ channel frame (u16be len ‖ ciphertext ‖ tag)
-//! KeepAlive payload:  kind u8 (0 ping, 1 pong, 2 ack) ‖ ack u32be ‖ stamp u32be
+//! Ping/Pong payload:  kind u8 (0 ping, 1 pong, 2 ack) ‖ ack u32be ‖ stamp u32be
+//!                     (pings and acks in Ping packets, pongs in Pong packets: the router
+//!                     core consumes KeepAlive at an endpoint, and hands Ping/Pong on)
 //! Close payload:      code u8 (0 closed by the application, 1 failed) ‖ token (16 bytes)
 //! Handshake payload:  one Noise KK message (48 bytes each way)
 //! ```
@@ -102,7 +104,7 @@ impl<T: AsRef<[u8]>> fmt::Display for Data<T> {
     }
 }
 
-/// What a KeepAlive asks or answers.
+/// What a leg keep-alive (a Ping or Pong packet) asks or answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// Asks for a pong (every 500 ms on every leg of an open group).
@@ -137,7 +139,7 @@ impl From<Kind> for u8 {
     }
 }
 
-/// The parsed KeepAlive payload.
+/// The parsed keep-alive payload of a Ping or Pong packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeepAlive {
     /// Ping, pong or ack.
@@ -214,9 +216,9 @@ mod tests {
     const DATA: &str = "00 00000009 001b 00000005 00000003 0011 aa \
                         00112233445566778899aabbccddeeff";
     /// A ping on route 9 acknowledging everything before 7, stamped 1000 ms.
-    const PING: &str = "02 00000009 0009 00 00000007 000003e8";
+    const PING: &str = "04 00000009 0009 00 00000007 000003e8";
     /// Its pong.
-    const PONG: &str = "02 00000009 0009 01 00000007 000003e8";
+    const PONG: &str = "05 00000009 0009 01 00000007 000003e8";
 
     #[test]
     fn golden_data() {
@@ -239,10 +241,13 @@ mod tests {
 
     #[test]
     fn golden_keepalives() {
-        for (hex, kind) in [(PING, Kind::Ping), (PONG, Kind::Pong)] {
+        for (hex, kind, ty) in [
+            (PING, Kind::Ping, PacketType::Ping),
+            (PONG, Kind::Pong, PacketType::Pong),
+        ] {
             let bytes = unhex(hex);
             let p = Packet::new_checked(&bytes[..]).unwrap();
-            assert_eq!(p.packet_type(), PacketType::KeepAlive);
+            assert_eq!(p.packet_type(), ty);
             let k = KeepAlive::parse(p.payload()).unwrap();
             assert_eq!(
                 k,
@@ -260,6 +265,26 @@ mod tests {
                 .to_string(),
             "leg ack ack=1 stamp=2"
         );
+    }
+
+    #[test]
+    fn the_golden_bytes_are_those_in_the_protocol_doc() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md"))
+            .expect("docs/protocol.md");
+        let section = doc
+            .split("## Skynet: route groups")
+            .nth(1)
+            .expect("the section");
+        let squash = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_ascii_hexdigit() || *c == '\n')
+                .collect()
+        };
+        let lines: Vec<String> = section.lines().map(squash).collect();
+        for golden in [DATA, PING, PONG] {
+            let want = squash(golden);
+            assert!(lines.iter().any(|l| *l == want), "{golden} not in the doc");
+        }
     }
 
     #[test]

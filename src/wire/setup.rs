@@ -554,7 +554,7 @@ mod tests {
             reverse_id: 1,
             path: &one,
         };
-        let mut out = vec![0u8; 64];
+        let mut out = [0u8; 64];
         assert!(bad.emit(&mut Request::new_unchecked(&mut out[..])).is_err());
         let ten = [[1u8; 32]; 10];
         let bad = RequestRepr { path: &ten, ..bad };
@@ -609,5 +609,46 @@ mod tests {
         let multi = "é".repeat(200);
         let clipped = clip_reason(&multi);
         assert!(clipped.len() <= 255 && clipped.len() == 254);
+    }
+
+    /// The whole routing packets of docs/protocol.md "Skynet: route setup", rebuilt from the
+    /// views; each must appear in the document (whitespace aside).
+    #[test]
+    fn golden_packets_are_in_the_protocol_doc() {
+        use crate::wire::route::{Packet, PacketType, Repr};
+        fn whole(ty: PacketType, id: u32, payload: &[u8]) -> String {
+            let repr = Repr::new(ty, id, payload.len()).unwrap();
+            let mut out = vec![0u8; repr.buffer_len()];
+            let mut p = Packet::new_unchecked(&mut out[..]);
+            repr.emit(&mut p).unwrap();
+            p.payload_mut().copy_from_slice(payload);
+            out.iter().map(|b| format!("{b:02x}")).collect()
+        }
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md"))
+            .unwrap();
+        let doc: String = doc.chars().filter(|c| !c.is_whitespace()).collect();
+        let ack = |id: u32| {
+            let repr = AckRepr { setup_id: 1, id };
+            let mut b = vec![0u8; ACK_LEN];
+            repr.emit(&mut Ack::new_unchecked(&mut b[..])).unwrap();
+            b
+        };
+        let nack = NackRepr::new(1, "bbbbbbbb: route table full").unwrap();
+        let mut nb = vec![0u8; nack.buffer_len()];
+        nack.emit(&mut Nack::new_unchecked(&mut nb[..])).unwrap();
+        for (what, hex) in [
+            (
+                "setup request",
+                whole(PacketType::SetupRequest, 0, &unhex(&request_hex())),
+            ),
+            ("ack D to H", whole(PacketType::SetupAck, 6, &ack(9))),
+            ("ack H to S", whole(PacketType::SetupAck, 5, &ack(6))),
+            ("nack", whole(PacketType::SetupNack, 5, &nb)),
+        ] {
+            assert!(
+                doc.contains(&hex),
+                "docs/protocol.md lacks the {what}: {hex}"
+            );
+        }
     }
 }

@@ -176,7 +176,7 @@ mod tests {
         assert_eq!(frame_len(&[0]), Ok(None));
         assert!(frame_len(&[0, 22]).is_err());
         assert_eq!(frame_len(&[0, 23]), Ok(Some(25)));
-        let mut buf = vec![0u8; 25];
+        let mut buf = [0u8; 25];
         buf[1] = 23;
         let f = Frame::new_checked(&buf[..]).unwrap();
         assert_eq!((f.sealed_len(), f.sealed().len()), (23, 23));
@@ -184,7 +184,7 @@ mod tests {
         assert!(Frame::new_checked(&buf[..1]).is_err());
         buf[1] = 3;
         assert!(Frame::new_checked(&buf[..]).is_err());
-        let mut buf = vec![0u8; 30];
+        let mut buf = [0u8; 30];
         let mut f = Frame::new_unchecked(&mut buf[..]);
         f.set_sealed_len(23);
         f.sealed_mut()[0] = 7;

@@ -778,3 +778,52 @@ fn an_error_packet_ends_the_leg() {
     assert_eq!(names.len(), 14);
     assert!(names.contains(&"setup rate"));
 }
+
+#[test]
+fn a_late_ack_closes_the_rules_behind_it() {
+    // 0-1-2-3: a request reaches 2 after node 1 gave up on it (id 4242 is gone at 1). The acks
+    // of 3 and 2 complete their rules; 1 answers the ack it cannot place with a Close, which
+    // removes them hop by hop.
+    let mut net = Net::line(4);
+    let path: Vec<[u8; PK_LEN]> = (0..4).map(|n| *pk(n).as_bytes()).collect();
+    let mut req = request(&path, 2, 4242);
+    assert_eq!(
+        net.cores[2].handle_packet(tp(1), &mut req, T0),
+        Verdict::Consumed
+    );
+    net.run();
+    assert_eq!(net.total_rules(), 0);
+    assert_eq!(net.cores[1].drops().get(DropReason::UnknownRoute), 1);
+    let downs: Vec<usize> = net
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::LegDown { .. }))
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(downs, vec![3]);
+}
+
+#[test]
+fn far_future_clock_and_long_error_reasons_are_bounded() {
+    let mut dst = Core::new(pk(1), CoreConfig::default());
+    dst.transport_up(10, pk(0));
+    let path = [*pk(0).as_bytes(), *pk(1).as_bytes()];
+    let late = Duration::from_secs(1 << 40);
+    assert_eq!(
+        dst.handle_packet(10, &mut request(&path, 1, 1), late),
+        Verdict::Consumed
+    );
+    let leg = std::iter::from_fn(|| dst.poll_event())
+        .find_map(|e| match e {
+            Event::LegUp { leg, .. } => Some(leg),
+            _ => None,
+        })
+        .unwrap();
+    let long = vec![b'e'; 4000];
+    let mut err = raw(PacketType::Error, leg.0, &long);
+    assert_eq!(dst.handle_packet(10, &mut err, late), Verdict::Consumed);
+    let Some(Event::LegDown { reason, .. }) = dst.poll_event() else {
+        panic!()
+    };
+    assert_eq!(reason.len(), 255);
+}

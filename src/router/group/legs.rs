@@ -284,9 +284,10 @@ impl Legs {
         self.rx_bytes
     }
 
-    /// True if another frame may be sent now.
+    /// True if another frame may be sent now: within the byte bound, and within the frames
+    /// the receiver takes ahead of a gap.
     pub fn has_room(&self) -> bool {
-        self.unacked_bytes < self.max_unacked
+        self.unacked_bytes < self.max_unacked && self.unacked.len() < RX_WINDOW_FRAMES as usize
     }
 
     fn best_leg(&self) -> Option<usize> {
@@ -321,7 +322,14 @@ impl Legs {
             stamp,
         };
         self.ack_sent = self.ack;
-        let p = Legs::packet(PacketType::KeepAlive, &ka.to_bytes());
+        // The router core consumes KeepAlive and Close at an endpoint: a leg's keep-alives
+        // ride as Ping (pings and acks) and Pong, which it hands to the group.
+        let ty = if kind == Kind::Pong {
+            PacketType::Pong
+        } else {
+            PacketType::Ping
+        };
+        let p = Legs::packet(ty, &ka.to_bytes());
         self.emit(i, p);
     }
 
@@ -384,7 +392,7 @@ impl Legs {
         freed
     }
 
-    /// Handles a Data or KeepAlive packet from `leg` (`buf` = the whole routing packet, its
+    /// Handles a Data, Ping or Pong packet from `leg` (`buf` = the whole routing packet, its
     /// header already checked). `open` opens a channel frame in place and returns its
     /// plaintext length, `None` if it does not authenticate. Returns true if room was freed
     /// for the writer or a frame became ready for the reader.
@@ -404,11 +412,16 @@ impl Legs {
         l.last_rx = now;
         let ty = Packet::new_unchecked(&buf[..]).packet_type();
         match ty {
-            PacketType::KeepAlive => {
+            PacketType::Ping | PacketType::Pong => {
                 let Ok(ka) = KeepAlive::parse(&buf[HEADER_LEN..]) else {
                     self.drops.count("bad keep-alive");
                     return false;
                 };
+                if (ka.kind == Kind::Pong) != (ty == PacketType::Pong) {
+                    self.drops
+                        .count("keep-alive kind does not match its packet type");
+                    return false;
+                }
                 match ka.kind {
                     Kind::Ping => self.keepalive(i, Kind::Pong, ka.stamp),
                     Kind::Pong => {
@@ -627,4 +640,167 @@ impl Legs {
 
     /// The legs' keep-alive length (for docs and tests).
     pub const KEEPALIVE_PACKET_LEN: usize = HEADER_LEN + KEEPALIVE_LEN;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::ZERO;
+
+    /// A Data packet carrying an unsealed "frame" of `body` (the tests' `open` checks it).
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; FRAME_AT];
+        p.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        p.extend_from_slice(body);
+        p
+    }
+
+    /// "Opens" frames whose first byte is not 0xff.
+    fn open(f: &mut [u8]) -> Option<usize> {
+        (f.get(2) != Some(&0xff)).then(|| f.len() - 2)
+    }
+
+    fn pair() -> (Legs, Legs) {
+        let legs = [LegRef(1), LegRef(2)];
+        (
+            Legs::new(&legs, 64 * 1024, 64 * 1024, T),
+            Legs::new(&legs, 64 * 1024, 64 * 1024, T),
+        )
+    }
+
+    fn sent_data(l: &mut Legs) -> Vec<(LegRef, Vec<u8>)> {
+        l.take_out()
+            .into_iter()
+            .filter(|(_, p)| p[0] == u8::from(PacketType::Data))
+            .collect()
+    }
+
+    #[test]
+    fn reorders_deduplicates_and_acks_what_the_reader_took() {
+        let (mut a, mut b) = pair();
+        for i in 0..5u8 {
+            assert!(a.submit(frame(&[i; 10]), T));
+        }
+        let mut out = sent_data(&mut a);
+        assert_eq!(out.len(), 5);
+        // Spread over both legs (fewest bytes in flight first).
+        assert!(
+            out.iter().any(|(l, _)| *l == LegRef(1)) && out.iter().any(|(l, _)| *l == LegRef(2))
+        );
+        out.reverse();
+        let dup = out[0].clone();
+        for (leg, p) in out {
+            b.handle(leg, p, T, &mut open);
+        }
+        b.handle(dup.0, dup.1, T, &mut open);
+        assert_eq!(b.drops.get("duplicate frame"), 1);
+        let mut got = Vec::new();
+        while let Some(f) = b.pop_ready() {
+            got.push(f.buf[f.start]);
+        }
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+        assert_eq!(b.rx_bytes(), 0);
+        // The acks free the sender.
+        for (leg, p) in b.take_out() {
+            a.handle(leg, p, T, &mut open);
+        }
+        assert_eq!(a.unacked_bytes(), 0);
+    }
+
+    #[test]
+    fn a_dead_leg_resends_its_frames_elsewhere_and_loss_is_resent() {
+        let (mut a, mut b) = pair();
+        a.start(T);
+        for i in 0..4u8 {
+            a.submit(frame(&[i; 100]), T);
+        }
+        let out = sent_data(&mut a);
+        let on_one = out.iter().filter(|(l, _)| *l == LegRef(1)).count();
+        // Leg 1 goes silent: after DEAD_AFTER its frames go out on leg 2.
+        a.handle_timeout(DEAD_AFTER);
+        let died = a.take_died();
+        assert_eq!(died.len(), 2, "both legs were silent: {died:?}");
+        assert!(!a.any_up());
+        // With one leg kept alive, only the silent one dies.
+        let (mut a, _) = pair();
+        a.start(T);
+        for i in 0..4u8 {
+            a.submit(frame(&[i; 100]), T);
+        }
+        let _ = a.take_out();
+        a.note_rx(LegRef(2), 10, DEAD_AFTER - MIN_RTO);
+        a.handle_timeout(DEAD_AFTER);
+        assert_eq!(
+            a.take_died(),
+            [LegDied {
+                leg: LegRef(1),
+                why: "nothing received for 1500 ms".into()
+            }]
+        );
+        let again = sent_data(&mut a);
+        assert!(
+            again.len() >= on_one && again.iter().all(|(l, _)| *l == LegRef(2)),
+            "{again:?}"
+        );
+        assert_eq!(a.up_legs(), [LegRef(2)]);
+        // Nothing acknowledged: sent again after the timeout, on the survivor.
+        let before = a.resent;
+        a.note_rx(LegRef(2), 10, DEAD_AFTER + FIRST_RTO);
+        a.handle_timeout(DEAD_AFTER + FIRST_RTO);
+        assert!(a.resent > before);
+        // The receiver takes each once.
+        for (leg, p) in again.into_iter().chain(sent_data(&mut a)) {
+            b.handle(leg, p, T, &mut open);
+        }
+        let mut n = 0;
+        while b.pop_ready().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn bounds_and_bad_input_are_counted() {
+        let (mut a, mut b) = pair();
+        // The sender stops at its byte bound.
+        let mut n = 0;
+        while a.has_room() {
+            a.submit(frame(&[1; 4000]), T);
+            n += 1;
+        }
+        assert!(n * 4000 >= 64 * 1024 && a.unacked_bytes() <= 64 * 1024 + 4100);
+        let out = sent_data(&mut a);
+        // The receiver's reader takes nothing: beyond its bound frames are dropped unacked.
+        for (leg, p) in out.iter().cloned() {
+            b.handle(leg, p, T, &mut open);
+        }
+        for (leg, p) in out.iter().cloned() {
+            b.handle(leg, p, T, &mut open);
+        }
+        assert!(b.rx_bytes() <= 64 * 1024);
+        assert!(b.drops.get("duplicate frame") >= 1);
+        // A frame far ahead, one that does not open, a forged ack, an unknown leg.
+        let mut far = frame(b"x");
+        Data::new_unchecked(&mut far[HEADER_LEN..]).set_seq(1_000_000);
+        far[0] = 0;
+        let mut c = Legs::new(&[LegRef(1)], 1024, 1024, T);
+        let fix = |mut p: Vec<u8>| {
+            let n = (p.len() - HEADER_LEN) as u16;
+            Packet::new_unchecked(&mut p[..]).set_payload_len(n);
+            p
+        };
+        c.handle(LegRef(1), fix(far), T, &mut open);
+        assert_eq!(c.drops.get("frame beyond the receive window"), 1);
+        c.handle(LegRef(1), fix(frame(&[0xff, 1])), T, &mut open);
+        assert_eq!(c.drops.get("frame does not authenticate"), 1);
+        assert_eq!((c.rx_bytes(), c.ready_len()), (0, 0));
+        let mut forged = fix(frame(b"ok"));
+        Data::new_unchecked(&mut forged[HEADER_LEN..]).set_ack(77);
+        c.handle(LegRef(1), forged, T, &mut open);
+        assert_eq!(c.drops.get("ack beyond what was sent"), 1);
+        assert_eq!(c.ready_len(), 1, "the frame itself is fine");
+        c.handle(LegRef(9), fix(frame(b"ok")), T, &mut open);
+        assert_eq!(c.drops.get("unknown leg"), 1);
+    }
 }

@@ -1,9 +1,9 @@
-//! Route groups between two endpoints in one process, on a virtual clock: over fake legs
-//! (queues with a delay, killable), and over the simulation harness (`app::sim`: each leg a
-//! chain of 4 hops on a lossy, reordering `Fabric`, repaired per link by `Arq`). The
-//! intermediate hops of the simulation are a small test forwarder (route-id lookup and
-//! in-place rewrite, as design13 §1 says a hop does): the router core was not yet on a
-//! branch when this was written.
+//! Route groups (`skywire::router::group`) between two endpoints in one process, on a virtual
+//! clock: over fake legs (queues with a delay, killable), and over the simulation harness
+//! (`app::sim`: each leg a chain of 4 hops on a lossy, reordering `Fabric`, repaired per link
+//! by `Arq`, every node a real `router::core::Core` that set the legs up and forwards them).
+//! An integration test because `router` must not import `app` (scripts/layers.sh).
+#![cfg(feature = "skynet")]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,9 +14,17 @@ use std::time::Duration;
 use async_executor::Executor;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::*;
-use crate::app::sim::{Arq, ArqPacket, Fabric, Link};
-use crate::wire::leg::{Data, KeepAlive, Kind};
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_lite::future::poll_fn;
+use skywire::app::sim::{Arq, ArqPacket, Fabric, Link, Rng};
+use skywire::crypto::{Keypair, PublicKey};
+use skywire::router::core::{Core, CoreConfig, Event, TpHandle, Verdict};
+use skywire::router::group::legs::{FRAME_AT, Legs};
+use skywire::router::group::{Clock, GroupConfig, LegRef, LegSendError, LegTx, RouteGroup};
+use skywire::wire::leg::{Data, KeepAlive, Kind};
+use skywire::wire::route::{HEADER_LEN, MAX_PAYLOAD_LEN, Packet, PacketType};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -46,13 +54,16 @@ impl VClock {
     }
 }
 
-impl Clock for Arc<VClock> {
+/// The group's handle on the virtual clock.
+struct ClockRef(Arc<VClock>);
+
+impl Clock for ClockRef {
     fn now(&self) -> Duration {
-        self.inner.lock().unwrap().0
+        self.0.inner.lock().unwrap().0
     }
 
     fn sleep_until(&self, deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let me = self.clone();
+        let me = self.0.clone();
         Box::pin(poll_fn(move |cx| {
             let mut g = me.inner.lock().unwrap();
             if g.0 >= deadline {
@@ -69,6 +80,10 @@ trait Wire: Send + Sync + 'static {
     fn send(&self, side: usize, leg: LegRef, packet: Vec<u8>) -> Result<(), LegSendError>;
     /// Moves the network on to `now`; returns what arrives: (side, leg, packet).
     fn step(&self, now: Duration) -> Vec<(usize, LegRef, Vec<u8>)>;
+    /// Legs the network found down since the last call: (side, leg, why).
+    fn downs(&self) -> Vec<(usize, LegRef, String)> {
+        Vec::new()
+    }
 }
 
 struct Tx {
@@ -136,73 +151,89 @@ impl Wire for FakeWire {
     }
 }
 
-/// Each leg a chain S → h1 → h2 → h3 → D of 4 links over a `Fabric` that loses and reorders,
-/// each link repaired by an `Arq` pair; the hops forward by route id, rewriting it in place.
-struct SimWire {
-    inner: Mutex<SimInner>,
+/// Each leg a chain S → h1 → h2 → h3 → D of 4 transport links over a `Fabric` that loses
+/// and reorders, each link repaired by an `Arq` pair; every node runs a real
+/// `router::core::Core`, and the legs are set up through them (source-routed setup).
+struct CoreWire {
+    inner: Mutex<CoreInner>,
 }
 
 /// Node ids: 0 = S, 1 = D, then 3 hops per leg.
 type Node = usize;
 
-struct SimInner {
+struct CoreInner {
     fabric: Fabric<ArqPacket>,
     pks: Vec<PublicKey>,
+    cores: Vec<Core>,
     /// The Arq end at `.0` of the link to `.1`.
     arqs: BTreeMap<(Node, Node), Arq>,
-    /// (node, route id it allocated) → where a packet goes: Ok((next node, its id)) or
-    /// Err(leg) to consume at an endpoint.
-    rules: HashMap<(Node, u32), Result<(Node, u32), LegRef>>,
-    /// Per endpoint side and leg: the first hop and its id.
-    first: HashMap<(usize, LegRef), (Node, u32)>,
     killed: Vec<Node>,
+    /// Legs up at S (side 0) and D (side 1) with their index in the group, by index.
+    up: [Vec<(u8, LegRef)>; 2],
+    /// LegDown events at the endpoints: (side, leg, reason).
+    downs: Vec<(usize, LegRef, String)>,
     forwarded: u64,
 }
 
-impl SimWire {
-    fn new(seed: u64, link: Link, legs: usize) -> SimWire {
-        let mut pks: Vec<PublicKey> = (0..2 + 3 * legs)
-            .map(|i| *keys(100 + i as u8).public())
-            .collect();
-        pks.shrink_to_fit();
-        let mut s = SimInner {
+/// Node `j`'s transport handle at its neighbours.
+fn tp_of(j: Node) -> TpHandle {
+    100 + j as TpHandle
+}
+
+impl CoreWire {
+    /// Builds the nodes and links and sets up `legs` node-disjoint 4-hop legs S → D.
+    fn new(seed: u64, link: Link, legs: usize) -> CoreWire {
+        let n = 2 + 3 * legs;
+        let pks: Vec<PublicKey> = (0..n).map(|i| *keys(100 + i as u8).public()).collect();
+        let mut s = CoreInner {
             fabric: Fabric::new(seed, link),
+            cores: pks
+                .iter()
+                .map(|pk| Core::new(*pk, CoreConfig::default()))
+                .collect(),
             pks,
             arqs: BTreeMap::new(),
-            rules: HashMap::new(),
-            first: HashMap::new(),
             killed: Vec::new(),
+            up: [Vec::new(), Vec::new()],
+            downs: Vec::new(),
             forwarded: 0,
         };
-        for l in 0..legs {
-            let leg = LegRef(l as u32 + 1);
-            let path: Vec<Node> = [0, 2 + 3 * l, 3 + 3 * l, 4 + 3 * l, 1].to_vec();
-            // The id node k allocated for this leg.
-            let id = |k: usize| 1000 * (l as u32 + 1) + k as u32;
+        let paths: Vec<Vec<Node>> = (0..legs)
+            .map(|l| vec![0, 2 + 3 * l, 3 + 3 * l, 4 + 3 * l, 1])
+            .collect();
+        for path in &paths {
             for w in path.windows(2) {
-                s.arqs
-                    .insert((w[0], w[1]), Arq::new(Duration::from_millis(60)));
-                s.arqs
-                    .insert((w[1], w[0]), Arq::new(Duration::from_millis(60)));
+                let (a, b) = (w[0], w[1]);
+                s.arqs.insert((a, b), Arq::new(Duration::from_millis(60)));
+                s.arqs.insert((b, a), Arq::new(Duration::from_millis(60)));
+                let (pa, pb) = (s.pks[a], s.pks[b]);
+                s.cores[a].transport_up(tp_of(b), pb);
+                s.cores[b].transport_up(tp_of(a), pa);
             }
-            for k in 1..path.len() - 1 {
-                // A hop's one rule: from the source side onwards, from the destination back;
-                // it knows which by the sender (test: by the id's direction bit).
-                s.rules
-                    .insert((path[k], id(k)), Ok((path[k + 1], id(k + 1))));
-                s.rules.insert(
-                    (path[k], id(k) | 1 << 31),
-                    Ok((path[k - 1], id(k - 1) | 1 << 31)),
-                );
-            }
-            s.rules.insert((1, id(4)), Err(leg));
-            s.rules.insert((0, id(0) | 1 << 31), Err(leg));
-            s.first.insert((0, leg), (path[1], id(1)));
-            s.first.insert((1, leg), (path[3], id(3) | 1 << 31));
         }
-        SimWire {
+        for (l, path) in paths.iter().enumerate() {
+            let pks: Vec<PublicKey> = path.iter().map(|&i| s.pks[i]).collect();
+            s.cores[0]
+                .start_setup(&pks, 42, l as u8, Duration::ZERO)
+                .unwrap();
+        }
+        let w = CoreWire {
             inner: Mutex::new(s),
+        };
+        let mut now = Duration::ZERO;
+        while w.inner.lock().unwrap().up.iter().any(|u| u.len() < legs) {
+            assert!(now < Duration::from_secs(20), "legs not set up");
+            now += MS;
+            assert!(w.step(now).is_empty());
         }
+        w
+    }
+
+    fn legs(&self, side: usize) -> Vec<LegRef> {
+        self.inner.lock().unwrap().up[side]
+            .iter()
+            .map(|&(_, l)| l)
+            .collect()
     }
 
     fn kill(&self, node: Node) {
@@ -210,14 +241,40 @@ impl SimWire {
     }
 }
 
-impl Wire for SimWire {
+impl CoreInner {
+    /// A packet node `at` sends on its transport to `to` (the Arq of that link).
+    fn transmit(&mut self, at: Node, to: Node, packet: Vec<u8>) {
+        if let Some(arq) = self.arqs.get_mut(&(at, to)) {
+            arq.send(packet);
+        }
+    }
+
+    fn events(&mut self, at: Node) {
+        while let Some(ev) = self.cores[at].poll_event() {
+            match ev {
+                Event::Send { tp, packet } => self.transmit(at, (tp - 100) as Node, packet),
+                Event::LegUp { leg, leg_index, .. } if at < 2 => {
+                    // In leg-index order (setups may complete in any order).
+                    let i = self.up[at].partition_point(|&(k, _)| k < leg_index);
+                    self.up[at].insert(i, (leg_index, leg));
+                }
+                Event::LegDown { leg, reason } if at < 2 => self.downs.push((at, leg, reason)),
+                Event::SetupFailed { reason, .. } => panic!("setup failed: {reason}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Wire for CoreWire {
     fn send(&self, side: usize, leg: LegRef, mut packet: Vec<u8>) -> Result<(), LegSendError> {
         let mut g = self.inner.lock().unwrap();
-        let Some(&(next, id)) = g.first.get(&(side, leg)) else {
+        let now = g.fabric.now();
+        let Some(tp) = g.cores[side].prepare_send(leg, &mut packet, now) else {
             return Err(LegSendError::Gone);
         };
-        Packet::new_unchecked(&mut packet[..]).set_route_id(id);
-        g.arqs.get_mut(&(side, next)).unwrap().send(packet);
+        g.transmit(side, (tp - 100) as Node, packet);
+        g.events(side);
         Ok(())
     }
 
@@ -236,21 +293,26 @@ impl Wire for SimWire {
         }
         let mut out = Vec::new();
         let links: Vec<(Node, Node)> = g.arqs.keys().copied().collect();
-        for (at, from) in links {
+        for &(at, from) in &links {
             while let Some(mut m) = g.arqs.get_mut(&(at, from)).unwrap().poll_recv() {
-                let id = Packet::new_unchecked(&m[..]).route_id();
-                match g.rules.get(&(at, id)) {
-                    Some(Ok((next, nid))) => {
-                        Packet::new_unchecked(&mut m[..]).set_route_id(*nid);
+                match g.cores[at].handle_packet(tp_of(from), &mut m, now) {
+                    Verdict::Forward(tp) => {
                         g.forwarded += 1;
-                        g.arqs.get_mut(&(at, *next)).unwrap().send(m);
+                        g.transmit(at, (tp - 100) as Node, m);
                     }
-                    Some(Err(leg)) => out.push((at, *leg, m)),
-                    None => panic!("no rule at node {at} for id {id}"),
+                    Verdict::Deliver(leg) => out.push((at, leg, m)),
+                    Verdict::Consumed => {}
+                    Verdict::Drop(r) => panic!("node {at} dropped a packet: {r:?}"),
                 }
+                g.events(at);
             }
         }
-        let links: Vec<(Node, Node)> = g.arqs.keys().copied().collect();
+        for at in 0..g.cores.len() {
+            if !g.killed.contains(&at) && g.cores[at].poll_timeout().is_some_and(|t| t <= now) {
+                g.cores[at].handle_timeout(now);
+            }
+            g.events(at);
+        }
         for (a, b) in links {
             if g.killed.contains(&a) {
                 continue;
@@ -261,6 +323,10 @@ impl Wire for SimWire {
             }
         }
         out
+    }
+
+    fn downs(&self) -> Vec<(usize, LegRef, String)> {
+        std::mem::take(&mut self.inner.lock().unwrap().downs)
     }
 }
 
@@ -275,14 +341,19 @@ struct World {
 
 impl World {
     fn new(wire: Arc<dyn Wire>, legs: &[LegRef]) -> World {
-        World::with_config(wire, legs, |_| {})
+        World::with_config(wire, legs, legs, |_| {})
     }
 
-    fn with_config(wire: Arc<dyn Wire>, legs: &[LegRef], tune: impl Fn(&mut GroupConfig)) -> World {
+    fn with_config(
+        wire: Arc<dyn Wire>,
+        legs: &[LegRef],
+        peer_legs: &[LegRef],
+        tune: impl Fn(&mut GroupConfig),
+    ) -> World {
         let ex = Arc::new(Executor::new());
         let clock = Arc::new(VClock::default());
         let mut cfg = GroupConfig {
-            clock: Arc::new(clock.clone()),
+            clock: Arc::new(ClockRef(clock.clone())),
             ..GroupConfig::default()
         };
         tune(&mut cfg);
@@ -297,8 +368,8 @@ impl World {
         let (a, b) = (keys(1), keys(2));
         let g0 =
             RouteGroup::initiator(&ex, &a, *b.public(), legs.to_vec(), t0.clone(), cfg.clone());
-        let g1 = RouteGroup::responder(&ex, &b, *a.public(), legs[0], t1.clone(), cfg);
-        for &l in &legs[1..] {
+        let g1 = RouteGroup::responder(&ex, &b, *a.public(), peer_legs[0], t1.clone(), cfg);
+        for &l in &peer_legs[1..] {
             g1.add_leg(l);
         }
         World {
@@ -311,7 +382,7 @@ impl World {
     }
 
     fn now(&self) -> Duration {
-        Clock::now(&self.clock)
+        self.clock.inner.lock().unwrap().0
     }
 
     /// One millisecond: tasks, then packets, then the clock.
@@ -324,6 +395,9 @@ impl World {
         let arrived = self.wire.step(self.now());
         for (side, leg, p) in arrived {
             self.groups[side].deliver(leg, p);
+        }
+        for (side, leg, why) in self.wire.downs() {
+            self.groups[side].leg_down(leg, &why);
         }
         for _ in 0..100_000 {
             if !self.ex.try_tick() {
@@ -465,6 +539,18 @@ fn errors(t: &Transfer) -> Vec<String> {
     t.errors.lock().unwrap().clone()
 }
 
+/// One fake leg with `n` streams of `len` bytes (in writes of `chunk`) from the initiator,
+/// once `after` bytes have arrived.
+fn flowing(n: usize, len: usize, chunk: usize, after: u64) -> (World, Arc<FakeWire>, Transfer) {
+    let (w, wire) = fake(&[LegRef(1)]);
+    let t = transfer(&w, 0, n, len, chunk);
+    let moving = w.run_until(Duration::from_secs(5), || {
+        t.got.load(Ordering::Relaxed) > after
+    });
+    assert!(moving, "{:?}", errors(&t));
+    (w, wire, t)
+}
+
 fn fake(legs: &[LegRef]) -> (World, Arc<FakeWire>) {
     let wire = Arc::new(FakeWire::default());
     (World::new(wire.clone(), legs), wire)
@@ -520,8 +606,7 @@ fn many_streams_both_ways_arrive_intact() {
     w.run_until(Duration::from_secs(1), || false);
     for g in &w.groups {
         assert_eq!(g.info().resent, 0);
-        assert_eq!(g.unacked_bytes(), 0);
-        assert_eq!(g.rx_bytes(), 0);
+        assert_eq!((g.info().unacked, g.info().held), (0, 0));
     }
 }
 
@@ -549,11 +634,13 @@ fn a_new_stream_costs_no_handshake() {
 #[test]
 fn the_unacked_buffer_is_bounded_and_backpressures() {
     let wire = Arc::new(FakeWire::default());
-    let w = World::with_config(wire, &[LegRef(1)], |c| c.max_unacked = 128 * 1024);
+    let w = World::with_config(wire, &[LegRef(1)], &[LegRef(1)], |c| {
+        c.max_unacked = 128 * 1024
+    });
     let t = transfer(&w, 0, 4, 2_000_000, 60_000);
     let mut peak = 0;
     let ok = w.run_until(Duration::from_secs(120), || {
-        peak = peak.max(w.groups[0].unacked_bytes());
+        peak = peak.max(w.groups[0].info().unacked);
         t.done.load(Ordering::Relaxed) == 4
     });
     assert!(ok, "{:?}", errors(&t));
@@ -605,13 +692,39 @@ fn close_ends_streams_on_both_sides() {
 }
 
 #[test]
-fn losing_the_last_leg_fails_streams_in_bounded_time() {
+fn dropping_the_last_handle_closes_the_group() {
     let (w, wire) = fake(&[LegRef(1)]);
-    let t = transfer(&w, 0, 2, 100_000_000, 16_000);
+    assert!(w.run_until(Duration::from_secs(1), || w.groups[1].session().is_some()));
+    let extra = w.groups[0].clone();
+    drop(extra);
+    w.run_until(Duration::from_millis(50), || false);
     assert!(
-        w.run_until(Duration::from_secs(5), || t.got.load(Ordering::Relaxed)
-            > 1_000_000)
+        w.groups[1].failure().is_none(),
+        "another handle is still there"
     );
+    let World {
+        ex,
+        clock,
+        groups: [g0, g1],
+        ..
+    } = w;
+    drop(g0);
+    let mut t = 0;
+    while g1.failure().is_none() && t < 100 {
+        while ex.try_tick() {}
+        for (side, leg, p) in wire.step(Clock::now(&ClockRef(clock.clone()))) {
+            assert_eq!(side, 1);
+            g1.deliver(leg, p);
+        }
+        clock.advance(MS);
+        t += 1;
+    }
+    assert_eq!(g1.failure().as_deref(), Some("closed by the peer"));
+}
+
+#[test]
+fn losing_the_last_leg_fails_streams_in_bounded_time() {
+    let (w, wire, t) = flowing(2, 100_000_000, 16_000, 1_000_000);
     let killed_at = w.now();
     wire.inner.lock().unwrap().killed.push(LegRef(1));
     // Both readers and both writers see an error.
@@ -661,14 +774,9 @@ fn handshake_times_out_without_a_peer() {
 
 #[test]
 fn garbage_oversize_and_replays_are_dropped_and_counted() {
-    let (w, wire) = fake(&[LegRef(1)]);
-    let t = transfer(&w, 0, 1, 300_000, 10_000);
-    assert!(
-        w.run_until(Duration::from_secs(5), || t.got.load(Ordering::Relaxed)
-            > 50_000)
-    );
+    let (w, wire, t) = flowing(1, 300_000, 10_000, 50_000);
     let g1 = &w.groups[1];
-    let mut rng = crate::app::sim::Rng::new(5);
+    let mut rng = Rng::new(5);
     // Garbage of every length, as the driver would hand it over.
     for n in 0..200 {
         let mut b = vec![0u8; n];
@@ -703,7 +811,7 @@ fn garbage_oversize_and_replays_are_dropped_and_counted() {
     );
     p.push(0);
     g1.deliver(LegRef(1), p);
-    g1.deliver(LegRef(99), Legs::packet(PacketType::KeepAlive, &[0u8; 9]));
+    g1.deliver(LegRef(99), Legs::packet(PacketType::Ping, &[0u8; 9]));
     // Every packet the initiator sent so far, again (replays): handshake, data, keep-alives.
     let log: Vec<(LegRef, Vec<u8>)> = wire.inner.lock().unwrap().log.clone();
     for (leg, p) in &log {
@@ -735,12 +843,7 @@ fn garbage_oversize_and_replays_are_dropped_and_counted() {
 
 #[test]
 fn forged_frames_are_dropped_not_fatal() {
-    let (w, _) = fake(&[LegRef(1)]);
-    let t = transfer(&w, 0, 1, 200_000, 10_000);
-    assert!(
-        w.run_until(Duration::from_secs(5), || t.got.load(Ordering::Relaxed)
-            > 20_000)
-    );
+    let (w, _, t) = flowing(1, 200_000, 10_000, 20_000);
     // Frames with plausible sequence numbers (the next ones) that do not authenticate.
     let g1 = &w.groups[1];
     for seq in 0..2000u32 {
@@ -775,8 +878,8 @@ const LOSSY: Link = Link {
 
 #[test]
 fn sim_four_hop_legs_with_loss_and_reordering_deliver_intact_in_order() {
-    let wire = Arc::new(SimWire::new(13, LOSSY, 1));
-    let w = World::new(wire.clone(), &[LegRef(1)]);
+    let wire = Arc::new(CoreWire::new(13, LOSSY, 1));
+    let w = World::with_config(wire.clone(), &wire.legs(0), &wire.legs(1), |_| {});
     let a = transfer(&w, 0, 3, 400_000, 20_000);
     let b = transfer(&w, 1, 3, 200_000, 5_000);
     let ok = w.run_until(Duration::from_secs(120), || {
@@ -794,8 +897,9 @@ fn sim_four_hop_legs_with_loss_and_reordering_deliver_intact_in_order() {
 
 #[test]
 fn sim_mux2_survives_a_killed_middle_node() {
-    let wire = Arc::new(SimWire::new(21, LOSSY, 2));
-    let w = World::new(wire.clone(), &[LegRef(1), LegRef(2)]);
+    let wire = Arc::new(CoreWire::new(21, LOSSY, 2));
+    let (legs, peer_legs) = (wire.legs(0), wire.legs(1));
+    let w = World::with_config(wire.clone(), &legs, &peer_legs, |_| {});
     let t = transfer(&w, 0, 4, 3_000_000, 16_000);
     let back = transfer(&w, 1, 2, 1_000_000, 16_000);
     assert!(
@@ -815,20 +919,12 @@ fn sim_mux2_survives_a_killed_middle_node() {
     });
     assert!(
         moved,
-        "after {:?}: {:?} {:?} {:?} got {} before {before} {:?}",
+        "after {:?}: {:?} {:?} {:?} got {} before {before}",
         w.now() - killed_at,
         w.groups[0].info(),
         w.groups[1].info(),
         errors(&t),
         t.got.load(Ordering::Relaxed),
-        w.groups
-            .iter()
-            .map(|g| (
-                g.unacked_bytes(),
-                g.rx_bytes(),
-                g.inner.lock().legs.ready_len()
-            ))
-            .collect::<Vec<_>>()
     );
     let ok = w.run_until(Duration::from_secs(120), || {
         t.done.load(Ordering::Relaxed) == 4 && back.done.load(Ordering::Relaxed) == 2
@@ -837,19 +933,15 @@ fn sim_mux2_survives_a_killed_middle_node() {
     assert!(errors(&t).is_empty() && errors(&back).is_empty());
     assert_eq!(t.got.load(Ordering::Relaxed), 4 * 3_000_000);
     assert!(w.groups[0].info().resent > 0);
-    assert_eq!(w.groups[0].legs(), [LegRef(2)]);
+    assert_eq!(w.groups[0].legs(), [legs[1]]);
+    assert_eq!(w.groups[1].legs(), [peer_legs[1]]);
     assert!(w.groups[0].failure().is_none());
-    assert_eq!(*w.txs[0].dead.lock().unwrap(), [LegRef(1)]);
+    assert_eq!(*w.txs[0].dead.lock().unwrap(), [legs[0]]);
 }
 
 #[test]
 fn a_replacement_leg_joins() {
-    let (w, wire) = fake(&[LegRef(1)]);
-    let t = transfer(&w, 0, 1, 2_000_000, 16_000);
-    assert!(
-        w.run_until(Duration::from_secs(5), || t.got.load(Ordering::Relaxed)
-            > 100_000)
-    );
+    let (w, wire, t) = flowing(1, 2_000_000, 16_000, 100_000);
     for g in &w.groups {
         g.add_leg(LegRef(2));
     }
@@ -862,4 +954,140 @@ fn a_replacement_leg_joins() {
     );
     assert!(errors(&t).is_empty());
     assert_eq!(w.groups[0].legs(), [LegRef(2)]);
+}
+
+/// Direct legs on the real clock: what is sent is queued, and a pump task delivers it.
+struct DirectWire {
+    q: Mutex<VecDeque<(usize, LegRef, Vec<u8>)>>,
+}
+
+struct DirectTx {
+    wire: Arc<DirectWire>,
+    side: usize,
+}
+
+impl LegTx for DirectTx {
+    fn send(&self, leg: LegRef, packet: Vec<u8>) -> Result<(), LegSendError> {
+        self.wire
+            .q
+            .lock()
+            .unwrap()
+            .push_back((1 - self.side, leg, packet));
+        Ok(())
+    }
+}
+
+#[test]
+fn real_clock_groups_carry_a_stream_both_ways() {
+    let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
+    let wire = Arc::new(DirectWire {
+        q: Mutex::new(VecDeque::new()),
+    });
+    let (a, b) = (keys(1), keys(2));
+    let tx = |side| {
+        Arc::new(DirectTx {
+            wire: wire.clone(),
+            side,
+        })
+    };
+    let g0 = RouteGroup::initiator(
+        &ex,
+        &a,
+        *b.public(),
+        vec![LegRef(3)],
+        tx(0),
+        GroupConfig::default(),
+    );
+    let g1 = RouteGroup::responder(
+        &ex,
+        &b,
+        *a.public(),
+        LegRef(3),
+        tx(1),
+        GroupConfig::default(),
+    );
+    let groups = [g0.clone(), g1.clone()];
+    let pump = {
+        let wire = wire.clone();
+        async move {
+            loop {
+                let batch: Vec<_> = wire.q.lock().unwrap().drain(..).collect();
+                for (side, leg, p) in batch {
+                    groups[side].deliver(leg, p);
+                }
+                async_io::Timer::after(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    ex.spawn(pump).detach();
+    let work = async {
+        let echo = async {
+            let mut st = g1.accept().await.expect("a stream");
+            let mut buf = vec![0u8; 1 << 20];
+            st.read_exact(&mut buf).await.unwrap();
+            st.write_all(&buf).await.unwrap();
+            st.close().await.unwrap();
+        };
+        let client = async {
+            let mut st = g0.open().await.unwrap();
+            let data = pattern(9, 0, 1 << 20);
+            st.write_all(&data).await.unwrap();
+            let mut back = Vec::new();
+            st.read_to_end(&mut back).await.unwrap();
+            assert!(back == data, "the echo differs");
+        };
+        futures_lite::future::zip(echo, client).await;
+    };
+    let bounded = futures_lite::future::or(
+        async {
+            work.await;
+            true
+        },
+        async {
+            async_io::Timer::after(Duration::from_secs(20)).await;
+            false
+        },
+    );
+    let done = futures_lite::future::block_on(ex.run(bounded));
+    assert!(done, "no echo within 20 s: {:?}", g0.info());
+    let info = g0.info();
+    assert_eq!(info.state, "open");
+    assert!(info.bytes_out > 1 << 20 && info.bytes_in > 1 << 20);
+    g0.close();
+    let ended = futures_lite::future::block_on(ex.run(async {
+        for _ in 0..200 {
+            if g1.failure().is_some() {
+                return true;
+            }
+            async_io::Timer::after(Duration::from_millis(5)).await;
+        }
+        false
+    }));
+    assert!(ended);
+    assert_eq!(g1.failure().as_deref(), Some("closed by the peer"));
+}
+
+#[test]
+fn sim_mux4_loses_two_legs_one_after_the_other() {
+    let wire = Arc::new(CoreWire::new(34, LOSSY, 4));
+    let (legs, peer_legs) = (wire.legs(0), wire.legs(1));
+    let w = World::with_config(wire.clone(), &legs, &peer_legs, |_| {});
+    let t = transfer(&w, 0, 3, 2_000_000, 16_000);
+    assert!(
+        w.run_until(Duration::from_secs(30), || t.got.load(Ordering::Relaxed)
+            > 500_000)
+    );
+    wire.kill(3); // leg 0's middle hop
+    w.run_until(Duration::from_millis(700), || false);
+    wire.kill(9); // leg 2's middle hop (nodes 8, 9, 10)
+    let ok = w.run_until(Duration::from_secs(120), || {
+        t.done.load(Ordering::Relaxed) == 3
+    });
+    assert!(ok, "{:?} {:?}", errors(&t), w.groups[0].info());
+    assert!(errors(&t).is_empty());
+    assert_eq!(t.got.load(Ordering::Relaxed), 3 * 2_000_000);
+    for (side, mine) in [(0, &legs), (1, &peer_legs)] {
+        assert_eq!(w.groups[side].legs(), [mine[1], mine[3]], "side {side}");
+        assert_eq!(*w.txs[side].dead.lock().unwrap(), [mine[0], mine[2]]);
+    }
 }
