@@ -590,12 +590,19 @@ fn main() {
         let t = Instant::now();
         let stream = dial(v0, &dst, ECHO_PORT, policy).unwrap_or_else(|e| panic!("{policy}: {e}"));
         let open = t.elapsed();
-        // The rule of this route at the first forwarding hop (V1), as `route ls` shows it.
-        let at_v1 = v1
-            .rules()
-            .iter()
-            .filter(|r| r.kind == "intermediary")
-            .count();
+        // The rules of routes through the first forwarding hop (V1), as `route ls` shows them:
+        // packets and bytes they carried over the run (their mean packet size).
+        let through_v1 = || -> (u64, u64, usize) {
+            let r = v1.rules();
+            let mid = r.iter().filter(|r| r.kind == "intermediary");
+            let n = mid.clone().count();
+            (
+                mid.clone().map(|r| r.packets).sum(),
+                mid.map(|r| r.bytes).sum(),
+                n,
+            )
+        };
+        let (pk0, by0, at_v1) = through_v1();
         assert!(
             *hops == 1 || at_v1 > 0,
             "route ls on V1 shows no intermediary rule"
@@ -606,10 +613,12 @@ fn main() {
             cpu_seconds_of(v1.pid()) - cpu1,
             cpu_seconds_of(v2.pid()) - cpu2,
         );
+        let (pk1, by1, _) = through_v1();
+        let mean_packet = (by1 - by0).checked_div(pk1 - pk0).unwrap_or(0);
         // And one after the bulk run.
         let t = Instant::now();
         let after = dial(v0, &dst, ECHO_PORT, policy).map(|_| t.elapsed());
-        runs.push((*hops, open, after, moved, cpu1, cpu2));
+        runs.push((*hops, open, after, moved, cpu1, cpu2, mean_packet));
     }
     // What the routers dropped on the way (`route drops`), to explain a slow run.
     let mut drops = Vec::new();
@@ -637,16 +646,16 @@ fn main() {
         bytes >> 20
     );
     out.push_str(
-        "| route | MiB/s each way | × one AEAD pass | V1 CPU-s per GiB forwarded | × one AEAD pass | V2 CPU-s per GiB | stream open on the live group, ms: before | after the run |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| route | MiB/s each way | × one AEAD pass | V1 CPU-s per GiB forwarded | × one AEAD pass | V2 CPU-s per GiB | mean routing packet at V1, B | stream open on the live group, ms: before | after the run |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     out.push_str(&format!(
-        "| one AEAD pass, ChaCha20-Poly1305, 16 KiB (same run) | {:.0} | 1.00 | {:.2} | 1.00 | | | |\n",
+        "| one AEAD pass, ChaCha20-Poly1305, 16 KiB (same run) | {:.0} | 1.00 | {:.2} | 1.00 | | | | |\n",
         aead.mib_per_s(),
         aead.cpu_s_per_gib()
     ));
     let aead_cpu = aead.cpu_s_per_gib();
     let mut cut = Vec::new();
-    for (hops, open, after, moved, cpu1, cpu2) in &runs {
+    for (hops, open, after, moved, cpu1, cpu2, mean_packet) in &runs {
         let m = Sample {
             bytes: moved.got,
             wall: moved.wall,
@@ -666,6 +675,11 @@ fn main() {
         } else {
             String::new()
         };
+        let mean = if *hops > 1 {
+            mean_packet.to_string()
+        } else {
+            String::new()
+        };
         if moved.cut {
             cut.push(format!(
                 "{hops} hop{}: {:.1} of {} MiB came back within the {} s limit",
@@ -676,7 +690,7 @@ fn main() {
             ));
         }
         out.push_str(&format!(
-            "| {hops} hop{}{} | {} | {:.2} | {c1} | {c2} | {v2} | {} | {} |\n",
+            "| {hops} hop{}{} | {} | {:.2} | {c1} | {c2} | {v2} | {mean} | {} | {} |\n",
             if *hops == 1 { "" } else { "s" },
             if moved.cut { " (cut, see below)" } else { "" },
             mib(m.mib_per_s()),
