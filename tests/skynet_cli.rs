@@ -290,6 +290,17 @@ fn skynet_commands_against_three_visors() {
     let tps: Items<TpView> = json(c.cli(&["tp", "ls", "--json"]));
     assert!(tps.0.iter().all(|t| t.id != added.id), "{tps:?}");
 
+    // With no --type the visor tries its types in order: stcp first, to the address A
+    // publishes in discovery (C's config knows only B's).
+    let added: TpView = json(c.cli(&["tp", "add", &a.pk, "--once", "--json"]));
+    assert_eq!(
+        (added.kind.as_str(), added.persistent),
+        ("stcp", false),
+        "{added:?}"
+    );
+    let human = text(&c.cli(&["tp", "rm", &added.id]));
+    assert_eq!(human.trim(), format!("removed {}", added.id));
+
     // Errors: checked by the CLI (exit 2) or answered by the visor (exit 1), one line each.
     fails(
         a.cli(&["ping", &c.pk, "--route", "hops:0"]),
