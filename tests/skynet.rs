@@ -473,7 +473,10 @@ fn five_visors_routes_survive_and_fail_as_they_should() {
     for pk in [&b.pk, &c.pk, &d.pk] {
         assert!(groups.contains(pk.as_str()), "{pk} in {groups}");
     }
-    assert!(groups.contains(&format!("\"policy\":\"{via}\"")), "{groups}");
+    assert!(
+        groups.contains(&format!("\"policy\":\"{via}\"")),
+        "{groups}"
+    );
 
     // Kill B mid-stream: the single route's stream ends with an error; the mux:2 stream
     // (legs A–E–D and A–B–C–D) carries on, intact.

@@ -668,6 +668,28 @@ mod tests {
     }
 
     #[test]
+    fn a_carrier_takes_a_dmsg_port() {
+        let (services, _) = registry();
+        services.register(46, "app").unwrap();
+        let take: DmsgTaker = Arc::new(|_s| {});
+        assert!(matches!(
+            services.divert_dmsg(46, "transports", take.clone()),
+            Err(NetError::CannotListen(m)) if m == "port 46 is already served by app"
+        ));
+        services.divert_dmsg(45, "transports", take).unwrap();
+        assert!(matches!(
+            services.register(45, "x"),
+            Err(NetError::CannotListen(m)) if m == "port 45 is already served by transports"
+        ));
+        let rows: Vec<(u16, String)> = services
+            .list()
+            .into_iter()
+            .map(|s| (s.port, s.owner))
+            .collect();
+        assert_eq!(rows, vec![(45, "transports".into()), (46, "app".into())]);
+    }
+
+    #[test]
     fn registration_rules_and_local_dials() {
         let (services, pk) = registry();
         assert!(matches!(
