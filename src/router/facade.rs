@@ -199,7 +199,7 @@ impl Control for Router {
                 })
                 .collect()
         };
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(|a| a.0);
         out.into_iter().map(|(_, v)| v).collect()
     }
 
