@@ -196,13 +196,27 @@ impl PortSink<DmsgStream> for DmsgSink {
 #[cfg(feature = "skynet")]
 fn route_in(s: RouteStream) -> Conn {
     let (peer, rp, lp) = (s.peer, s.remote_port, s.local_port);
-    Conn::new(Box::new(s), peer, rp, lp, Network::Skynet, Direction::In)
+    Conn::new(
+        Box::new(s.stream),
+        peer,
+        rp,
+        lp,
+        Network::Skynet,
+        Direction::In,
+    )
 }
 
 #[cfg(feature = "skynet")]
 fn route_out(s: RouteStream) -> Conn {
     let (peer, rp, lp) = (s.peer, s.remote_port, s.local_port);
-    Conn::new(Box::new(s), peer, rp, lp, Network::Skynet, Direction::Out)
+    Conn::new(
+        Box::new(s.stream),
+        peer,
+        rp,
+        lp,
+        Network::Skynet,
+        Direction::Out,
+    )
 }
 
 #[cfg(feature = "skynet")]
