@@ -31,7 +31,7 @@ use miniserde::json::{Array, Object, Value};
 use skywire::crypto::Keypair;
 use skywire::http::json::parse_object;
 use skywire::router::core::{Core, CoreConfig, Event, Verdict};
-use skywire::rpc::skynet::{Drops, RuleInfo, TpView};
+use skywire::rpc::skynet::{Drops, GroupView, RuleInfo, TpView};
 use skywire::rpc::{Body, Items};
 use skywire::transport::{Manager, PacketSink, TpConfig, Transport};
 
@@ -190,21 +190,9 @@ fn str_field(o: &Object, k: &str) -> String {
 /// Starts `skywire visor -c cfg` on a free RPC port and waits (≤ 15 s) for its token.
 fn start_visor(cfg: &Path) -> Visor {
     let rpc = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(BIN)
-        .args(["visor", "-c", cfg.to_str().unwrap(), "--rpc", &rpc])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let (proc, line) = start_tool(&["visor", "-c", cfg.to_str().unwrap(), "--rpc", &rpc]);
     assert!(line.starts_with("visor "), "visor did not start: {line:?}");
     let pk = line.split_whitespace().nth(1).unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = out.read_to_string(&mut sink);
-    });
     let c = parse_object(&std::fs::read_to_string(cfg).unwrap()).unwrap();
     let token_file = cfg
         .parent()
@@ -222,7 +210,7 @@ fn start_visor(cfg: &Path) -> Visor {
         }
     };
     Visor {
-        proc: Proc(child),
+        proc,
         rpc,
         cfg: cfg.to_path_buf(),
         pk,
@@ -482,6 +470,15 @@ fn transport_memory(dir: &Path, k: usize, settle: Duration) -> (u64, u64, u64, u
     (before, after, buffers, up)
 }
 
+/// MiB/s with a decimal below 10.
+fn mib(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
@@ -564,20 +561,48 @@ fn main() {
     }
     let (v0, v1, v2) = (&visors[0], &visors[1], &visors[2]);
     let dst = pks[3].clone();
+    // Route setup by hop count, on idle transports: each policy a new route group (the first
+    // dial by it: path search, setup hop by hop, Noise KK end to end, the stream's open).
+    let (p1, p2) = (&pks[1], &pks[2]);
+    let setup_policies = [
+        (1, "direct".to_string()),
+        (2, format!("via:{p1}")),
+        (2, format!("via:{p2}")),
+        (3, format!("via:{p1},{p2}")),
+        (3, format!("via:{p2},{p1}")),
+    ];
+    let mut setups = Vec::new();
+    for (hops, policy) in &setup_policies {
+        let (stream, took) = dial_retry(v0, &dst, policy, Duration::from_secs(30));
+        drop(stream);
+        setups.push((*hops, policy.clone(), took));
+    }
+    let groups = parse_object(&v0.cli(&["route", "groups", "--json"])).unwrap();
+    let groups = Items::<GroupView>::from_object(&groups).unwrap().0.len();
     let policies = [
         (1, "direct".to_string()),
-        (2, format!("via:{}", pks[1])),
-        (3, format!("via:{},{}", pks[1], pks[2])),
+        (2, format!("via:{p1}")),
+        (3, format!("via:{p1},{p2}")),
     ];
     let mut runs = Vec::new();
     for (hops, policy) in &policies {
-        let (stream, setup) = dial_retry(v0, &dst, policy, Duration::from_secs(30));
-        // The rule of this route at the first forwarding hop (V1), as `route ls` shows it.
-        let at_v1 = v1
-            .rules()
-            .iter()
-            .filter(|r| r.kind == "intermediary")
-            .count();
+        // A stream on the live group of this policy (set up above).
+        let t = Instant::now();
+        let stream = dial(v0, &dst, ECHO_PORT, policy).unwrap_or_else(|e| panic!("{policy}: {e}"));
+        let open = t.elapsed();
+        // The rules of routes through the first forwarding hop (V1), as `route ls` shows them:
+        // packets and bytes they carried over the run (their mean packet size).
+        let through_v1 = || -> (u64, u64, usize) {
+            let r = v1.rules();
+            let mid = r.iter().filter(|r| r.kind == "intermediary");
+            let n = mid.clone().count();
+            (
+                mid.clone().map(|r| r.packets).sum(),
+                mid.map(|r| r.bytes).sum(),
+                n,
+            )
+        };
+        let (pk0, by0, at_v1) = through_v1();
         assert!(
             *hops == 1 || at_v1 > 0,
             "route ls on V1 shows no intermediary rule"
@@ -588,10 +613,12 @@ fn main() {
             cpu_seconds_of(v1.pid()) - cpu1,
             cpu_seconds_of(v2.pid()) - cpu2,
         );
-        // A second stream by the same policy: the live route group, no setup.
+        let (pk1, by1, _) = through_v1();
+        let mean_packet = (by1 - by0).checked_div(pk1 - pk0).unwrap_or(0);
+        // And one after the bulk run.
         let t = Instant::now();
-        let again = dial(v0, &dst, ECHO_PORT, policy).map(|_| t.elapsed());
-        runs.push((*hops, setup, again, moved, cpu1, cpu2));
+        let after = dial(v0, &dst, ECHO_PORT, policy).map(|_| t.elapsed());
+        runs.push((*hops, open, after, moved, cpu1, cpu2, mean_packet));
     }
     // What the routers dropped on the way (`route drops`), to explain a slow run.
     let mut drops = Vec::new();
@@ -619,16 +646,16 @@ fn main() {
         bytes >> 20
     );
     out.push_str(
-        "| route | MiB/s each way | × one AEAD pass | V1 CPU-s per GiB forwarded | × one AEAD pass | V2 CPU-s per GiB | first dial (setup + handshake + open), ms | next stream on it, ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| route | MiB/s each way | × one AEAD pass | V1 CPU-s per GiB forwarded | × one AEAD pass | V2 CPU-s per GiB | mean routing packet at V1, B | stream open on the live group, ms: before | after the run |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     out.push_str(&format!(
-        "| one AEAD pass, ChaCha20-Poly1305, 16 KiB (same run) | {:.0} | 1.00 | {:.2} | 1.00 | | | |\n",
+        "| one AEAD pass, ChaCha20-Poly1305, 16 KiB (same run) | {:.0} | 1.00 | {:.2} | 1.00 | | | | |\n",
         aead.mib_per_s(),
         aead.cpu_s_per_gib()
     ));
     let aead_cpu = aead.cpu_s_per_gib();
     let mut cut = Vec::new();
-    for (hops, setup, again, moved, cpu1, cpu2) in &runs {
+    for (hops, open, after, moved, cpu1, cpu2, mean_packet) in &runs {
         let m = Sample {
             bytes: moved.got,
             wall: moved.wall,
@@ -648,6 +675,11 @@ fn main() {
         } else {
             String::new()
         };
+        let mean = if *hops > 1 {
+            mean_packet.to_string()
+        } else {
+            String::new()
+        };
         if moved.cut {
             cut.push(format!(
                 "{hops} hop{}: {:.1} of {} MiB came back within the {} s limit",
@@ -658,14 +690,23 @@ fn main() {
             ));
         }
         out.push_str(&format!(
-            "| {hops} hop{}{} | {:.0} | {:.2} | {c1} | {c2} | {v2} | {} | {} |\n",
+            "| {hops} hop{}{} | {} | {:.2} | {c1} | {c2} | {v2} | {mean} | {} | {} |\n",
             if *hops == 1 { "" } else { "s" },
             if moved.cut { " (cut, see below)" } else { "" },
-            m.mib_per_s(),
+            mib(m.mib_per_s()),
             m.gib_per_s() / aead.gib_per_s(),
-            ms(*setup),
-            again.as_ref().map(|d| ms(*d)).unwrap_or_else(|e| e.clone()),
+            ms(*open),
+            after.as_ref().map(|d| ms(*d)).unwrap_or_else(|e| e.clone()),
         ));
+    }
+    out.push_str(&format!(
+        "\nRoute setup by hop count, V0 → V3 on idle transports (the first dial by a policy: \
+         path search, setup hop by hop, Noise KK end to end, the stream's open; {groups} route \
+         groups at V0 afterwards):\n\n| hops | policy | first dial, ms |\n|---:|---|---:|\n"
+    ));
+    for (hops, policy, took) in &setups {
+        let named = policy.replace(p1.as_str(), "V1").replace(p2.as_str(), "V2");
+        out.push_str(&format!("| {hops} | `{named}` | {} |\n", ms(*took)));
     }
     out.push_str(&format!(
         "\nPackets the routers dropped over the runs (`route drops`): {}.\n",

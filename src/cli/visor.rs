@@ -158,8 +158,15 @@ impl InfoCmd {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "ping")]
-/// round trips to a peer through the visor: to its dmsgctrl (port 7), or with --route over
-/// a skynet route.
+#[cfg_attr(
+    feature = "skynet",
+    doc = "round trips to a peer through the visor: to its dmsgctrl (port 7), or with --route \
+           over a skynet route."
+)]
+#[cfg_attr(
+    not(feature = "skynet"),
+    doc = "round trips to a peer's dmsgctrl (port 7) through the visor."
+)]
 struct PingCmd {
     /// the peer's public key
     #[argh(positional)]

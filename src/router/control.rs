@@ -2,7 +2,7 @@
 //! the router and the transport manager, in plain views — strings and numbers only, so that
 //! `rpc`, `visor::rpc` and `cli` need nothing from `transport` or the router's internals.
 //! `router::Router` (the driver) implements [`Control`]; the visor hands it to its RPC server
-//! as an `Option<Arc<dyn Control>>` (`None`: skynet is off in the config).
+//! as an `Option<Arc<dyn Control>>` (`None`: it runs no skynet node; the RPC answers 503).
 //!
 //! Identifiers as shown: PKs and transport ids in lowercase hex (64 and 32 digits), route ids
 //! as numbers, transport types `stcp`/`dmsg`, route policies in the form

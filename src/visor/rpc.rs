@@ -24,7 +24,7 @@
 //! | GET | `/v1/apps/<name>/routes` | the route groups an app initiates or accepts |
 //!
 //! The skynet routes answer 501 from a visor built without the `skynet` feature and 503 from
-//! one whose config has skynet off (no [`Control`](crate::router::control::Control)).
+//! one that runs no skynet node (no [`Control`](crate::router::control::Control) handed in).
 //!
 //! Every route is behind a [`LocalGuard`](crate::http::guard::LocalGuard) (see [`guarded`]):
 //! a foreign `Host` or any `Origin` is refused (403), and every route but `/health` needs
@@ -72,7 +72,7 @@ pub struct RpcState {
     pub whitelist: crate::app::SharedKeys,
     /// Saves whitelist edits (off the executor) and updates `whitelist`.
     pub editor: super::whitelist::WhitelistEditor,
-    /// The skynet node (`None`: skynet is off in the config).
+    /// The skynet node (`None`: the visor runs none; the routes answer 503).
     #[cfg(feature = "skynet")]
     pub control: Option<Arc<dyn crate::router::control::Control>>,
 }

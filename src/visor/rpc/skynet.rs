@@ -1,6 +1,6 @@
 //! The skynet routes of the RPC (see the table in `visor::rpc`): transports, the rule table,
 //! route groups, drop counters and pings over a route, answered from the visor's
-//! [`Control`] — 503 when skynet is off in its config, 501 from a build without the
+//! [`Control`] — 503 when the visor runs no skynet node, 501 from a build without the
 //! `skynet` feature.
 
 use std::time::Duration;
@@ -55,9 +55,9 @@ mod on {
     use crate::rpc::{Body, Items};
     use crate::visor::rpc::{bad_pk, launch_err, ok};
 
-    /// What a visor with skynet off in its config answers.
-    const SKYNET_OFF: &str = "skynet is off on this visor (its config turns it off): it has no \
-                              transports, routes or route groups";
+    /// What a visor that runs no skynet node answers.
+    const SKYNET_OFF: &str = "this visor runs no skynet node: it has no transports, routes or \
+                              route groups";
 
     fn control(st: &RpcState) -> Result<&Arc<dyn Control>, Response> {
         st.control
