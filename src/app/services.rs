@@ -504,10 +504,12 @@ impl Services {
         }))
     }
 
-    /// Pings `pk` over dmsgctrl `count` times on one stream; returns each round trip.
+    /// Pings `pk` over dmsgctrl `count` times on one stream (over dmsg); returns each round
+    /// trip.
     pub async fn ping(&self, pk: PublicKey, count: u32) -> Result<Vec<Duration>, NetError> {
         let t0 = Instant::now();
-        let c = self.dial(pk, DMSGCTRL_PORT).await?;
+        // Over dmsg, always: this measures dmsg (a route is pinged by the router).
+        let c = self.dial_dmsg(pk, DMSGCTRL_PORT).await?;
         let setup = t0.elapsed();
         let mut c = self.conns.adopt(c, "dmsgctrl");
         log::debug!("dmsgctrl: stream to {pk} open in {} µs", setup.as_micros());
