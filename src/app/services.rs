@@ -686,7 +686,7 @@ mod tests {
     #[test]
     fn a_carrier_takes_a_dmsg_port() {
         let (services, _) = registry();
-        services.register(46, "app").unwrap();
+        let _held = services.register(46, "app").unwrap();
         let take: DmsgTaker = Arc::new(|_s| {});
         assert!(matches!(
             services.divert_dmsg(46, "transports", take.clone()),
