@@ -478,6 +478,16 @@ fn five_visors_routes_survive_and_fail_as_they_should() {
         "{groups}"
     );
 
+    // An impossible policy fails at once, saying why (no 4-hop path from A to D here).
+    let t0 = Instant::now();
+    let err = dial(&a, &d, ECHO, "hops:4").expect_err("a 4-hop route to D");
+    assert!(
+        err.contains("502") && err.contains("4 hops"),
+        "hops:4: {err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    eprintln!("hops:4 to D: {err}");
+
     // Kill B mid-stream: the single route's stream ends with an error; the mux:2 stream
     // (legs A–E–D and A–B–C–D) carries on, intact.
     let single = dial_retry(&a, &d, ECHO, &via, 30);
