@@ -473,7 +473,20 @@ fn five_visors_routes_survive_and_fail_as_they_should() {
     for pk in [&b.pk, &c.pk, &d.pk] {
         assert!(groups.contains(pk.as_str()), "{pk} in {groups}");
     }
-    assert!(groups.contains(&format!("\"policy\":\"{via}\"")), "{groups}");
+    assert!(
+        groups.contains(&format!("\"policy\":\"{via}\"")),
+        "{groups}"
+    );
+
+    // An impossible policy fails at once, saying why (no 4-hop path from A to D here).
+    let t0 = Instant::now();
+    let err = dial(&a, &d, ECHO, "hops:4").expect_err("a 4-hop route to D");
+    assert!(
+        err.contains("502") && err.contains("4 hops"),
+        "hops:4: {err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    eprintln!("hops:4 to D: {err}");
 
     // Kill B mid-stream: the single route's stream ends with an error; the mux:2 stream
     // (legs A–E–D and A–B–C–D) carries on, intact.
@@ -522,5 +535,42 @@ fn five_visors_routes_survive_and_fail_as_they_should() {
     assert_eq!(
         join_within(echo(s, 1 << 20, 17, 0), 120, "after restart"),
         Ok(1 << 20)
+    );
+
+    // `auto` (no route asked for): dmsg at first, a route set up in the background, and the
+    // next dial uses it — the echo app at C sees a skynet connection.
+    let s = dial_retry(&a, &c, ECHO, "auto", 30);
+    assert_eq!(
+        join_within(echo(s, 1 << 16, 19, 0), 60, "auto"),
+        Ok(1 << 16)
+    );
+    let t0 = Instant::now();
+    loop {
+        let groups = objects(&json_of(&a, &["route", "groups"]));
+        if groups
+            .iter()
+            .any(|g| field(g, "peer") == c.pk && g.contains("\"policy\":\"auto\""))
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no auto group to C: {groups:?}\n{}",
+            a.log()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    let mut s = dial_retry(&a, &c, ECHO, "auto", 30);
+    s.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+    let conns = compact(&String::from_utf8_lossy(
+        &c.cli(&["app", "status", "test-a", "--json"]).stdout,
+    ));
+    assert!(
+        conns.contains(&format!("\"peer\":\"{}\"", a.pk))
+            && conns.contains("\"network\":\"skynet\""),
+        "the second auto dial did not come over skynet: {conns}"
     );
 }

@@ -196,13 +196,27 @@ impl PortSink<DmsgStream> for DmsgSink {
 #[cfg(feature = "skynet")]
 fn route_in(s: RouteStream) -> Conn {
     let (peer, rp, lp) = (s.peer, s.remote_port, s.local_port);
-    Conn::new(Box::new(s), peer, rp, lp, Network::Skynet, Direction::In)
+    Conn::new(
+        Box::new(s.stream),
+        peer,
+        rp,
+        lp,
+        Network::Skynet,
+        Direction::In,
+    )
 }
 
 #[cfg(feature = "skynet")]
 fn route_out(s: RouteStream) -> Conn {
     let (peer, rp, lp) = (s.peer, s.remote_port, s.local_port);
-    Conn::new(Box::new(s), peer, rp, lp, Network::Skynet, Direction::Out)
+    Conn::new(
+        Box::new(s.stream),
+        peer,
+        rp,
+        lp,
+        Network::Skynet,
+        Direction::Out,
+    )
 }
 
 #[cfg(feature = "skynet")]
@@ -490,10 +504,12 @@ impl Services {
         }))
     }
 
-    /// Pings `pk` over dmsgctrl `count` times on one stream; returns each round trip.
+    /// Pings `pk` over dmsgctrl `count` times on one stream (over dmsg); returns each round
+    /// trip.
     pub async fn ping(&self, pk: PublicKey, count: u32) -> Result<Vec<Duration>, NetError> {
         let t0 = Instant::now();
-        let c = self.dial(pk, DMSGCTRL_PORT).await?;
+        // Over dmsg, always: this measures dmsg (a route is pinged by the router).
+        let c = self.dial_dmsg(pk, DMSGCTRL_PORT).await?;
         let setup = t0.elapsed();
         let mut c = self.conns.adopt(c, "dmsgctrl");
         log::debug!("dmsgctrl: stream to {pk} open in {} µs", setup.as_micros());
@@ -665,6 +681,28 @@ mod tests {
         drop(l);
         assert!(!carrier.serves(80));
         assert_eq!(carrier.reserve(80).err(), Some(Refusal::Closed));
+    }
+
+    #[test]
+    fn a_carrier_takes_a_dmsg_port() {
+        let (services, _) = registry();
+        let _held = services.register(46, "app").unwrap();
+        let take: DmsgTaker = Arc::new(|_s| {});
+        assert!(matches!(
+            services.divert_dmsg(46, "transports", take.clone()),
+            Err(NetError::CannotListen(m)) if m == "port 46 is already served by app"
+        ));
+        services.divert_dmsg(45, "transports", take).unwrap();
+        assert!(matches!(
+            services.register(45, "x"),
+            Err(NetError::CannotListen(m)) if m == "port 45 is already served by transports"
+        ));
+        let rows: Vec<(u16, String)> = services
+            .list()
+            .into_iter()
+            .map(|s| (s.port, s.owner))
+            .collect();
+        assert_eq!(rows, vec![(45, "transports".into()), (46, "app".into())]);
     }
 
     #[test]

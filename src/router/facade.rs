@@ -199,7 +199,7 @@ impl Control for Router {
                 })
                 .collect()
         };
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(|a| a.0);
         out.into_iter().map(|(_, v)| v).collect()
     }
 
@@ -219,7 +219,8 @@ impl Control for Router {
             let mut s = self
                 .dial(pk, PING_PORT, 0, &policy, "ping")
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .stream;
             let mut rtts = Vec::new();
             for _ in 0..count.clamp(1, MAX_PINGS) {
                 let t = Instant::now();

@@ -39,15 +39,13 @@ pub mod policy;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_executor::Executor;
 use async_io::Timer;
 use futures_lite::future;
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use self::core::{Core, CoreConfig, Event, LegRef, Verdict};
 use self::group::{GroupConfig, LegSendError, LegTx, RouteGroup};
@@ -144,7 +142,8 @@ impl std::error::Error for RouteError {}
 /// A stream in a route group, asked for a port (the dmsg port header). What dials return and
 /// what the port table is handed.
 pub struct RouteStream {
-    stream: Stream,
+    /// The stream (a mux stream of the group).
+    pub stream: Stream,
     /// The peer visor.
     pub peer: PublicKey,
     /// Our port.
@@ -160,32 +159,6 @@ impl fmt::Debug for RouteStream {
             .field("local_port", &self.local_port)
             .field("remote_port", &self.remote_port)
             .finish()
-    }
-}
-
-impl AsyncRead for RouteStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for RouteStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_close(cx)
     }
 }
 
@@ -467,20 +440,10 @@ impl Inner {
         }
     }
 
-    /// Drains the core's events (after any call into it) and acts on them, no lock held.
+    /// Drains the core's events (after any call into it) and acts on them, no lock held;
+    /// then wakes the timer task (a deadline may have moved).
     fn pump(self: &Arc<Self>) {
-        loop {
-            let batch: Vec<Event> = {
-                let mut c = lock(&self.core);
-                std::iter::from_fn(|| c.poll_event()).collect()
-            };
-            if batch.is_empty() {
-                break;
-            }
-            for ev in batch {
-                self.event(ev);
-            }
-        }
+        self.pump_quiet();
         self.wake_timer();
     }
 
@@ -1249,7 +1212,8 @@ async fn timer_task(inner: Arc<Inner>) {
 }
 
 impl Inner {
-    /// [`Inner::pump`] without kicking the timer (the timer task itself).
+    /// Drains the core's events and acts on them, no lock held (the timer task calls this;
+    /// everyone else [`Inner::pump`]).
     fn pump_quiet(self: &Arc<Self>) {
         loop {
             let batch: Vec<Event> = {
