@@ -73,8 +73,9 @@ pub const AUTO_RETRY: Duration = Duration::from_secs(30);
 pub const MAX_GROUPS: usize = 1024;
 /// Accepted streams waiting for their port header, per router, at most.
 pub const MAX_INCOMING: usize = 256;
-/// Replacement attempts for a dead `mux:N` leg before the group carries on with fewer.
-pub const REPLACE_ATTEMPTS: u32 = 5;
+/// Replacement attempts for a dead `mux:N` leg (0.5 s apart doubling to 8 s) before the group
+/// carries on with fewer.
+pub const REPLACE_ATTEMPTS: u32 = 12;
 /// Bytes a group keeps in flight (sent, not yet acknowledged), at most: half a transport's
 /// send queue, so one group alone never overfills the queue of its first hop — nor of a
 /// forwarding hop, which sees at most this much of it at once. (The group resends what a
@@ -685,6 +686,7 @@ impl Inner {
                         "router: group to {}: no replacement leg yet ({e})",
                         short(&key.peer)
                     );
+                    // 0.5 s doubling to 8 s: about a minute and a half in all.
                     Timer::after(Duration::from_millis(500 << attempt.min(4))).await;
                 }
             }
