@@ -31,7 +31,7 @@
 pub mod control;
 pub mod core;
 mod facade;
-mod graph;
+pub mod graph;
 pub mod group;
 pub mod path;
 pub mod policy;
@@ -52,11 +52,9 @@ use self::group::{GroupConfig, LegSendError, LegTx, RouteGroup};
 use self::policy::RoutePolicy;
 use crate::accept::{AcceptQueue, PortSink, Refusal};
 use crate::crypto::{Keypair, PublicKey};
-use crate::dmsg::client::DmsgClient;
-use crate::dmsg::disc_client::DiscClient;
 use crate::mux::Stream;
 use crate::spawn::Spawn;
-use crate::transport::{Manager, PacketSink, SendError, TpConfig, TpType, Transport};
+use crate::transport::{Manager, PacketSink, SendError, TpType, Transport};
 use crate::wire::dmsg::{PORT_HEADER_LEN, PortHeader, PortRepr, PortStatus};
 
 /// Paths tried per leg before giving up (each disjoint from the ones that failed).
@@ -246,13 +244,11 @@ impl fmt::Debug for Router {
     }
 }
 
-/// What [`Router::start`] needs.
+/// What [`Router::start`] needs besides its manager.
 #[derive(Debug, Clone, Default)]
 pub struct RouterConfig {
     /// The core's tunables.
     pub core: CoreConfig,
-    /// The transport manager's.
-    pub tp: TpConfig,
 }
 
 /// The transports' sink: a weak handle, so the manager does not keep the router alive.
@@ -265,14 +261,14 @@ struct GroupTx {
 }
 
 impl Router {
-    /// Starts the node of `keys` on `ex`: the core, the transport manager (dmsg transports
-    /// through `dmsg`), the timer task. Discovery (`disc`) gives the transport graph and
-    /// peers' stcp addresses.
+    /// Starts the node of `keys` on `ex`: the core, the transport manager `manager` makes
+    /// (handed the router's packet sink), the timer task. `links` gives the transport graph
+    /// (each node's published links, from discovery).
     pub fn start(
         ex: Arc<Executor<'static>>,
         keys: Keypair,
-        dmsg: Option<DmsgClient>,
-        disc: Option<DiscClient>,
+        manager: impl FnOnce(Arc<dyn PacketSink>) -> Manager,
+        links: Option<Arc<dyn graph::LinkSource>>,
         cfg: RouterConfig,
     ) -> Router {
         let local = *keys.public();
@@ -288,22 +284,13 @@ impl Router {
                 ..State::default()
             }),
             kick: AcceptQueue::new(1),
-            graph: graph::GraphCache::new(disc.clone()),
+            graph: graph::GraphCache::new(links),
             sink: OnceLock::new(),
             owner: OnceLock::new(),
             drops: Mutex::new(BTreeMap::new()),
             group_cfg: group_config(),
         });
-        let mgr = Manager::new(
-            ex.clone(),
-            keys,
-            cfg.tp,
-            dmsg,
-            Arc::new(Sink(Arc::downgrade(&inner))),
-        );
-        if let Some(d) = disc {
-            mgr.set_discovery(d);
-        }
+        let mgr = manager(Arc::new(Sink(Arc::downgrade(&inner))));
         let _ = inner.tp.set(mgr);
         ex.spawn_boxed(timer_task(inner.clone())).detach();
         Router { inner }
