@@ -35,6 +35,8 @@ pub mod graph;
 pub mod group;
 pub mod path;
 pub mod policy;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
