@@ -484,6 +484,11 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child-forward") {
+        common::child_forward(&args[i + 1]);
+        return;
+    }
     let full = common::full_run();
     let gib = (1u64 << 30) as f64;
     let (bytes, tp_count, rule_count, settle, limit) = if full {
@@ -507,6 +512,14 @@ fn main() {
 
     // Same-run ceiling, and the in-process measurement before any thread or child exists.
     let aead = aead_pass(if full { 1 << 30 } else { 16 << 20 }, 16 * 1024);
+    // The kernel's floor for passing bytes through a process (read → write, no crypto).
+    let floor_bytes = if full { 1u64 << 30 } else { 64 << 20 };
+    let (floor_cpu, floor_wall) = common::bare_forwarder(floor_bytes);
+    let floor = Sample {
+        bytes: floor_bytes,
+        wall: floor_wall,
+        cpu: floor_cpu,
+    };
     let (per_rule, rules) = rule_memory(rule_count);
     assert_eq!(rules, rule_count, "every setup left a rule");
 
@@ -654,6 +667,13 @@ fn main() {
         aead.cpu_s_per_gib()
     ));
     let aead_cpu = aead.cpu_s_per_gib();
+    out.push_str(&format!(
+        "| bare forwarder: read → write of 256 KiB, one process (same run) | {} | {:.2} | {:.2} | {:.2} | | | | |\n",
+        mib(floor.mib_per_s()),
+        floor.gib_per_s() / aead.gib_per_s(),
+        floor.cpu_s_per_gib(),
+        floor.cpu_s_per_gib() / aead_cpu,
+    ));
     let mut cut = Vec::new();
     for (hops, open, after, moved, cpu1, cpu2, mean_packet) in &runs {
         let m = Sample {
@@ -699,6 +719,22 @@ fn main() {
             after.as_ref().map(|d| ms(*d)).unwrap_or_else(|e| e.clone()),
         ));
     }
+    let per_floor: Vec<String> = runs
+        .iter()
+        .filter(|r| r.0 > 1)
+        .map(|(hops, _, _, moved, cpu1, ..)| {
+            let fwd_gib = 2.0 * moved.got as f64 / gib;
+            format!(
+                "{:.2}× at {hops} hops",
+                cpu1 / fwd_gib / floor.cpu_s_per_gib()
+            )
+        })
+        .collect();
+    out.push_str(&format!(
+        "\nV1's CPU per GiB forwarded against the bare forwarder's (the kernel's floor for a \
+         process that passes bytes on): {}.\n",
+        per_floor.join(", ")
+    ));
     out.push_str(&format!(
         "\nRoute setup by hop count, V0 → V3 on idle transports (the first dial by a policy: \
          path search, setup hop by hop, Noise KK end to end, the stream's open; {groups} route \

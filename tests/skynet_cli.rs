@@ -279,7 +279,8 @@ fn skynet_commands_against_three_visors() {
     let _: Drops = json(b.cli(&["route", "drops", "--json"]));
 
     // tp add / rm at run time: a dmsg transport C → A, then gone.
-    let added: TpView = json(c.cli(&["tp", "add", &a.pk, "--type", "dmsg", "--json"]));
+    let added: TpView = json(c.cli(&["tp", "add", &a.pk, "--type", "dmsg", "--once", "--json"]));
+    assert!(!added.persistent, "{added:?}");
     assert_eq!(
         (added.kind.as_str(), added.peer.as_str()),
         ("dmsg", a.pk.as_str())
@@ -289,6 +290,17 @@ fn skynet_commands_against_three_visors() {
     assert_eq!(r.removed, added.id);
     let tps: Items<TpView> = json(c.cli(&["tp", "ls", "--json"]));
     assert!(tps.0.iter().all(|t| t.id != added.id), "{tps:?}");
+
+    // With no --type the visor tries its types in order: stcp first, to the address A
+    // publishes in discovery (C's config knows only B's); kept up (no --once).
+    let added: TpView = json(c.cli(&["tp", "add", &a.pk, "--json"]));
+    assert_eq!(
+        (added.kind.as_str(), added.persistent),
+        ("stcp", true),
+        "{added:?}"
+    );
+    let human = text(&c.cli(&["tp", "rm", &added.id]));
+    assert_eq!(human.trim(), format!("removed {}", added.id));
 
     // Errors: checked by the CLI (exit 2) or answered by the visor (exit 1), one line each.
     fails(

@@ -340,3 +340,36 @@ fn ports(st: &RpcState) -> Vec<api::Port> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::allowed;
+
+    /// The skynet routes are known paths (so a wrong method is 405 with `Allow`, in every
+    /// build: one without skynet answers them 501) and do not shadow the older ones.
+    #[test]
+    fn skynet_paths_and_their_methods() {
+        let get: &[&str] = &["GET", "HEAD"];
+        for p in [
+            &["v1", "transports"][..],
+            &["v1", "transports", "types"],
+            &["v1", "routes"],
+            &["v1", "routes", "drops"],
+            &["v1", "groups"],
+            &["v1", "apps", "pty", "routes"],
+        ] {
+            assert_eq!(allowed(p), Some(get), "{p:?}");
+        }
+        assert_eq!(
+            allowed(&["v1", "transports", "ab"]),
+            Some(&["POST", "DELETE"][..])
+        );
+        assert_eq!(
+            allowed(&["v1", "apps", "pty", "start"]),
+            Some(&["POST"][..])
+        );
+        assert_eq!(allowed(&["v1", "apps", "pty"]), Some(get));
+        assert_eq!(allowed(&["v1", "routes", "x"]), None);
+        assert_eq!(allowed(&["v1", "transports", "a", "b"]), None);
+    }
+}

@@ -131,7 +131,8 @@ mod on {
     }
 
     /// `POST /v1/transports/<pk>[?type=T][&persistent=0]`: with no type, each type the
-    /// visor dials in turn (its order: stcp first), the first that comes up wins.
+    /// visor dials in turn (its order: stcp first), the first that comes up wins (and only it
+    /// is kept up).
     async fn add(c: &dyn Control, req: &Request, pk: &str) -> Response {
         let pk = match PublicKey::from_hex(pk) {
             Ok(k) => k,
@@ -152,9 +153,20 @@ mod on {
             }
             None => known,
         };
+        // Trying types in turn, each first attempt is not persistent (a persistent transport
+        // stays configured, redialing, when its first attempt fails); the one that came up is
+        // then made persistent if asked.
+        let explicit = kinds.len() == 1 && req.query_param("type").is_some();
         let mut why = Vec::new();
         for k in kinds {
-            match c.add_transport(pk, k.clone(), persistent).await {
+            let first = persistent && explicit;
+            match c.add_transport(pk, k.clone(), first).await {
+                Ok(tp) if persistent && !first => {
+                    return match c.add_transport(pk, k.clone(), true).await {
+                        Ok(tp) => ok(tp.to_json()),
+                        Err(e) => Response::error(502, format!("{k} to {pk}: {e}")),
+                    };
+                }
                 Ok(tp) => return ok(tp.to_json()),
                 Err(e) => why.push(format!("{k}: {e}")),
             }
