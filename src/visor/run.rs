@@ -477,7 +477,18 @@ fn start_skynet(
         Some(u) => Some(DiscClient::new(u).map_err(|e| format!("dmsg.discovery: {e}"))?),
         None => None,
     };
-    let listen = cfg.stcp.listen.clone();
+    let mut listen = cfg.stcp.listen.clone();
+    // An address we cannot have is neither listened on nor published (a port taken by
+    // another program must not be advertised as ours).
+    if !listen.is_empty()
+        && let Err(e) = std::net::TcpListener::bind(bind_addr(&listen))
+    {
+        log::warn!(
+            "skynet: cannot listen for stcp on {listen}: {e}; stcp transports can only be \
+             dialled from here (set stcp.listen, \"\" to turn it off)"
+        );
+        listen.clear();
+    }
     // Bound to every interface: publish the address others most likely reach us on.
     let mut public_addrs = Vec::new();
     if let Ok(a) = bind_addr(&listen).parse::<SocketAddr>()
