@@ -35,7 +35,11 @@ use skywire::rpc::skynet::{Drops, GroupView, RuleInfo, TpView};
 use skywire::rpc::{Body, Items};
 use skywire::transport::{Manager, PacketSink, TpConfig, Transport};
 
-const BIN: &str = env!("CARGO_BIN_EXE_skywire");
+/// The binary under test: this build's, or `SKYWIRE_BENCH_BIN` (another build of the same
+/// source, e.g. one with symbols for a profiler), as in the dmsg bench.
+fn bin() -> String {
+    std::env::var("SKYWIRE_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_skywire").into())
+}
 /// The overlay port of V3's echo app.
 const ECHO_PORT: u16 = 5001;
 /// Bytes written (and read back) at once.
@@ -53,7 +57,7 @@ struct Visor {
 impl Visor {
     /// `skywire cli visor --rpc … -c … args…`: its stdout, or a panic naming the failure.
     fn cli(&self, args: &[&str]) -> String {
-        let o = Command::new(BIN)
+        let o = Command::new(bin())
             .args(["cli", "visor", "--rpc", &self.rpc, "-c"])
             .arg(&self.cfg)
             .args(args)
@@ -92,7 +96,7 @@ fn s(v: &str) -> Value {
 
 /// Starts `skywire <args>` and returns it with its first stdout line (kept draining).
 fn start_tool(args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -114,7 +118,7 @@ fn start_tool(args: &[&str]) -> (Proc, String) {
 fn gen_config(dir: &Path, net: Option<(&str, &str)>) -> (PathBuf, Object) {
     std::fs::create_dir_all(dir).unwrap();
     let file = dir.join("skywire-config.json");
-    let o = Command::new(BIN)
+    let o = Command::new(bin())
         .args(["config", "gen", "-o", file.to_str().unwrap(), "--force"])
         .output()
         .unwrap();

@@ -161,7 +161,7 @@ mod on {
         for k in kinds {
             let first = persistent && explicit;
             match c.add_transport(pk, k.clone(), first).await {
-                Ok(tp) if persistent && !first => {
+                Ok(_) if persistent && !first => {
                     return match c.add_transport(pk, k.clone(), true).await {
                         Ok(tp) => ok(tp.to_json()),
                         Err(e) => Response::error(502, format!("{k} to {pk}: {e}")),
