@@ -531,6 +531,25 @@ fn five_visors_routes_survive_and_fail_as_they_should() {
     start(&mut b);
     wait_transports(&b, &[(&a, "stcp"), (&c, "dmsg")], 60);
     wait_transports(&a, &[(&b, "stcp")], 60);
+    // The mux:2 group got its second leg back (the dead one replaced in the background).
+    let t0 = Instant::now();
+    loop {
+        let groups = objects(&json_of(&a, &["route", "groups"]));
+        let mux = groups
+            .iter()
+            .find(|g| g.contains("\"policy\":\"mux:2\""))
+            .cloned()
+            .unwrap_or_default();
+        if mux.matches("\"state\":\"up\"").count() >= 2 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "mux:2 group without a second leg: {mux}\n{}",
+            a.log()
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
     let s = dial_retry(&a, &d, ECHO, &via, 60);
     assert_eq!(
         join_within(echo(s, 1 << 20, 17, 0), 120, "after restart"),

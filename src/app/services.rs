@@ -192,31 +192,17 @@ impl PortSink<DmsgStream> for DmsgSink {
     }
 }
 
+/// A route group's stream as a connection (like `dmsg_conn`).
+#[cfg(feature = "skynet")]
+fn route_conn(s: RouteStream, direction: Direction) -> Conn {
+    let (peer, rp, lp) = (s.peer, s.remote_port, s.local_port);
+    Conn::new(Box::new(s.stream), peer, rp, lp, Network::Skynet, direction)
+}
+
 /// A stream a peer opened in a route group, as a connection.
 #[cfg(feature = "skynet")]
 fn route_in(s: RouteStream) -> Conn {
-    let (peer, rp, lp) = (s.peer, s.remote_port, s.local_port);
-    Conn::new(
-        Box::new(s.stream),
-        peer,
-        rp,
-        lp,
-        Network::Skynet,
-        Direction::In,
-    )
-}
-
-#[cfg(feature = "skynet")]
-fn route_out(s: RouteStream) -> Conn {
-    let (peer, rp, lp) = (s.peer, s.remote_port, s.local_port);
-    Conn::new(
-        Box::new(s.stream),
-        peer,
-        rp,
-        lp,
-        Network::Skynet,
-        Direction::Out,
-    )
+    route_conn(s, Direction::In)
 }
 
 #[cfg(feature = "skynet")]
@@ -380,7 +366,7 @@ impl Services {
             RoutePolicy::Auto => {
                 if r.has_live(&pk) {
                     match r.dial(pk, port, src, route, app).await {
-                        Ok(s) => return Ok(route_out(s)),
+                        Ok(s) => return Ok(route_conn(s, Direction::Out)),
                         Err(e @ (RouteError::NoListener(_) | RouteError::Busy(_))) => {
                             return Err(route_err(e));
                         }
@@ -395,7 +381,7 @@ impl Services {
                     Err(NetError::NoRoute(m)) => r
                         .dial(pk, port, src, route, app)
                         .await
-                        .map(route_out)
+                        .map(|s| route_conn(s, Direction::Out))
                         .map_err(|e| NetError::NoRoute(format!("{m}; over skynet: {e}"))),
                     Err(e) => Err(e),
                 }
@@ -403,7 +389,7 @@ impl Services {
             p => r
                 .dial(pk, port, src, p, app)
                 .await
-                .map(route_out)
+                .map(|s| route_conn(s, Direction::Out))
                 .map_err(route_err),
         }
     }

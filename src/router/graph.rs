@@ -1,5 +1,6 @@
 //! The transport graph a source searches paths in, built from discovery: breadth first from
-//! this node, each node's signed entry naming its live links (`Entry::links`), up to
+//! this node, each node's signed entry naming its live links (`Entry::links`, read through a
+//! [`LinkSource`]: the router reaches dmsg's discovery only through the visor), up to
 //! [`DEFAULT_MAX_HOPS`] hops and [`MAX_NODES`] entries, cached for [`CACHE_FOR`] (a setup
 //! that fails asks for a fresh one). Our own links come from the transport manager, never
 //! from our (possibly older) entry.
@@ -14,8 +15,19 @@ use futures_lite::future;
 use super::lock;
 use super::path::{DEFAULT_MAX_HOPS, Graph};
 use crate::crypto::PublicKey;
-use crate::dmsg::disc_client::DiscClient;
 use crate::spawn::Spawn;
+
+/// A boxed future that owns what it needs.
+pub type LinksFut = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Option<Vec<(PublicKey, u8)>>> + Send + 'static>,
+>;
+
+/// Where the published links of a node come from (the visor: its discovery entry's `links`,
+/// `(peer, transport type byte)`); `None` when it has no entry.
+pub trait LinkSource: Send + Sync {
+    /// The links `pk` publishes.
+    fn links(&self, pk: PublicKey) -> LinksFut;
+}
 
 /// How long a built graph is used.
 pub const CACHE_FOR: Duration = Duration::from_secs(5);
@@ -28,12 +40,12 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The cached graph.
 pub(super) struct GraphCache {
-    disc: Option<DiscClient>,
+    disc: Option<Arc<dyn LinkSource>>,
     cached: Mutex<Option<(Instant, Graph)>>,
 }
 
 impl GraphCache {
-    pub(super) fn new(disc: Option<DiscClient>) -> GraphCache {
+    pub(super) fn new(disc: Option<Arc<dyn LinkSource>>) -> GraphCache {
         GraphCache {
             disc,
             cached: Mutex::new(None),
@@ -105,26 +117,22 @@ impl GraphCache {
                 let tasks: Vec<_> = batch
                     .into_iter()
                     .map(|pk| {
-                        let d = disc.clone();
+                        let fetch = disc.links(pk);
                         ex.spawn_boxed(async move {
-                            let got =
-                                future::or(async { d.entry(&pk).await.ok().flatten() }, async {
-                                    async_io::Timer::after(FETCH_TIMEOUT).await;
-                                    None
-                                })
-                                .await;
+                            let got = future::or(fetch, async {
+                                async_io::Timer::after(FETCH_TIMEOUT).await;
+                                None
+                            })
+                            .await;
                             (pk, got)
                         })
                     })
                     .collect();
                 for t in tasks {
-                    let (pk, entry) = t.await;
-                    let Some(e) = entry else { continue };
-                    if e.pk != pk {
-                        continue;
-                    }
+                    let (pk, links) = t.await;
+                    let Some(links) = links else { continue };
                     g.add_node(pk);
-                    for (peer, kind) in &e.links {
+                    for (peer, kind) in &links {
                         // Our own links are known first hand.
                         if *peer == local || pk == local {
                             continue;

@@ -31,10 +31,12 @@
 pub mod control;
 pub mod core;
 mod facade;
-mod graph;
+pub mod graph;
 pub mod group;
 pub mod path;
 pub mod policy;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -52,11 +54,9 @@ use self::group::{GroupConfig, LegSendError, LegTx, RouteGroup};
 use self::policy::RoutePolicy;
 use crate::accept::{AcceptQueue, PortSink, Refusal};
 use crate::crypto::{Keypair, PublicKey};
-use crate::dmsg::client::DmsgClient;
-use crate::dmsg::disc_client::DiscClient;
 use crate::mux::Stream;
 use crate::spawn::Spawn;
-use crate::transport::{Manager, PacketSink, SendError, TpConfig, TpType, Transport};
+use crate::transport::{Manager, PacketSink, SendError, TpType, Transport};
 use crate::wire::dmsg::{PORT_HEADER_LEN, PortHeader, PortRepr, PortStatus};
 
 /// Paths tried per leg before giving up (each disjoint from the ones that failed).
@@ -73,8 +73,9 @@ pub const AUTO_RETRY: Duration = Duration::from_secs(30);
 pub const MAX_GROUPS: usize = 1024;
 /// Accepted streams waiting for their port header, per router, at most.
 pub const MAX_INCOMING: usize = 256;
-/// Replacement attempts for a dead `mux:N` leg before the group carries on with fewer.
-pub const REPLACE_ATTEMPTS: u32 = 5;
+/// Replacement attempts for a dead `mux:N` leg (0.5 s apart doubling to 8 s) before the group
+/// carries on with fewer.
+pub const REPLACE_ATTEMPTS: u32 = 12;
 /// Bytes a group keeps in flight (sent, not yet acknowledged), at most: half a transport's
 /// send queue, so one group alone never overfills the queue of its first hop — nor of a
 /// forwarding hop, which sees at most this much of it at once. (The group resends what a
@@ -245,13 +246,11 @@ impl fmt::Debug for Router {
     }
 }
 
-/// What [`Router::start`] needs.
+/// What [`Router::start`] needs besides its manager.
 #[derive(Debug, Clone, Default)]
 pub struct RouterConfig {
     /// The core's tunables.
     pub core: CoreConfig,
-    /// The transport manager's.
-    pub tp: TpConfig,
 }
 
 /// The transports' sink: a weak handle, so the manager does not keep the router alive.
@@ -264,14 +263,14 @@ struct GroupTx {
 }
 
 impl Router {
-    /// Starts the node of `keys` on `ex`: the core, the transport manager (dmsg transports
-    /// through `dmsg`), the timer task. Discovery (`disc`) gives the transport graph and
-    /// peers' stcp addresses.
+    /// Starts the node of `keys` on `ex`: the core, the transport manager `manager` makes
+    /// (handed the router's packet sink), the timer task. `links` gives the transport graph
+    /// (each node's published links, from discovery).
     pub fn start(
         ex: Arc<Executor<'static>>,
         keys: Keypair,
-        dmsg: Option<DmsgClient>,
-        disc: Option<DiscClient>,
+        manager: impl FnOnce(Arc<dyn PacketSink>) -> Manager,
+        links: Option<Arc<dyn graph::LinkSource>>,
         cfg: RouterConfig,
     ) -> Router {
         let local = *keys.public();
@@ -287,22 +286,13 @@ impl Router {
                 ..State::default()
             }),
             kick: AcceptQueue::new(1),
-            graph: graph::GraphCache::new(disc.clone()),
+            graph: graph::GraphCache::new(links),
             sink: OnceLock::new(),
             owner: OnceLock::new(),
             drops: Mutex::new(BTreeMap::new()),
             group_cfg: group_config(),
         });
-        let mgr = Manager::new(
-            ex.clone(),
-            keys,
-            cfg.tp,
-            dmsg,
-            Arc::new(Sink(Arc::downgrade(&inner))),
-        );
-        if let Some(d) = disc {
-            mgr.set_discovery(d);
-        }
+        let mgr = manager(Arc::new(Sink(Arc::downgrade(&inner))));
         let _ = inner.tp.set(mgr);
         ex.spawn_boxed(timer_task(inner.clone())).detach();
         Router { inner }
@@ -685,6 +675,7 @@ impl Inner {
                         "router: group to {}: no replacement leg yet ({e})",
                         short(&key.peer)
                     );
+                    // 0.5 s doubling to 8 s: about a minute and a half in all.
                     Timer::after(Duration::from_millis(500 << attempt.min(4))).await;
                 }
             }

@@ -445,6 +445,21 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
     })
 }
 
+/// Published links of a node, from its discovery entry (the router's graph source).
+#[cfg(feature = "skynet")]
+struct DiscLinks(DiscClient);
+
+#[cfg(feature = "skynet")]
+impl crate::router::graph::LinkSource for DiscLinks {
+    fn links(&self, pk: PublicKey) -> crate::router::graph::LinksFut {
+        let d = self.0.clone();
+        Box::pin(async move {
+            let e = d.entry(&pk).await.ok().flatten()?;
+            (e.pk == pk).then_some(e.links)
+        })
+    }
+}
+
 /// The skynet node (step 5): the router and its transport manager, attached to `services`.
 /// A stcp listen address that cannot be bound is logged, not fatal: the visor still dials
 /// stcp and serves dmsg transports.
@@ -457,12 +472,23 @@ fn start_skynet(
     services: &mut Services,
 ) -> Result<crate::router::Router, String> {
     use crate::router::{Router, RouterConfig};
-    use crate::transport::{DMSG_PORT, TpConfig, TpType};
+    use crate::transport::{DMSG_PORT, Manager, TpConfig, TpType};
     let disc = match disc_url {
         Some(u) => Some(DiscClient::new(u).map_err(|e| format!("dmsg.discovery: {e}"))?),
         None => None,
     };
-    let listen = cfg.stcp.listen.clone();
+    let mut listen = cfg.stcp.listen.clone();
+    // An address we cannot have is neither listened on nor published (a port taken by
+    // another program must not be advertised as ours).
+    if !listen.is_empty()
+        && let Err(e) = std::net::TcpListener::bind(bind_addr(&listen))
+    {
+        log::warn!(
+            "skynet: cannot listen for stcp on {listen}: {e}; stcp transports can only be \
+             dialled from here (set stcp.listen, \"\" to turn it off)"
+        );
+        listen.clear();
+    }
     // Bound to every interface: publish the address others most likely reach us on.
     let mut public_addrs = Vec::new();
     if let Ok(a) = bind_addr(&listen).parse::<SocketAddr>()
@@ -471,18 +497,31 @@ fn start_skynet(
     {
         public_addrs.push(SocketAddr::new(outward_ip(), a.port()).to_string());
     }
+    let tp_cfg = TpConfig {
+        public_addrs,
+        ..TpConfig::default()
+    };
+    let (ex2, keys2, dmsg2, disc2) = (
+        ex.clone(),
+        Keypair::from_seed(cfg.keys.seed()),
+        dmsg.clone(),
+        disc.clone(),
+    );
+    let links = disc
+        .clone()
+        .map(|d| Arc::new(DiscLinks(d)) as Arc<dyn crate::router::graph::LinkSource>);
     let router = Router::start(
         ex.clone(),
         Keypair::from_seed(cfg.keys.seed()),
-        Some(dmsg.clone()),
-        disc,
-        RouterConfig {
-            tp: TpConfig {
-                public_addrs,
-                ..TpConfig::default()
-            },
-            ..RouterConfig::default()
+        move |sink| {
+            let m = Manager::new(ex2, keys2, tp_cfg, Some(dmsg2), sink);
+            if let Some(d) = disc2 {
+                m.set_discovery(d);
+            }
+            m
         },
+        links,
+        RouterConfig::default(),
     );
     let mgr = router.transports().clone();
     mgr.set_addr_book(&cfg.stcp.peers);
