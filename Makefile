@@ -65,6 +65,9 @@ lint:
 
 bench:
 	$(CARGO) bench -- --write docs/benchmarks.md
+	@# skynet's routes end at a test app (`test-a --echo`), so its bench builds with them; the
+	@# benches above measure the shipped build (cargo skips skynet there: required-features).
+	$(CARGO) bench --features skywire/test-apps --bench skynet -- --write docs/benchmarks.md
 
 FUZZ_TIME ?= 60
 fuzz:

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_executor::Executor;
-use common::{Proc, Sample, aead_pass, cpu_seconds_of, raw_tcp, rss_kib_of};
+use common::{
+    Proc, Sample, aead_pass, bare_forwarder, child_forward, cpu_seconds_of, raw_tcp, rss_kib_of,
+};
 use futures_lite::future::{self, block_on};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use skywire::crypto::Keypair;
@@ -77,73 +79,6 @@ fn child_clients(n: usize, disc: &str, relay: &str) {
             let _ = futures_lite::io::AsyncReadExt::read(&mut s, &mut b).await;
         }
     }));
-}
-
-/// Bytes the bare forwarder reads (and then writes) at once.
-const FLOOR_CHUNK: usize = 256 * 1024;
-
-/// The bare forwarder (child process): accepts one connection, connects to `sink`, and moves
-/// everything from one to the other with plain read → write of [`FLOOR_CHUNK`] bytes, then
-/// prints the CPU-seconds it used. What the kernel needs to pass bytes through a process on
-/// loopback with read/write: the floor under any relay.
-fn child_forward(sink: &str) {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    println!("{}", l.local_addr().unwrap());
-    let _ = std::io::stdout().flush();
-    let (mut a, _) = l.accept().unwrap();
-    let mut b = std::net::TcpStream::connect(sink).unwrap();
-    let c0 = common::cpu_seconds();
-    let mut buf = vec![0u8; FLOOR_CHUNK];
-    loop {
-        match a.read(&mut buf).unwrap() {
-            0 => break,
-            n => b.write_all(&buf[..n]).unwrap(),
-        }
-    }
-    println!("{}", common::cpu_seconds() - c0);
-}
-
-/// Runs [`child_forward`] between a sender and a sink thread of this process moving `total`
-/// bytes; returns the forwarder's CPU-seconds and the wall time.
-fn bare_forwarder(total: u64) -> (f64, Duration) {
-    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let sink_addr = sink.local_addr().unwrap();
-    let me = std::env::current_exe().unwrap();
-    let mut child = Command::new(me)
-        .args(["--child-forward", &sink_addr.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let fwd_addr = line.trim().to_string();
-    let t0 = Instant::now();
-    let reader = std::thread::spawn(move || {
-        let (mut r, _) = sink.accept().unwrap();
-        let mut buf = vec![0u8; FLOOR_CHUNK];
-        let mut got = 0u64;
-        loop {
-            match r.read(&mut buf).unwrap() {
-                0 => break got,
-                n => got += n as u64,
-            }
-        }
-    });
-    let mut w = std::net::TcpStream::connect(&fwd_addr).unwrap();
-    let buf = vec![0x5au8; FLOOR_CHUNK];
-    let mut sent = 0u64;
-    while sent < total {
-        w.write_all(&buf).unwrap();
-        sent += FLOOR_CHUNK as u64;
-    }
-    drop(w);
-    assert_eq!(reader.join().unwrap(), sent);
-    let wall = t0.elapsed();
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    let _ = child.wait();
-    (line.trim().parse().unwrap(), wall)
 }
 
 fn main() {

@@ -531,7 +531,7 @@ fn send(
                 }
                 Via::Visor => {
                     let rpc = rpc.expect("a visor");
-                    let mut s = skywire::cli::dial_via_visor(&rpc, &to, PORT)
+                    let mut s = skywire::cli::dial_via_visor(&rpc, &to, PORT, None)
                         .await
                         .map_err(|e| format!("dial through the visor: {}", e.msg))?;
                     send_pattern(&mut s, bytes).await

@@ -2,8 +2,9 @@
 //! and writing a results section into `docs/benchmarks.md` between markers.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use skywire::crypto::noise::CipherState;
@@ -208,4 +209,72 @@ impl Proc {
     pub fn pid(&self) -> u32 {
         self.0.id()
     }
+}
+
+/// Bytes the bare forwarder reads (and then writes) at once.
+pub const FLOOR_CHUNK: usize = 256 * 1024;
+
+/// The bare forwarder (child process): accepts one connection, connects to `sink`, and moves
+/// everything from one to the other with plain read → write of [`FLOOR_CHUNK`] bytes, then
+/// prints the CPU-seconds it used. What the kernel needs to pass bytes through a process on
+/// loopback with read/write: the floor under any relay.
+pub fn child_forward(sink: &str) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", l.local_addr().unwrap());
+    let _ = std::io::stdout().flush();
+    let (mut a, _) = l.accept().unwrap();
+    let mut b = std::net::TcpStream::connect(sink).unwrap();
+    let c0 = cpu_seconds();
+    let mut buf = vec![0u8; FLOOR_CHUNK];
+    loop {
+        match a.read(&mut buf).unwrap() {
+            0 => break,
+            n => b.write_all(&buf[..n]).unwrap(),
+        }
+    }
+    println!("{}", cpu_seconds() - c0);
+}
+
+/// Runs [`child_forward`] (this bench's executable with `--child-forward <sink>`: its `main`
+/// must dispatch that) between a sender and a sink thread of this process moving `total`
+/// bytes; returns the forwarder's CPU-seconds and the wall time.
+pub fn bare_forwarder(total: u64) -> (f64, Duration) {
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let me = std::env::current_exe().unwrap();
+    let mut child = Command::new(me)
+        .args(["--child-forward", &sink_addr.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let fwd_addr = line.trim().to_string();
+    let t0 = Instant::now();
+    let reader = std::thread::spawn(move || {
+        let (mut r, _) = sink.accept().unwrap();
+        let mut buf = vec![0u8; FLOOR_CHUNK];
+        let mut got = 0u64;
+        loop {
+            match r.read(&mut buf).unwrap() {
+                0 => break got,
+                n => got += n as u64,
+            }
+        }
+    });
+    let mut w = std::net::TcpStream::connect(&fwd_addr).unwrap();
+    let buf = vec![0x5au8; FLOOR_CHUNK];
+    let mut sent = 0u64;
+    while sent < total {
+        w.write_all(&buf).unwrap();
+        sent += FLOOR_CHUNK as u64;
+    }
+    drop(w);
+    assert_eq!(reader.join().unwrap(), sent);
+    let wall = t0.elapsed();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let _ = child.wait();
+    (line.trim().parse().unwrap(), wall)
 }

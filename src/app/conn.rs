@@ -28,6 +28,8 @@ pub enum Network {
     Tcp,
     /// Inside the visor: a dial to one of its own ports.
     Local,
+    /// Skynet: a stream in a route group over transports and routing hops.
+    Skynet,
     /// The in-memory network of tests and simulations.
     Mem,
 }
@@ -39,6 +41,7 @@ impl Network {
             Network::Dmsg => "dmsg",
             Network::Tcp => "tcp",
             Network::Local => "local",
+            Network::Skynet => "skynet",
             Network::Mem => "mem",
         }
     }

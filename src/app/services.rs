@@ -1,10 +1,14 @@
 //! The services registry (DESIGN.md §5): the visor's one port table. Every inbound overlay
 //! port of the visor is dispatched through it, `port → owner`, whichever carrier the stream
-//! arrived on: carriers (the dmsg client now, the skynet router next) hand each arrived
-//! stream to it through [`crate::accept::PortSink`] (see [`Feed`]), and a dial from this visor
-//! to one of its own ports is delivered the same way. A port nobody registered is refused
-//! (the dmsg client answers "no listener"); the remote-RPC port is never registered. Apps
-//! reach the table through [`VisorNet`], the visor-mode implementation of `Net`.
+//! arrived on: carriers (the dmsg client, and the skynet router with the `skynet` feature)
+//! hand each arrived stream to it through [`crate::accept::PortSink`] (see [`Feed`]), and a
+//! dial from this visor to one of its own ports is delivered the same way. A port nobody
+//! registered is refused (the carrier answers "no listener"); the remote-RPC port is never
+//! registered. A carrier may also take one dmsg port for itself ([`Services::divert_dmsg`]:
+//! skynet's dmsg transports arrive on port 45). Apps reach the table through [`VisorNet`], the
+//! visor-mode implementation of `Net`, which dials by the app's route policy: `auto` (a live
+//! route group, else dmsg now and a route set up in the background; a route when dmsg
+//! cannot reach the peer), `dmsg`, or a route of the policy's shape.
 //!
 //! dmsgctrl (port 7) is served here too: a peer sends ping `0x09`, we answer pong `0x0A`, as
 //! many times as it likes on one stream.
@@ -23,6 +27,8 @@ use super::net::{Listen, Net, NetError, accept_queued, dmsg_conn};
 use crate::accept::{AcceptQueue, Ephemeral, PortSink, Refusal, Reservation, Slot};
 use crate::crypto::PublicKey;
 use crate::dmsg::client::{DmsgClient, DmsgStream};
+#[cfg(feature = "skynet")]
+use crate::router::{RouteError, RouteStream, Router, policy::RoutePolicy};
 use crate::spawn::Spawn;
 
 /// dmsgctrl's overlay port.
@@ -133,12 +139,92 @@ fn dmsg_in(s: DmsgStream) -> Conn {
     dmsg_conn(s, Direction::In)
 }
 
+/// A dmsg stream to a port a carrier took for itself.
+pub type DmsgTaker = Arc<dyn Fn(DmsgStream) + Send + Sync>;
+
+/// dmsg ports taken by a carrier: port → (owner, taker).
+#[derive(Default)]
+struct DivertMap(Mutex<BTreeMap<u16, (String, DmsgTaker)>>);
+
+impl std::fmt::Debug for DivertMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(diverted(self).keys()).finish()
+    }
+}
+
+type Diverted = Arc<DivertMap>;
+
+fn diverted(d: &DivertMap) -> MutexGuard<'_, BTreeMap<u16, (String, DmsgTaker)>> {
+    d.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The dmsg client's way in: the ports carriers took, then the table.
+struct DmsgSink {
+    feed: Feed<DmsgStream>,
+    diverted: Diverted,
+}
+
+impl std::fmt::Debug for DmsgSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DmsgSink")
+            .field("feed", &self.feed)
+            .finish()
+    }
+}
+
+struct TakerSlot(DmsgTaker);
+
+impl Slot<DmsgStream> for TakerSlot {
+    fn deliver(self: Box<Self>, stream: DmsgStream) {
+        (self.0)(stream)
+    }
+}
+
+impl PortSink<DmsgStream> for DmsgSink {
+    fn reserve(&self, port: u16) -> Result<Box<dyn Slot<DmsgStream>>, Refusal> {
+        if let Some((_, t)) = diverted(&self.diverted).get(&port) {
+            return Ok(Box::new(TakerSlot(t.clone())));
+        }
+        self.feed.reserve(port)
+    }
+    fn serves(&self, port: u16) -> bool {
+        diverted(&self.diverted).contains_key(&port) || self.feed.serves(port)
+    }
+}
+
+/// A route group's stream as a connection (like `dmsg_conn`).
+#[cfg(feature = "skynet")]
+fn route_conn(s: RouteStream, direction: Direction) -> Conn {
+    let (peer, rp, lp) = (s.peer, s.remote_port, s.local_port);
+    Conn::new(Box::new(s.stream), peer, rp, lp, Network::Skynet, direction)
+}
+
+/// A stream a peer opened in a route group, as a connection.
+#[cfg(feature = "skynet")]
+fn route_in(s: RouteStream) -> Conn {
+    route_conn(s, Direction::In)
+}
+
+#[cfg(feature = "skynet")]
+fn route_err(e: RouteError) -> NetError {
+    match e {
+        RouteError::NoRoute(m) => NetError::NoRoute(m),
+        RouteError::NoListener(m) => NetError::NoListener(m),
+        RouteError::Busy(m) => NetError::Busy(m),
+        RouteError::Timeout(m) => NetError::Timeout(m),
+        RouteError::Failed(m) => NetError::Io(m),
+    }
+}
+
 /// The registry.
 #[derive(Debug, Clone)]
 pub struct Services {
     dmsg: DmsgClient,
     ports: Arc<Ports>,
     conns: ConnTable,
+    diverted: Diverted,
+    #[cfg(feature = "skynet")]
+    router: Option<Router>,
 }
 
 impl Services {
@@ -149,9 +235,46 @@ impl Services {
             dmsg,
             ports: Arc::new(Ports::default()),
             conns,
+            diverted: Arc::default(),
+            #[cfg(feature = "skynet")]
+            router: None,
         };
-        s.dmsg.set_port_sink(s.feed(dmsg_in));
+        s.dmsg.set_port_sink(Arc::new(DmsgSink {
+            feed: Feed::new(s.ports.clone(), dmsg_in),
+            diverted: s.diverted.clone(),
+        }));
         s
+    }
+
+    /// Hands every dmsg stream to `port` to `take` instead of the table (a carrier's own
+    /// port, e.g. skynet's dmsg transports on 45); `list` shows it under `owner`.
+    pub fn divert_dmsg(&self, port: u16, owner: &str, take: DmsgTaker) -> Result<(), NetError> {
+        if let Some(e) = self.ports.lock().get(&port) {
+            return Err(NetError::CannotListen(format!(
+                "port {port} is already served by {}",
+                e.service.owner
+            )));
+        }
+        diverted(&self.diverted).insert(port, (owner.to_string(), take));
+        Ok(())
+    }
+
+    /// Makes `router` the second carrier: streams peers open in route groups go to the
+    /// table, and dials follow the route policy. Call before the registry is cloned.
+    #[cfg(feature = "skynet")]
+    pub fn attach_router(&mut self, router: Router) {
+        let ports = self.ports.clone();
+        router.set_port_sink(
+            self.feed(route_in),
+            Box::new(move |port| ports.lock().get(&port).map(|e| e.service.owner.clone())),
+        );
+        self.router = Some(router);
+    }
+
+    /// The skynet node, if attached.
+    #[cfg(feature = "skynet")]
+    pub fn router(&self) -> Option<&Router> {
+        self.router.as_ref()
     }
 
     /// The way in for a carrier whose streams are `S`: it hands each arrived stream to the
@@ -177,6 +300,11 @@ impl Services {
         if port == RPC_PORT {
             return Err(NetError::CannotListen(format!(
                 "port {RPC_PORT} is the remote visor RPC port; it is never served to the overlay"
+            )));
+        }
+        if let Some((owner, _)) = diverted(&self.diverted).get(&port) {
+            return Err(NetError::CannotListen(format!(
+                "port {port} is already served by {owner}"
             )));
         }
         let mut t = self.ports.lock();
@@ -206,9 +334,68 @@ impl Services {
         })
     }
 
-    /// Opens a connection to `pk`:`port`: over dmsg, or, when `pk` is this visor's own,
+    /// Opens a connection to `pk`:`port`: by the `auto` route policy (with the `skynet`
+    /// feature; see [`Services::dial_by`]), else over dmsg; when `pk` is this visor's own,
     /// straight to the local service (a socket pair; a dmsg client cannot dial itself).
     pub async fn dial(&self, pk: PublicKey, port: u16) -> Result<Conn, NetError> {
+        #[cfg(feature = "skynet")]
+        return self.dial_by(pk, port, &RoutePolicy::Auto, "").await;
+        #[cfg(not(feature = "skynet"))]
+        return self.dial_dmsg(pk, port).await;
+    }
+
+    /// Opens a connection to `pk`:`port` by `route`, naming `app` in the route group's view:
+    /// `dmsg` over dmsg; `auto` over a live route group to the peer, else over dmsg (and a
+    /// route is set up in the background for the next dial), else — when dmsg cannot reach
+    /// the peer — over a route set up now; any other policy over a route group of that shape
+    /// (an open one, or one set up now). Without a router, always dmsg.
+    #[cfg(feature = "skynet")]
+    pub async fn dial_by(
+        &self,
+        pk: PublicKey,
+        port: u16,
+        route: &RoutePolicy,
+        app: &str,
+    ) -> Result<Conn, NetError> {
+        let Some(r) = self.router.as_ref().filter(|_| pk != *self.dmsg.pk()) else {
+            return self.dial_dmsg(pk, port).await;
+        };
+        let src = self.ports.ephemeral();
+        match route {
+            RoutePolicy::Dmsg => self.dial_dmsg(pk, port).await,
+            RoutePolicy::Auto => {
+                if r.has_live(&pk) {
+                    match r.dial(pk, port, src, route, app).await {
+                        Ok(s) => return Ok(route_conn(s, Direction::Out)),
+                        Err(e @ (RouteError::NoListener(_) | RouteError::Busy(_))) => {
+                            return Err(route_err(e));
+                        }
+                        Err(e) => log::debug!("auto dial {pk}:{port}: route failed ({e}); dmsg"),
+                    }
+                }
+                match self.dial_dmsg(pk, port).await {
+                    Ok(c) => {
+                        r.prepare(pk, app);
+                        Ok(c)
+                    }
+                    Err(NetError::NoRoute(m)) => r
+                        .dial(pk, port, src, route, app)
+                        .await
+                        .map(|s| route_conn(s, Direction::Out))
+                        .map_err(|e| NetError::NoRoute(format!("{m}; over skynet: {e}"))),
+                    Err(e) => Err(e),
+                }
+            }
+            p => r
+                .dial(pk, port, src, p, app)
+                .await
+                .map(|s| route_conn(s, Direction::Out))
+                .map_err(route_err),
+        }
+    }
+
+    /// [`Services::dial`] over dmsg (or to ourselves).
+    async fn dial_dmsg(&self, pk: PublicKey, port: u16) -> Result<Conn, NetError> {
         if pk != *self.dmsg.pk() {
             let s = self.dmsg.dial(&pk, port).await?;
             return Ok(dmsg_conn(s, Direction::Out));
@@ -245,20 +432,45 @@ impl Services {
         ))
     }
 
-    /// The registered ports, in order.
+    /// The registered ports (and those carriers took), in order.
     pub fn list(&self) -> Vec<Service> {
-        self.ports
+        let mut v: Vec<Service> = self
+            .ports
             .lock()
             .values()
             .map(|e| e.service.clone())
-            .collect()
+            .collect();
+        v.extend(
+            diverted(&self.diverted)
+                .iter()
+                .map(|(port, (owner, _))| Service {
+                    port: *port,
+                    owner: owner.clone(),
+                    network: Network::Dmsg,
+                    since: Instant::now(),
+                }),
+        );
+        v.sort_by_key(|s| s.port);
+        v
     }
 
-    /// The network an app gets inside the visor.
+    /// The network an app gets inside the visor (route policy `auto`).
     pub fn net_for(&self, app: &'static str) -> Arc<dyn Net> {
         Arc::new(VisorNet {
             services: self.clone(),
             owner: app,
+            #[cfg(feature = "skynet")]
+            route: RoutePolicy::Auto,
+        })
+    }
+
+    /// The network an app with route policy `route` gets inside the visor.
+    #[cfg(feature = "skynet")]
+    pub fn net_with_route(&self, app: &'static str, route: RoutePolicy) -> Arc<dyn Net> {
+        Arc::new(VisorNet {
+            services: self.clone(),
+            owner: app,
+            route,
         })
     }
 
@@ -278,10 +490,12 @@ impl Services {
         }))
     }
 
-    /// Pings `pk` over dmsgctrl `count` times on one stream; returns each round trip.
+    /// Pings `pk` over dmsgctrl `count` times on one stream (over dmsg); returns each round
+    /// trip.
     pub async fn ping(&self, pk: PublicKey, count: u32) -> Result<Vec<Duration>, NetError> {
         let t0 = Instant::now();
-        let c = self.dial(pk, DMSGCTRL_PORT).await?;
+        // Over dmsg, always: this measures dmsg (a route is pinged by the router).
+        let c = self.dial_dmsg(pk, DMSGCTRL_PORT).await?;
         let setup = t0.elapsed();
         let mut c = self.conns.adopt(c, "dmsgctrl");
         log::debug!("dmsgctrl: stream to {pk} open in {} µs", setup.as_micros());
@@ -378,11 +592,13 @@ impl Listen for ServiceListener {
 }
 
 /// The visor's network as one app sees it: listens go through the registry under the
-/// app's name; dials use the visor's dmsg client.
+/// app's name; dials go by the app's route policy ([`Services::dial_by`]).
 #[derive(Debug)]
 pub struct VisorNet {
     services: Services,
     owner: &'static str,
+    #[cfg(feature = "skynet")]
+    route: RoutePolicy,
 }
 
 impl Net for VisorNet {
@@ -396,7 +612,10 @@ impl Net for VisorNet {
         Ok(Box::new(self.services.register(port, self.owner)?))
     }
     fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>> {
-        Box::pin(self.services.dial(pk, port))
+        #[cfg(feature = "skynet")]
+        return Box::pin(self.services.dial_by(pk, port, &self.route, self.owner));
+        #[cfg(not(feature = "skynet"))]
+        return Box::pin(self.services.dial(pk, port));
     }
 }
 
@@ -448,6 +667,28 @@ mod tests {
         drop(l);
         assert!(!carrier.serves(80));
         assert_eq!(carrier.reserve(80).err(), Some(Refusal::Closed));
+    }
+
+    #[test]
+    fn a_carrier_takes_a_dmsg_port() {
+        let (services, _) = registry();
+        let _held = services.register(46, "app").unwrap();
+        let take: DmsgTaker = Arc::new(|_s| {});
+        assert!(matches!(
+            services.divert_dmsg(46, "transports", take.clone()),
+            Err(NetError::CannotListen(m)) if m == "port 46 is already served by app"
+        ));
+        services.divert_dmsg(45, "transports", take).unwrap();
+        assert!(matches!(
+            services.register(45, "x"),
+            Err(NetError::CannotListen(m)) if m == "port 45 is already served by transports"
+        ));
+        let rows: Vec<(u16, String)> = services
+            .list()
+            .into_iter()
+            .map(|s| (s.port, s.owner))
+            .collect();
+        assert_eq!(rows, vec![(45, "transports".into()), (46, "app".into())]);
     }
 
     #[test]

@@ -49,4 +49,8 @@ pub struct AppEntry {
     pub requires: Vec<String>,
     /// Apps to start before this one, if they can.
     pub wants: Vec<String>,
+    /// How the app's dials reach peers (`route`; default `auto`): see
+    /// [`RoutePolicy`](crate::router::policy::RoutePolicy).
+    #[cfg(feature = "skynet")]
+    pub route: crate::router::policy::RoutePolicy,
 }

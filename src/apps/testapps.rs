@@ -1,7 +1,8 @@
 //! Test apps (the `test-apps` feature; tests only, never in a board build). Arguments:
 //! `--fail-start` (fails before ready), `--crash-after-ms N` (ready, then fails after N ms),
 //! `--exit-after-ms N` (ready, then exits cleanly), `--port P` (answers every connection on
-//! overlay port P with its name and closes).
+//! overlay port P with its name and closes), `--echo` (with `--port`: echoes every
+//! connection back instead, half-close included, each in its own task).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use futures_lite::io::AsyncWriteExt;
 
 use crate::app::settings::RestartPolicy;
 use crate::app::{AppCtx, AppDef, AppFuture, DepKind, Mode};
+use crate::spawn::Spawn;
 
 #[derive(FromArgs, Debug)]
 /// test app arguments
@@ -27,6 +29,9 @@ struct Args {
     /// answer connections on this overlay port
     #[argh(option)]
     port: Option<u16>,
+    /// echo what each connection sends (with --port)
+    #[argh(switch)]
+    echo: bool,
 }
 
 fn parse(name: &str, args: &[String]) -> Result<Args, String> {
@@ -56,6 +61,16 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
     ctx.set_status("test app running");
     let serve = async {
         match &listener {
+            Some(l) if a.echo => loop {
+                let c = l.accept().await.map_err(|e| e.to_string())?;
+                ctx.ex
+                    .spawn_boxed(async move {
+                        let (mut r, mut w) = futures_lite::io::split(c);
+                        let _ = futures_lite::io::copy(&mut r, &mut w).await;
+                        let _ = w.close().await;
+                    })
+                    .detach();
+            },
             Some(l) => loop {
                 let mut c = l.accept().await.map_err(|e| e.to_string())?;
                 let _ = c.write_all(ctx.name.as_bytes()).await;

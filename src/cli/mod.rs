@@ -27,6 +27,8 @@ mod out;
 #[cfg(feature = "app-pty")]
 mod pty;
 mod rpc;
+#[cfg(feature = "skynet")]
+mod skynet;
 mod visor;
 
 /// Opens a byte stream to a peer's port through the running visor (RPC `POST /v1/dial`), the

@@ -119,6 +119,8 @@ struct Reach<'a> {
     config: &'a Option<PathBuf>,
     disc: &'a Option<String>,
     relay: &'a [String],
+    /// `--route`: the policy the visor dials by.
+    route: Option<&'a str>,
 }
 
 /// Opens the stream to `pk`'s pty: through the running visor (default; the visor's
@@ -129,6 +131,13 @@ async fn connect(
     pk: PublicKey,
     r: &Reach<'_>,
 ) -> Result<(Box<dyn AsyncIo>, Option<DmsgClient>), CmdError> {
+    #[cfg(feature = "skynet")]
+    super::skynet::check_route(r.route)?;
+    if r.route.is_some() && (r.via.is_some() || r.dmsg) {
+        return Err(CmdError::usage(
+            "--route is the policy the visor dials by; --via and --dmsg do not go through the              visor",
+        ));
+    }
     if let Some(via) = r.via {
         let (vpk, addr) =
             parse_tcp_peer(via).map_err(|e| CmdError::usage(format!("--via: {e}")))?;
@@ -168,7 +177,7 @@ async fn connect(
              exec …')",
         ));
     }
-    let s = dial_via_visor(r.rpc, &pk, PORT).await?;
+    let s = dial_via_visor(r.rpc, &pk, PORT, r.route).await?;
     Ok((Box::new(s), None))
 }
 
@@ -208,6 +217,11 @@ struct ExecCmd {
     /// use a dmsg client of our own instead of the visor's
     #[argh(switch)]
     dmsg: bool,
+    /// through the visor: dial by this route policy (auto, dmsg, direct, hops:K,
+    /// via:<pk>[,<pk>…], mux:N; default: the visor's, auto)
+    #[cfg(feature = "skynet")]
+    #[argh(option)]
+    route: Option<String>,
     /// identity for --via/--dmsg: secret key (hex)
     #[argh(option)]
     sk: Option<String>,
@@ -242,6 +256,10 @@ impl ExecCmd {
             config: &self.config,
             disc: &self.disc,
             relay: &self.relay,
+            #[cfg(feature = "skynet")]
+            route: self.route.as_deref(),
+            #[cfg(not(feature = "skynet"))]
+            route: None,
         };
         let opts = client::ExecOptions {
             timeout: self.timeout.map(Duration::from_secs),
@@ -275,6 +293,11 @@ struct StartCmd {
     /// use a dmsg client of our own instead of the visor's
     #[argh(switch)]
     dmsg: bool,
+    /// through the visor: dial by this route policy (auto, dmsg, direct, hops:K,
+    /// via:<pk>[,<pk>…], mux:N; default: the visor's, auto)
+    #[cfg(feature = "skynet")]
+    #[argh(option)]
+    route: Option<String>,
     /// identity for --via/--dmsg: secret key (hex)
     #[argh(option)]
     sk: Option<String>,
@@ -304,6 +327,10 @@ impl StartCmd {
             config: &self.config,
             disc: &self.disc,
             relay: &self.relay,
+            #[cfg(feature = "skynet")]
+            route: self.route.as_deref(),
+            #[cfg(not(feature = "skynet"))]
+            route: None,
         };
         let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
         let work = async {

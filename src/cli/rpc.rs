@@ -150,12 +150,14 @@ pub fn app_status(rpc: impl Into<Rpc>, name: &str, json: bool) -> CmdResult {
 }
 
 /// Opens a stream to `pk`:`port` through the running visor (RPC `POST /v1/dial`, HTTP
-/// upgrade): the visor dials with its own identity and the RPC connection becomes the stream.
+/// upgrade): the visor dials with its own identity (by the route policy `route`, else its
+/// default) and the RPC connection becomes the stream.
 #[cfg(feature = "app-pty")]
 pub async fn dial_via_visor(
     rpc: &Rpc,
     pk: &crate::crypto::PublicKey,
     port: u16,
+    route: Option<&str>,
 ) -> Result<crate::http::client::Switched<async_net::TcpStream>, CmdError> {
     use crate::http::client::{HttpError, Upgrade, upgrade_on};
     use crate::http::json::parse_object;
@@ -180,7 +182,7 @@ pub async fn dial_via_visor(
         .map(|a| ("Authorization", a))
         .into_iter()
         .collect();
-    let path = crate::rpc::dial_path(pk, port);
+    let path = crate::rpc::dial_path(pk, port, route);
     match upgrade_on(
         s,
         "POST",

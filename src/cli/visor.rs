@@ -64,7 +64,7 @@ impl VisorCmd {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "visor")]
-/// the visor: info, ping, ports, apps.
+/// the visor: info, ping, ports, apps (and, with skynet, tp and route).
 pub struct CliVisor {
     /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
     #[argh(option)]
@@ -87,6 +87,10 @@ enum CliVisorSub {
     Ping(PingCmd),
     Ports(PortsCmd),
     App(CliAppCmd),
+    #[cfg(feature = "skynet")]
+    Tp(super::skynet::TpCmd),
+    #[cfg(feature = "skynet")]
+    Route(super::skynet::RouteCmd),
 }
 
 impl CliVisor {
@@ -99,6 +103,10 @@ impl CliVisor {
         };
         match self.cmd {
             CliVisorSub::Info(c) => c.run(&rpc),
+            #[cfg(feature = "skynet")]
+            CliVisorSub::Tp(c) => c.run(&rpc),
+            #[cfg(feature = "skynet")]
+            CliVisorSub::Route(c) => c.run(&rpc),
             CliVisorSub::Ping(c) => c.run(&rpc),
             CliVisorSub::Ports(c) => c.run(&rpc),
             CliVisorSub::App(c) => c.run(&rpc),
@@ -150,7 +158,15 @@ impl InfoCmd {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "ping")]
-/// round trips to a peer's dmsgctrl (port 7) through the visor.
+#[cfg_attr(
+    feature = "skynet",
+    doc = "round trips to a peer through the visor: to its dmsgctrl (port 7), or with --route \
+           over a skynet route."
+)]
+#[cfg_attr(
+    not(feature = "skynet"),
+    doc = "round trips to a peer's dmsgctrl (port 7) through the visor."
+)]
 struct PingCmd {
     /// the peer's public key
     #[argh(positional)]
@@ -158,6 +174,11 @@ struct PingCmd {
     /// how many pings (default 3, at most 100)
     #[argh(option, short = 'n', default = "3")]
     count: u32,
+    /// over a skynet route of this policy (auto, direct, hops:K, via:<pk>[,<pk>…], mux:N;
+    /// dmsg: the dmsgctrl ping)
+    #[cfg(feature = "skynet")]
+    #[argh(option)]
+    route: Option<String>,
     /// print JSON
     #[argh(switch)]
     json: bool,
@@ -167,16 +188,28 @@ impl PingCmd {
     fn run(self, rpc: &Rpc) -> CmdResult {
         crate::crypto::PublicKey::from_hex(&self.pk)
             .map_err(|e| CmdError::usage(format!("{}: {e}", self.pk)))?;
+        #[cfg(feature = "skynet")]
+        let route = self.route.clone();
+        #[cfg(feature = "skynet")]
+        super::skynet::check_route(route.as_deref())?;
+        #[cfg(not(feature = "skynet"))]
+        let route = None;
         let req = Request::Ping {
             pk: self.pk.clone(),
             count: self.count,
+            route,
         };
         let Some(v) = fetch::<Pong>(rpc, &req, self.json)? else {
             return Ok(());
         };
+        let over = if v.route == "dmsg" {
+            String::new()
+        } else {
+            format!(" over {}", v.route)
+        };
         for (i, r) in v.rtt_us.iter().enumerate() {
             say(&format!(
-                "pong from {}: seq={} rtt={} ms",
+                "pong from {}{over}: seq={} rtt={} ms",
                 self.pk,
                 i + 1,
                 super::out::decimal(*r, 1000, 3)
@@ -229,6 +262,8 @@ enum CliAppSub {
     Start(NamedStart),
     Stop(NamedStop),
     Status(NamedStatus),
+    #[cfg(feature = "skynet")]
+    Routes(super::skynet::AppRoutes),
 }
 
 impl CliAppCmd {
@@ -238,6 +273,8 @@ impl CliAppCmd {
             CliAppSub::Start(c) => app_start(rpc.clone(), &c.name, c.json),
             CliAppSub::Stop(c) => app_stop(rpc.clone(), &c.name, c.i_know_what_im_doing, c.json),
             CliAppSub::Status(c) => app_status(rpc.clone(), &c.name, c.json),
+            #[cfg(feature = "skynet")]
+            CliAppSub::Routes(c) => super::skynet::groups(rpc, Some(&c.name), c.json),
         }
     }
 }

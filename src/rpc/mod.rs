@@ -8,6 +8,8 @@
 //! Errors are `{"error": "…"}` with a 4xx/5xx status (see [`client::RpcError`]).
 
 pub mod client;
+#[cfg(feature = "skynet")]
+pub mod skynet;
 
 use std::time::Duration;
 
@@ -44,12 +46,14 @@ pub enum Request {
         /// Stop it even if it is critical.
         force: bool,
     },
-    /// `POST /v1/ping/<pk>?count=N` → [`Pong`].
+    /// `POST /v1/ping/<pk>?count=N[&route=P]` → [`Pong`].
     Ping {
         /// The peer, as given (hex).
         pk: String,
         /// Round trips (1-100).
         count: u32,
+        /// A route policy: round trips over a skynet route (`None`, or `dmsg`: dmsgctrl).
+        route: Option<String>,
     },
     /// `GET /v1/whitelist` → [`Whitelist`].
     Whitelist,
@@ -60,15 +64,40 @@ pub enum Request {
         /// Add (else remove).
         add: bool,
     },
+    /// `GET /v1/transports` → items of `skynet::TpView`.
+    Transports,
+    /// `GET /v1/transports/types` → `skynet::TpTypes`.
+    TpTypes,
+    /// `POST /v1/transports/<pk>[?type=T][&persistent=0]` → `skynet::TpView`.
+    TpAdd {
+        /// The peer, as given (hex).
+        pk: String,
+        /// `stcp` or `dmsg` (`None`: the visor's choice, stcp if it knows an address).
+        kind: Option<String>,
+        /// Redial it when it drops.
+        persistent: bool,
+    },
+    /// `DELETE /v1/transports/<id>` → `skynet::Removed`.
+    TpRm(String),
+    /// `GET /v1/routes` → items of `skynet::RuleInfo`.
+    Routes,
+    /// `GET /v1/routes/drops` → `skynet::Drops`.
+    Drops,
+    /// `GET /v1/groups` (every route group) or `GET /v1/apps/<name>/routes` (one app's) →
+    /// items of `skynet::GroupView`.
+    Groups(Option<String>),
 }
 
 impl Request {
     /// The HTTP method.
     pub fn method(&self) -> &'static str {
         match self {
-            Request::Start(_) | Request::Stop { .. } | Request::Ping { .. } => "POST",
+            Request::Start(_)
+            | Request::Stop { .. }
+            | Request::Ping { .. }
+            | Request::TpAdd { .. } => "POST",
             Request::WhitelistEdit { add: true, .. } => "POST",
-            Request::WhitelistEdit { add: false, .. } => "DELETE",
+            Request::WhitelistEdit { add: false, .. } | Request::TpRm(_) => "DELETE",
             _ => "GET",
         }
     }
@@ -88,24 +117,60 @@ impl Request {
                     if *force { "?force=1" } else { "" }
                 )
             }
-            Request::Ping { pk, count } => format!("/v1/ping/{pk}?count={count}"),
+            Request::Ping { pk, count, route } => match route {
+                Some(r) => format!("/v1/ping/{pk}?count={count}&route={r}"),
+                None => format!("/v1/ping/{pk}?count={count}"),
+            },
             Request::Whitelist => "/v1/whitelist".into(),
             Request::WhitelistEdit { pk, .. } => format!("/v1/whitelist/{pk}"),
+            Request::Transports => "/v1/transports".into(),
+            Request::TpTypes => "/v1/transports/types".into(),
+            Request::TpAdd {
+                pk,
+                kind,
+                persistent,
+            } => {
+                let mut q = Vec::new();
+                if let Some(k) = kind {
+                    q.push(format!("type={k}"));
+                }
+                if !persistent {
+                    q.push("persistent=0".into());
+                }
+                let q = if q.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", q.join("&"))
+                };
+                format!("/v1/transports/{pk}{q}")
+            }
+            Request::TpRm(id) => format!("/v1/transports/{id}"),
+            Request::Routes => "/v1/routes".into(),
+            Request::Drops => "/v1/routes/drops".into(),
+            Request::Groups(None) => "/v1/groups".into(),
+            Request::Groups(Some(app)) => format!("/v1/apps/{app}/routes"),
         }
     }
 
-    /// How long the answer may take: pings and app starts wait on the network or the app.
+    /// How long the answer may take: pings, transport dials and app starts wait on the
+    /// network or the app.
     pub fn timeout(&self) -> Duration {
         match self {
-            Request::Ping { .. } | Request::Start(_) => Duration::from_secs(30),
+            Request::Ping { .. } | Request::Start(_) | Request::TpAdd { .. } => {
+                Duration::from_secs(30)
+            }
             _ => Duration::from_secs(10),
         }
     }
 }
 
-/// The path of the dial upgrade to `pk`:`port`.
-pub fn dial_path(pk: &PublicKey, port: u16) -> String {
-    format!("/v1/dial/{pk}/{port}")
+/// The path of the dial upgrade to `pk`:`port`, with the route policy to dial by (the
+/// visor's default, `auto`, when `None`).
+pub fn dial_path(pk: &PublicKey, port: u16, route: Option<&str>) -> String {
+    match route {
+        Some(r) => format!("/v1/dial/{pk}/{port}?route={r}"),
+        None => format!("/v1/dial/{pk}/{port}"),
+    }
 }
 
 /// A JSON answer body.
@@ -481,11 +546,13 @@ impl Body for Stopped {
     }
 }
 
-/// `POST /v1/ping/<pk>`: dmsgctrl round trips.
+/// `POST /v1/ping/<pk>`: dmsgctrl round trips, or round trips over a skynet route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pong {
     /// The peer (hex).
     pub pk: String,
+    /// `dmsg` (dmsgctrl), else the route policy the round trips took.
+    pub route: String,
     /// Each round trip, µs.
     pub rtt_us: Vec<u64>,
     /// The whole call, ms.
@@ -501,6 +568,7 @@ impl Body for Pong {
                 Out::Arr(self.rtt_us.iter().map(|r| Out::U64(*r)).collect()),
             )
             .field("total_ms", Out::U64(self.total_ms))
+            .field("route", Out::Str(self.route.clone()))
     }
 
     fn read(f: &mut Fields<'_>) -> Result<Self, JsonError> {
@@ -517,6 +585,8 @@ impl Body for Pong {
             .collect::<Result<_, _>>()?;
         Ok(Pong {
             pk: text(f, "pk")?,
+            // Visors from before skynet ping over dmsg only.
+            route: f.opt_str("route")?.unwrap_or("dmsg").to_string(),
             rtt_us,
             total_ms: num(f, "total_ms")?,
         })
@@ -602,6 +672,7 @@ mod tests {
         });
         round_trip(Pong {
             pk: "ab".into(),
+            route: "hops:2".into(),
             rtt_us: vec![1, 2],
             total_ms: 3,
         });

@@ -183,6 +183,45 @@ impl Default for DmsgConfig {
     }
 }
 
+/// Default listen address of the stcp transport (DESIGN.md §3.7).
+pub const DEFAULT_STCP_LISTEN: &str = "0.0.0.0:7777";
+/// The transport types a config may name (`transports[].type`).
+pub const TRANSPORT_TYPES: [&str; 2] = ["stcp", "dmsg"];
+/// The most persistent transports a config may list.
+pub const MAX_TRANSPORTS: usize = 256;
+/// The most `stcp.peers` a config may list.
+pub const MAX_STCP_PEERS: usize = 1024;
+
+/// One `transports[]` entry: a skynet transport the visor keeps up (dials at start, redials
+/// with backoff when it drops).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistentTransport {
+    /// The peer visor.
+    pub pk: PublicKey,
+    /// `stcp` or `dmsg` (one of [`TRANSPORT_TYPES`]).
+    pub kind: String,
+}
+
+/// The `stcp` section: the direct TCP transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StcpConfig {
+    /// Where the visor accepts stcp transports (`host:port`, `:port`); empty = it does not
+    /// listen (it can still dial out).
+    pub listen: String,
+    /// Addresses of peers' stcp listeners (`<pk>@host:port`), besides the ones their
+    /// discovery entries publish.
+    pub peers: Vec<PkAddr>,
+}
+
+impl Default for StcpConfig {
+    fn default() -> Self {
+        StcpConfig {
+            listen: DEFAULT_STCP_LISTEN.into(),
+            peers: Vec::new(),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -203,6 +242,10 @@ pub struct Config {
     pub pty_whitelist: Vec<PublicKey>,
     /// Per-app settings.
     pub apps: Vec<AppEntry>,
+    /// Skynet transports kept up from the start (`transports`).
+    pub transports: Vec<PersistentTransport>,
+    /// The stcp transport (`stcp`).
+    pub stcp: StcpConfig,
 }
 
 impl Config {
@@ -222,6 +265,8 @@ impl Config {
             hypervisors: Vec::new(),
             pty_whitelist: Vec::new(),
             apps: Vec::new(),
+            transports: Vec::new(),
+            stcp: StcpConfig::default(),
         }
     }
 
@@ -304,9 +349,30 @@ impl Config {
                 if !a.wants.is_empty() {
                     o = o.field("wants", json::str_array(a.wants.iter().cloned()));
                 }
+                #[cfg(feature = "skynet")]
+                if a.route != crate::router::policy::RoutePolicy::Auto {
+                    o = o.field("route", Out::Str(a.route.to_string()));
+                }
                 Out::Obj(o)
             })
             .collect();
+        let transports = self
+            .transports
+            .iter()
+            .map(|t| {
+                Out::Obj(
+                    Ordered::new()
+                        .field("pk", Out::Str(t.pk.to_hex()))
+                        .field("type", Out::Str(t.kind.clone())),
+                )
+            })
+            .collect();
+        let stcp = Ordered::new()
+            .field("listen", Out::Str(self.stcp.listen.clone()))
+            .field(
+                "peers",
+                json::str_array(self.stcp.peers.iter().map(|s| s.to_string())),
+            );
         Ordered::new()
             .field("version", Out::Str(CONFIG_VERSION.into()))
             .field("pk", Out::Str(self.keys.public().to_hex()))
@@ -330,6 +396,8 @@ impl Config {
                 "launcher",
                 Out::Obj(Ordered::new().field("apps", Out::Arr(apps))),
             )
+            .field("transports", Out::Arr(transports))
+            .field("stcp", Out::Obj(stcp))
             .to_pretty()
     }
 
@@ -445,7 +513,87 @@ fn parse_rest<'a>(f: &mut Fields<'a>, cfg: &mut Config) -> Result<(), JsonError>
         }
         l.deny_unknown()?;
     }
+    let transports = f.opt_array("transports")?;
+    if transports.len() > MAX_TRANSPORTS {
+        return Err(f.err(
+            "transports",
+            format!(
+                "{} transports; at most {MAX_TRANSPORTS} are allowed",
+                transports.len()
+            ),
+        ));
+    }
+    for (path, v) in transports {
+        let t = parse_transport(path.clone(), v)?;
+        if cfg.transports.contains(&t) {
+            return Err(JsonError {
+                path,
+                msg: format!("{} {} is listed twice", t.kind, t.pk),
+            });
+        }
+        if t.pk == *cfg.keys.public() {
+            return Err(JsonError {
+                path,
+                msg: "a transport to this visor itself".into(),
+            });
+        }
+        cfg.transports.push(t);
+    }
+    if let Some(mut s) = f.opt_object("stcp")? {
+        if let Some(a) = s.opt_str("listen")? {
+            if !a.is_empty() {
+                check_host_port(a).map_err(|m| s.err("listen", m))?;
+            }
+            cfg.stcp.listen = a.to_string();
+        }
+        let peers = s.opt_str_array("peers")?;
+        if peers.len() > MAX_STCP_PEERS {
+            return Err(s.err(
+                "peers",
+                format!(
+                    "{} peers; at most {MAX_STCP_PEERS} are allowed",
+                    peers.len()
+                ),
+            ));
+        }
+        for (path, p) in peers {
+            cfg.stcp
+                .peers
+                .push(PkAddr::parse(p).map_err(|msg| JsonError { path, msg })?);
+        }
+        s.deny_unknown()?;
+    }
     f.deny_unknown()
+}
+
+fn parse_transport(
+    path: String,
+    v: &miniserde::json::Value,
+) -> Result<PersistentTransport, JsonError> {
+    let miniserde::json::Value::Object(o) = v else {
+        return Err(JsonError {
+            msg: format!(
+                "expected an object {{\"pk\": …, \"type\": …}}, got {}",
+                json::kind(v)
+            ),
+            path,
+        });
+    };
+    let mut t = Fields::new(o, path);
+    let pk_text = t.str("pk")?;
+    let pk = PublicKey::from_hex(pk_text).map_err(|e| t.err("pk", e.to_string()))?;
+    let kind = t.opt_str("type")?.unwrap_or("stcp");
+    if !TRANSPORT_TYPES.contains(&kind) {
+        return Err(t.err(
+            "type",
+            format!("{kind:?} is not one of {}", TRANSPORT_TYPES.join(", ")),
+        ));
+    }
+    t.deny_unknown()?;
+    Ok(PersistentTransport {
+        pk,
+        kind: kind.to_string(),
+    })
 }
 
 fn parse_app(path: String, v: &miniserde::json::Value) -> Result<AppEntry, JsonError> {
@@ -485,6 +633,18 @@ fn parse_app(path: String, v: &miniserde::json::Value) -> Result<AppEntry, JsonE
         .into_iter()
         .map(|(_, s)| s.to_string())
         .collect();
+    let route = a.opt_str("route")?.unwrap_or("auto");
+    #[cfg(feature = "skynet")]
+    let route = route
+        .parse::<crate::router::policy::RoutePolicy>()
+        .map_err(|e| a.err("route", e.to_string()))?;
+    #[cfg(not(feature = "skynet"))]
+    if route != "auto" && route != "dmsg" {
+        return Err(a.err(
+            "route",
+            format!("{route:?}: this build has no skynet (feature `skynet`); only auto and dmsg"),
+        ));
+    }
     a.deny_unknown()?;
     Ok(AppEntry {
         name,
@@ -493,6 +653,8 @@ fn parse_app(path: String, v: &miniserde::json::Value) -> Result<AppEntry, JsonE
         restart_policy,
         requires,
         wants,
+        #[cfg(feature = "skynet")]
+        route,
     })
 }
 
@@ -567,8 +729,21 @@ mod tests {
             restart_policy: RestartPolicy::Always,
             requires: vec!["logserver".into()],
             wants: Vec::new(),
+            #[cfg(feature = "skynet")]
+            route: "mux:2".parse().unwrap(),
         });
+        let peer = *Keypair::from_seed(&[7u8; 32]).public();
+        c.transports.push(PersistentTransport {
+            pk: peer,
+            kind: "dmsg".into(),
+        });
+        c.stcp.listen = "127.0.0.1:7000".into();
+        c.stcp
+            .peers
+            .push(PkAddr::parse(&format!("{peer}@10.0.0.2:7777")).unwrap());
         let back = Config::parse(&c.to_json()).unwrap();
+        assert_eq!(back.transports, c.transports);
+        assert_eq!(back.stcp, c.stcp);
         assert_eq!(back.keys.public(), c.keys.public());
         assert_eq!(back.dmsg, c.dmsg);
         assert_eq!(back.apps, c.apps);
@@ -613,6 +788,76 @@ mod tests {
         assert!(err_of(&edit("\"version\": \"1\"", "\"version\": \"9\"")).contains("version"));
         let no_pk = edit("\"pk\"", "\"pkx\"");
         assert!(err_of(&no_pk).contains("`pk`: missing"));
+    }
+
+    #[test]
+    fn skynet_fields() {
+        let c = sample();
+        assert_eq!(c.stcp.listen, DEFAULT_STCP_LISTEN);
+        assert!(c.to_json().contains("\"listen\": \"0.0.0.0:7777\""));
+        let peer = *Keypair::from_seed(&[7u8; 32]).public();
+        let with = |t: &str| edit("\"transports\": []", &format!("\"transports\": [{t}]"));
+        // The type defaults to stcp.
+        let one = Config::parse(&with(&format!("{{\"pk\": \"{peer}\"}}"))).unwrap();
+        assert_eq!(one.transports[0].kind, "stcp");
+        let e = err_of(&with(&format!("{{\"pk\": \"{peer}\", \"type\": \"udp\"}}")));
+        assert!(
+            e.contains("`transports[0].type`") && e.contains("stcp, dmsg"),
+            "{e}"
+        );
+        let t = format!("{{\"pk\": \"{peer}\", \"type\": \"dmsg\"}}");
+        let e = err_of(&with(&format!("{t}, {t}")));
+        assert!(e.contains("`transports[1]`") && e.contains("twice"), "{e}");
+        let e = err_of(&with(&format!("{{\"pk\": \"{}\"}}", c.keys.public())));
+        assert!(e.contains("itself"), "{e}");
+        let e = err_of(&with("{\"pk\": \"00\"}"));
+        assert!(e.contains("`transports[0].pk`"), "{e}");
+        let e = err_of(&with(&format!(
+            "{{\"pk\": \"{peer}\", \"kind\": \"dmsg\"}}"
+        )));
+        assert!(e.contains("`transports[0].kind`"), "{e}");
+        // An empty listen address turns the listener off; a bad one is refused.
+        let off = edit("\"listen\": \"0.0.0.0:7777\"", "\"listen\": \"\"");
+        assert_eq!(Config::parse(&off).unwrap().stcp.listen, "");
+        let e = err_of(&edit(
+            "\"listen\": \"0.0.0.0:7777\"",
+            "\"listen\": \"nope\"",
+        ));
+        assert!(e.contains("`stcp.listen`"), "{e}");
+        let e = err_of(&edit("\"peers\": []", "\"peers\": [\"x@y:1\"]"));
+        assert!(e.contains("`stcp.peers[0]`"), "{e}");
+        // Old configs without the fields still load, with the defaults.
+        let old = sample().to_json();
+        let cut = old.find(",\n  \"transports\"").unwrap();
+        let old = format!("{}\n}}\n", &old[..cut]);
+        let back = Config::parse(&old).unwrap();
+        assert!(back.transports.is_empty());
+        assert_eq!(back.stcp, StcpConfig::default());
+    }
+
+    #[test]
+    fn app_route_policy() {
+        let app = |route: &str| {
+            edit(
+                "\"apps\": []",
+                &format!("\"apps\": [{{\"name\": \"pty\"{route}}}]"),
+            )
+        };
+        #[cfg(feature = "skynet")]
+        {
+            use crate::router::policy::RoutePolicy;
+            let c = Config::parse(&app("")).unwrap();
+            assert_eq!(c.apps[0].route, RoutePolicy::Auto);
+            assert!(!c.to_json().contains("\"route\""), "auto is not written");
+            let c = Config::parse(&app(", \"route\": \"hops:3\"")).unwrap();
+            assert_eq!(c.apps[0].route, RoutePolicy::Hops(3));
+            assert!(c.to_json().contains("\"route\": \"hops:3\""));
+        }
+        let e = err_of(&app(", \"route\": \"hops:99\""));
+        assert!(e.contains("`launcher.apps[0].route`"), "{e}");
+        let e = err_of(&app(", \"route\": 3"));
+        assert!(e.contains("`launcher.apps[0].route`"), "{e}");
+        assert!(Config::parse(&app(", \"route\": \"dmsg\"")).is_ok());
     }
 
     #[test]

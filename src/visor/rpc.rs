@@ -10,10 +10,21 @@
 //! | GET | `/v1/apps/<name>` | one app, with its tagged connections |
 //! | POST | `/v1/apps/<name>/start` | start it (and what it depends on) |
 //! | POST | `/v1/apps/<name>/stop[?force=1]` | stop it (critical apps need `force`) |
-//! | POST | `/v1/ping/<pk>[?count=N]` | dmsgctrl round trips to a peer |
-//! | POST | `/v1/dial/<pk>/<port>` + `Upgrade: skywire-stream` | 101, then the connection is a stream to the peer's port, opened by the visor with its identity |
+//! | POST | `/v1/ping/<pk>[?count=N][&route=P]` | dmsgctrl round trips to a peer, or (`route` other than `dmsg`) round trips over a skynet route |
+//! | POST | `/v1/dial/<pk>/<port>[?route=P]` + `Upgrade: skywire-stream` | 101, then the connection is a stream to the peer's port, opened by the visor with its identity (by route policy `P`) |
 //! | GET | `/v1/whitelist` | `pty.whitelist` |
 //! | POST / DELETE | `/v1/whitelist/<pk>` | add / remove a PK (saved to the config file) |
+//! | GET | `/v1/transports` | skynet transports |
+//! | GET | `/v1/transports/types` | the transport types this visor dials |
+//! | POST | `/v1/transports/<pk>[?type=stcp\|dmsg][&persistent=0]` | dial a transport (default: each type in turn) |
+//! | DELETE | `/v1/transports/<id>` | close a transport, stop redialing it |
+//! | GET | `/v1/routes` | the rule table |
+//! | GET | `/v1/routes/drops` | the router's drop counters |
+//! | GET | `/v1/groups` | every route group |
+//! | GET | `/v1/apps/<name>/routes` | the route groups an app initiates or accepts |
+//!
+//! The skynet routes answer 501 from a visor built without the `skynet` feature and 503 from
+//! one that runs no skynet node (no [`Control`](crate::router::control::Control) handed in).
 //!
 //! Every route is behind a [`LocalGuard`](crate::http::guard::LocalGuard) (see [`guarded`]):
 //! a foreign `Host` or any `Origin` is refused (403), and every route but `/health` needs
@@ -33,11 +44,13 @@ use crate::http::server::{Handler, Request, Response};
 pub use crate::rpc::DIAL_UPGRADE;
 use crate::rpc::{self as api, Body, Items};
 
+mod skynet;
+
 use super::whitelist::EditError;
 use crate::app::services::Services;
 
 /// What the RPC serves from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RpcState {
     /// The launcher.
     pub launcher: Launcher,
@@ -59,6 +72,21 @@ pub struct RpcState {
     pub whitelist: crate::app::SharedKeys,
     /// Saves whitelist edits (off the executor) and updates `whitelist`.
     pub editor: super::whitelist::WhitelistEditor,
+    /// The skynet node (`None`: the visor runs none; the routes answer 503).
+    #[cfg(feature = "skynet")]
+    pub control: Option<Arc<dyn crate::router::control::Control>>,
+}
+
+impl std::fmt::Debug for RpcState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("RpcState");
+        d.field("rpc_addr", &self.rpc_addr)
+            .field("network", &self.network)
+            .field("config_file", &self.config_file);
+        #[cfg(feature = "skynet")]
+        d.field("skynet", &self.control.is_some());
+        d.finish_non_exhaustive()
+    }
 }
 
 /// The RPC handler, unguarded: [`guarded`] is what is served.
@@ -92,6 +120,11 @@ fn allowed(segs: &[&str]) -> Option<&'static [&'static str]> {
     const GET: &[&str] = &["GET", "HEAD"];
     Some(match segs {
         ["health"] | ["v1", "info" | "ports" | "apps" | "whitelist"] | ["v1", "apps", _] => GET,
+        ["v1", "transports" | "routes" | "groups"]
+        | ["v1", "transports", "types"]
+        | ["v1", "routes", "drops"]
+        | ["v1", "apps", _, "routes"] => GET,
+        ["v1", "transports", _] => &["POST", "DELETE"],
         ["v1", "apps", _, "start" | "stop"] | ["v1", "dial", _, _] => &["POST"],
         ["v1", "ping", _] => &["GET", "HEAD", "POST"],
         ["v1", "whitelist", _] => &["POST", "DELETE"],
@@ -160,15 +193,28 @@ async fn route(st: &RpcState, req: Request) -> Response {
                 Some(Ok(n)) if (1..=100).contains(&n) => n,
                 Some(_) => return Response::error(400, "count must be 1-100"),
             };
+            let route = match skynet::policy(req.query_param("route")) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
             let t0 = Instant::now();
-            match st.services.ping(pk, count).await {
+            let rtts = match &route {
+                Some(r) => skynet::ping(st, pk, r, count).await,
+                None => st
+                    .services
+                    .ping(pk, count)
+                    .await
+                    .map_err(|e| Response::error(502, e.to_string())),
+            };
+            match rtts {
                 Ok(rtts) => ok(api::Pong {
                     pk: pk.to_hex(),
+                    route: route.unwrap_or_else(|| "dmsg".into()),
                     rtt_us: rtts.iter().map(|d| d.as_micros() as u64).collect(),
                     total_ms: t0.elapsed().as_millis() as u64,
                 }
                 .to_json()),
-                Err(e) => Response::error(502, e.to_string()),
+                Err(r) => r,
             }
         }
         ("POST", ["v1", "dial", pk, port]) => dial(st, &req, pk, port).await,
@@ -185,6 +231,8 @@ async fn route(st: &RpcState, req: Request) -> Response {
                 Err(e @ EditError::Failed(_)) => Response::error(500, e.to_string()),
             }
         }
+        (_, ["v1", "transports" | "routes" | "groups", ..])
+        | ("GET", ["v1", "apps", _, "routes"]) => skynet::route(st, &req, &segs).await,
         _ => Response::error(500, format!("{m} {}: route table out of step", req.path)),
     }
 }
@@ -210,7 +258,21 @@ async fn dial(st: &RpcState, req: &Request, pk: &str, port: &str) -> Response {
     {
         return Response::error(400, format!("send Upgrade: {DIAL_UPGRADE}"));
     }
-    let conn = match st.services.dial(pk, port).await {
+    // By the route policy asked for (`auto`, the visor's default, when none).
+    #[cfg(feature = "skynet")]
+    let dialed = {
+        let route = req.query_param("route").unwrap_or("auto");
+        match route.parse::<crate::router::policy::RoutePolicy>() {
+            Ok(p) => st.services.dial_by(pk, port, &p, "cli").await,
+            Err(e) => return Response::error(400, format!("route {route:?}: {e}")),
+        }
+    };
+    #[cfg(not(feature = "skynet"))]
+    let dialed = match skynet::policy(req.query_param("route")) {
+        Ok(_) => st.services.dial(pk, port).await,
+        Err(r) => return r,
+    };
+    let conn = match dialed {
         Ok(c) => st.launcher.conns().adopt(c, "cli"),
         Err(e) => return Response::error(502, e.to_string()),
     };
@@ -277,4 +339,37 @@ fn ports(st: &RpcState) -> Vec<api::Port> {
             since_secs: s.since.elapsed().as_secs(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed;
+
+    /// The skynet routes are known paths (so a wrong method is 405 with `Allow`, in every
+    /// build: one without skynet answers them 501) and do not shadow the older ones.
+    #[test]
+    fn skynet_paths_and_their_methods() {
+        let get: &[&str] = &["GET", "HEAD"];
+        for p in [
+            &["v1", "transports"][..],
+            &["v1", "transports", "types"],
+            &["v1", "routes"],
+            &["v1", "routes", "drops"],
+            &["v1", "groups"],
+            &["v1", "apps", "pty", "routes"],
+        ] {
+            assert_eq!(allowed(p), Some(get), "{p:?}");
+        }
+        assert_eq!(
+            allowed(&["v1", "transports", "ab"]),
+            Some(&["POST", "DELETE"][..])
+        );
+        assert_eq!(
+            allowed(&["v1", "apps", "pty", "start"]),
+            Some(&["POST"][..])
+        );
+        assert_eq!(allowed(&["v1", "apps", "pty"]), Some(get));
+        assert_eq!(allowed(&["v1", "routes", "x"]), None);
+        assert_eq!(allowed(&["v1", "transports", "a", "b"]), None);
+    }
 }

@@ -8,7 +8,10 @@
 //!    is taken another visor is running, which is the error to report;
 //! 4. the network: with no discovery and no relays configured, the embedded discovery and
 //!    relay (DESIGN.md §7); then the dmsg client (to the configured relays, or to our own);
-//! 5. the services registry and dmsgctrl (port 7);
+//! 5. the services registry and dmsgctrl (port 7); with the `skynet` feature, the skynet
+//!    node: the transport manager (dmsg transports on port 45 through the registry, the stcp
+//!    listener on `stcp.listen`, the `transports` of the config kept up) and the router, the
+//!    registry's second carrier;
 //! 6. the RPC server on `cli_addr` starts serving, behind the local guard (Host, Origin, and
 //!    the bearer token written to `<state dir>/rpc.token` once the address was bound);
 //! 7. the launcher, which starts the auto-start apps wave by wave.
@@ -204,6 +207,8 @@ pub struct Visor {
     signals: async_signal::Signals,
     launcher: Launcher,
     dmsg: DmsgClient,
+    #[cfg(feature = "skynet")]
+    router: crate::router::Router,
     /// dmsgctrl's accept loop: dropping the task would cancel it.
     _dmsgctrl: async_executor::Task<()>,
     ex: Arc<Executor<'static>>,
@@ -242,6 +247,19 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
     // 2. The app plan.
     let planned =
         launcher::plan(APPS, &cfg.apps).map_err(|e| format!("{}: {e}", file.display()))?;
+    #[cfg(feature = "skynet")]
+    let routes: std::collections::HashMap<String, crate::router::policy::RoutePolicy> = cfg
+        .apps
+        .iter()
+        .map(|a| (a.name.clone(), a.route.clone()))
+        .collect();
+    #[cfg(not(feature = "skynet"))]
+    if !cfg.transports.is_empty() {
+        log::warn!(
+            "{}: `transports` ignored: this build has no skynet (feature `skynet`)",
+            file.display()
+        );
+    }
 
     // 3. Signals, before anything is started, so none is missed.
     let signals =
@@ -352,9 +370,12 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         },
     );
 
-    // 5. Services registry and dmsgctrl.
+    // 5. Services registry and dmsgctrl; the skynet node.
     let conns = ConnTable::default();
-    let services = Services::new(dmsg.clone(), conns.clone());
+    #[allow(unused_mut)] // only skynet attaches a second carrier
+    let mut services = Services::new(dmsg.clone(), conns.clone());
+    #[cfg(feature = "skynet")]
+    let router = start_skynet(&cfg, &ex, &dmsg, disc_url.as_deref(), &mut services)?;
     let dmsgctrl = services
         .serve_dmsgctrl(&ex)
         .map_err(|e| format!("dmsgctrl: {e}"))?;
@@ -367,12 +388,14 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
     let editor = super::whitelist::WhitelistEditor::start(file.clone(), whitelist.clone())
         .map_err(|e| format!("cannot start the whitelist writer thread: {e}"))?;
     let (svc, tags) = (services.clone(), conns.clone());
-    let launcher = Launcher::new(
-        ex.clone(),
-        planned,
-        Arc::new(move |name| Tagged::wrap(svc.net_for(name), name, tags.clone())),
-        conns,
-    );
+    #[cfg(feature = "skynet")]
+    let net_for = move |name: &'static str| {
+        let route = routes.get(name).cloned().unwrap_or_default();
+        Tagged::wrap(svc.net_with_route(name, route), name, tags.clone())
+    };
+    #[cfg(not(feature = "skynet"))]
+    let net_for = move |name| Tagged::wrap(svc.net_for(name), name, tags.clone());
+    let launcher = Launcher::new(ex.clone(), planned, Arc::new(net_for), conns);
     let l2 = launcher.clone();
     launcher.set_host(HostInfo {
         pk,
@@ -392,6 +415,8 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         config_file: file.clone(),
         whitelist,
         editor,
+        #[cfg(feature = "skynet")]
+        control: Some(Arc::new(router.clone()) as Arc<dyn crate::router::control::Control>),
     });
     ex.spawn_boxed(server::serve(
         rl,
@@ -413,9 +438,124 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         signals,
         launcher,
         dmsg,
+        #[cfg(feature = "skynet")]
+        router,
         _dmsgctrl: dmsgctrl,
         ex,
     })
+}
+
+/// Published links of a node, from its discovery entry (the router's graph source).
+#[cfg(feature = "skynet")]
+struct DiscLinks(DiscClient);
+
+#[cfg(feature = "skynet")]
+impl crate::router::graph::LinkSource for DiscLinks {
+    fn links(&self, pk: PublicKey) -> crate::router::graph::LinksFut {
+        let d = self.0.clone();
+        Box::pin(async move {
+            let e = d.entry(&pk).await.ok().flatten()?;
+            (e.pk == pk).then_some(e.links)
+        })
+    }
+}
+
+/// The skynet node (step 5): the router and its transport manager, attached to `services`.
+/// A stcp listen address that cannot be bound is logged, not fatal: the visor still dials
+/// stcp and serves dmsg transports.
+#[cfg(feature = "skynet")]
+fn start_skynet(
+    cfg: &Config,
+    ex: &Arc<Executor<'static>>,
+    dmsg: &DmsgClient,
+    disc_url: Option<&str>,
+    services: &mut Services,
+) -> Result<crate::router::Router, String> {
+    use crate::router::{Router, RouterConfig};
+    use crate::transport::{DMSG_PORT, Manager, TpConfig, TpType};
+    let disc = match disc_url {
+        Some(u) => Some(DiscClient::new(u).map_err(|e| format!("dmsg.discovery: {e}"))?),
+        None => None,
+    };
+    let mut listen = cfg.stcp.listen.clone();
+    // An address we cannot have is neither listened on nor published (a port taken by
+    // another program must not be advertised as ours).
+    if !listen.is_empty()
+        && let Err(e) = std::net::TcpListener::bind(bind_addr(&listen))
+    {
+        log::warn!(
+            "skynet: cannot listen for stcp on {listen}: {e}; stcp transports can only be \
+             dialled from here (set stcp.listen, \"\" to turn it off)"
+        );
+        listen.clear();
+    }
+    // Bound to every interface: publish the address others most likely reach us on.
+    let mut public_addrs = Vec::new();
+    if let Ok(a) = bind_addr(&listen).parse::<SocketAddr>()
+        && a.ip().is_unspecified()
+        && a.port() != 0
+    {
+        public_addrs.push(SocketAddr::new(outward_ip(), a.port()).to_string());
+    }
+    let tp_cfg = TpConfig {
+        public_addrs,
+        ..TpConfig::default()
+    };
+    let (ex2, keys2, dmsg2, disc2) = (
+        ex.clone(),
+        Keypair::from_seed(cfg.keys.seed()),
+        dmsg.clone(),
+        disc.clone(),
+    );
+    let links = disc
+        .clone()
+        .map(|d| Arc::new(DiscLinks(d)) as Arc<dyn crate::router::graph::LinkSource>);
+    let router = Router::start(
+        ex.clone(),
+        Keypair::from_seed(cfg.keys.seed()),
+        move |sink| {
+            let m = Manager::new(ex2, keys2, tp_cfg, Some(dmsg2), sink);
+            if let Some(d) = disc2 {
+                m.set_discovery(d);
+            }
+            m
+        },
+        links,
+        RouterConfig::default(),
+    );
+    let mgr = router.transports().clone();
+    mgr.set_addr_book(&cfg.stcp.peers);
+    let m2 = mgr.clone();
+    services
+        .divert_dmsg(
+            DMSG_PORT,
+            "transports",
+            Arc::new(move |s| m2.accept_dmsg(s)),
+        )
+        .map_err(|e| format!("skynet: {e}"))?;
+    services.attach_router(router.clone());
+    if !listen.is_empty() {
+        match future::block_on(mgr.listen_stcp(&listen)) {
+            Ok(a) => log::info!("skynet: stcp transports accepted on {a}"),
+            Err(e) => log::warn!(
+                "skynet: {e}; stcp transports can only be dialled from here (set stcp.listen, \"\" to turn it off)"
+            ),
+        }
+    }
+    for t in &cfg.transports {
+        let Ok(kind) = t.kind.parse::<TpType>() else {
+            continue;
+        };
+        let (m, pk) = (mgr.clone(), t.pk);
+        ex.spawn_boxed(async move {
+            match m.add(pk, kind, true).await {
+                Ok(i) => log::info!("skynet: {kind} transport {} to {pk} up", i.id),
+                Err(e) => log::info!("skynet: {e}"),
+            }
+        })
+        .detach();
+    }
+    Ok(router)
 }
 
 impl Visor {
@@ -427,6 +567,8 @@ impl Visor {
             mut signals,
             launcher,
             dmsg,
+            #[cfg(feature = "skynet")]
+            router,
             _dmsgctrl: _served_until_return,
             ex,
             ..
@@ -445,6 +587,9 @@ impl Visor {
         let t0 = Instant::now();
         let stop = async {
             launcher.shutdown().await;
+            // Close on every route group's legs, then the transports go down.
+            #[cfg(feature = "skynet")]
+            router.shutdown();
             dmsg.shutdown(Duration::from_millis(500)).await;
         };
         future::or(stop, async {

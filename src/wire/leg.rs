@@ -283,7 +283,7 @@ mod tests {
         let lines: Vec<String> = section.lines().map(squash).collect();
         for golden in [DATA, PING, PONG] {
             let want = squash(golden);
-            assert!(lines.iter().any(|l| *l == want), "{golden} not in the doc");
+            assert!(lines.contains(&want), "{golden} not in the doc");
         }
     }
 

@@ -149,6 +149,11 @@ pub fn write_config(dir: &Path, join: Option<&str>, apps: &str) -> PathBuf {
         "\"disc_addr\": \"127.0.0.1:9090\"",
         "\"disc_addr\": \"127.0.0.1:0\"",
     );
+    // Skynet's stcp listener on loopback too (its default is every interface, :7777).
+    cfg = cfg.replace(
+        "\"listen\": \"0.0.0.0:7777\"",
+        "\"listen\": \"127.0.0.1:0\"",
+    );
     cfg = cfg.replace("\"apps\": []", &format!("\"apps\": {apps}"));
     std::fs::write(&file, cfg).unwrap();
     file

@@ -88,6 +88,8 @@ fn entry(name: &str, args: &[&str]) -> AppEntry {
         restart_policy: RestartPolicy::Never,
         requires: Vec::new(),
         wants: Vec::new(),
+        #[cfg(feature = "skynet")]
+        route: Default::default(),
     }
 }
 
