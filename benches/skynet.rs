@@ -386,6 +386,7 @@ fn rule_memory(n: usize) -> (f64, usize) {
         x,
         CoreConfig {
             max_rules: n,
+            max_rules_per_transport: n,
             per_hop_timeout: Duration::from_secs(3600),
             idle_timeout: Duration::from_secs(3600),
             setup_rate: 1_000_000,

@@ -32,7 +32,8 @@
 //! [`Event::SetupFailed`] while pending), intermediaries send an Error packet towards the
 //! surviving side (so the endpoint learns at once) or a nack upstream for a pending setup.
 //!
-//! **Bounds.** At most `max_rules` rules (a setup beyond is nacked "route table full"); setup
+//! **Bounds.** At most `max_rules` rules (a setup beyond is nacked "route table full"), of
+//! which at most `max_rules_per_transport` set up by requests from one transport; setup
 //! requests per transport limited by a token bucket (`setup_rate`/s, burst `setup_burst`;
 //! beyond are dropped, counted); [`Core::poll_event`] must be drained by the driver after each
 //! call (each input queues at most two events; a transport going down queues one per rule
@@ -67,6 +68,9 @@ impl fmt::Display for LegRef {
 
 /// Rules a node holds at most by default.
 pub const MAX_RULES: usize = 8192;
+/// Default share of the rule table that setups arriving over one transport may hold: a single
+/// neighbour (or a pair of colluding ones) cannot fill the table for everybody else.
+pub const MAX_RULES_PER_TRANSPORT: usize = MAX_RULES / 4;
 /// How long a pending rule waits per hop still ahead of it.
 pub const PER_HOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// A complete rule without a packet for this long is removed.
@@ -81,6 +85,9 @@ pub const SETUP_BURST: u32 = 40;
 pub struct CoreConfig {
     /// Most rules at once; a setup beyond is nacked "route table full".
     pub max_rules: usize,
+    /// Most rules set up by requests that arrived over one transport; a setup beyond is
+    /// nacked "route table share of this transport full".
+    pub max_rules_per_transport: usize,
     /// Wait per hop still ahead for a setup answer.
     pub per_hop_timeout: Duration,
     /// Idle time after which a complete rule is removed.
@@ -95,6 +102,7 @@ impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
             max_rules: MAX_RULES,
+            max_rules_per_transport: MAX_RULES_PER_TRANSPORT,
             per_hop_timeout: PER_HOP_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
             setup_rate: SETUP_RATE,
@@ -757,6 +765,17 @@ impl Core {
         }
         if self.rules.len() >= self.cfg.max_rules {
             return self.refuse(from, rev, sid, DropReason::TableFull, "route table full");
+        }
+        // O(rules), paid only by setups, which the token bucket above already limits.
+        let held = (self.rules.values())
+            .filter(|r| r.src.is_some_and(|h| h.tp == from))
+            .count();
+        if held >= self.cfg.max_rules_per_transport {
+            let why = format!(
+                "route table share of this transport full (limit {})",
+                self.cfg.max_rules_per_transport
+            );
+            return self.refuse(from, rev, sid, DropReason::TableFull, &why);
         }
         if hop == n - 1 {
             let mut path = Vec::with_capacity(n);

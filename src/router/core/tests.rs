@@ -345,6 +345,36 @@ fn route_table_full() {
 }
 
 #[test]
+fn one_transport_holds_only_its_share_of_the_table() {
+    let mut net = Net::line(3);
+    net.cores[1] = Core::new(
+        pk(1),
+        CoreConfig {
+            max_rules_per_transport: 1,
+            ..CoreConfig::default()
+        },
+    );
+    net.cores[1].transport_up(tp(0), pk(0));
+    net.cores[1].transport_up(tp(2), pk(2));
+    net.setup(&[0, 1, 2]);
+    assert!(net.leg_up(0).is_some());
+    net.take_events();
+    net.setup(&[0, 1, 2]);
+    assert_eq!(
+        net.failure(0).unwrap(),
+        format!(
+            "{}: route table share of this transport full (limit 1)",
+            short(&pk(1))
+        )
+    );
+    assert_eq!(net.cores[1].drops().get(DropReason::TableFull), 1);
+    net.take_events();
+    // Setups from the other neighbour still have room.
+    net.setup(&[2, 1, 0]);
+    assert!(net.leg_up(2).is_some());
+}
+
+#[test]
 fn loops_and_bad_paths_are_refused() {
     let mut core = Core::new(pk(0), CoreConfig::default());
     core.transport_up(1, pk(1));
