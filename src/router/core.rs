@@ -1039,6 +1039,17 @@ impl Core {
         Some(hop.tp)
     }
 
+    /// The transport a leg ending here leaves by (towards the other end); `None` if the leg
+    /// is not up here or is an intermediary's.
+    pub fn leg_transport(&self, leg: LegRef) -> Option<TpHandle> {
+        let rule = self.rules.get(&leg.0)?;
+        match rule.kind {
+            RuleKind::Source => rule.dst.map(|h| h.tp),
+            RuleKind::Destination => rule.src.map(|h| h.tp),
+            RuleKind::Intermediary => None,
+        }
+    }
+
     /// Closes a leg ending here: a Close packet goes towards the other end (removing the rule
     /// at each hop) and the local rule goes. A setup still pending is abandoned (the hops
     /// ahead expire their rules).

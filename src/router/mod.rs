@@ -49,7 +49,7 @@ use async_io::Timer;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
-use self::core::{Core, CoreConfig, Event, LegRef, Verdict};
+use self::core::{Core, CoreConfig, Event, LegRef, TpHandle, Verdict};
 use self::group::{GroupConfig, LegSendError, LegTx, RouteGroup};
 use self::policy::RoutePolicy;
 use crate::accept::{AcceptQueue, PortSink, Refusal};
@@ -71,6 +71,10 @@ pub const AUTO_RETRY: Duration = Duration::from_secs(30);
 /// Most route groups at once (initiated and accepted); beyond, a setup is refused and an
 /// accepted leg is closed.
 pub const MAX_GROUPS: usize = 1024;
+/// Most route groups other nodes set up to us whose first leg arrived over one transport: a
+/// quarter of [`MAX_GROUPS`], so one neighbour (minting fresh keys for every group, or
+/// relaying for a crowd of them) cannot take every group slot from the rest.
+pub const MAX_ACCEPTED_PER_TRANSPORT: usize = MAX_GROUPS / 4;
 /// Accepted streams waiting for their port header, per router, at most.
 pub const MAX_INCOMING: usize = 256;
 /// Replacement attempts for a dead `mux:N` leg (0.5 s apart doubling to 8 s) before the group
@@ -192,6 +196,9 @@ struct GroupEntry {
     used: Instant,
     /// Legs being replaced.
     replacing: usize,
+    /// For a group set up to us: the transport its first leg arrived over (the share of
+    /// [`MAX_ACCEPTED_PER_TRANSPORT`] it counts against).
+    arrived: Option<TpHandle>,
 }
 
 /// The answer to one setup this node started.
@@ -230,6 +237,8 @@ struct Inner {
     owner: OnceLock<PortOwner>,
     drops: Mutex<BTreeMap<&'static str, u64>>,
     group_cfg: GroupConfig,
+    /// [`RouterConfig::accepted_per_transport`].
+    accepted_share: usize,
 }
 
 /// The skynet node of a visor (module docs). Cloning gives another handle.
@@ -251,6 +260,8 @@ impl fmt::Debug for Router {
 pub struct RouterConfig {
     /// The core's tunables.
     pub core: CoreConfig,
+    /// Groups set up to us over one transport, at most (`None`: [`MAX_ACCEPTED_PER_TRANSPORT`]).
+    pub accepted_per_transport: Option<usize>,
 }
 
 /// The transports' sink: a weak handle, so the manager does not keep the router alive.
@@ -291,6 +302,9 @@ impl Router {
             owner: OnceLock::new(),
             drops: Mutex::new(BTreeMap::new()),
             group_cfg: group_config(),
+            accepted_share: cfg
+                .accepted_per_transport
+                .unwrap_or(MAX_ACCEPTED_PER_TRANSPORT),
         });
         let mgr = manager(Arc::new(Sink(Arc::downgrade(&inner))));
         let _ = inner.tp.set(mgr);
@@ -490,6 +504,8 @@ impl Inner {
             id: group_id,
             initiator: false,
         };
+        let arrived = lock(&self.core).leg_transport(leg);
+        let mut share_full = false;
         let existing = {
             let mut st = lock(&self.st);
             let live = st
@@ -507,6 +523,11 @@ impl Inner {
                 Some(Some(e.group.clone()))
             } else if st.groups.len() >= MAX_GROUPS {
                 None
+            } else if arrived.is_some_and(|tp| {
+                st.groups.values().filter(|e| e.arrived == Some(tp)).count() >= self.accepted_share
+            }) {
+                share_full = true;
+                None
             } else {
                 st.groups.remove(&key);
                 st.legs.insert(leg.0, key);
@@ -514,6 +535,10 @@ impl Inner {
             }
         };
         match existing {
+            None if share_full => {
+                self.count("accepted leg refused (group share of its transport full)");
+                lock(&self.core).close_leg(leg, self.now());
+            }
             None => {
                 self.count("accepted leg refused (group limit)");
                 lock(&self.core).close_leg(leg, self.now());
@@ -545,6 +570,7 @@ impl Inner {
                         apps: BTreeSet::new(),
                         used: Instant::now(),
                         replacing: 0,
+                        arrived,
                     },
                 );
                 self.spawn_accept(key, g);
@@ -861,6 +887,7 @@ impl Inner {
                 apps: BTreeSet::new(),
                 used: Instant::now(),
                 replacing: 0,
+                arrived: None,
             },
         );
         self.spawn_accept(key, g.clone());

@@ -148,3 +148,72 @@ fn a_route_group_carries_streams_to_ports() {
     assert_eq!(kinds(&a), vec!["source".to_string()]);
     assert_eq!(kinds(&b), vec!["destination".to_string()]);
 }
+
+/// Groups other nodes set up to us over one transport are capped (here at 1): a second
+/// group from the same neighbour is refused and counted, so one neighbour cannot take every
+/// group slot.
+#[test]
+fn one_transport_holds_only_its_share_of_accepted_groups() {
+    let ex = Arc::new(Executor::new());
+    let ex2 = ex.clone();
+    std::thread::spawn(move || future::block_on(ex2.run(future::pending::<()>())));
+    let (a, _) = node(&ex, 11);
+    let ex3 = ex.clone();
+    let b = Router::start(
+        ex.clone(),
+        Keypair::from_seed(&[12; 32]),
+        move |sink| {
+            Manager::new(
+                ex3,
+                Keypair::from_seed(&[12; 32]),
+                TpConfig::default(),
+                None,
+                sink,
+            )
+        },
+        None,
+        RouterConfig {
+            accepted_per_transport: Some(1),
+            ..RouterConfig::default()
+        },
+    );
+    let table = Arc::new(PortTable::new(8));
+    b.set_port_sink(table.clone(), Box::new(|p| (p == 5).then(|| "echo".into())));
+    let _q = table.bind(5).unwrap();
+    let addr = bounded(5, b.transports().listen_stcp("127.0.0.1:0")).unwrap();
+    a.transports().add_addr(&PkAddr {
+        pk: b.pk(),
+        addr: addr.to_string(),
+    });
+    bounded(
+        15,
+        a.transports()
+            .add(b.pk(), crate::transport::TpType::Stcp, false),
+    )
+    .unwrap();
+    bounded(30, async {
+        loop {
+            match a.dial(b.pk(), 5, 50000, &RoutePolicy::Direct, "t").await {
+                Ok(_) => break,
+                Err(RouteError::NoRoute(_)) => {
+                    async_io::Timer::after(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Another policy is another group: over the same transport, past B's share.
+        let err = a
+            .dial(b.pk(), 5, 50001, &RoutePolicy::Hops(1), "t")
+            .await
+            .err();
+        assert!(err.is_some(), "a second group was accepted");
+    });
+    let drops = b.drops();
+    assert!(
+        drops
+            .iter()
+            .any(|(what, n)| what.contains("group share of its transport full") && *n >= 1),
+        "{drops:?}"
+    );
+    assert_eq!(b.groups(None).len(), 1);
+}
