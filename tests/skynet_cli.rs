@@ -205,6 +205,22 @@ fn skynet_commands_against_three_visors() {
     let o = b.cli(&["tp", "ls"]);
     let human = text(&o);
     assert!(human.starts_with("ID") && human.contains(&ab.id), "{human}");
+    // Both ends measure the transport's RTT (not only the one whose pings win the race).
+    let t0 = Instant::now();
+    for (v, peer) in [(&a, &b.pk), (&b, &a.pk)] {
+        loop {
+            let tps: Items<TpView> = json(v.cli(&["tp", "ls", "--json"]));
+            if tps.0.iter().any(|t| t.peer == *peer && t.rtt_us > 0) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "no RTT to {peer} within 15 s: {:?}",
+                tps.0
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
 
     // Ping over a 2-hop route A → B → C, and what each hop's rule table says.
     let p = ping_until(&a, &c.pk, "hops:2");

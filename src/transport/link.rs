@@ -26,6 +26,8 @@ use crate::wire::transport::{
 /// Route payload type codes the transport itself answers on route id 0.
 const T_KEEPALIVE: u8 = 2;
 const T_PING: u8 = 4;
+/// A link's RTT is measured again when it is older than this (`tp ls` shows it on both ends).
+const RTT_REFRESH: Duration = Duration::from_secs(10);
 const T_PONG: u8 = 5;
 /// Payloads shorter than this are copied next to their sealed header (an iovec costs more).
 const COPY_MAX: usize = 1024;
@@ -119,6 +121,8 @@ pub(crate) struct Link {
     last_tx_ms: AtomicU64,
     /// Microseconds, 0 = none yet.
     rtt_us: AtomicU64,
+    /// When (ms since created) `rtt_us` was last measured.
+    rtt_at_ms: AtomicU64,
     /// Capacity of the writer's buffers.
     writer_bufs: AtomicUsize,
     /// Whether the writer is inside a write, and when it last got bytes out (ms since
@@ -170,6 +174,7 @@ impl Transport {
                 last_rx_ms: AtomicU64::new(0),
                 last_tx_ms: AtomicU64::new(0),
                 rtt_us: AtomicU64::new(0),
+                rtt_at_ms: AtomicU64::new(0),
                 writer_bufs: AtomicUsize::new(0),
                 writing: AtomicBool::new(false),
                 last_progress_ms: AtomicU64::new(0),
@@ -342,6 +347,7 @@ impl Transport {
                             let now = l.created.elapsed().as_micros() as u64;
                             let rtt = now.saturating_sub(u64::from_be_bytes(sent)).max(1);
                             l.rtt_us.store(rtt, Ordering::Relaxed);
+                            l.rtt_at_ms.store(l.ms_since_created(), Ordering::Relaxed);
                         }
                         continue;
                     }
@@ -464,6 +470,7 @@ impl Transport {
     async fn watchdog(&self, timing: Timing) -> String {
         let l = &self.link;
         let tick = (timing.idle / 4).max(Duration::from_millis(10));
+        let mut last_ping = 0u64;
         loop {
             Timer::after(tick).await;
             let now = l.ms_since_created();
@@ -476,7 +483,19 @@ impl Transport {
                 return format!("peer stopped reading: nothing written for {stuck} ms");
             }
             let quiet = now.saturating_sub(l.last_tx_ms.load(Ordering::Relaxed));
-            if quiet >= timing.idle.as_millis() as u64 {
+            let idle = timing.idle.as_millis() as u64;
+            // Our pongs keep us from going quiet when only the peer pings, so the RTT is
+            // also refreshed on its own: measured, at most one ping per idle period, while
+            // unknown or older than RTT_REFRESH.
+            let rtt_age = if l.rtt_us.load(Ordering::Relaxed) == 0 {
+                u64::MAX
+            } else {
+                now.saturating_sub(l.rtt_at_ms.load(Ordering::Relaxed))
+            };
+            let stale =
+                rtt_age >= RTT_REFRESH.as_millis() as u64 && now.saturating_sub(last_ping) >= idle;
+            if quiet >= idle || stale {
+                last_ping = now;
                 let stamp = l.created.elapsed().as_micros() as u64;
                 let mut ping = vec![T_PING, 0, 0, 0, 0, 0, 8];
                 ping.extend_from_slice(&stamp.to_be_bytes());
