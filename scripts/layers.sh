@@ -15,7 +15,7 @@
 set -euo pipefail
 
 # Bottom to top (docs/architecture.md "Layers"; src/lib.rs shows it top to bottom).
-LAYERS="wire accept spawn logger crypto addr http mux dmsg transport router app rpc apps visor cli"
+LAYERS="sort wire accept spawn logger crypto addr http mux dmsg transport router app rpc apps visor cli"
 
 src=${1:-src}
 [ -f "$src/lib.rs" ] || { echo "layers.sh: no $src/lib.rs" >&2; exit 2; }

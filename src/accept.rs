@@ -228,7 +228,7 @@ pub struct PortTable<T> {
 impl<T> fmt::Debug for PortTable<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ports: Vec<u16> = lock(&self.ports).keys().copied().collect();
-        ports.sort_unstable();
+        crate::sort::sort(&mut ports);
         f.debug_struct("PortTable")
             .field("ports", &ports)
             .field("backlog", &self.backlog)

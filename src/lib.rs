@@ -22,6 +22,7 @@
 //!  spawn       the one way library code spawns a task (boxed: one task type per output)
 //!  accept      the one accept queue (bounded backlog + waker) every listener uses
 //!  wire/       zero-copy views of every wire format (golden bytes)
+//!  sort        the one sort (heapsort, one small copy per element type)
 //! ```
 //!
 //! `main.rs` imports only `cli`.
@@ -48,6 +49,7 @@ pub mod mux;
 #[cfg(feature = "skynet")]
 pub mod router;
 pub mod rpc;
+pub mod sort;
 pub mod spawn;
 #[cfg(feature = "skynet")]
 pub mod transport;

@@ -297,7 +297,7 @@ impl ProbeCmd {
                     rtts.push(t.elapsed().as_micros() as u64);
                     drop(s);
                 }
-                rtts.sort_unstable();
+                crate::sort::sort(&mut rtts);
                 let (min, max) = (
                     rtts.first().copied().unwrap_or(0),
                     rtts.last().copied().unwrap_or(0),

@@ -490,7 +490,7 @@ impl DmsgClient {
     pub fn set_transports(&self, mut transports: Vec<String>, mut links: Vec<(PublicKey, u8)>) {
         transports.retain(|a| super::entry::check_addr(a).is_ok());
         transports.truncate(super::entry::MAX_TRANSPORTS);
-        links.sort();
+        crate::sort::sort(&mut links);
         links.dedup();
         links.truncate(super::entry::MAX_LINKS);
         let new = Advert { transports, links };
@@ -1052,7 +1052,7 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
             me.start_joins(&discovered);
         }
         let mut set: Vec<PublicKey> = lock(&me.relays).keys().copied().collect();
-        set.sort();
+        crate::sort::sort(&mut set);
         let due = last_publish.is_none_or(|t| t.elapsed() >= me.cfg.publish_interval);
         let retry_now = retry_at.is_none_or(|t| Instant::now() >= t);
         // Nothing to say before the first session is up (an entry naming no relay reaches

@@ -424,7 +424,7 @@ impl Registry {
                 _ => None,
             })
             .collect();
-        v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.pk.cmp(&b.0.pk)));
+        crate::sort::sort_by_cmp(&mut v, |a, b| b.1.cmp(&a.1).then(a.0.pk.cmp(&b.0.pk)));
         v.into_iter().map(|(e, _)| e).collect()
     }
 
@@ -436,7 +436,7 @@ impl Registry {
             .filter(|(_, s)| s.expires >= now)
             .map(|(pk, _)| *pk)
             .collect();
-        all.sort();
+        crate::sort::sort(&mut all);
         let total = all.len();
         all.truncate(limit);
         (total, all)
@@ -478,7 +478,7 @@ impl Registry {
         self.dirty = false;
         // Sorted as `Vec<PublicKey>` like `pks` above: one sort instantiation for all.
         let mut pks: Vec<PublicKey> = self.entries.keys().copied().collect();
-        pks.sort();
+        crate::sort::sort(&mut pks);
         let items: Vec<Out> = pks
             .into_iter()
             .filter_map(|pk| self.entries.get(&pk))
@@ -497,7 +497,7 @@ impl Registry {
             .filter(|(_, t)| t.expires >= now)
             .map(|(pk, _)| *pk)
             .collect();
-        tomb_pks.sort();
+        crate::sort::sort(&mut tomb_pks);
         let tombs = tomb_pks
             .iter()
             .filter_map(|pk| Some((pk, self.tombstones.get(pk)?)))

@@ -190,7 +190,7 @@ impl<'a> Fields<'a> {
         match self.obj.keys().find(|k| !self.used.contains(k.as_str())) {
             Some(k) => {
                 let mut known: Vec<&str> = self.used.iter().copied().collect();
-                known.sort_unstable();
+                crate::sort::sort(&mut known);
                 Err(self.err(k, format!("unknown field (known: {})", known.join(", "))))
             }
             None => Ok(()),

@@ -543,7 +543,7 @@ impl Core {
             .filter(|(_, r)| r.uses(tp))
             .map(|(id, _)| *id)
             .collect();
-        ids.sort_unstable();
+        crate::sort::sort(&mut ids);
         for id in ids {
             let Some(rule) = self.remove_rule(id) else {
                 continue;
@@ -1126,7 +1126,7 @@ impl Core {
             .filter(|(_, r)| r.pending.is_none() && r.last + idle <= now)
             .map(|(id, _)| *id)
             .collect();
-        expired.sort_unstable();
+        crate::sort::sort(&mut expired);
         for id in expired {
             if let Some(rule) = self.remove_rule(id)
                 && rule.kind != RuleKind::Intermediary

@@ -199,7 +199,7 @@ impl Control for Router {
                 })
                 .collect()
         };
-        out.sort_by_key(|a| a.0);
+        crate::sort::sort_by_key(&mut out, |a| a.0);
         out.into_iter().map(|(_, v)| v).collect()
     }
 
@@ -282,7 +282,7 @@ impl Control for Router {
             }
         }
         v.extend(per);
-        v.sort();
+        crate::sort::sort(&mut v);
         v
     }
 }

@@ -60,7 +60,7 @@ impl Graph {
             let kinds = self.adj.entry(x).or_default().entry(y).or_default();
             if !kinds.contains(&kind) {
                 kinds.push(kind);
-                kinds.sort_unstable();
+                crate::sort::sort(kinds);
             }
         }
     }

@@ -391,7 +391,9 @@ impl Manager {
                 });
             }
         }
-        v.sort_by(|a, b| (a.peer.as_bytes(), a.kind).cmp(&(b.peer.as_bytes(), b.kind)));
+        crate::sort::sort_by_cmp(&mut v, |a, b| {
+            (a.peer.as_bytes(), a.kind).cmp(&(b.peer.as_bytes(), b.kind))
+        });
         v
     }
 
@@ -424,7 +426,7 @@ impl Manager {
             .iter()
             .map(|(k, n)| (k.to_string(), *n))
             .collect();
-        v.sort();
+        crate::sort::sort(&mut v);
         v
     }
 
