@@ -157,16 +157,7 @@ pub struct HostInfo {
     /// PKs allowed privileged access (a shell) besides `pk` and `hypervisors`: the visor's
     /// `pty.whitelist`, editable while running.
     pub whitelist: SharedKeys,
-    /// Where apps keep their files: the visor's state dir; standalone: `--state-dir`, else
-    /// `$SKYWIRE_STATE_DIR`, else `./local`.
-    pub state_dir: std::path::PathBuf,
-    /// Makes a Noise-XK-over-TCP network with the host's keys (the secret is never handed
-    /// out); its argument is the address to listen on. `None` where the host cannot.
-    pub tcp: Option<TcpFactory>,
 }
-
-/// See [`HostInfo::tcp`].
-pub type TcpFactory = Arc<dyn Fn(Option<String>) -> Arc<net::TcpNet> + Send + Sync>;
 
 /// A list of PKs shared between the host and its apps, editable while they run.
 #[derive(Debug, Clone, Default)]

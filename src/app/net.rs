@@ -106,17 +106,6 @@ impl From<DmsgError> for NetError {
     }
 }
 
-/// Which overlay network one dial should use ([`Net::dial_via`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Via {
-    /// The network's own choice (the app's route policy).
-    Auto,
-    /// dmsg only.
-    Dmsg,
-    /// A skynet route.
-    Skynet,
-}
-
 /// A network an app can use.
 pub trait Net: Send + Sync {
     /// Our PK on this network.
@@ -127,12 +116,6 @@ pub trait Net: Send + Sync {
     fn listen(&self, port: u16) -> Result<Box<dyn Listen>, NetError>;
     /// Opens a connection to `pk`:`port`.
     fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>>;
-    /// Opens a connection to `pk`:`port` over the network `via` asks for; a network with
-    /// one way to dial ignores it. `conn.info().network` says what was used.
-    fn dial_via(&self, pk: PublicKey, port: u16, via: Via) -> BoxFut<'_, Result<Conn, NetError>> {
-        let _ = via;
-        self.dial(pk, port)
-    }
 }
 
 /// A bound port.
@@ -186,12 +169,6 @@ impl Net for Tagged {
     fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>> {
         Box::pin(async move {
             let c = self.inner.dial(pk, port).await?;
-            Ok(self.table.adopt(c, self.app))
-        })
-    }
-    fn dial_via(&self, pk: PublicKey, port: u16, via: Via) -> BoxFut<'_, Result<Conn, NetError>> {
-        Box::pin(async move {
-            let c = self.inner.dial_via(pk, port, via).await?;
             Ok(self.table.adopt(c, self.app))
         })
     }

@@ -617,40 +617,6 @@ impl Net for VisorNet {
         #[cfg(not(feature = "skynet"))]
         return Box::pin(self.services.dial(pk, port));
     }
-    /// `Dmsg` dials over dmsg; `Skynet` by the app's policy when it is a route shape, else
-    /// over any route (`hops:1`); `Auto` by the app's policy.
-    fn dial_via(
-        &self,
-        pk: PublicKey,
-        port: u16,
-        via: super::net::Via,
-    ) -> BoxFut<'_, Result<Conn, NetError>> {
-        use super::net::Via;
-        #[cfg(feature = "skynet")]
-        {
-            let route = match via {
-                Via::Auto => self.route.clone(),
-                Via::Dmsg => RoutePolicy::Dmsg,
-                Via::Skynet => match &self.route {
-                    RoutePolicy::Auto | RoutePolicy::Dmsg => RoutePolicy::Hops(1),
-                    p => p.clone(),
-                },
-            };
-            Box::pin(async move {
-                if via == Via::Skynet && self.services.router.is_none() {
-                    return Err(NetError::NoRoute("this visor runs no router".into()));
-                }
-                self.services.dial_by(pk, port, &route, self.owner).await
-            })
-        }
-        #[cfg(not(feature = "skynet"))]
-        match via {
-            Via::Skynet => Box::pin(async {
-                Err(NetError::NoRoute("this build has no skynet".into()))
-            }),
-            _ => Box::pin(self.services.dial(pk, port)),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -165,9 +165,6 @@ run_options! {
     /// a PK allowed privileged access (a pty shell), besides -c's pty.whitelist (repeatable)
     #[argh(option)]
     whitelist: Vec<String>,
-    /// where the app keeps its files (default $SKYWIRE_STATE_DIR, else ./local)
-    #[argh(option)]
-    state_dir: Option<PathBuf>,
     /// log level (default info)
     #[argh(option, default = "String::from(\"info\")")]
     log_level: String,
@@ -250,17 +247,6 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
     }
     let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
     let pk = *net_args.keys.public();
-    let tcp_factory: crate::app::TcpFactory = {
-        let (seed, ex) = (*net_args.keys.seed(), ex.clone());
-        Arc::new(move |listen: Option<String>| {
-            TcpNet::new(crate::crypto::Keypair::from_seed(&seed), listen, ex.clone())
-        })
-    };
-    let state_dir = c
-        .state_dir
-        .clone()
-        .or_else(|| std::env::var_os("SKYWIRE_STATE_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("./local"));
     let mut dmsg_client = None;
     let net: Arc<dyn Net> = match mode {
         Mode::Dmsg => {
@@ -294,8 +280,6 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
             )]
         }),
         whitelist: crate::app::SharedKeys::new(whitelist),
-        state_dir,
-        tcp: Some(tcp_factory),
     };
     let ctx = AppCtx::new(
         def.name,
