@@ -301,6 +301,7 @@ struct Inner {
     seen: Mutex<(HashSet<(PublicKey, MsgId)>, VecDeque<(PublicKey, MsgId)>)>,
     rate: Mutex<HashMap<PublicKey, Bucket>>,
     tcp_peers: Mutex<HashMap<PublicKey, (String, Option<Task<()>>)>>,
+    dialing: Mutex<HashSet<PublicKey>>,
     next_conn: AtomicU64,
     c: Counters,
 }
@@ -348,6 +349,7 @@ impl Chat {
             seen: Mutex::new((HashSet::new(), VecDeque::new())),
             rate: Mutex::new(HashMap::new()),
             tcp_peers: Mutex::new(HashMap::new()),
+            dialing: Mutex::new(HashSet::new()),
             next_conn: AtomicU64::new(1),
             c: Counters::default(),
         }))
@@ -461,9 +463,8 @@ impl Chat {
                 if live {
                     backoff = Duration::from_secs(1);
                 } else {
-                    match tcp.dial(pk, PORT).await {
-                        Ok(c) => {
-                            chat.adopt(c);
+                    match chat.dial(pk, NetChoice::Tcp).await {
+                        Ok(_) => {
                             backoff = Duration::from_secs(1);
                         }
                         Err(e) => {
@@ -762,7 +763,33 @@ impl Chat {
         }
     }
 
+    /// A connection to `peer` by `choice`: one dial per peer at a time (a send racing the
+    /// persistent dialler waits for it and takes its connection).
     async fn dial(&self, peer: PublicKey, choice: NetChoice) -> Result<Arc<PeerConn>, NetError> {
+        let deadline = Instant::now() + Duration::from_secs(12);
+        loop {
+            if lock(&self.0.dialing).insert(peer) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(NetError::Timeout(format!(
+                    "another dial to {peer} is stuck"
+                )));
+            }
+            Timer::after(Duration::from_millis(20)).await;
+        }
+        let _done = DialGuard(self, peer);
+        if let Some(pc) = self.cached(&peer, choice) {
+            return Ok(pc);
+        }
+        self.dial_new(peer, choice).await
+    }
+
+    async fn dial_new(
+        &self,
+        peer: PublicKey,
+        choice: NetChoice,
+    ) -> Result<Arc<PeerConn>, NetError> {
         let over = |c: NetChoice| async move {
             match c {
                 NetChoice::Tcp => match &self.0.tcp {
@@ -781,9 +808,13 @@ impl Chat {
             return over(choice).await.map(|c| self.adopt(c));
         }
         let tcp_peer = lock(&self.0.tcp_peers).contains_key(&peer);
+        let overlay_is_tcp = self.0.net.network() == Network::Tcp;
         let (first, second) = if tcp_peer {
-            (NetChoice::Tcp, Some(NetChoice::Auto))
-        } else if self.0.tcp.is_some() && self.0.net.network() != Network::Tcp {
+            (
+                NetChoice::Tcp,
+                Some(NetChoice::Auto).filter(|_| !overlay_is_tcp),
+            )
+        } else if self.0.tcp.is_some() && !overlay_is_tcp {
             (NetChoice::Auto, Some(NetChoice::Tcp))
         } else {
             (NetChoice::Auto, None)
@@ -1002,6 +1033,15 @@ impl Chat {
         self.deliver(peer, NetChoice::Auto, &Envelope::Read(id))
             .await
             .map(|_| ())
+    }
+}
+
+/// Ends a dial's turn.
+struct DialGuard<'a>(&'a Chat, PublicKey);
+
+impl Drop for DialGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.0.dialing).remove(&self.1);
     }
 }
 
