@@ -9,6 +9,8 @@
 pub mod logserver;
 #[cfg(feature = "app-pty")]
 pub mod pty;
+// Temporary until the engine branch merges (it declares skychat behind app-skychat).
+pub mod skychat;
 #[cfg(feature = "test-apps")]
 mod testapps;
 
