@@ -12,7 +12,7 @@ use super::{
     parse_message, parse_read, resume_point, ErrorCount, PeerRef, SSE_SEED,
 };
 use crate::apps::skychat::chat::{Chat, NetChoice, SendOutcome, SendReq};
-use crate::apps::skychat::events::{Channel, Event, Kind};
+use crate::apps::skychat::events::{Channel, Event, Hub, Kind};
 use crate::apps::skychat::proto::MsgId;
 use crate::crypto::identity::PublicKey;
 use crate::http::json::{Ordered, Out};
@@ -165,7 +165,20 @@ fn sse(chat: &Chat, req: &Request, legacy: bool, ex: &Arc<Executor<'static>>) ->
         let (names, since) = parse_events_query(req)?;
         (channels_of(&names), since)
     };
-    let hub = chat.hub().clone();
+    Ok(sse_stream(chat.hub().clone(), chat.local_pk(), channels, resume, legacy, ex))
+}
+
+/// An SSE response fed from `hub`: `: connected`, then the replay (after `resume`, or on the
+/// legacy stream without it the last [`SSE_SEED`] messages marked history), then live events,
+/// each with `id: <seq>`, and `: ping` every [`PING`] without one.
+pub fn sse_stream(
+    hub: Hub,
+    me: PublicKey,
+    channels: Vec<Channel>,
+    resume: Option<u64>,
+    legacy: bool,
+    ex: &Arc<Executor<'static>>,
+) -> Response {
     // Subscribe before reading the ring, so nothing falls between them; live events already
     // replayed are skipped by seq.
     let sub = hub.subscribe(&channels);
@@ -194,7 +207,6 @@ fn sse(chat: &Chat, req: &Request, legacy: bool, ex: &Arc<Executor<'static>>) ->
         ..StreamOpts::default()
     };
     let (resp, tx) = Response::sse(&opts);
-    let me = chat.local_pk();
     let render = move |e: &Event| {
         if legacy {
             e.legacy_json(&me)
@@ -254,7 +266,7 @@ fn sse(chat: &Chat, req: &Request, legacy: bool, ex: &Arc<Executor<'static>>) ->
         }
     })
     .detach();
-    Ok(resp.with_header("X-Accel-Buffering", "no"))
+    resp.with_header("X-Accel-Buffering", "no")
 }
 
 fn no_history() -> Response {
@@ -436,3 +448,6 @@ pub async fn serve(
         .await
         .map_err(|e| format!("skychat HTTP on {served}: {e}"))
 }
+
+#[cfg(test)]
+mod tests;
