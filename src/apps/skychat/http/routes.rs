@@ -4,23 +4,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_executor::Executor;
-use async_io::Timer;
-use futures_lite::future;
 
 use super::{
     parse_alias_add, parse_alias_rm, parse_events_query, parse_forget, parse_history_query,
     parse_message, parse_read, resume_point, ErrorCount, PeerRef, SSE_SEED,
 };
 use crate::apps::skychat::chat::{Chat, NetChoice, SendOutcome, SendReq};
-use crate::apps::skychat::events::{Channel, Event, Hub, Kind};
+use super::sse::sse_stream;
+use crate::apps::skychat::events::Channel;
 use crate::apps::skychat::proto::MsgId;
 use crate::crypto::identity::PublicKey;
 use crate::http::json::{Ordered, Out};
 use crate::http::server::{Handler, Request, Response};
-use crate::http::stream::{self, StreamOpts};
-
-/// SSE comment interval.
-pub const PING: Duration = Duration::from_secs(15);
 
 /// The routes on `chat`; `errors` counts the 4xx answers.
 pub fn routes(chat: Chat, errors: Arc<ErrorCount>, ex: Arc<Executor<'static>>) -> Handler {
@@ -166,107 +161,6 @@ fn sse(chat: &Chat, req: &Request, legacy: bool, ex: &Arc<Executor<'static>>) ->
         (channels_of(&names), since)
     };
     Ok(sse_stream(chat.hub().clone(), chat.local_pk(), channels, resume, legacy, ex))
-}
-
-/// An SSE response fed from `hub`: `: connected`, then the replay (after `resume`, or on the
-/// legacy stream without it the last [`SSE_SEED`] messages marked history), then live events,
-/// each with `id: <seq>`, and `: ping` every [`PING`] without one.
-pub fn sse_stream(
-    hub: Hub,
-    me: PublicKey,
-    channels: Vec<Channel>,
-    resume: Option<u64>,
-    legacy: bool,
-    ex: &Arc<Executor<'static>>,
-) -> Response {
-    // Subscribe before reading the ring, so nothing falls between them; live events already
-    // replayed are skipped by seq.
-    let sub = hub.subscribe(&channels);
-    let replay: Vec<Arc<Event>> = match resume {
-        Some(seq) => hub.since(seq, &channels).unwrap_or_else(|_| hub.kept(&channels)),
-        None if legacy => {
-            let msgs: Vec<Arc<Event>> = hub
-                .kept(&channels)
-                .into_iter()
-                .filter(|e| e.kind == Kind::Message)
-                .collect();
-            let skip = msgs.len().saturating_sub(SSE_SEED);
-            msgs.into_iter()
-                .skip(skip)
-                .map(|e| {
-                    let mut h = (*e).clone();
-                    h.history = true;
-                    Arc::new(h)
-                })
-                .collect()
-        }
-        None => Vec::new(),
-    };
-    let opts = StreamOpts {
-        keepalive: None,
-        ..StreamOpts::default()
-    };
-    let (resp, tx) = Response::sse(&opts);
-    let render = move |e: &Event| {
-        if legacy {
-            e.legacy_json(&me)
-        } else {
-            e.structured_json()
-        }
-    };
-    let _ = tx.comment("connected");
-    ex.spawn(async move {
-        let mut last = 0u64;
-        for e in &replay {
-            let id = e.seq.to_string();
-            if tx.send_wait(&stream::Event::data(&render(e)).id(&id)).await.is_err() {
-                return;
-            }
-            last = last.max(e.seq);
-        }
-        enum Step {
-            Ev(Option<Arc<Event>>),
-            Ping,
-            Gone,
-        }
-        loop {
-            let step = future::or(
-                async { Step::Ev(sub.next().await) },
-                future::or(
-                    async {
-                        Timer::after(PING).await;
-                        Step::Ping
-                    },
-                    async {
-                        tx.body().closed().await;
-                        Step::Gone
-                    },
-                ),
-            )
-            .await;
-            match step {
-                Step::Ev(Some(e)) => {
-                    if e.seq <= last {
-                        continue;
-                    }
-                    last = e.seq;
-                    let id = e.seq.to_string();
-                    if tx.send_wait(&stream::Event::data(&render(&e)).id(&id)).await.is_err() {
-                        return;
-                    }
-                }
-                // Fell behind: end the stream; the client resumes with Last-Event-ID.
-                Step::Ev(None) | Step::Gone => return,
-                Step::Ping => {
-                    if tx.comment("ping").is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    })
-    .detach();
-    resp.with_header("X-Accel-Buffering", "no")
 }
 
 fn no_history() -> Response {
@@ -448,6 +342,3 @@ pub async fn serve(
         .await
         .map_err(|e| format!("skychat HTTP on {served}: {e}"))
 }
-
-#[cfg(test)]
-mod tests;

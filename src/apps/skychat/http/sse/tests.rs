@@ -7,6 +7,9 @@ use async_net::{TcpListener, TcpStream};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use crate::apps::skychat::proto::MsgId;
+use crate::http::server::{Handler, Request};
+use super::super::resume_point;
 use crate::apps::skychat::events::Dir;
 use crate::crypto::identity::Keypair;
 
