@@ -31,6 +31,7 @@ pub mod sim;
 
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
@@ -157,7 +158,18 @@ pub struct HostInfo {
     /// PKs allowed privileged access (a shell) besides `pk` and `hypervisors`: the visor's
     /// `pty.whitelist`, editable while running.
     pub whitelist: SharedKeys,
+    /// The host's state directory (the visor's; a standalone app's `--state-dir`, else
+    /// `$SKYWIRE_STATE_DIR`, else `./local`): where an app keeps its files, in a directory of
+    /// its own.
+    pub state_dir: PathBuf,
+    /// Makes a Noise-XK-over-TCP network with the host's identity (its secret key stays with
+    /// the host), for an app that also talks TCP-direct; `None` where the host offers none.
+    pub tcp: Option<TcpFactory>,
 }
+
+/// [`HostInfo::tcp`]: a TCP network with the host's keys, listening (when the app listens)
+/// on the address given.
+pub type TcpFactory = Arc<dyn Fn(Option<String>) -> Arc<net::TcpNet> + Send + Sync>;
 
 /// A list of PKs shared between the host and its apps, editable while they run.
 #[derive(Debug, Clone, Default)]

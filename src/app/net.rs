@@ -116,6 +116,34 @@ pub trait Net: Send + Sync {
     fn listen(&self, port: u16) -> Result<Box<dyn Listen>, NetError>;
     /// Opens a connection to `pk`:`port`.
     fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>>;
+    /// Opens a connection to `pk`:`port` over the network `via` asks for, where this `Net`
+    /// has a choice (the visor's: dmsg or a skynet route); others have one way and take it.
+    fn dial_via(&self, pk: PublicKey, port: u16, via: Via) -> BoxFut<'_, Result<Conn, NetError>> {
+        let _ = via;
+        self.dial(pk, port)
+    }
+}
+
+/// Which network a dial should take, where there is a choice ([`Net::dial_via`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The app's route policy (in the visor: a live route, else dmsg).
+    Auto,
+    /// dmsg.
+    Dmsg,
+    /// A skynet route (the app's policy if it names a route shape, else any route).
+    Skynet,
+}
+
+impl Via {
+    /// `auto`, `dmsg` or `skynet`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Via::Auto => "auto",
+            Via::Dmsg => "dmsg",
+            Via::Skynet => "skynet",
+        }
+    }
 }
 
 /// A bound port.
@@ -169,6 +197,12 @@ impl Net for Tagged {
     fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>> {
         Box::pin(async move {
             let c = self.inner.dial(pk, port).await?;
+            Ok(self.table.adopt(c, self.app))
+        })
+    }
+    fn dial_via(&self, pk: PublicKey, port: u16, via: Via) -> BoxFut<'_, Result<Conn, NetError>> {
+        Box::pin(async move {
+            let c = self.inner.dial_via(pk, port, via).await?;
             Ok(self.table.adopt(c, self.app))
         })
     }

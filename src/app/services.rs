@@ -617,6 +617,36 @@ impl Net for VisorNet {
         #[cfg(not(feature = "skynet"))]
         return Box::pin(self.services.dial(pk, port));
     }
+    fn dial_via(
+        &self,
+        pk: PublicKey,
+        port: u16,
+        via: super::net::Via,
+    ) -> BoxFut<'_, Result<Conn, NetError>> {
+        use super::net::Via;
+        #[cfg(feature = "skynet")]
+        {
+            let route = match via {
+                Via::Auto => self.route.clone(),
+                Via::Dmsg => RoutePolicy::Dmsg,
+                // The app's own route shape if it has one, else any route.
+                Via::Skynet => match &self.route {
+                    RoutePolicy::Auto | RoutePolicy::Dmsg => RoutePolicy::Hops(1),
+                    p => p.clone(),
+                },
+            };
+            Box::pin(async move { self.services.dial_by(pk, port, &route, self.owner).await })
+        }
+        #[cfg(not(feature = "skynet"))]
+        match via {
+            Via::Skynet => Box::pin(async move {
+                Err(NetError::NoRoute(
+                    "this build has no skynet (the skynet feature is off); use dmsg".into(),
+                ))
+            }),
+            _ => Box::pin(self.services.dial(pk, port)),
+        }
+    }
 }
 
 #[cfg(test)]

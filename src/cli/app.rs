@@ -162,6 +162,10 @@ run_options! {
     /// tcp: a peer's address, tcp://<pk>@<host>:<port> (repeatable)
     #[argh(option)]
     peer: Vec<String>,
+    /// where the app keeps its files (default: -c's state directory, else
+    /// $SKYWIRE_STATE_DIR, else ./local)
+    #[argh(option)]
+    state_dir: Option<PathBuf>,
     /// a PK allowed privileged access (a pty shell), besides -c's pty.whitelist (repeatable)
     #[argh(option)]
     whitelist: Vec<String>,
@@ -231,13 +235,23 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
         async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
             .map_err(|e| CmdError::fail(format!("cannot install signal handlers: {e}")))?;
     let net_args = resolve(&c.sk, &c.config, &c.disc, &c.relay)?;
-    let (hypervisors, mut whitelist) = match &c.config {
+    let (hypervisors, mut whitelist, config_state) = match &c.config {
         Some(p) => {
             let cfg = Config::load(p).map_err(|e| CmdError::fail(e.to_string()))?;
-            (cfg.hypervisors.clone(), cfg.pty_whitelist.clone())
+            (
+                cfg.hypervisors.clone(),
+                cfg.pty_whitelist.clone(),
+                Some(cfg.state_dir(p)),
+            )
         }
-        None => (Vec::new(), Vec::new()),
+        None => (Vec::new(), Vec::new(), None),
     };
+    let state_dir = c
+        .state_dir
+        .clone()
+        .or(config_state)
+        .or_else(|| std::env::var_os("SKYWIRE_STATE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("local"));
     for w in &c.whitelist {
         let pk = crate::crypto::PublicKey::from_hex(w)
             .map_err(|e| CmdError::usage(format!("--whitelist {w}: {e}")))?;
@@ -247,6 +261,15 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
     }
     let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
     let pk = *net_args.keys.public();
+    let seed = *net_args.keys.seed();
+    let tcp_ex = ex.clone();
+    let tcp: crate::app::TcpFactory = Arc::new(move |listen: Option<String>| {
+        TcpNet::new(
+            crate::crypto::Keypair::from_seed(&seed),
+            listen,
+            tcp_ex.clone(),
+        )
+    });
     let mut dmsg_client = None;
     let net: Arc<dyn Net> = match mode {
         Mode::Dmsg => {
@@ -280,6 +303,8 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
             )]
         }),
         whitelist: crate::app::SharedKeys::new(whitelist),
+        state_dir,
+        tcp: Some(tcp),
     };
     let ctx = AppCtx::new(
         def.name,

@@ -403,6 +403,13 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         started: t_start,
         apps: Arc::new(move || l2.states()),
         whitelist: whitelist.clone(),
+        state_dir: cfg.state_dir(&file),
+        tcp: Some({
+            let (seed, ex) = (*cfg.keys.seed(), ex.clone());
+            Arc::new(move |listen: Option<String>| {
+                crate::app::net::TcpNet::new(Keypair::from_seed(&seed), listen, ex.clone())
+            })
+        }),
     });
     let state = Arc::new(RpcState {
         launcher: launcher.clone(),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub mod attack;
 pub mod dmsg;
+pub mod skychat;
 pub mod visor;
 
 /// The known-answer vectors directory: `$SKYWIRE_VECTORS`, else `../shared/vectors` beside the

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Command-line clients the integration tests drive our services with (DESIGN.md §9): curl;
-# and dropbear (server + dbclient), the peer the pty bench measures against (PEERS.md).
+# dropbear (server + dbclient), the peer the pty bench measures against (PEERS.md); and tmux, the
+# real terminal the skychat chat UI is tested in (tests/skychat.rs).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v dropbear >/dev/null 2>&1 && command -v dbclient >/dev/null 2>&1 || missing+=(dropbear-bin)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "tools.sh: curl and dropbear already present"
+    echo "tools.sh: curl, dropbear and tmux already present"
     exit 0
 fi
 sudo=""

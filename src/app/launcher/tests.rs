@@ -151,6 +151,8 @@ fn launcher(entries: &[AppEntry]) -> (Launcher, Arc<Executor<'static>>) {
         started: Instant::now(),
         apps: Arc::new(Vec::new),
         whitelist: crate::app::SharedKeys::default(),
+        state_dir: std::env::temp_dir(),
+        tcp: None,
     });
     (l, ex)
 }

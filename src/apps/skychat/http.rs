@@ -440,5 +440,10 @@ pub fn gate(
     })
 }
 
+mod routes;
+pub mod sse;
+
+pub use routes::{bind, serve};
+
 #[cfg(test)]
 mod tests;

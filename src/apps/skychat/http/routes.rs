@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use async_executor::Executor;
 
+use super::sse::sse_stream;
 use super::{
-    parse_alias_add, parse_alias_rm, parse_events_query, parse_forget, parse_history_query,
-    parse_message, parse_read, resume_point, ErrorCount, PeerRef, SSE_SEED,
+    ErrorCount, PeerRef, parse_alias_add, parse_alias_rm, parse_events_query, parse_forget,
+    parse_history_query, parse_message, parse_read, resume_point,
 };
 use crate::apps::skychat::chat::{Chat, NetChoice, SendOutcome, SendReq};
-use super::sse::sse_stream;
-use crate::apps::skychat::events::Channel;
+use crate::apps::skychat::events::{Channel, Dir, Event, Kind};
 use crate::apps::skychat::proto::MsgId;
 use crate::crypto::identity::PublicKey;
 use crate::http::json::{Ordered, Out};
@@ -62,7 +62,12 @@ fn resolve(chat: &Chat, p: &PeerRef, field: &str) -> Result<PublicKey, Response>
     }
 }
 
-async fn route(chat: &Chat, errors: &ErrorCount, ex: &Arc<Executor<'static>>, req: Request) -> Response {
+async fn route(
+    chat: &Chat,
+    errors: &ErrorCount,
+    ex: &Arc<Executor<'static>>,
+    req: Request,
+) -> Response {
     let r = match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/") => {
             let mut p = Response::text(200, super::web::INDEX);
@@ -74,9 +79,12 @@ async fn route(chat: &Chat, errors: &ErrorCount, ex: &Arc<Executor<'static>>, re
         ("GET", "/events") => sse(chat, &req, false, ex),
         ("GET", "/history") => history(chat, &req),
         ("GET", "/history/peers") => history_peers(chat),
-        ("POST", "/history/forget") => forget(chat, &req).await,
+        ("POST", "/history/forget") => forget(chat, &req),
         ("GET", "/status") => Ok(status(chat, errors)),
-        ("GET", "/unread") => Ok(json(200, Ordered::new().field("unread", Out::U64(chat.unread())))),
+        ("GET", "/unread") => Ok(json(
+            200,
+            Ordered::new().field("unread", Out::U64(chat.unread())),
+        )),
         ("POST", "/unread") => {
             chat.reset_unread();
             Ok(no_content())
@@ -98,8 +106,20 @@ async fn route(chat: &Chat, errors: &ErrorCount, ex: &Arc<Executor<'static>>, re
 }
 
 const KNOWN: &[&str] = &[
-    "/", "/message", "/sse", "/events", "/history", "/history/peers", "/history/forget",
-    "/status", "/unread", "/read", "/aliases", "/aliases/rm", "/health", "/login",
+    "/",
+    "/message",
+    "/sse",
+    "/events",
+    "/history",
+    "/history/peers",
+    "/history/forget",
+    "/status",
+    "/unread",
+    "/read",
+    "/aliases",
+    "/aliases/rm",
+    "/health",
+    "/login",
 ];
 
 async fn message(chat: &Chat, req: &Request) -> Result<Response, Response> {
@@ -118,7 +138,12 @@ async fn message(chat: &Chat, req: &Request) -> Result<Response, Response> {
         .await;
     let o = Ordered::new();
     Ok(match out {
-        SendOutcome::Acked { id, ms, network, by } => json(
+        SendOutcome::Acked {
+            id,
+            ms,
+            network,
+            by,
+        } => json(
             200,
             o.field("acked", Out::Bool(true))
                 .field("id", Out::Str(id.to_string()))
@@ -153,41 +178,69 @@ fn channels_of(names: &[&str]) -> Vec<Channel> {
 }
 
 /// `/sse` (legacy JSON, history seed) and `/events` (structured).
-fn sse(chat: &Chat, req: &Request, legacy: bool, ex: &Arc<Executor<'static>>) -> Result<Response, Response> {
+fn sse(
+    chat: &Chat,
+    req: &Request,
+    legacy: bool,
+    ex: &Arc<Executor<'static>>,
+) -> Result<Response, Response> {
     let (channels, resume) = if legacy {
         (vec![Channel::Dm], resume_point(req)?)
     } else {
         let (names, since) = parse_events_query(req)?;
         (channels_of(&names), since)
     };
-    Ok(sse_stream(chat.hub().clone(), chat.local_pk(), channels, resume, legacy, ex))
+    Ok(sse_stream(
+        chat.hub().clone(),
+        chat.local_pk(),
+        channels,
+        resume,
+        legacy,
+        ex,
+    ))
 }
 
-fn no_history() -> Response {
-    Response::error(503, "history is off (--no-history)")
+/// Message events the hub still keeps (the engine's history until the store lands), oldest
+/// first.
+fn kept_messages(chat: &Chat) -> Vec<Arc<Event>> {
+    chat.hub()
+        .kept(&[Channel::Dm])
+        .into_iter()
+        .filter(|e| e.kind == Kind::Message)
+        .collect()
+}
+
+fn peer_of(chat: &Chat, e: &Event) -> PublicKey {
+    if e.dir == Dir::Out || e.from == chat.local_pk() {
+        e.to
+    } else {
+        e.from
+    }
 }
 
 fn history(chat: &Chat, req: &Request) -> Result<Response, Response> {
     let (peer, limit) = parse_history_query(req)?;
-    let store = chat.store().ok_or_else(no_history)?;
     let peer = match &peer {
         Some(p) => Some(resolve(chat, p, "peer")?),
         None => None,
     };
-    let recs = store
-        .history(peer.as_ref(), limit)
-        .map_err(|e| Response::error(500, format!("history: {e}")))?;
-    let items = recs
+    let msgs: Vec<Arc<Event>> = kept_messages(chat)
         .into_iter()
-        .map(|r| {
+        .filter(|e| peer.is_none_or(|p| peer_of(chat, e) == p))
+        .collect();
+    let skip = msgs.len().saturating_sub(limit);
+    let items = msgs
+        .into_iter()
+        .skip(skip)
+        .map(|e| {
             let mut o = Ordered::new()
-                .field("id", Out::Str(r.id.to_string()))
-                .field("peer", Out::Str(r.peer.to_hex()))
-                .field("dir", Out::Str(r.dir.as_str().into()))
-                .field("ts", Out::U64(r.ts_ms))
-                .field("network", Out::Str(r.net.as_str().into()))
-                .field("message", Out::Str(r.body));
-            if let Some(rt) = r.reply_to {
+                .field("id", Out::Str(e.id.to_string()))
+                .field("peer", Out::Str(peer_of(chat, &e).to_hex()))
+                .field("dir", Out::Str(e.dir.as_str().into()))
+                .field("ts", Out::U64(e.ts_ms))
+                .field("network", Out::Str(e.transport.into()))
+                .field("message", Out::Str(e.text.clone()));
+            if let Some(rt) = e.reply_to {
                 o = o.field("reply_to_id", Out::Str(rt.to_string()));
             }
             Out::Obj(o)
@@ -197,37 +250,40 @@ fn history(chat: &Chat, req: &Request) -> Result<Response, Response> {
 }
 
 fn history_peers(chat: &Chat) -> Result<Response, Response> {
-    let store = chat.store().ok_or_else(no_history)?;
-    let names = chat.aliases().list();
-    let items = store
-        .peers()
+    let mut peers: Vec<(PublicKey, u64, u64)> = Vec::new();
+    for e in kept_messages(chat) {
+        let p = peer_of(chat, &e);
+        match peers.iter_mut().find(|(k, _, _)| *k == p) {
+            Some(x) => {
+                x.1 += 1;
+                x.2 = x.2.max(e.ts_ms);
+            }
+            None => peers.push((p, 1, e.ts_ms)),
+        }
+    }
+    let aliases = chat.aliases();
+    let items = peers
         .into_iter()
-        .map(|p| {
-            let mut o = Ordered::new().field("peer", Out::Str(p.peer.to_hex()));
-            if let Some((n, _)) = names.iter().find(|(_, k)| *k == p.peer) {
-                o = o.field("alias", Out::Str(n.clone()));
+        .map(|(pk, count, last)| {
+            let mut o = Ordered::new().field("peer", Out::Str(pk.to_hex()));
+            if let Some(n) = aliases.name_of(&pk) {
+                o = o.field("alias", Out::Str(n));
             }
             Out::Obj(
-                o.field("count", Out::U64(p.count as u64))
-                    .field("last_ts", Out::U64(p.last_ts_ms)),
+                o.field("count", Out::U64(count))
+                    .field("last_ts", Out::U64(last)),
             )
         })
         .collect();
     Ok(json_arr(items))
 }
 
-async fn forget(chat: &Chat, req: &Request) -> Result<Response, Response> {
-    let peer = parse_forget(&req.body)?;
-    let store = chat.store().ok_or_else(no_history)?.clone();
-    let peer = match &peer {
-        Some(p) => Some(resolve(chat, p, "peer")?),
-        None => None,
-    };
-    let n = store
-        .forget(peer)
-        .await
-        .map_err(|e| Response::error(500, format!("forget: {e}")))?;
-    Ok(json(200, Ordered::new().field("forgot", Out::U64(n as u64))))
+fn forget(_chat: &Chat, req: &Request) -> Result<Response, Response> {
+    parse_forget(&req.body)?;
+    Err(Response::error(
+        503,
+        "this build keeps no history store yet (the list is the live event ring): nothing to forget",
+    ))
 }
 
 async fn read(chat: &Chat, req: &Request) -> Result<Response, Response> {
@@ -285,7 +341,7 @@ fn status(chat: &Chat, errors: &ErrorCount) -> Response {
             )
         })
         .collect();
-    let mut o = Ordered::new()
+    let o = Ordered::new()
         .field("visor_pk", Out::Str(s.pk.to_hex()))
         .field("sse_subscribers", Out::U64(s.sse_subscribers as u64))
         .field("active_peer_conns", Out::U64(s.active_peer_conns as u64))
@@ -299,24 +355,15 @@ fn status(chat: &Chat, errors: &ErrorCount) -> Response {
         .field("inbound_drop_count", Out::U64(s.inbound_drop_count))
         .field("outbound_fail_count", Out::U64(s.outbound_fail_count))
         .field("outbound_retry_count", Out::U64(s.outbound_retry_count))
-        .field("outbound_fallback_count", Out::U64(s.outbound_fallback_count))
+        .field(
+            "outbound_fallback_count",
+            Out::U64(s.outbound_fallback_count),
+        )
         .field("sse_drop_count", Out::U64(s.sse_drop_count))
         .field("protocol_error_count", Out::U64(s.protocol_error_count))
         .field("duplicate_count", Out::U64(s.duplicate_count))
         .field("last_rx_ts", Out::U64(s.last_rx_ts_ms.unwrap_or(0)))
         .field("last_send_ts", Out::U64(s.last_send_ts_ms.unwrap_or(0)));
-    if let Some(st) = &s.store {
-        o = o.field(
-            "history",
-            Out::Obj(
-                Ordered::new()
-                    .field("records", Out::U64(st.records as u64))
-                    .field("bytes", Out::U64(st.live_bytes))
-                    .field("file_bytes", Out::U64(st.file_bytes))
-                    .field("peers", Out::U64(st.peers as u64)),
-            ),
-        );
-    }
     json(200, o.field("http_error_count", Out::U64(errors.get())))
 }
 
@@ -341,4 +388,47 @@ pub async fn serve(
     crate::http::server::serve(l, ex, handler, limits)
         .await
         .map_err(|e| format!("skychat HTTP on {served}: {e}"))
+}
+
+/// Binds the surface at `addr` (`host:port`, `:port` or `*:port` = every interface), writes a
+/// fresh token to `<state_dir>/skychat-http-<port>.token` (0600) and loads the password file:
+/// what [`serve`] needs. The token file is named after the port actually bound.
+pub async fn bind(
+    addr: &str,
+    state_dir: &std::path::Path,
+    password_file: Option<&std::path::Path>,
+) -> Result<
+    (
+        async_net::TcpListener,
+        std::net::SocketAddr,
+        super::HttpOpts,
+    ),
+    String,
+> {
+    let a = match addr.strip_prefix("*:") {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => crate::addr::bind_addr(addr),
+    };
+    let password = match password_file {
+        Some(p) => Some(super::auth::PasswordHash::load(p)?),
+        None => None,
+    };
+    let l = async_net::TcpListener::bind(a.as_str())
+        .await
+        .map_err(|e| format!("skychat HTTP --addr {addr}: {e}"))?;
+    let served = l
+        .local_addr()
+        .map_err(|e| format!("skychat HTTP --addr {addr}: {e}"))?;
+    let token = crate::http::guard::new_token()?;
+    let token_file = state_dir.join(format!("skychat-http-{}.token", served.port()));
+    super::auth::write_token_file(&token_file, &token)?;
+    Ok((
+        l,
+        served,
+        super::HttpOpts {
+            token,
+            token_file,
+            password,
+        },
+    ))
 }

@@ -31,7 +31,9 @@ pub fn sse_stream(
     // replayed are skipped by seq.
     let sub = hub.subscribe(&channels);
     let replay: Vec<Arc<Event>> = match resume {
-        Some(seq) => hub.since(seq, &channels).unwrap_or_else(|_| hub.kept(&channels)),
+        Some(seq) => hub
+            .since(seq, &channels)
+            .unwrap_or_else(|_| hub.kept(&channels)),
         None if legacy => {
             let msgs: Vec<Arc<Event>> = hub
                 .kept(&channels)
@@ -67,7 +69,11 @@ pub fn sse_stream(
         let mut last = 0u64;
         for e in &replay {
             let id = e.seq.to_string();
-            if tx.send_wait(&stream::Event::data(&render(e)).id(&id)).await.is_err() {
+            if tx
+                .send_wait(&stream::Event::data(&render(e)).id(&id))
+                .await
+                .is_err()
+            {
                 return;
             }
             last = last.max(e.seq);
@@ -99,7 +105,11 @@ pub fn sse_stream(
                     }
                     last = e.seq;
                     let id = e.seq.to_string();
-                    if tx.send_wait(&stream::Event::data(&render(&e)).id(&id)).await.is_err() {
+                    if tx
+                        .send_wait(&stream::Event::data(&render(&e)).id(&id))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

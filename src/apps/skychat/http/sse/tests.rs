@@ -6,12 +6,12 @@ use std::time::Duration;
 use async_net::{TcpListener, TcpStream};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::*;
-use crate::apps::skychat::proto::MsgId;
-use crate::http::server::{Handler, Request};
 use super::super::resume_point;
+use super::*;
 use crate::apps::skychat::events::Dir;
+use crate::apps::skychat::proto::MsgId;
 use crate::crypto::identity::Keypair;
+use crate::http::server::{Handler, Request};
 
 fn ev(me: PublicKey, peer: PublicKey, n: u64, text: &str) -> Event {
     Event {
@@ -86,7 +86,9 @@ fn sse_seeds_resumes_and_streams_live() {
 
         // Without Last-Event-ID: the last 50 messages as history, then live ones.
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let mut got = String::new();
         assert!(read_until(&mut s, &mut got, "m59-").await, "{got}");
         assert!(got.contains("X-Accel-Buffering: no"), "{got}");
@@ -122,7 +124,10 @@ fn sse_seeds_resumes_and_streams_live() {
             .await
             .unwrap();
         let mut got3 = String::new();
-        assert!(read_until(&mut s3, &mut got3, "Last-Event-ID").await, "{got3}");
+        assert!(
+            read_until(&mut s3, &mut got3, "Last-Event-ID").await,
+            "{got3}"
+        );
         assert!(got3.starts_with("HTTP/1.1 400"), "{got3}");
     };
     future::block_on(ex.run(run));
