@@ -432,3 +432,6 @@ pub async fn bind(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests;
