@@ -9,9 +9,12 @@
 
 pub mod aliases;
 pub mod app;
+pub mod auth;
 pub mod chat;
 pub mod events;
+pub mod http;
 pub mod proto;
+pub mod web;
 
 pub use aliases::Aliases;
 pub use chat::{Chat, ChatConfig, NetChoice, SendOutcome, SendReq, Status};
