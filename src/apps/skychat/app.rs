@@ -192,7 +192,20 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
         }
         .to_string()
     });
-    let _ = &opts.password_file;
+    let (http_l, served, http_opts) =
+        super::http::bind(&addr, &ctx.host.state_dir, opts.password_file.as_deref()).await?;
+    log::info!(
+        "skychat: HTTP on {served}; token in {}",
+        http_opts.token_file.display()
+    );
+    let http_task = ctx.ex.spawn_boxed(super::http::serve(
+        http_l,
+        served,
+        chat.clone(),
+        http_opts,
+        ctx.ex.clone(),
+    ));
+    let addr = served.to_string();
     for (pk, a) in &opts.tcp_peers {
         chat.add_tcp_peer(*pk, a.clone());
     }
@@ -214,10 +227,13 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
         }
     };
     let end = future::or(
-        async {
-            let r = serve_overlay.await;
-            r.map_err(|e| format!("port {PORT}: {e}"))
-        },
+        future::or(
+            async {
+                let r = serve_overlay.await;
+                r.map_err(|e| format!("port {PORT}: {e}"))
+            },
+            http_task,
+        ),
         future::or(status_loop, async {
             ctx.stopped().await;
             Ok(())
