@@ -288,6 +288,11 @@ struct Bucket {
     at: Instant,
 }
 
+/// Ids seen (for dedupe) and their order (oldest first).
+type Seen = (HashSet<(PublicKey, MsgId)>, VecDeque<(PublicKey, MsgId)>);
+/// A persistent tcp peer: its address and its redial task.
+type TcpPeer = (String, Option<Task<()>>);
+
 struct Inner {
     cfg: ChatConfig,
     net: Arc<dyn Net>,
@@ -298,9 +303,9 @@ struct Inner {
     started: Instant,
     conns: Mutex<HashMap<PublicKey, Vec<Arc<PeerConn>>>>,
     pending: Mutex<HashMap<MsgId, Pending>>,
-    seen: Mutex<(HashSet<(PublicKey, MsgId)>, VecDeque<(PublicKey, MsgId)>)>,
+    seen: Mutex<Seen>,
     rate: Mutex<HashMap<PublicKey, Bucket>>,
-    tcp_peers: Mutex<HashMap<PublicKey, (String, Option<Task<()>>)>>,
+    tcp_peers: Mutex<HashMap<PublicKey, TcpPeer>>,
     dialing: Mutex<HashSet<PublicKey>>,
     next_conn: AtomicU64,
     c: Counters,
