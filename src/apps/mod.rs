@@ -9,6 +9,8 @@
 pub mod logserver;
 #[cfg(feature = "app-pty")]
 pub mod pty;
+#[cfg(feature = "app-skychat")]
+pub mod skychat;
 #[cfg(feature = "test-apps")]
 mod testapps;
 
@@ -20,6 +22,8 @@ pub static APPS: &[&AppDef] = &[
     &logserver::DEF,
     #[cfg(feature = "app-pty")]
     &pty::app::DEF,
+    #[cfg(feature = "app-skychat")]
+    &skychat::app::DEF,
     #[cfg(feature = "test-apps")]
     &testapps::TEST_A,
     #[cfg(feature = "test-apps")]
