@@ -979,3 +979,68 @@ fn read_password() -> Result<String, CmdError> {
     }
     Ok(a)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_envelopes_and_password_hashes() {
+        assert_eq!(parse_wait("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_wait("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_wait("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_wait("5h").is_err() && parse_wait("s").is_err());
+        assert_eq!(show_wait(Duration::from_millis(1500)), "1500ms");
+        let e = via_envelope("00000000000000ab", "a \"q\"\n", Some("00000000000000CD"));
+        let Ok(Value::Object(o)) = miniserde::json::from_str::<Value>(&e) else {
+            panic!("{e}")
+        };
+        assert_eq!(str_of(&o, "type"), Some("chat-msg"));
+        assert_eq!(str_of(&o, "body"), Some("a \"q\"\n"));
+        assert_eq!(str_of(&o, "reply_to"), Some("00000000000000cd"));
+        assert!(matches!(o.get("ack"), Some(Value::Bool(true))));
+        let id = random_id().unwrap();
+        assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        // sha512:<salt hex>:<hex sha512(salt ‖ password)>.
+        let h = hash_with_salt(&[0u8; 16], "secret12");
+        let parts: Vec<&str> = h.split(':').collect();
+        assert_eq!(parts[0], "sha512");
+        assert_eq!(parts[1], "0".repeat(32));
+        let want = crate::crypto::hmac::sha512(&[&[0u8; 16], b"secret12"]);
+        assert_eq!(parts[2], hex(&want));
+        assert_ne!(hash_password("secret12").unwrap(), hash_password("secret12").unwrap());
+    }
+
+    #[test]
+    fn via_frames_round_trip_and_acks_are_matched_by_id() {
+        async_io::block_on(async {
+            let mut buf = Vec::new();
+            write_frame(&mut buf, b"{\"type\":\"chat-ack\",\"id\":\"x1\"}").await.unwrap();
+            assert_eq!(&buf[..4], &29u32.to_be_bytes());
+            assert!(write_frame(&mut Vec::new(), b"").await.is_err());
+            assert!(write_frame(&mut Vec::new(), &vec![b'a'; MAX_FRAME + 1]).await.is_err());
+            let mut wire = Vec::new();
+            write_frame(&mut wire, b"plain hello").await.unwrap();
+            write_frame(&mut wire, b"{\"type\":\"chat-ack\",\"id\":\"other\"}").await.unwrap();
+            wire.extend_from_slice(&buf);
+            let mut r = futures_lite::io::Cursor::new(wire);
+            assert!(wait_ack(&mut r, "x1", Duration::from_secs(1)).await.is_ok());
+            let mut nack = Vec::new();
+            write_frame(&mut nack, b"{\"type\":\"chat-nack\",\"id\":\"x1\",\"reason\":\"too big\"}")
+                .await
+                .unwrap();
+            let mut r = futures_lite::io::Cursor::new(nack);
+            match wait_ack(&mut r, "x1", Duration::from_secs(1)).await {
+                Err(AckErr::Other(why)) => assert!(why.contains("too big"), "{why}"),
+                _ => panic!("a nack is a refusal"),
+            }
+            let mut r = futures_lite::io::Cursor::new(vec![0, 0, 0, 0]);
+            assert!(matches!(
+                wait_ack(&mut r, "x1", Duration::from_secs(1)).await,
+                Err(AckErr::Other(_))
+            ));
+        });
+    }
+}

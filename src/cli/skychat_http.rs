@@ -793,3 +793,175 @@ pub fn ts_ms(o: &Object, k: &str) -> Option<u64> {
     u64_of(o, k).map(|t| if t > 100_000_000_000 { t } else { t * 1000 })
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    #[test]
+    fn sse_parser_splits_events_across_reads() {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        let text = ": connected\n\nid: 7\ndata: {\"a\":1}\r\n\nevent: x\ndata: l1\ndata:l2\n\n: ping\n\n";
+        for b in text.as_bytes().chunks(3) {
+            p.push(b, &mut out).unwrap();
+        }
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].id.as_deref(), Some("7"));
+        assert_eq!(out[0].data, "{\"a\":1}");
+        assert_eq!(out[1].event.as_deref(), Some("x"));
+        assert_eq!(out[1].data, "l1\nl2");
+        let mut huge = SseParser::default();
+        assert!(huge.push(&vec![b'a'; MAX_LINE + 1], &mut out).is_err());
+    }
+
+    #[test]
+    fn chunked_bodies_decode_incrementally() {
+        let mut b = Body::Chunked {
+            line: Vec::new(),
+            left: 0,
+        };
+        let mut out = Vec::new();
+        for piece in "5\r\nhello\r\n3;ext\r\n ab\r\n0\r\n\r\n".as_bytes().chunks(2) {
+            b.feed(piece, &mut out).unwrap();
+        }
+        assert_eq!(out, b"hello ab");
+        assert!(matches!(b, Body::Done));
+        let mut bad = Body::Chunked {
+            line: Vec::new(),
+            left: 0,
+        };
+        assert!(bad.feed(b"zz\r\n", &mut out).is_err());
+    }
+
+    #[test]
+    fn addresses_times_and_dedupe() {
+        assert_eq!(
+            normalize_addr("http://127.0.0.1:8002/").unwrap(),
+            ("127.0.0.1:8002".to_string(), 8002)
+        );
+        assert!(normalize_addr("localhost").is_err());
+        assert!(normalize_addr(":80").is_err());
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(1_796_198_142_000), "2026-12-02 07:55:42");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+        let mut d = Dedupe::new(2);
+        assert!(d.first("a") && d.first("b") && !d.first("a"));
+        assert!(d.first("c"));
+        assert!(d.first("a"), "the oldest id was forgotten at the cap");
+    }
+
+    /// A fake skychat: each connection gets the next canned answer; the request heads are
+    /// recorded.
+    fn fake(answers: Vec<String>) -> (String, std::sync::mpsc::Receiver<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for a in answers {
+                let Ok((mut s, _)) = l.accept() else { return };
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let _ = tx.send(head);
+                let _ = s.write_all(a.as_bytes());
+            }
+        });
+        (addr, rx)
+    }
+
+    fn chunk(s: &str) -> String {
+        format!("{:x}\r\n{s}\r\n", s.len())
+    }
+
+    fn msg(seq: u64, id: &str, text: &str) -> String {
+        chunk(&format!(
+            "id: {seq}\ndata: {{\"seq\":{seq},\"id\":\"{id}\",\"type\":\"message\",\"text\":\"{text}\"}}\n\n"
+        ))
+    }
+
+    #[test]
+    fn follow_reconnects_resumes_with_since_and_gives_each_event_once() {
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let first = format!(
+            "{head}{}{}{}",
+            chunk(": connected\n\n"),
+            msg(10, "a1", "one"),
+            msg(11, "a2", "two")
+        );
+        // The first stream breaks (no last chunk); the second replays seq 11, then a
+        // message id already given under a new seq, then a new one.
+        let second = format!(
+            "{head}{}{}{}0\r\n\r\n",
+            msg(11, "a2", "two"),
+            msg(12, "a2", "two again"),
+            msg(13, "a3", "three")
+        );
+        let (addr, heads) = fake(vec![first, second]);
+        let s = Surface {
+            addr,
+            token: Ok("tok".into()),
+        };
+        let mut f = Follow::new(s, "dm", None);
+        let got: Vec<String> = async_io::block_on(async {
+            let mut v = Vec::new();
+            for _ in 0..3 {
+                v.push(f.next().await.unwrap().get("text").to_string());
+            }
+            v
+        });
+        assert_eq!(got, ["one", "two", "three"]);
+        let h1 = heads.recv().unwrap();
+        assert!(h1.starts_with("GET /events?channel=dm HTTP/1.1\r\n"), "{h1}");
+        assert!(h1.contains("Authorization: Bearer tok\r\n"), "{h1}");
+        let h2 = heads.recv().unwrap();
+        assert!(
+            h2.starts_with("GET /events?channel=dm&since=11 HTTP/1.1\r\n"),
+            "{h2}"
+        );
+        assert!(h2.contains("Last-Event-ID: 11\r\n"), "{h2}");
+    }
+
+    #[test]
+    fn errors_say_what_to_do() {
+        // Nothing listens: "no skychat answers", at the first connection.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s = Surface {
+            addr: format!("127.0.0.1:{port}"),
+            token: Err("no token file".into()),
+        };
+        let e = async_io::block_on(s.json("GET", "/status", None)).unwrap_err();
+        assert!(e.msg.contains("no skychat answers on 127.0.0.1:"), "{}", e.msg);
+        assert!(e.msg.contains("app status skychat"), "{}", e.msg);
+        let mut f = Follow::new(s, "dm", None);
+        let e = async_io::block_on(f.next()).unwrap_err();
+        assert!(e.msg.contains("no skychat answers"), "{}", e.msg);
+        // 401 explains the token; 400 passes the server's error on; not retried.
+        let (addr, _h) = fake(vec![
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".into(),
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 33\r\n\r\n{\"error\":\"channel: dm or system\"}".into(),
+        ]);
+        let s = Surface {
+            addr,
+            token: Err("/x/skychat-http-8001.token: no skychat token".into()),
+        };
+        let e = async_io::block_on(s.json("GET", "/status", None)).unwrap_err();
+        assert!(e.msg.contains("no skychat token"), "{}", e.msg);
+        let mut f = Follow::new(s, "bogus", None);
+        let e = async_io::block_on(f.next()).unwrap_err();
+        assert!(e.msg.contains("channel: dm or system"), "{}", e.msg);
+    }
+}
