@@ -255,10 +255,7 @@ impl SendCmd {
                 r.error()
             ))),
             400 => Err(CmdError::usage(format!("send: {}", r.error()))),
-            st => Err(CmdError::fail(format!(
-                "send: {} (HTTP {st})",
-                r.error()
-            ))),
+            st => Err(CmdError::fail(format!("send: {} (HTTP {st})", r.error()))),
         }
     }
 
@@ -290,16 +287,19 @@ impl SendCmd {
         let work = async {
             use crate::app::net::Net;
             let t0 = std::time::Instant::now();
-            let mut c = net.dial(pk, 1).await.map_err(|e| {
-                CmdError::fail(format!("peer unreachable: {pk} at {addr}: {e}"))
-            })?;
+            let mut c = net
+                .dial(pk, 1)
+                .await
+                .map_err(|e| CmdError::fail(format!("peer unreachable: {pk} at {addr}: {e}")))?;
             let env = via_envelope(&msg_id, &self.message, self.reply_to.as_deref());
             for attempt in 0..=self.retries {
                 write_frame(&mut c, env.as_bytes())
                     .await
                     .map_err(|e| CmdError::fail(format!("peer {pk}: sending failed: {e}")))?;
                 if wait.is_zero() {
-                    say(&format!("Sent to {pk} (via tcp), not waiting for an ack (id {msg_id})"));
+                    say(&format!(
+                        "Sent to {pk} (via tcp), not waiting for an ack (id {msg_id})"
+                    ));
                     return Ok(());
                 }
                 match wait_ack(&mut c, &msg_id, wait).await {
@@ -312,7 +312,9 @@ impl SendCmd {
                         } else {
                             say(&format!("Acked by {pk} in {ms}ms (via tcp)"));
                             if self.verbose {
-                                say(&format!("  id {msg_id}, dialled {addr}, {attempt} retr(ies)"));
+                                say(&format!(
+                                    "  id {msg_id}, dialled {addr}, {attempt} retr(ies)"
+                                ));
                             }
                         }
                         return Ok(());
@@ -370,7 +372,10 @@ async fn write_frame<W: futures_lite::AsyncWrite + Unpin>(
     if payload.is_empty() || payload.len() > MAX_FRAME {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("a message frame is 1 to {MAX_FRAME} bytes; this one is {}", payload.len()),
+            format!(
+                "a message frame is 1 to {MAX_FRAME} bytes; this one is {}",
+                payload.len()
+            ),
         ));
     }
     let mut out = (payload.len() as u32).to_be_bytes().to_vec();
@@ -768,7 +773,11 @@ impl HistoryCmd {
 /// `<ts> → <peer>: text` (sent) or `<ts> ← <peer>: text` (received).
 fn history_line(m: &Object, names: &Names) -> String {
     let ts = ts_ms(m, "ts").map_or("-".into(), utc);
-    let arrow = if str_of(m, "dir") == Some("out") { "→" } else { "←" };
+    let arrow = if str_of(m, "dir") == Some("out") {
+        "→"
+    } else {
+        "←"
+    };
     format!(
         "{ts} {arrow} {} [{}]: {}",
         names.of(str_of(m, "peer").unwrap_or("?")),
@@ -1010,27 +1019,41 @@ mod tests {
         assert_eq!(parts[1], "0".repeat(32));
         let want = crate::crypto::hmac::sha512(&[&[0u8; 16], b"secret12"]);
         assert_eq!(parts[2], hex(&want));
-        assert_ne!(hash_password("secret12").unwrap(), hash_password("secret12").unwrap());
+        assert_ne!(
+            hash_password("secret12").unwrap(),
+            hash_password("secret12").unwrap()
+        );
     }
 
     #[test]
     fn via_frames_round_trip_and_acks_are_matched_by_id() {
         async_io::block_on(async {
             let mut buf = Vec::new();
-            write_frame(&mut buf, b"{\"type\":\"chat-ack\",\"id\":\"x1\"}").await.unwrap();
+            write_frame(&mut buf, b"{\"type\":\"chat-ack\",\"id\":\"x1\"}")
+                .await
+                .unwrap();
             assert_eq!(&buf[..4], &29u32.to_be_bytes());
             assert!(write_frame(&mut Vec::new(), b"").await.is_err());
-            assert!(write_frame(&mut Vec::new(), &vec![b'a'; MAX_FRAME + 1]).await.is_err());
+            assert!(
+                write_frame(&mut Vec::new(), &vec![b'a'; MAX_FRAME + 1])
+                    .await
+                    .is_err()
+            );
             let mut wire = Vec::new();
             write_frame(&mut wire, b"plain hello").await.unwrap();
-            write_frame(&mut wire, b"{\"type\":\"chat-ack\",\"id\":\"other\"}").await.unwrap();
+            write_frame(&mut wire, b"{\"type\":\"chat-ack\",\"id\":\"other\"}")
+                .await
+                .unwrap();
             wire.extend_from_slice(&buf);
             let mut r = futures_lite::io::Cursor::new(wire);
             assert!(wait_ack(&mut r, "x1", Duration::from_secs(1)).await.is_ok());
             let mut nack = Vec::new();
-            write_frame(&mut nack, b"{\"type\":\"chat-nack\",\"id\":\"x1\",\"reason\":\"too big\"}")
-                .await
-                .unwrap();
+            write_frame(
+                &mut nack,
+                b"{\"type\":\"chat-nack\",\"id\":\"x1\",\"reason\":\"too big\"}",
+            )
+            .await
+            .unwrap();
             let mut r = futures_lite::io::Cursor::new(nack);
             match wait_ack(&mut r, "x1", Duration::from_secs(1)).await {
                 Err(AckErr::Other(why)) => assert!(why.contains("too big"), "{why}"),

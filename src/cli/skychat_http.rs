@@ -135,6 +135,7 @@ impl Surface {
 
     /// "No skychat answers …".
     pub fn unreachable(&self, why: &str) -> CmdError {
+        let why = why.find(" (os error ").map_or(why, |i| &why[..i]);
         CmdError::fail(format!(
             "no skychat answers on {} ({why}): is the visor running with skychat? (skywire cli \
              visor app status skychat; a standalone one listens on 127.0.0.1:8002: --addr)",
@@ -258,7 +259,10 @@ impl Surface {
 fn read_token(file: &std::path::Path) -> Result<String, String> {
     match std::fs::read_to_string(file) {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-        Ok(_) => Err(format!("{}: the skychat token file is empty", file.display())),
+        Ok(_) => Err(format!(
+            "{}: the skychat token file is empty",
+            file.display()
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
             "{}: no skychat token; is skychat running with this state directory? (give the -c \
              FILE or --state-dir DIR of its visor, --token-file, or $SKYCHAT_TOKEN)",
@@ -410,7 +414,13 @@ impl Body {
                         continue;
                     }
                     let text = String::from_utf8_lossy(line).into_owned();
-                    let hex = text.trim().split(';').next().unwrap_or("").trim().to_string();
+                    let hex = text
+                        .trim()
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
                     line.clear();
                     if hex.is_empty() {
                         continue; // the CRLF after a chunk's data
@@ -455,11 +465,7 @@ pub struct SseConn {
 
 impl SseConn {
     /// `GET path` as an event stream (with `Last-Event-ID` when given), within 10 s.
-    pub async fn open(
-        s: &Surface,
-        path: &str,
-        last_id: Option<u64>,
-    ) -> Result<SseConn, OpenError> {
+    pub async fn open(s: &Surface, path: &str, last_id: Option<u64>) -> Result<SseConn, OpenError> {
         let work = Self::open_inner(s, path, last_id);
         futures_lite::future::or(work, async {
             Timer::after(Duration::from_secs(10)).await;
@@ -724,8 +730,7 @@ impl Follow {
                     if s.seq().is_none()
                         && let Some(id) = ev.id.as_deref().and_then(|i| i.parse::<u64>().ok())
                     {
-                        s.obj
-                            .insert("seq".into(), Value::Number(Number::U64(id)));
+                        s.obj.insert("seq".into(), Value::Number(Number::U64(id)));
                     }
                     if let (Some(seq), Some(last)) = (s.seq(), self.since)
                         && seq <= last
@@ -793,7 +798,6 @@ pub fn ts_ms(o: &Object, k: &str) -> Option<u64> {
     u64_of(o, k).map(|t| if t > 100_000_000_000 { t } else { t * 1000 })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -804,7 +808,8 @@ mod tests {
     fn sse_parser_splits_events_across_reads() {
         let mut p = SseParser::default();
         let mut out = Vec::new();
-        let text = ": connected\n\nid: 7\ndata: {\"a\":1}\r\n\nevent: x\ndata: l1\ndata:l2\n\n: ping\n\n";
+        let text =
+            ": connected\n\nid: 7\ndata: {\"a\":1}\r\n\nevent: x\ndata: l1\ndata:l2\n\n: ping\n\n";
         for b in text.as_bytes().chunks(3) {
             p.push(b, &mut out).unwrap();
         }
@@ -824,7 +829,10 @@ mod tests {
             left: 0,
         };
         let mut out = Vec::new();
-        for piece in "5\r\nhello\r\n3;ext\r\n ab\r\n0\r\n\r\n".as_bytes().chunks(2) {
+        for piece in "5\r\nhello\r\n3;ext\r\n ab\r\n0\r\n\r\n"
+            .as_bytes()
+            .chunks(2)
+        {
             b.feed(piece, &mut out).unwrap();
         }
         assert_eq!(out, b"hello ab");
@@ -921,7 +929,10 @@ mod tests {
         });
         assert_eq!(got, ["one", "two", "three"]);
         let h1 = heads.recv().unwrap();
-        assert!(h1.starts_with("GET /events?channel=dm HTTP/1.1\r\n"), "{h1}");
+        assert!(
+            h1.starts_with("GET /events?channel=dm HTTP/1.1\r\n"),
+            "{h1}"
+        );
         assert!(h1.contains("Authorization: Bearer tok\r\n"), "{h1}");
         let h2 = heads.recv().unwrap();
         assert!(
@@ -944,7 +955,11 @@ mod tests {
             token: Err("no token file".into()),
         };
         let e = async_io::block_on(s.json("GET", "/status", None)).unwrap_err();
-        assert!(e.msg.contains("no skychat answers on 127.0.0.1:"), "{}", e.msg);
+        assert!(
+            e.msg.contains("no skychat answers on 127.0.0.1:"),
+            "{}",
+            e.msg
+        );
         assert!(e.msg.contains("app status skychat"), "{}", e.msg);
         let mut f = Follow::new(s, "dm", None);
         let e = async_io::block_on(f.next()).unwrap_err();

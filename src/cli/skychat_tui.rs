@@ -38,7 +38,11 @@ fn open_tty(nonblock: bool) -> io::Result<File> {
     if nonblock {
         flags |= OFlags::NONBLOCK;
     }
-    Ok(File::from(rustix::fs::open("/dev/tty", flags, Mode::empty())?))
+    Ok(File::from(rustix::fs::open(
+        "/dev/tty",
+        flags,
+        Mode::empty(),
+    )?))
 }
 
 /// The terminal in raw mode on the alternate screen; dropping it restores both.
@@ -250,7 +254,11 @@ impl View {
                 "failed" => Mark::Failed("failed".into()),
                 _ => return None,
             };
-            if let Some(l) = self.lines.iter_mut().find(|l| l.out && l.id.as_deref() == Some(&id)) {
+            if let Some(l) = self
+                .lines
+                .iter_mut()
+                .find(|l| l.out && l.id.as_deref() == Some(&id))
+            {
                 l.mark = mark;
             }
             return None;
@@ -479,7 +487,12 @@ async fn send_one(s: &Surface, pk: &str, text: &str, wait: Duration, net: &str) 
         wait.as_millis()
     );
     match s
-        .call("POST", "/message", Some(&body), wait + Duration::from_secs(15))
+        .call(
+            "POST",
+            "/message",
+            Some(&body),
+            wait + Duration::from_secs(15),
+        )
         .await
     {
         Ok(r) => {
@@ -491,7 +504,11 @@ async fn send_one(s: &Surface, pk: &str, text: &str, wait: Duration, net: &str) 
             let mark = match r.status {
                 200 => Mark::Acked(u64_of(&o, "ms").unwrap_or(0)),
                 202 => Mark::None,
-                504 => Mark::Failed(format!("not acked within {} s: {}", wait.as_secs(), r.error())),
+                504 => Mark::Failed(format!(
+                    "not acked within {} s: {}",
+                    wait.as_secs(),
+                    r.error()
+                )),
                 502 => Mark::Failed(format!("unreachable: {}", r.error())),
                 _ => Mark::Failed(r.error()),
             };
@@ -557,7 +574,10 @@ pub async fn run(s: Surface, pk: String, wait: Duration, net: String) -> CmdResu
                             Ok(0) => return inbox.push(Ev::KeysEnd(None)),
                             Ok(n) => inbox.push(Ev::Keys(buf[..n].to_vec())),
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {
+                            Err(e)
+                                if e.raw_os_error()
+                                    == Some(rustix::io::Errno::IO.raw_os_error()) =>
+                            {
                                 return inbox.push(Ev::KeysEnd(None));
                             }
                             Err(e) => return inbox.push(Ev::KeysEnd(Some(e.to_string()))),
@@ -692,7 +712,9 @@ mod tests {
         let mut v = View::new("aa".into(), "bob".into());
         v.keys(b"hi\r");
         // The out event comes before the POST answer: it names the pending line.
-        let out = ev(r#"{"seq":1,"id":"0000000000000001","type":"message","dir":"out","from":"me","to":"aa","text":"hi","ts":1000}"#);
+        let out = ev(
+            r#"{"seq":1,"id":"0000000000000001","type":"message","dir":"out","from":"me","to":"aa","text":"hi","ts":1000}"#,
+        );
         assert_eq!(v.event(&out), None);
         assert_eq!(v.lines.len(), 1);
         v.sent(
@@ -704,13 +726,19 @@ mod tests {
         );
         assert_eq!(v.lines.len(), 1);
         assert_eq!(v.lines[0].mark, Mark::Acked(12));
-        let inc = ev(r#"{"seq":2,"id":"0000000000000002","type":"message","dir":"in","from":"aa","to":"me","text":"yo","ts":2000}"#);
+        let inc = ev(
+            r#"{"seq":2,"id":"0000000000000002","type":"message","dir":"in","from":"aa","to":"me","text":"yo","ts":2000}"#,
+        );
         assert_eq!(v.event(&inc).as_deref(), Some("0000000000000002"));
         assert_eq!(v.event(&inc), None, "a message is shown once");
-        let other = ev(r#"{"seq":3,"id":"0000000000000003","type":"message","dir":"in","from":"cc","to":"me","text":"no"}"#);
+        let other = ev(
+            r#"{"seq":3,"id":"0000000000000003","type":"message","dir":"in","from":"cc","to":"me","text":"no"}"#,
+        );
         assert_eq!(v.event(&other), None);
         assert_eq!(v.lines.len(), 2);
-        let read = ev(r#"{"seq":4,"id":"0000000000000001","type":"status","status":"read","dir":"out","from":"me","to":"aa"}"#);
+        let read = ev(
+            r#"{"seq":4,"id":"0000000000000001","type":"status","status":"read","dir":"out","from":"me","to":"aa"}"#,
+        );
         v.event(&read);
         assert_eq!(v.lines[0].mark, Mark::Read);
         let screen = v.render(10, 40);
@@ -732,6 +760,9 @@ mod tests {
         );
         let screen = v.render(8, 30);
         assert!(screen.contains("✗ not acked"), "{screen}");
-        assert_eq!(wrap("abcdef", 4), vec!["abcd".to_string(), "ef".to_string()]);
+        assert_eq!(
+            wrap("abcdef", 4),
+            vec!["abcd".to_string(), "ef".to_string()]
+        );
     }
 }
