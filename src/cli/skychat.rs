@@ -10,7 +10,7 @@ use miniserde::json::{Object, Value};
 
 use super::out::{human_secs, print_json, row, say, table};
 use super::skychat_http::{
-    Follow, Structured, Surface, Where, array, is_pk, quote, str_of, ts_ms, u64_of, utc,
+    Follow, Names, Structured, Surface, Where, array, is_pk, quote, str_of, ts_ms, u64_of, utc,
 };
 use super::{CmdError, CmdResult};
 
@@ -433,24 +433,6 @@ async fn wait_ack<R: futures_lite::AsyncRead + Unpin>(
         Err(AckErr::Timeout)
     })
     .await
-}
-
-/// Display names: the alias of a PK if it has one.
-pub(super) struct Names(Vec<(String, String)>);
-
-impl Names {
-    /// The alias book, or none when it cannot be read.
-    pub(super) async fn load(s: &Surface) -> Names {
-        Names(s.aliases().await.unwrap_or_default())
-    }
-
-    /// `alias` or the PK.
-    pub(super) fn of<'a>(&'a self, pk: &'a str) -> &'a str {
-        self.0
-            .iter()
-            .find(|(_, p)| p.eq_ignore_ascii_case(pk))
-            .map_or(pk, |(n, _)| n.as_str())
-    }
 }
 
 /// `<ts> <from> → <to>: text` of a structured message event.

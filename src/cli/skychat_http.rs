@@ -256,6 +256,24 @@ impl Surface {
     }
 }
 
+/// Display names: the alias of a PK if it has one.
+pub struct Names(Vec<(String, String)>);
+
+impl Names {
+    /// The alias book, or none when it cannot be read.
+    pub async fn load(s: &Surface) -> Names {
+        Names(s.aliases().await.unwrap_or_default())
+    }
+
+    /// `alias` or the PK.
+    pub fn of<'a>(&'a self, pk: &'a str) -> &'a str {
+        self.0
+            .iter()
+            .find(|(_, p)| p.eq_ignore_ascii_case(pk))
+            .map_or(pk, |(n, _)| n.as_str())
+    }
+}
+
 fn read_token(file: &std::path::Path) -> Result<String, String> {
     match std::fs::read_to_string(file) {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),

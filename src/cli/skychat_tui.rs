@@ -528,7 +528,10 @@ pub async fn run(s: Surface, pk: String, wait: Duration, net: String) -> CmdResu
             "chat needs a terminal (stdin is not one); in scripts use send, listen and events",
         ));
     }
-    let name = super::skychat::Names::load(&s).await.of(&pk).to_string();
+    let name = super::skychat_http::Names::load(&s)
+        .await
+        .of(&pk)
+        .to_string();
     let mut view = View::new(pk.clone(), name);
     // Check the surface answers before touching the terminal.
     match s
