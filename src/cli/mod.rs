@@ -27,6 +27,12 @@ mod out;
 #[cfg(feature = "app-pty")]
 mod pty;
 mod rpc;
+#[cfg(feature = "app-skychat")]
+mod skychat;
+#[cfg(feature = "app-skychat")]
+mod skychat_http;
+#[cfg(feature = "app-skychat")]
+mod skychat_tui;
 #[cfg(feature = "skynet")]
 mod skynet;
 mod visor;
@@ -216,6 +222,8 @@ enum CliSub {
     // One arm per app's command tree.
     #[cfg(feature = "app-pty")]
     Pty(pty::PtyCmd),
+    #[cfg(feature = "app-skychat")]
+    Skychat(skychat::SkychatCmd),
 }
 
 impl CliCmd {
@@ -225,6 +233,8 @@ impl CliCmd {
             CliSub::Visor(c) => c.run(),
             #[cfg(feature = "app-pty")]
             CliSub::Pty(c) => c.run(),
+            #[cfg(feature = "app-skychat")]
+            CliSub::Skychat(c) => c.run(),
         }
     }
 }
