@@ -819,7 +819,7 @@ impl AliasCmd {
             ("add", Some(name), Some(pk)) => {
                 if !is_pk(pk) {
                     return Err(CmdError::usage(format!(
-                        "{pk}: a public key is 66 hex digits"
+                        "{pk}: a public key is 64 hex digits"
                     )));
                 }
                 if is_pk(name) || name.is_empty() {

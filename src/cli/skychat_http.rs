@@ -225,7 +225,7 @@ impl Surface {
         }
     }
 
-    /// Resolves a PK-or-alias argument: 66 hex digits are a PK, anything else is looked up in
+    /// Resolves a PK-or-alias argument: 64 hex digits are a PK, anything else is looked up in
     /// `GET /aliases`.
     pub async fn resolve(&self, who: &str) -> Result<String, CmdError> {
         if is_pk(who) {
@@ -237,7 +237,7 @@ impl Surface {
             .map(|(_, pk)| pk)
             .ok_or_else(|| {
                 CmdError::usage(format!(
-                    "{who}: not a public key (66 hex digits) and no alias of that name \
+                    "{who}: not a public key (64 hex digits) and no alias of that name \
                      (skywire cli skychat alias ls; alias add <name> <pk>)"
                 ))
             })
@@ -294,9 +294,9 @@ fn read_token(file: &std::path::Path) -> Result<String, String> {
     }
 }
 
-/// 66 hex digits.
+/// A public key: 64 hex digits of a valid Ed25519 point.
 pub fn is_pk(s: &str) -> bool {
-    s.len() == 66 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    s.len() == 64 && crate::crypto::PublicKey::from_hex(s).is_ok()
 }
 
 /// A string field.

@@ -143,7 +143,10 @@ impl Node {
     pub fn wait_skychat(&self) {
         let t0 = Instant::now();
         loop {
-            if std::fs::metadata(self.token_path()).is_ok() {
+            // A token file of an earlier run may still be there: the port must answer too.
+            if std::fs::metadata(self.token_path()).is_ok()
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 let (code, _) = self.http("GET", "/status", None);
                 if code == 200 {
                     return;

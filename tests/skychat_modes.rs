@@ -1,0 +1,193 @@
+//! Skychat's other two modes (issue 14): dmsg-standalone (`skywire dmsg skychat`, own keys
+//! and its own dmsg client) chats with a visor-hosted skychat; TCP-direct (`skywire
+//! standalone skychat`, Noise XK over TCP) takes `send --via tcp://…` from a sender whose
+//! visor is stopped, and its whitelist refuses a key not on it.
+
+mod common;
+
+use std::path::Path;
+
+use common::dmsg::keypair_hex;
+use common::skychat::*;
+use common::visor::{free_port, spawn_first_line, sw, text, tmp};
+
+/// The token a standalone skychat wrote into `state`.
+fn standalone_token(state: &Path, port: u16) -> String {
+    let f = state.join(format!("skychat-http-{port}.token"));
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Ok(t) = std::fs::read_to_string(&f)
+            && !t.trim().is_empty()
+        {
+            return t.trim().to_string();
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "{} never written",
+            f.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn dmsg_standalone_chats_with_a_visor() {
+    let (_d, disc, relay) = network();
+    let mut a = Node::new("MA", &disc, &relay.arg());
+    a.start();
+    let state = tmp("skychat-dmsg-standalone");
+    let http = free_port();
+    let (sk, pk) = keypair_hex();
+    let bin = common::skywire_bin();
+    let (_sa, line) = spawn_first_line(
+        &bin,
+        &[
+            "app",
+            "skychat",
+            "run",
+            "--mode",
+            "dmsg",
+            "--sk",
+            &sk,
+            "--disc",
+            &disc,
+            "--relay",
+            &relay.arg(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--",
+            "--addr",
+            &format!("127.0.0.1:{http}"),
+        ],
+    );
+    assert!(
+        line.contains("skychat running (dmsg mode)") && line.contains(&pk.to_hex()),
+        "{line}"
+    );
+    let token = standalone_token(&state, http);
+
+    // Visor → standalone, acked.
+    let t = send_until_acked(
+        &a,
+        &[
+            "send",
+            "-t",
+            &pk.to_hex(),
+            "-m",
+            "to the standalone",
+            "-n",
+            "dmsg",
+            "-w",
+            "10s",
+        ],
+    );
+    assert!(t.contains(&format!("Acked by {}", pk.to_hex())), "{t}");
+    // Standalone → visor, through its own surface, acked.
+    let body = format!(
+        r#"{{"recipient": "{}", "message": "from the standalone", "wait_ms": 10000}}"#,
+        a.pk
+    );
+    let (code, r) = http_to(http, "POST", "/message", Some(&body), Some(&token));
+    assert_eq!(code, 200, "{r}");
+    let (code, h) = a.http("GET", &format!("/history?peer={}", pk.to_hex()), None);
+    assert_eq!(code, 200, "{h}");
+    assert!(
+        h.contains("from the standalone") && h.contains("to the standalone"),
+        "{h}"
+    );
+}
+
+#[test]
+fn tcp_direct_takes_send_via_with_the_senders_visor_stopped() {
+    let (_d, disc, relay) = network();
+    // The sender: a visor whose identity `send --via` uses, stopped before sending.
+    let mut a = Node::new("TA", &disc, &relay.arg());
+    a.start();
+    drop(a.visor.take());
+
+    let state = tmp("skychat-tcp-standalone");
+    let (http, tcp) = (free_port(), free_port());
+    let (sk, pk) = keypair_hex();
+    let bin = common::skywire_bin();
+    let (_sb, line) = spawn_first_line(
+        &bin,
+        &[
+            "app",
+            "skychat",
+            "run",
+            "--mode",
+            "tcp",
+            "--sk",
+            &sk,
+            "--listen",
+            &format!("127.0.0.1:{tcp}"),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--",
+            "--addr",
+            &format!("127.0.0.1:{http}"),
+            "--tcp-whitelist",
+            &a.pk,
+        ],
+    );
+    assert!(line.contains("skychat running (tcp mode)"), "{line}");
+    let token = standalone_token(&state, http);
+    let via = format!("tcp://{}@127.0.0.1:{tcp}", pk.to_hex());
+
+    // From A's config (its visor is not running): acked over TCP.
+    let o = sw(&[
+        "cli",
+        "skychat",
+        "send",
+        "--via",
+        &via,
+        "-c",
+        a.config.to_str().unwrap(),
+        "-m",
+        "direct hello",
+        "-w",
+        "5s",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("Acked by {} in", pk.to_hex())) && t.contains("(via tcp"),
+        "{t}"
+    );
+    let (code, h) = http_to(
+        http,
+        "GET",
+        &format!("/history?peer={}", a.pk),
+        None,
+        Some(&token),
+    );
+    assert_eq!(code, 200, "{h}");
+    assert!(h.contains("direct hello"), "{h}");
+
+    // A key not on the whitelist is refused, and nothing of it is stored.
+    let (other_sk, other) = keypair_hex();
+    let o = sw(&[
+        "cli",
+        "skychat",
+        "send",
+        "--via",
+        &via,
+        "--sk",
+        &other_sk,
+        "-m",
+        "not allowed",
+        "-w",
+        "3s",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let (_, h) = http_to(
+        http,
+        "GET",
+        &format!("/history?peer={}", other.to_hex()),
+        None,
+        Some(&token),
+    );
+    assert!(!h.contains("not allowed"), "{h}");
+    let (code, st) = http_to(http, "GET", "/status", None, Some(&token));
+    assert_eq!(code, 200, "{st}");
+}
