@@ -272,7 +272,7 @@ fn throughput(pk: PublicKey, tcp: u16, peers: usize, per_peer: usize, base: u64)
 fn main() {
     let full = common::full_run();
     let (lat_n, one_n, ten_n, stored) = if full {
-        (300, 5_000, 1_000, 100_000)
+        (300usize, 5_000usize, 1_000usize, 100_000usize)
     } else {
         (10, 100, 20, 1_000)
     };
