@@ -15,6 +15,8 @@ use futures_lite::future;
 use super::aliases::Aliases;
 use super::chat::{Chat, ChatConfig};
 use super::events::Hub;
+use super::store::{Store, StoreLimits};
+use super::writer::StoreHandle;
 use super::{HTTP_STANDALONE, HTTP_VISOR, PORT, TCP_DEFAULT};
 use crate::app::net::{TcpNet, parse_tcp_peer};
 use crate::app::settings::RestartPolicy;
@@ -71,6 +73,7 @@ struct Opts {
     tcp_listen: Option<String>,
     tcp_peers: Vec<(PublicKey, String)>,
     chat: ChatConfig,
+    limits: StoreLimits,
 }
 
 fn parse_args(args: &[String]) -> Result<Opts, String> {
@@ -114,6 +117,12 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             per_peer_rate: a.peer_rate,
             history: !a.no_history,
         },
+        limits: StoreLimits {
+            max_message: a.max_message,
+            per_peer_cap: a.history_per_peer,
+            total_bytes: a.history_max_bytes,
+            ttl: Duration::from_secs(a.history_ttl_days * 24 * 3600),
+        },
     })
 }
 
@@ -146,7 +155,7 @@ pub fn app_dir(state_dir: &std::path::Path, mode: Mode) -> PathBuf {
 }
 
 async fn run(ctx: AppCtx) -> Result<(), String> {
-    let mut opts = parse_args(&ctx.args)?;
+    let opts = parse_args(&ctx.args)?;
     let dir = app_dir(&ctx.host.state_dir, ctx.mode);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let aliases = Aliases::load(dir.join("aliases.json"))?;
@@ -162,8 +171,36 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
         (None, true) => return Err("this host cannot make a TCP-direct network".into()),
         _ => None,
     };
-    // The history store (h14-proto) is not wired yet: ids are deduped in memory.
-    opts.chat.history = false;
+    // History: the append-only log in the app's directory, its writer thread syncing every
+    // batch before the acknowledgements of what it holds go out.
+    let store = if opts.chat.history {
+        let (store, report) = Store::open(&dir, opts.limits.clone())?;
+        if report.torn_bytes > 0 {
+            log::warn!(
+                "skychat: the history log ended in a torn record ({} bytes, from a crash): cut off",
+                report.torn_bytes
+            );
+        }
+        if let Some(f) = &report.corrupt_file {
+            log::warn!(
+                "skychat: the history log had an unreadable record; the rest is kept in {}",
+                f.display()
+            );
+        }
+        log::info!(
+            "skychat: history in {}: {} message(s){}",
+            dir.display(),
+            report.records,
+            if report.expired > 0 {
+                format!(", {} expired", report.expired)
+            } else {
+                String::new()
+            }
+        );
+        Some(StoreHandle::start(store)?)
+    } else {
+        None
+    };
     let hub = Hub::new(10_000, Duration::from_secs(24 * 3600));
     let chat = Chat::new(
         opts.chat.clone(),
@@ -173,6 +210,9 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
         aliases,
         ctx.ex.clone(),
     );
+    if let Some(st) = store {
+        chat.attach_store(st)?;
+    }
     let overlay = ctx
         .net
         .listen(PORT)

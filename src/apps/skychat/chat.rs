@@ -19,6 +19,8 @@ use futures_lite::io::{ReadHalf, WriteHalf};
 use super::aliases::Aliases;
 use super::events::{Channel, Dir, Event, Hub, Kind, now_ms};
 use super::proto::{self, Envelope, MsgId};
+use super::store::{self, Appended, NetKind, Record};
+use super::writer::StoreHandle;
 use crate::app::conn::{Conn, Network};
 use crate::app::net::{Listen, Net, NetError, TcpNet, Via};
 use crate::crypto::PublicKey;
@@ -309,6 +311,9 @@ struct Inner {
     dialing: Mutex<HashSet<PublicKey>>,
     next_conn: AtomicU64,
     c: Counters,
+    /// The history store, when the app keeps one: received messages are in it before they
+    /// are acknowledged.
+    store: std::sync::OnceLock<StoreHandle>,
 }
 
 /// The engine (cheap to clone).
@@ -357,7 +362,21 @@ impl Chat {
             dialing: Mutex::new(HashSet::new()),
             next_conn: AtomicU64::new(1),
             c: Counters::default(),
+            store: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Keeps history in `store` from now on (once; a second store is refused).
+    pub fn attach_store(&self, store: StoreHandle) -> Result<(), String> {
+        self.0
+            .store
+            .set(store)
+            .map_err(|_| "a history store is attached already".to_string())
+    }
+
+    /// The history store, if the app keeps one.
+    pub fn store(&self) -> Option<&StoreHandle> {
+        self.0.store.get()
     }
 
     /// Our PK.
@@ -406,7 +425,7 @@ impl Chat {
             sse_subscribers: self.0.hub.subscribers(),
             active_peer_conns: conns.values().map(Vec::len).sum(),
             peers,
-            persistence_enabled: self.0.cfg.history,
+            persistence_enabled: self.store().is_some(),
             inbound_msg_count: c.inbound.load(Ordering::Relaxed),
             outbound_msg_count: c.outbound.load(Ordering::Relaxed),
             inbound_drop_count: c.in_drop.load(Ordering::Relaxed),
@@ -627,6 +646,47 @@ impl Chat {
         true
     }
 
+    /// Forgets (peer, id) in the dedupe ring (a copy that could not be stored: a resend
+    /// must be tried again).
+    fn not_seen(&self, peer: PublicKey, id: MsgId) {
+        let mut g = lock(&self.0.seen);
+        g.0.remove(&(peer, id));
+        g.1.retain(|x| *x != (peer, id));
+    }
+
+    /// Stores one message; `Err` is the reason to give the sender.
+    async fn keep(
+        &self,
+        peer: PublicKey,
+        id: MsgId,
+        dir: Dir,
+        network: Network,
+        reply_to: Option<MsgId>,
+        body: &str,
+    ) -> Result<Appended, String> {
+        let Some(st) = self.store() else {
+            return Ok(Appended::Stored);
+        };
+        st.append(Record {
+            id: id.0,
+            peer,
+            dir: match dir {
+                Dir::In => store::Dir::In,
+                Dir::Out => store::Dir::Out,
+            },
+            ts_ms: now_ms(),
+            net: match network {
+                Network::Dmsg => NetKind::Dmsg,
+                Network::Skynet => NetKind::Skynet,
+                Network::Tcp => NetKind::Tcp,
+                Network::Local | Network::Mem => NetKind::Local,
+            },
+            reply_to: reply_to.map(|r| r.0),
+            body: body.to_string(),
+        })
+        .await
+    }
+
     async fn on_envelope(&self, pc: &Arc<PeerConn>, env: Envelope) {
         let peer = pc.peer;
         let me = self.local_pk();
@@ -651,8 +711,12 @@ impl Chat {
                     self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
+                let id = MsgId::random();
+                if let Err(e) = self.keep(peer, id, Dir::In, pc.network, None, &t).await {
+                    log::warn!("skychat: a message from {peer} not stored: {e}");
+                }
                 self.received();
-                self.0.hub.publish(ev(MsgId::random(), t, None));
+                self.0.hub.publish(ev(id, t, None));
             }
             Envelope::Msg {
                 id,
@@ -679,11 +743,37 @@ impl Chat {
                     let _ = self.write(pc, &Envelope::Nack { id, reason }).await;
                     return;
                 }
-                if self.first_time(peer, id) {
-                    self.received();
-                    self.0.hub.publish(ev(id, body, reply_to));
-                } else {
+                // Acknowledged only once stored (synced): a copy already in the store is
+                // acked again and not shown; a copy of one still being stored is not acked
+                // (the first copy's ack follows, or its nack).
+                if self.store().is_some_and(|st| st.contains(&peer, id.0)) {
                     self.0.c.dup.fetch_add(1, Ordering::Relaxed);
+                } else if !self.first_time(peer, id) {
+                    self.0.c.dup.fetch_add(1, Ordering::Relaxed);
+                    if self.store().is_some() {
+                        return;
+                    }
+                } else {
+                    match self
+                        .keep(peer, id, Dir::In, pc.network, reply_to, &body)
+                        .await
+                    {
+                        Ok(Appended::Stored) => {
+                            self.received();
+                            self.0.hub.publish(ev(id, body, reply_to));
+                        }
+                        Ok(Appended::Duplicate) => {
+                            self.0.c.dup.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            self.not_seen(peer, id);
+                            self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
+                            log::warn!("skychat: a message from {peer} not stored: {e}");
+                            let reason = format!("the receiver could not store it: {e}");
+                            let _ = self.write(pc, &Envelope::Nack { id, reason }).await;
+                            return;
+                        }
+                    }
                 }
                 if ack {
                     let _ = self.write(pc, &Envelope::Ack(id)).await;
@@ -929,6 +1019,23 @@ impl Chat {
             };
             if attempt == 0 {
                 network = net_name(pc.network);
+                // Into the history beside the wait, not before it: the ack may arrive while
+                // the store syncs.
+                let (me, to, net, rt, body) = (
+                    self.clone(),
+                    req.to,
+                    pc.network,
+                    req.reply_to,
+                    req.body.clone(),
+                );
+                self.0
+                    .ex
+                    .spawn_boxed(async move {
+                        if let Err(e) = me.keep(to, id, Dir::Out, net, rt, &body).await {
+                            log::warn!("skychat: a message to {to} not stored: {e}");
+                        }
+                    })
+                    .detach();
                 self.0.c.outbound.fetch_add(1, Ordering::Relaxed);
                 self.0.c.last_send.store(now_ms(), Ordering::Relaxed);
                 self.0.hub.publish(Event {

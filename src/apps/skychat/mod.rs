@@ -4,6 +4,8 @@
 //! - [`proto`]: the peer protocol (frames, envelopes, message ids), sans-IO;
 //! - [`events`]: the event hub (seq, ring, bounded subscribers);
 //! - [`chat`]: the engine (connections per peer, send/ack/retry/fallback, inbound checks);
+//! - [`store`], [`writer`]: the crash-safe history (append-only log, RAM index) and its
+//!   writer thread (group commit);
 //! - [`aliases`]: the alias book;
 //! - [`app`]: the app definition and its start in each mode.
 
@@ -14,7 +16,9 @@ pub mod chat;
 pub mod events;
 pub mod http;
 pub mod proto;
+pub mod store;
 pub mod web;
+pub mod writer;
 
 pub use aliases::Aliases;
 pub use chat::{Chat, ChatConfig, NetChoice, SendOutcome, SendReq, Status};

@@ -79,7 +79,7 @@ async fn route(
         ("GET", "/events") => sse(chat, &req, false, ex),
         ("GET", "/history") => history(chat, &req),
         ("GET", "/history/peers") => history_peers(chat),
-        ("POST", "/history/forget") => forget(chat, &req),
+        ("POST", "/history/forget") => forget(chat, &req).await,
         ("GET", "/status") => Ok(status(chat, errors)),
         ("GET", "/unread") => Ok(json(
             200,
@@ -224,6 +224,28 @@ fn history(chat: &Chat, req: &Request) -> Result<Response, Response> {
         Some(p) => Some(resolve(chat, p, "peer")?),
         None => None,
     };
+    if let Some(st) = chat.store() {
+        let recs = st
+            .history(peer.as_ref(), limit)
+            .map_err(|e| Response::error(500, format!("history: {e}")))?;
+        let items = recs
+            .into_iter()
+            .map(|r| {
+                let mut o = Ordered::new()
+                    .field("id", Out::Str(MsgId(r.id).to_string()))
+                    .field("peer", Out::Str(r.peer.to_hex()))
+                    .field("dir", Out::Str(r.dir.as_str().into()))
+                    .field("ts", Out::U64(r.ts_ms))
+                    .field("network", Out::Str(r.net.as_str().into()))
+                    .field("message", Out::Str(r.body));
+                if let Some(rt) = r.reply_to {
+                    o = o.field("reply_to_id", Out::Str(MsgId(rt).to_string()));
+                }
+                Out::Obj(o)
+            })
+            .collect();
+        return Ok(json_arr(items));
+    }
     let msgs: Vec<Arc<Event>> = kept_messages(chat)
         .into_iter()
         .filter(|e| peer.is_none_or(|p| peer_of(chat, e) == p))
@@ -251,7 +273,17 @@ fn history(chat: &Chat, req: &Request) -> Result<Response, Response> {
 
 fn history_peers(chat: &Chat) -> Result<Response, Response> {
     let mut peers: Vec<(PublicKey, u64, u64)> = Vec::new();
-    for e in kept_messages(chat) {
+    if let Some(st) = chat.store() {
+        peers = st
+            .peers()
+            .into_iter()
+            .map(|p| (p.peer, p.count as u64, p.last_ts_ms))
+            .collect();
+    }
+    for e in kept_messages(chat)
+        .into_iter()
+        .filter(|_| chat.store().is_none())
+    {
         let p = peer_of(chat, &e);
         match peers.iter_mut().find(|(k, _, _)| *k == p) {
             Some(x) => {
@@ -278,11 +310,25 @@ fn history_peers(chat: &Chat) -> Result<Response, Response> {
     Ok(json_arr(items))
 }
 
-fn forget(_chat: &Chat, req: &Request) -> Result<Response, Response> {
-    parse_forget(&req.body)?;
-    Err(Response::error(
-        503,
-        "this build keeps no history store yet (the list is the live event ring): nothing to forget",
+async fn forget(chat: &Chat, req: &Request) -> Result<Response, Response> {
+    let peer = parse_forget(&req.body)?;
+    let peer = match &peer {
+        Some(p) => Some(resolve(chat, p, "peer")?),
+        None => None,
+    };
+    let Some(st) = chat.store() else {
+        return Err(Response::error(
+            503,
+            "this skychat keeps no history (--no-history): nothing to forget",
+        ));
+    };
+    let n = st
+        .forget(peer)
+        .await
+        .map_err(|e| Response::error(500, format!("forget: {e}")))?;
+    Ok(json(
+        200,
+        Ordered::new().field("forgot", Out::U64(n as u64)),
     ))
 }
 
@@ -364,6 +410,23 @@ fn status(chat: &Chat, errors: &ErrorCount) -> Response {
         .field("duplicate_count", Out::U64(s.duplicate_count))
         .field("last_rx_ts", Out::U64(s.last_rx_ts_ms.unwrap_or(0)))
         .field("last_send_ts", Out::U64(s.last_send_ts_ms.unwrap_or(0)));
+    let o = match chat.store() {
+        Some(st) => {
+            let h = st.stats();
+            o.field(
+                "history",
+                Out::Obj(
+                    Ordered::new()
+                        .field("records", Out::U64(h.records as u64))
+                        .field("bytes", Out::U64(h.live_bytes))
+                        .field("file_bytes", Out::U64(h.file_bytes))
+                        .field("peers", Out::U64(h.peers as u64))
+                        .field("fsyncs", Out::U64(h.fsyncs)),
+                ),
+            )
+        }
+        None => o,
+    };
     json(200, o.field("http_error_count", Out::U64(errors.get())))
 }
 
