@@ -177,3 +177,36 @@ fn mux_and_route_golden() {
     p.payload_mut().copy_from_slice(b"ping!");
     assert_in_doc("routing packet", &hex::encode(&buf));
 }
+
+/// Skychat (docs/protocol.md "Skychat"): a framed `chat-msg` asking for an ack, its
+/// `chat-ack`, and the history store's record of the message as received.
+#[test]
+fn skychat_golden() {
+    use skywire::apps::skychat::proto::{Envelope, MsgId, encode, frame};
+    use skywire::apps::skychat::store::{Dir, NetKind, Record, encode_record};
+    let id = MsgId(0x0123_4567_89ab_cdef);
+    let msg = Envelope::Msg {
+        id,
+        body: "hi".into(),
+        ack: true,
+        reply_to: None,
+    };
+    let f = hex::encode(&frame(&encode(&msg)).unwrap());
+    print("skychat chat-msg frame", &f);
+    assert_in_doc("skychat chat-msg frame", &f);
+    let a = hex::encode(&frame(&encode(&Envelope::Ack(id))).unwrap());
+    print("skychat chat-ack frame", &a);
+    assert_in_doc("skychat chat-ack frame", &a);
+    let rec = Record {
+        id: id.0,
+        peer: *Keypair::from_seed(&seq(0x20)).public(),
+        dir: Dir::In,
+        ts_ms: 1_700_000_000_000,
+        net: NetKind::Dmsg,
+        reply_to: None,
+        body: "hi".into(),
+    };
+    let r = hex::encode(&encode_record(&rec));
+    print("skychat history record", &r);
+    assert_in_doc("skychat history record", &r);
+}
