@@ -374,11 +374,10 @@ fn put_record(
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// The full record bytes (header included) of a message, as the log holds it.
-pub fn encode_record(r: &Record) -> Vec<u8> {
-    let mut v = Vec::with_capacity(HEADER_LEN + FIXED_LEN + r.body.len());
+/// Appends the record of message `r` (header included) to `out`.
+fn put_message(out: &mut Vec<u8>, r: &Record) {
     put_record(
-        &mut v,
+        out,
         KIND_MESSAGE,
         r.ts_ms,
         r.dir,
@@ -388,36 +387,33 @@ pub fn encode_record(r: &Record) -> Vec<u8> {
         r.net,
         r.body.as_bytes(),
     );
+}
+
+/// The full record bytes (header included) of a message, as the log holds it.
+pub fn encode_record(r: &Record) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER_LEN + FIXED_LEN + r.body.len());
+    put_message(&mut v, r);
     v
 }
 
 /// The record bytes of a forget record (`None` = forget everything).
 pub fn encode_forget(peer: Option<&PublicKey>, ts_ms: u64) -> Vec<u8> {
+    let (kind, key) = match peer {
+        Some(pk) => (KIND_FORGET_PEER, *pk.as_bytes()),
+        None => (KIND_FORGET_ALL, [0; 32]),
+    };
     let mut v = Vec::with_capacity(HEADER_LEN + FIXED_LEN);
-    match peer {
-        Some(pk) => put_record(
-            &mut v,
-            KIND_FORGET_PEER,
-            ts_ms,
-            Dir::In,
-            pk.as_bytes(),
-            0,
-            0,
-            NetKind::Unknown,
-            &[],
-        ),
-        None => put_record(
-            &mut v,
-            KIND_FORGET_ALL,
-            ts_ms,
-            Dir::In,
-            &[0; 32],
-            0,
-            0,
-            NetKind::Unknown,
-            &[],
-        ),
-    }
+    put_record(
+        &mut v,
+        kind,
+        ts_ms,
+        Dir::In,
+        &key,
+        0,
+        0,
+        NetKind::Unknown,
+        &[],
+    );
     v
 }
 
@@ -552,64 +548,16 @@ impl Store {
             compactions: 0,
             compact_min_dead: COMPACT_MIN_DEAD,
         };
+        // Keys met in the log, validated once each.
         let mut keys: HashMap<[u8; 32], Option<PublicKey>> = HashMap::new();
-        let mut events: Vec<(u64, u32, Payload)> = Vec::new();
         let reader = st
             .file
             .try_clone()
             .map_err(|e| format!("open {}: {e}", path.display()))?;
         let end = scan(reader, total, |off, raw, p| {
-            let p = match p {
-                // Keep the index only: drop the body right away.
-                Payload::Message {
-                    ts_ms,
-                    dir,
-                    peer,
-                    id,
-                    reply_to,
-                    net,
-                    ..
-                } => Payload::Message {
-                    ts_ms,
-                    dir,
-                    peer,
-                    id,
-                    reply_to,
-                    net,
-                    body: String::new(),
-                },
-                other => other,
-            };
-            events.push((off, raw.len() as u32, p));
-            // Bound the pending list: apply in chunks.
-            if events.len() >= 4096 {
-                for (o, l, p) in events.drain(..) {
-                    Self::replay(
-                        &mut st.peers,
-                        &mut st.ids,
-                        &mut st.order,
-                        &mut st.live_bytes,
-                        &mut keys,
-                        o,
-                        l,
-                        p,
-                    );
-                }
-            }
+            st.replay(&mut keys, off, raw.len() as u32, p)
         })
         .map_err(|e| format!("read {}: {e}", path.display()))?;
-        for (o, l, p) in events.drain(..) {
-            Self::replay(
-                &mut st.peers,
-                &mut st.ids,
-                &mut st.order,
-                &mut st.live_bytes,
-                &mut keys,
-                o,
-                l,
-                p,
-            );
-        }
         let mut report = OpenReport::default();
         match end {
             ScanEnd::Clean => {}
@@ -648,12 +596,9 @@ impl Store {
         Ok((st, report))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Applies one record of the log (at `off`, `len` payload bytes) to the index.
     fn replay(
-        peers: &mut HashMap<PublicKey, VecDeque<IndexEntry>>,
-        ids: &mut HashSet<(PublicKey, u64)>,
-        order: &mut BTreeMap<u64, PublicKey>,
-        live: &mut u64,
+        &mut self,
         keys: &mut HashMap<[u8; 32], Option<PublicKey>>,
         off: u64,
         len: u32,
@@ -671,34 +616,50 @@ impl Store {
                 // A record for a key that is not a valid point cannot have been written by us:
                 // skip it (it stays dead bytes until compaction).
                 let Some(pk) = key(peer) else { return };
-                if !ids.insert((pk, id)) {
-                    return;
+                if !self.ids.contains(&(pk, id)) {
+                    self.index(
+                        pk,
+                        IndexEntry {
+                            off,
+                            len,
+                            ts_ms,
+                            id,
+                        },
+                    );
                 }
-                peers.entry(pk).or_default().push_back(IndexEntry {
-                    off,
-                    len,
-                    ts_ms,
-                    id,
-                });
-                order.insert(off, pk);
-                *live += HEADER_LEN as u64 + len as u64;
             }
             Payload::ForgetPeer(b) => {
-                if let Some(pk) = key(b)
-                    && let Some(q) = peers.remove(&pk)
-                {
+                if let Some(pk) = key(b) {
+                    self.forget_index(Some(&pk));
+                }
+            }
+            Payload::ForgetAll => self.forget_index(None),
+        }
+    }
+
+    /// Adds a live message record to the index.
+    fn index(&mut self, pk: PublicKey, e: IndexEntry) {
+        self.ids.insert((pk, e.id));
+        self.order.insert(e.off, pk);
+        self.live_bytes += HEADER_LEN as u64 + e.len as u64;
+        self.peers.entry(pk).or_default().push_back(e);
+    }
+
+    /// Drops one peer's messages (or everyone's) from the index.
+    fn forget_index(&mut self, peer: Option<&PublicKey>) {
+        match peer {
+            Some(pk) => {
+                if let Some(q) = self.peers.remove(pk) {
                     for e in q {
-                        ids.remove(&(pk, e.id));
-                        order.remove(&e.off);
-                        *live -= HEADER_LEN as u64 + e.len as u64;
+                        self.drop_index(*pk, &e);
                     }
                 }
             }
-            Payload::ForgetAll => {
-                peers.clear();
-                ids.clear();
-                order.clear();
-                *live = 0;
+            None => {
+                self.peers.clear();
+                self.ids.clear();
+                self.order.clear();
+                self.live_bytes = 0;
             }
         }
     }
@@ -759,17 +720,7 @@ impl Store {
             }
             let off = self.file_len + buf.len() as u64;
             let before = buf.len();
-            put_record(
-                &mut buf,
-                KIND_MESSAGE,
-                r.ts_ms,
-                r.dir,
-                r.peer.as_bytes(),
-                r.id,
-                r.reply_to.unwrap_or(0),
-                r.net,
-                r.body.as_bytes(),
-            );
+            put_message(&mut buf, r);
             fresh.push((off, (buf.len() - before - HEADER_LEN) as u32, r));
             out.push(Appended::Stored);
         }
@@ -778,15 +729,13 @@ impl Store {
         }
         self.write_synced(&buf)?;
         for (off, len, r) in fresh {
-            self.ids.insert((r.peer, r.id));
-            self.peers.entry(r.peer).or_default().push_back(IndexEntry {
+            let e = IndexEntry {
                 off,
                 len,
                 ts_ms: r.ts_ms,
                 id: r.id,
-            });
-            self.order.insert(off, r.peer);
-            self.live_bytes += HEADER_LEN as u64 + len as u64;
+            };
+            self.index(r.peer, e);
         }
         self.enforce_caps();
         self.maybe_compact()?;
@@ -910,21 +859,7 @@ impl Store {
         };
         let rec = encode_forget(peer, now_ms());
         self.write_synced(&rec)?;
-        match peer {
-            Some(pk) => {
-                if let Some(q) = self.peers.remove(pk) {
-                    for e in q {
-                        self.drop_index(*pk, &e);
-                    }
-                }
-            }
-            None => {
-                self.peers.clear();
-                self.ids.clear();
-                self.order.clear();
-                self.live_bytes = 0;
-            }
-        }
+        self.forget_index(peer);
         self.maybe_compact()?;
         Ok(n)
     }
