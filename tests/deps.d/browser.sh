@@ -19,7 +19,10 @@ if ! command -v npm >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends nodejs npm
 fi
 want=$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$js/package.json")
-have=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$js/node_modules/playwright-core/package.json" 2>/dev/null | head -n 1)
+have=""
+if [ -f "$js/node_modules/playwright-core/package.json" ]; then
+    have=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$js/node_modules/playwright-core/package.json" | head -n 1)
+fi
 if [ "$have" = "$want" ]; then
     echo "browser.sh: chromium and playwright-core $want already present"
     exit 0
