@@ -39,38 +39,12 @@ fn two_visors_chat_over_dmsg_and_skynet() {
     });
     std::thread::sleep(Duration::from_millis(500));
 
-    let t = send_until_acked(
-        &a,
-        &[
-            "send",
-            "-t",
-            &b.pk,
-            "-m",
-            "hello over dmsg",
-            "-n",
-            "dmsg",
-            "-w",
-            "10s",
-        ],
-    );
+    let t = send_acked(&a, &b.pk, "hello over dmsg", "dmsg");
     assert!(
         t.contains(&format!("Acked by {} in", b.pk)) && t.contains("(via dmsg)"),
         "{t}"
     );
-    let t = send_until_acked(
-        &a,
-        &[
-            "send",
-            "-t",
-            &b.pk,
-            "-m",
-            "hello over skynet",
-            "-n",
-            "skynet",
-            "-w",
-            "10s",
-        ],
-    );
+    let t = send_acked(&a, &b.pk, "hello over skynet", "skynet");
     assert!(
         t.contains(&format!("Acked by {} in", b.pk)) && t.contains("(via skynet)"),
         "{t}"
@@ -140,12 +114,7 @@ fn sse_resumes_with_last_event_id_and_listen_with_since() {
     let mut b = Node::new("B2", &disc, &relay.arg());
     a.start();
     b.start();
-    send_until_acked(
-        &a,
-        &[
-            "send", "-t", &b.pk, "-m", "first", "-n", "dmsg", "-w", "10s",
-        ],
-    );
+    send_acked(&a, &b.pk, "first", "dmsg");
 
     // Where the client stopped: the seq of "first" in B's events.
     let o = b.sc(&["events", "--since", "0", "--count", "1"]);
@@ -216,10 +185,7 @@ fn receiver_killed_mid_stream_keeps_every_acked_message() {
     let mut b = Node::new("B3", &disc, &relay.arg());
     a.start();
     b.start();
-    send_until_acked(
-        &a,
-        &["send", "-t", &b.pk, "-m", "warm", "-n", "dmsg", "-w", "10s"],
-    );
+    send_acked(&a, &b.pk, "warm", "dmsg");
 
     // 1,000 sends from 8 threads, each waiting for its ack (≤ 3 s); B is killed with
     // SIGKILL once 300 are acked.
@@ -333,20 +299,7 @@ fn chat_terminal_ui_sends_receives_and_restores_the_terminal() {
     let mut b = Node::new("CB", &disc, &relay.arg());
     a.start();
     b.start();
-    send_until_acked(
-        &a,
-        &[
-            "send",
-            "-t",
-            &b.pk,
-            "-m",
-            "said before",
-            "-n",
-            "dmsg",
-            "-w",
-            "10s",
-        ],
-    );
+    send_acked(&a, &b.pk, "said before", "dmsg");
 
     let sock = format!("skychat-test-{}", std::process::id());
     let stty_after = a.dir.join("stty-after.txt");

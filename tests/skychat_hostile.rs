@@ -14,61 +14,29 @@ use async_executor::Executor;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use skywire::app::net::{Net, TcpNet};
-use skywire::crypto::{Keypair, PublicKey};
+use skywire::crypto::Keypair;
 
 use common::skychat::*;
-use common::visor::{free_port, spawn_first_line, tmp};
+use common::visor::free_port;
 
 struct Target {
-    _proc: common::ChildGuard,
-    pk: PublicKey,
+    sa: Standalone,
     tcp: u16,
-    http: u16,
-    token: String,
+}
+
+impl std::ops::Deref for Target {
+    type Target = Standalone;
+    fn deref(&self) -> &Standalone {
+        &self.sa
+    }
 }
 
 fn target(name: &str) -> Target {
-    let state = tmp(name);
-    let (http, tcp) = (free_port(), free_port());
-    let keys = Keypair::generate().unwrap();
-    let sk = skywire::crypto::hex::encode(keys.seed());
-    let (proc, line) = spawn_first_line(
-        common::skywire_bin(),
-        &[
-            "app",
-            "skychat",
-            "run",
-            "--mode",
-            "tcp",
-            "--sk",
-            &sk,
-            "--listen",
-            &format!("127.0.0.1:{tcp}"),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--",
-            "--addr",
-            &format!("127.0.0.1:{http}"),
-        ],
-    );
-    assert!(line.contains("skychat running"), "{line}");
-    let f = state.join(format!("skychat-http-{http}.token"));
-    let t0 = Instant::now();
-    let token = loop {
-        if let Ok(t) = std::fs::read_to_string(&f)
-            && !t.trim().is_empty()
-        {
-            break t.trim().to_string();
-        }
-        assert!(t0.elapsed() < Duration::from_secs(10), "no token");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let tcp = free_port();
+    let listen = format!("127.0.0.1:{tcp}");
     Target {
-        _proc: proc,
-        pk: *keys.public(),
+        sa: standalone("tcp", name, &["--listen", &listen], &[]),
         tcp,
-        http,
-        token,
     }
 }
 

@@ -5,82 +5,26 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::dmsg::keypair_hex;
 use common::skychat::*;
-use common::visor::{free_port, spawn_first_line, sw, text, tmp};
-
-/// The token a standalone skychat wrote into `state`.
-fn standalone_token(state: &Path, port: u16) -> String {
-    let f = state.join(format!("skychat-http-{port}.token"));
-    let t0 = std::time::Instant::now();
-    loop {
-        if let Ok(t) = std::fs::read_to_string(&f)
-            && !t.trim().is_empty()
-        {
-            return t.trim().to_string();
-        }
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(10),
-            "{} never written",
-            f.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
+use common::visor::{free_port, sw, text};
 
 #[test]
 fn dmsg_standalone_chats_with_a_visor() {
     let (_d, disc, relay) = network();
     let mut a = Node::new("MA", &disc, &relay.arg());
     a.start();
-    let state = tmp("skychat-dmsg-standalone");
-    let http = free_port();
-    let (sk, pk) = keypair_hex();
-    let bin = common::skywire_bin();
-    let (_sa, line) = spawn_first_line(
-        &bin,
-        &[
-            "app",
-            "skychat",
-            "run",
-            "--mode",
-            "dmsg",
-            "--sk",
-            &sk,
-            "--disc",
-            &disc,
-            "--relay",
-            &relay.arg(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--",
-            "--addr",
-            &format!("127.0.0.1:{http}"),
-        ],
+    let relay_arg = relay.arg();
+    let sa = standalone(
+        "dmsg",
+        "skychat-dmsg-standalone",
+        &["--disc", &disc, "--relay", &relay_arg],
+        &[],
     );
-    assert!(
-        line.contains("skychat running (dmsg mode)") && line.contains(&pk.to_hex()),
-        "{line}"
-    );
-    let token = standalone_token(&state, http);
+    let (pk, http, token) = (sa.pk, sa.http, sa.token.clone());
 
     // Visor → standalone, acked.
-    let t = send_until_acked(
-        &a,
-        &[
-            "send",
-            "-t",
-            &pk.to_hex(),
-            "-m",
-            "to the standalone",
-            "-n",
-            "dmsg",
-            "-w",
-            "10s",
-        ],
-    );
+    let t = send_acked(&a, &pk.to_hex(), "to the standalone", "dmsg");
     assert!(t.contains(&format!("Acked by {}", pk.to_hex())), "{t}");
     // Standalone → visor, through its own surface, acked.
     let body = format!(
@@ -105,33 +49,15 @@ fn tcp_direct_takes_send_via_with_the_senders_visor_stopped() {
     a.start();
     drop(a.visor.take());
 
-    let state = tmp("skychat-tcp-standalone");
-    let (http, tcp) = (free_port(), free_port());
-    let (sk, pk) = keypair_hex();
-    let bin = common::skywire_bin();
-    let (_sb, line) = spawn_first_line(
-        &bin,
-        &[
-            "app",
-            "skychat",
-            "run",
-            "--mode",
-            "tcp",
-            "--sk",
-            &sk,
-            "--listen",
-            &format!("127.0.0.1:{tcp}"),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--",
-            "--addr",
-            &format!("127.0.0.1:{http}"),
-            "--tcp-whitelist",
-            &a.pk,
-        ],
+    let tcp = free_port();
+    let listen = format!("127.0.0.1:{tcp}");
+    let sb = standalone(
+        "tcp",
+        "skychat-tcp-standalone",
+        &["--listen", &listen],
+        &["--tcp-whitelist", &a.pk],
     );
-    assert!(line.contains("skychat running (tcp mode)"), "{line}");
-    let token = standalone_token(&state, http);
+    let (pk, http, token) = (sb.pk, sb.http, sb.token.clone());
     let via = format!("tcp://{}@127.0.0.1:{tcp}", pk.to_hex());
 
     // From A's config (its visor is not running): acked over TCP.

@@ -37,26 +37,8 @@ fn the_page_sends_and_shows_incoming_messages() {
     a.start();
     b.start();
     // The network is up both ways before the page tries (the page's own send waits 5 s).
-    send_until_acked(
-        &a,
-        &[
-            "send", "-t", &b.pk, "-m", "warm up", "-n", "dmsg", "-w", "10s",
-        ],
-    );
-    send_until_acked(
-        &b,
-        &[
-            "send",
-            "-t",
-            &a.pk,
-            "-m",
-            "warm up back",
-            "-n",
-            "dmsg",
-            "-w",
-            "10s",
-        ],
-    );
+    send_acked(&a, &b.pk, "warm up", "dmsg");
+    send_acked(&b, &a.pk, "warm up back", "dmsg");
 
     let o = a.sc(&["web"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -120,18 +120,7 @@ impl Node {
 
     /// The skychat surface's token (0600, written at every start).
     pub fn token(&self) -> String {
-        let cfg = std::fs::read_to_string(&self.config).unwrap();
-        let local = config_field(&cfg, "local_path");
-        let file = self
-            .config
-            .parent()
-            .unwrap()
-            .join(local)
-            .join(format!("skychat-http-{}.token", self.port));
-        std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
-            .trim()
-            .to_string()
+        wait_token(&self.token_path())
     }
 
     /// One request to the surface with the token; (status, body).
@@ -348,4 +337,75 @@ pub fn network() -> (ChildGuard, String, super::dmsg::RelayProc) {
     let (disc_proc, disc) = start_disc();
     let relay = start_relay(&disc, &[]);
     (disc_proc, disc, relay)
+}
+
+/// The token in `file`, once the app has written it (≤ 10 s).
+pub fn wait_token(file: &Path) -> String {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(t) = std::fs::read_to_string(file)
+            && !t.trim().is_empty()
+        {
+            return t.trim().to_string();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{} never written",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `send -t <to> -m <msg> -n <network> -w 10s` from `from`, retried until acked.
+pub fn send_acked(from: &Node, to: &str, msg: &str, network: &str) -> String {
+    send_until_acked(
+        from,
+        &["send", "-t", to, "-m", msg, "-n", network, "-w", "10s"],
+    )
+}
+
+/// A standalone skychat (`skywire app skychat run --mode <mode>`) with a fresh key, its own
+/// state directory and HTTP port.
+pub struct Standalone {
+    pub _proc: ChildGuard,
+    pub pk: skywire::crypto::PublicKey,
+    pub http: u16,
+    pub token: String,
+}
+
+/// Starts one: `run_args` go before `--` (network options), `app_args` after `--addr`.
+pub fn standalone(mode: &str, name: &str, run_args: &[&str], app_args: &[&str]) -> Standalone {
+    let state = tmp(name);
+    let http = free_port();
+    let keys = skywire::crypto::Keypair::generate().unwrap();
+    let sk = skywire::crypto::hex::encode(keys.seed());
+    let addr = format!("127.0.0.1:{http}");
+    let mut args = vec![
+        "app",
+        "skychat",
+        "run",
+        "--mode",
+        mode,
+        "--sk",
+        &sk,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    args.extend_from_slice(run_args);
+    args.extend(["--", "--addr", &addr]);
+    args.extend_from_slice(app_args);
+    let (proc, line) = super::visor::spawn_first_line(super::skywire_bin(), &args);
+    assert!(
+        line.contains(&format!("skychat running ({mode} mode)"))
+            && line.contains(&keys.public().to_hex()),
+        "{line}"
+    );
+    let token = wait_token(&state.join(format!("skychat-http-{http}.token")));
+    Standalone {
+        _proc: proc,
+        pk: *keys.public(),
+        http,
+        token,
+    }
 }
