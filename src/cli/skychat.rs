@@ -13,6 +13,7 @@ use super::skychat_http::{
     Follow, Names, Structured, Surface, Where, array, is_pk, quote, str_of, ts_ms, u64_of, utc,
 };
 use super::{CmdError, CmdResult};
+use crate::apps::skychat::proto::{self, Envelope, MsgId};
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "skychat")]
@@ -283,7 +284,19 @@ impl SendCmd {
             std::sync::Arc::new(async_executor::Executor::new());
         let net = crate::app::net::TcpNet::new(id.keys, None, ex.clone());
         net.add_peer(pk, addr.clone());
-        let msg_id = random_id()?;
+        let msg_id = MsgId::random();
+        let reply_to = match self.reply_to.as_deref() {
+            None => None,
+            Some(r) => Some(MsgId::parse(&r.to_ascii_lowercase()).ok_or_else(|| {
+                CmdError::usage(format!("--reply-to {r}: a message id is 16 hex digits"))
+            })?),
+        };
+        let env = proto::encode(&Envelope::Msg {
+            id: msg_id,
+            body: self.message.clone(),
+            ack: true,
+            reply_to,
+        });
         let work = async {
             use crate::app::net::Net;
             let t0 = std::time::Instant::now();
@@ -291,9 +304,8 @@ impl SendCmd {
                 .dial(pk, 1)
                 .await
                 .map_err(|e| CmdError::fail(format!("peer unreachable: {pk} at {addr}: {e}")))?;
-            let env = via_envelope(&msg_id, &self.message, self.reply_to.as_deref());
             for attempt in 0..=self.retries {
-                write_frame(&mut c, env.as_bytes())
+                proto::write_frame(&mut c, &env)
                     .await
                     .map_err(|e| CmdError::fail(format!("peer {pk}: sending failed: {e}")))?;
                 if wait.is_zero() {
@@ -302,7 +314,7 @@ impl SendCmd {
                     ));
                     return Ok(());
                 }
-                match wait_ack(&mut c, &msg_id, wait).await {
+                match wait_ack(&mut c, msg_id, wait).await {
                     Ok(()) => {
                         let ms = t0.elapsed().as_millis();
                         if self.json {
@@ -340,91 +352,38 @@ impl SendCmd {
     }
 }
 
-/// 16 lowercase hex digits (8 random bytes): a message id.
-fn random_id() -> Result<String, CmdError> {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).map_err(|e| CmdError::fail(format!("no randomness: {e}")))?;
-    Ok(hex(&b))
-}
-
-/// The `chat-msg` envelope of the peer protocol (docs/protocol.md "Skychat").
-fn via_envelope(id: &str, body: &str, reply_to: Option<&str>) -> String {
-    let mut s = format!(
-        "{{\"type\":\"chat-msg\",\"id\":\"{id}\",\"body\":{},\"ack\":true",
-        quote(body)
-    );
-    if let Some(r) = reply_to {
-        s.push_str(&format!(",\"reply_to\":\"{}\"", r.to_ascii_lowercase()));
-    }
-    s.push('}');
-    s
-}
-
-/// Largest frame payload of the peer protocol.
-const MAX_FRAME: usize = 65_536;
-
-/// `u32be length ‖ payload`.
-async fn write_frame<W: futures_lite::AsyncWrite + Unpin>(
-    w: &mut W,
-    payload: &[u8],
-) -> std::io::Result<()> {
-    use futures_lite::AsyncWriteExt;
-    if payload.is_empty() || payload.len() > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "a message frame is 1 to {MAX_FRAME} bytes; this one is {}",
-                payload.len()
-            ),
-        ));
-    }
-    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(payload);
-    w.write_all(&out).await?;
-    w.flush().await
-}
-
 /// Why no ack came.
 enum AckErr {
     Timeout,
     Other(String),
 }
 
-/// Reads frames until the `chat-ack` (or `chat-nack`) of `id`, within `wait`.
+/// Reads frames until the `chat-ack` (or `chat-nack`) of `id`, within `wait`; the peer's
+/// other frames (its own messages, acks of other ids) are not ours to show here.
 async fn wait_ack<R: futures_lite::AsyncRead + Unpin>(
     r: &mut R,
-    id: &str,
+    id: MsgId,
     wait: Duration,
 ) -> Result<(), AckErr> {
-    use futures_lite::AsyncReadExt;
     let read = async {
         loop {
-            let mut len = [0u8; 4];
-            r.read_exact(&mut len)
-                .await
-                .map_err(|e| AckErr::Other(format!("the connection ended: {e}")))?;
-            let n = u32::from_be_bytes(len) as usize;
-            if n == 0 || n > MAX_FRAME {
-                return Err(AckErr::Other(format!("the peer sent a frame of {n} bytes")));
-            }
-            let mut p = vec![0u8; n];
-            r.read_exact(&mut p)
-                .await
-                .map_err(|e| AckErr::Other(format!("the connection ended: {e}")))?;
-            let Ok(Value::Object(o)) =
-                miniserde::json::from_str::<Value>(&String::from_utf8_lossy(&p))
-            else {
-                continue; // a plain text message from the peer: not ours to show here
+            let frame = match proto::read_frame(r).await {
+                Ok(Some(f)) => f,
+                Ok(None) => return Err(AckErr::Other("the peer closed the connection".into())),
+                Err(e) => return Err(AckErr::Other(format!("the connection ended: {e}"))),
             };
-            match (str_of(&o, "type"), str_of(&o, "id")) {
-                (Some("chat-ack"), Some(i)) if i == id => return Ok(()),
-                (Some("chat-nack"), Some(i)) if i == id => {
-                    return Err(AckErr::Other(format!(
-                        "refused: {}",
-                        str_of(&o, "reason").unwrap_or("no reason given")
-                    )));
+            match proto::decode(&frame) {
+                Ok(Envelope::Ack(i)) if i == id => return Ok(()),
+                Ok(Envelope::Nack { id: i, reason }) if i == id => {
+                    let reason = if reason.is_empty() {
+                        "no reason given".to_string()
+                    } else {
+                        reason
+                    };
+                    return Err(AckErr::Other(format!("refused: {reason}")));
                 }
-                _ => {}
+                Ok(_) => {}
+                Err(e) => return Err(AckErr::Other(format!("the peer broke the protocol: {e}"))),
             }
         }
     };
@@ -984,16 +943,6 @@ mod tests {
         assert_eq!(parse_wait("7"), Ok(Duration::from_secs(7)));
         assert!(parse_wait("5h").is_err() && parse_wait("s").is_err());
         assert_eq!(show_wait(Duration::from_millis(1500)), "1500ms");
-        let e = via_envelope("00000000000000ab", "a \"q\"\n", Some("00000000000000CD"));
-        let Ok(Value::Object(o)) = miniserde::json::from_str::<Value>(&e) else {
-            panic!("{e}")
-        };
-        assert_eq!(str_of(&o, "type"), Some("chat-msg"));
-        assert_eq!(str_of(&o, "body"), Some("a \"q\"\n"));
-        assert_eq!(str_of(&o, "reply_to"), Some("00000000000000cd"));
-        assert!(matches!(o.get("ack"), Some(Value::Bool(true))));
-        let id = random_id().unwrap();
-        assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()));
         // sha512:<salt hex>:<hex sha512(salt ‖ password)>.
         let h = hash_with_salt(&[0u8; 16], "secret12");
         let parts: Vec<&str> = h.split(':').collect();
@@ -1008,42 +957,40 @@ mod tests {
     }
 
     #[test]
-    fn via_frames_round_trip_and_acks_are_matched_by_id() {
+    fn acks_are_matched_by_id() {
+        let id = MsgId(0x0000_0000_0000_00ab);
+        let wire = |envs: &[Envelope]| {
+            let mut w = Vec::new();
+            for e in envs {
+                w.extend_from_slice(&proto::frame(&proto::encode(e)).unwrap());
+            }
+            futures_lite::io::Cursor::new(w)
+        };
         async_io::block_on(async {
-            let mut buf = Vec::new();
-            write_frame(&mut buf, b"{\"type\":\"chat-ack\",\"id\":\"x1\"}")
-                .await
-                .unwrap();
-            assert_eq!(&buf[..4], &29u32.to_be_bytes());
-            assert!(write_frame(&mut Vec::new(), b"").await.is_err());
-            assert!(
-                write_frame(&mut Vec::new(), &vec![b'a'; MAX_FRAME + 1])
-                    .await
-                    .is_err()
-            );
-            let mut wire = Vec::new();
-            write_frame(&mut wire, b"plain hello").await.unwrap();
-            write_frame(&mut wire, b"{\"type\":\"chat-ack\",\"id\":\"other\"}")
-                .await
-                .unwrap();
-            wire.extend_from_slice(&buf);
-            let mut r = futures_lite::io::Cursor::new(wire);
-            assert!(wait_ack(&mut r, "x1", Duration::from_secs(1)).await.is_ok());
-            let mut nack = Vec::new();
-            write_frame(
-                &mut nack,
-                b"{\"type\":\"chat-nack\",\"id\":\"x1\",\"reason\":\"too big\"}",
-            )
-            .await
-            .unwrap();
-            let mut r = futures_lite::io::Cursor::new(nack);
-            match wait_ack(&mut r, "x1", Duration::from_secs(1)).await {
+            // A plain text message and the ack of another id come first: skipped.
+            let mut r = wire(&[
+                Envelope::Text("plain hello".into()),
+                Envelope::Ack(MsgId(7)),
+                Envelope::Ack(id),
+            ]);
+            assert!(wait_ack(&mut r, id, Duration::from_secs(1)).await.is_ok());
+            let mut r = wire(&[Envelope::Nack {
+                id,
+                reason: "too big".into(),
+            }]);
+            match wait_ack(&mut r, id, Duration::from_secs(1)).await {
                 Err(AckErr::Other(why)) => assert!(why.contains("too big"), "{why}"),
                 _ => panic!("a nack is a refusal"),
             }
+            // A frame of length 0 breaks the protocol; so does the end of the stream.
             let mut r = futures_lite::io::Cursor::new(vec![0, 0, 0, 0]);
             assert!(matches!(
-                wait_ack(&mut r, "x1", Duration::from_secs(1)).await,
+                wait_ack(&mut r, id, Duration::from_secs(1)).await,
+                Err(AckErr::Other(_))
+            ));
+            let mut r = wire(&[]);
+            assert!(matches!(
+                wait_ack(&mut r, id, Duration::from_secs(1)).await,
                 Err(AckErr::Other(_))
             ));
         });
