@@ -68,13 +68,36 @@ pub fn main(args: Vec<String>) -> i32 {
     }
 }
 
+/// `<name> <the subcommands given> --help`: the leading words of `rest` (up to the first
+/// option, and before a word argh did not recognize), so the hint names the command whose
+/// usage the user needs rather than the top level.
+fn help_hint(name: &str, rest: &[&str], err: &str) -> String {
+    let bad = err
+        .lines()
+        .find_map(|l| l.strip_prefix("Unrecognized argument: "))
+        .map(str::trim);
+    let mut hint = name.to_string();
+    for w in rest {
+        if w.starts_with('-') || Some(*w) == bad {
+            break;
+        }
+        hint.push(' ');
+        hint.push_str(w);
+    }
+    hint.push_str(" --help");
+    hint
+}
+
 fn run_parsed<T: FromArgs>(name: &str, rest: &[&str], run: impl FnOnce(T) -> CmdResult) -> i32 {
     let res = match T::from_args(&[name], rest) {
         Ok(cmd) => run(cmd),
         Err(early) if early.status.is_ok() => print_line(&name_the_app(&early.output, rest)),
         Err(early) => {
             say_err(&name_the_app(&early.output, rest));
-            say_err(&format!("Run '{name} --help' for usage."));
+            say_err(&format!(
+                "Run '{}' for usage.",
+                help_hint(name, rest, &early.output)
+            ));
             return EXIT_USAGE;
         }
     };
@@ -292,5 +315,36 @@ impl StandaloneTop {
             )));
         };
         app::multicall("standalone", crate::app::Mode::Tcp, a, rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::help_hint;
+
+    #[test]
+    fn the_usage_hint_names_the_subcommand() {
+        let e = "Unrecognized argument: peers\n";
+        assert_eq!(
+            help_hint("skywire", &["cli", "skychat", "peers"], e),
+            "skywire cli skychat --help"
+        );
+        assert_eq!(
+            help_hint(
+                "skywire",
+                &["cli", "skychat", "--state-dir", "/x", "peers"],
+                e
+            ),
+            "skywire cli skychat --help"
+        );
+        assert_eq!(
+            help_hint(
+                "skywire",
+                &["cli", "skychat", "send", "-m", "x"],
+                "Required options not provided:\n    --to\n"
+            ),
+            "skywire cli skychat send --help"
+        );
+        assert_eq!(help_hint("dmsg", &[], ""), "dmsg --help");
     }
 }
