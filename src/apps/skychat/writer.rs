@@ -349,7 +349,9 @@ mod tests {
         assert_eq!(stored, 1000);
         let s = h.stats();
         assert_eq!(s.records, 1000);
-        assert!(s.fsyncs < 200, "1,000 appends took {} fsyncs", s.fsyncs);
+        // How many share an fsync here depends on the scheduler (the test below pins the
+        // batching down); never more than one per append.
+        assert!(s.fsyncs <= 1000, "1,000 appends took {} fsyncs", s.fsyncs);
         eprintln!("1000 concurrent appends: {} fsyncs", s.fsyncs);
         // Duplicates are reported, not stored.
         assert_eq!(block_on(h.append(rec(peer, 5))), Ok(Appended::Duplicate));
@@ -372,6 +374,43 @@ mod tests {
         drop(h);
         let (_, rep) = Store::open(&d, StoreLimits::default()).unwrap();
         assert_eq!(rep.records, 0);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn appends_queued_while_the_store_is_busy_share_one_fsync() {
+        let d = tmpdir("busy");
+        let (st, _) = Store::open(&d, StoreLimits::default()).unwrap();
+        let h = StoreHandle::start(st).unwrap();
+        let peer = *Keypair::from_seed(&[8; 32]).public();
+        block_on(h.append(rec(peer, 1))).unwrap();
+        let before = h.stats().fsyncs;
+        let mut futs: Vec<_> = (2..=501u64)
+            .map(|i| Box::pin(h.append(rec(peer, i))))
+            .collect();
+        {
+            // The writer is busy (it needs this lock to write): each append is queued by its
+            // first poll and waits.
+            let _busy = lock(&h.shared.store);
+            let mut cx = Context::from_waker(Waker::noop());
+            for f in &mut futs {
+                assert!(f.as_mut().poll(&mut cx).is_pending());
+            }
+        }
+        for f in futs {
+            assert_eq!(block_on(f), Ok(Appended::Stored));
+        }
+        // The writer may have taken the first job before the rest were queued: at most two
+        // writes, each with its fdatasync.
+        let used = h.stats().fsyncs - before;
+        assert!(
+            (1..=2).contains(&used),
+            "500 queued appends took {used} fsyncs"
+        );
+        assert_eq!(h.stats().records, 501);
+        drop(h);
+        let (_, rep) = Store::open(&d, StoreLimits::default()).unwrap();
+        assert_eq!(rep.records, 501);
         let _ = std::fs::remove_dir_all(&d);
     }
 
