@@ -232,6 +232,48 @@ fn hostile_http_gets_clear_errors() {
         );
         assert!(r.contains("error"), "POST {path}: {r}");
     }
+    // Every path that reads a body, with each kind of garbage: 400 with the reason; nothing
+    // of it is stored.
+    for path in [
+        "/message",
+        "/history/forget",
+        "/read",
+        "/aliases",
+        "/aliases/rm",
+    ] {
+        for body in [
+            "{not json",
+            "[]",
+            "null",
+            "\u{0}\u{1}",
+            r#"{"bogus": 1}"#,
+            r#"{"peer": {"deep": [[[[[[[[[[1]]]]]]]]]]}}"#,
+            "\"a string\"",
+        ] {
+            let (code, r) = http_to(t.http, "POST", path, Some(body), tok);
+            assert_eq!(code, 400, "POST {path} {body:?}: {r}");
+            assert!(r.contains("error"), "POST {path} {body:?}: {r}");
+        }
+    }
+    let (_, al) = http_to(t.http, "GET", "/aliases", None, tok);
+    assert!(!al.contains("bogus"), "{al}");
+    // Wrong methods and unknown paths.
+    for (m, path, want) in [
+        ("DELETE", "/message", 405),
+        ("PUT", "/history", 405),
+        ("POST", "/status", 405),
+        ("GET", "/aliases/rm", 405),
+        ("GET", "/nope", 404),
+        ("GET", "/../../etc/passwd", 404),
+    ] {
+        let (code, r) = http_to(t.http, m, path, None, tok);
+        assert_eq!(code, want, "{m} {path}: {r}");
+    }
+    // A wrong or malformed login token sets no cookie.
+    for q in ["token=00", "token=%zz", "token=", ""] {
+        let (code, r) = http_to(t.http, "GET", &format!("/login?{q}"), None, None);
+        assert_eq!(code, 401, "/login?{q}: {r}");
+    }
     // Oversize body: refused before it is read.
     let big = format!(
         r#"{{"recipient": "x", "message": "{}"}}"#,
@@ -244,6 +286,9 @@ fn hostile_http_gets_clear_errors() {
         "/history?limit=abc",
         "/history?peer=nothex",
         "/events?since=x",
+        "/events?channel=group",
+        "/history?limit=99999999999999999999999",
+        "/history?peer=%zz",
     ] {
         let (code, r) = http_to(t.http, "GET", path, None, tok);
         assert!(matches!(code, 400 | 404), "GET {path}: {code} {r}");
