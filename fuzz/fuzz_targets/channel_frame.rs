@@ -9,7 +9,7 @@ use skywire::crypto::channel::{ChannelError, FrameOpener, FrameSealer, LEN_PREFI
 use skywire::crypto::noise::CipherState;
 
 fuzz_target!(|data: &[u8]| {
-    let mut opener = FrameOpener::new(CipherState::new([9; 32]));
+    let opener = FrameOpener::new(CipherState::new([9; 32]));
     match opener.frame_len(data) {
         Ok(Some(total)) => {
             assert_eq!(total, LEN_PREFIX + usize::from(u16::from_be_bytes([data[0], data[1]])));

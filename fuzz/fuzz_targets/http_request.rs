@@ -69,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
         request_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(5),
         max_connections: 1,
+        ..Limits::default()
     };
     let mut conn = Duplex {
         input: data.to_vec(),
