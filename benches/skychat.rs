@@ -133,7 +133,8 @@ fn visor(dir: &Path, disc: &str, relay: &str, transport_to: Option<&str>) -> (Pa
         (
             "\"apps\": []".to_string(),
             format!(
-                r#""apps": [{{"name": "skychat", "args": ["--addr", "127.0.0.1:{port}"], "auto_start": true}}]"#
+                // No per-peer rate: the latency runs send more than 200 in 10 s.
+                r#""apps": [{{"name": "skychat", "args": ["--addr", "127.0.0.1:{port}", "--peer-rate", "0"], "auto_start": true}}]"#
             ),
         ),
     ] {

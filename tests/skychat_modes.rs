@@ -117,3 +117,65 @@ fn tcp_direct_takes_send_via_with_the_senders_visor_stopped() {
     let (code, st) = http_to(http, "GET", "/status", None, Some(&token));
     assert_eq!(code, 200, "{st}");
 }
+
+#[test]
+fn visor_hosted_tcp_listen_and_a_tcp_peer_that_redials() {
+    let (_d, disc, relay) = network();
+    // The visor's skychat listens for TCP-direct peers too (`--tcp-listen`, an app arg).
+    let mut v = Node::new("TL", &disc, &relay.arg());
+    let tcp = free_port();
+    let cfg = std::fs::read_to_string(&v.config).unwrap();
+    let from = format!(r#""--addr", "127.0.0.1:{}"]"#, v.port);
+    assert!(cfg.contains(&from), "{cfg}");
+    let cfg = cfg.replacen(
+        &from,
+        &format!(
+            r#""--addr", "127.0.0.1:{}", "--tcp-listen", "127.0.0.1:{tcp}"]"#,
+            v.port
+        ),
+        1,
+    );
+    std::fs::write(&v.config, cfg).unwrap();
+    // A standalone with a persistent `--tcp-peer` to it, started while the visor is down:
+    // it keeps redialling with backoff.
+    let peer = format!("tcp://{}@127.0.0.1:{tcp}", v.pk);
+    let s = standalone("tcp", "skychat-tcp-peer", &[], &["--tcp-peer", &peer]);
+    let vpk = v.pk.clone();
+    let send_from_s = |msg: &str| {
+        let body = format!(
+            r#"{{"recipient": "{vpk}", "message": "{msg}", "network": "tcp", "wait_ms": 5000}}"#
+        );
+        let t0 = std::time::Instant::now();
+        loop {
+            let (code, r) = http_to(s.http, "POST", "/message", Some(&body), Some(&s.token));
+            if code == 200 {
+                return r;
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(30),
+                "not delivered over tcp within 30 s: {code} {r}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    v.start();
+    let r = send_from_s("over the kept connection");
+    assert!(r.contains("tcp"), "{r}");
+    // The visor answers on the connection the standalone made.
+    let t = send_acked(&v, &s.pk.to_hex(), "back over tcp", "tcp");
+    assert!(t.contains("(via tcp"), "{t}");
+    // The visor restarts: the standalone redials and delivers again.
+    drop(v.visor.take());
+    v.start();
+    send_from_s("after the restart");
+    let (code, h) = v.http("GET", &format!("/history?peer={}", s.pk.to_hex()), None);
+    assert_eq!(code, 200, "{h}");
+    for m in [
+        "over the kept connection",
+        "back over tcp",
+        "after the restart",
+    ] {
+        assert!(h.contains(m), "{m} in {h}");
+    }
+}

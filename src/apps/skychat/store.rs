@@ -11,7 +11,7 @@
 //! after it stops the scan, the rest of the file is moved to `history.log.corrupt-<ts>` and the
 //! log is cut there (`OpenReport::corrupt_file`), so no readable data is dropped silently.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -36,6 +36,10 @@ pub const VERSION: u8 = 1;
 pub const MAX_PAYLOAD: usize = FIXED_LEN + (1 << 20);
 /// Compaction runs when dead bytes exceed live bytes and this many bytes.
 pub const COMPACT_MIN_DEAD: u64 = 1 << 20;
+/// A duplicate `(peer, id)` is recognised among that peer's last this many messages (a resend
+/// comes within minutes; the engine also remembers the last 4,096 ids of everyone). A full
+/// id set would cost ~50 bytes per stored message.
+pub const DEDUPE_WINDOW: usize = 4_096;
 
 const KIND_MESSAGE: u8 = 1;
 const KIND_FORGET_PEER: u8 = 2;
@@ -212,7 +216,8 @@ pub struct StoreStats {
     pub fsyncs: u64,
     /// Compactions since open.
     pub compactions: u64,
-    /// Entries in the RAM index (per-peer entries + dedupe set + global order); bounded by the caps.
+    /// Entries in the RAM index (per-peer entries + the append-order queue, stale entries
+    /// included); bounded by the caps.
     pub index_entries: usize,
 }
 
@@ -233,9 +238,13 @@ pub struct Store {
     file_len: u64,
     live_bytes: u64,
     peers: HashMap<PublicKey, VecDeque<IndexEntry>>,
-    ids: HashSet<(PublicKey, u64)>,
-    /// Every live record by offset (= append order) → its peer.
-    order: BTreeMap<u64, PublicKey>,
+    /// Live messages (the sum of the per-peer queues).
+    records: usize,
+    /// Every record by offset (= append order) with its peer, for oldest-first eviction. An
+    /// entry whose record was evicted by its peer's cap or forgotten stays until it reaches the
+    /// front (it is skipped then) or the queue is rebuilt from `peers` (when stale entries
+    /// outnumber live ones).
+    order: VecDeque<(u64, PublicKey)>,
     fsyncs: u64,
     compactions: u64,
     compact_min_dead: u64,
@@ -542,8 +551,8 @@ impl Store {
             file_len: total,
             live_bytes: 0,
             peers: HashMap::new(),
-            ids: HashSet::new(),
-            order: BTreeMap::new(),
+            records: 0,
+            order: VecDeque::new(),
             fsyncs: 0,
             compactions: 0,
             compact_min_dead: COMPACT_MIN_DEAD,
@@ -592,7 +601,7 @@ impl Store {
         report.expired = st.expire(now_ms)?;
         st.enforce_caps();
         st.maybe_compact()?;
-        report.records = st.order.len();
+        report.records = st.records;
         Ok((st, report))
     }
 
@@ -616,7 +625,7 @@ impl Store {
                 // A record for a key that is not a valid point cannot have been written by us:
                 // skip it (it stays dead bytes until compaction).
                 let Some(pk) = key(peer) else { return };
-                if !self.ids.contains(&(pk, id)) {
+                if !self.contains(&pk, id) {
                     self.index(
                         pk,
                         IndexEntry {
@@ -639,10 +648,39 @@ impl Store {
 
     /// Adds a live message record to the index.
     fn index(&mut self, pk: PublicKey, e: IndexEntry) {
-        self.ids.insert((pk, e.id));
-        self.order.insert(e.off, pk);
+        self.order.push_back((e.off, pk));
+        self.records += 1;
         self.live_bytes += HEADER_LEN as u64 + e.len as u64;
         self.peers.entry(pk).or_default().push_back(e);
+    }
+
+    /// Whether the order entry `(off, pk)` is still a live record.
+    fn live(&self, off: u64, pk: &PublicKey) -> bool {
+        self.peers
+            .get(pk)
+            .is_some_and(|q| q.binary_search_by_key(&off, |e| e.off).is_ok())
+    }
+
+    /// Drops stale entries from the front of `order`; rebuilds it from the per-peer queues
+    /// when stale entries outnumber the live ones (so it stays within twice the records).
+    fn tidy_order(&mut self) {
+        while let Some((off, pk)) = self.order.front()
+            && self
+                .peers
+                .get(pk)
+                .and_then(|q| q.front())
+                .is_none_or(|e| e.off != *off)
+        {
+            self.order.pop_front();
+        }
+        if self.order.len() > 2 * self.records + 64 {
+            let mut all: Vec<(u64, PublicKey)> = Vec::with_capacity(self.records);
+            for (pk, q) in &self.peers {
+                all.extend(q.iter().map(|e| (e.off, *pk)));
+            }
+            crate::sort::sort_by_cmp(&mut all, |a, b| a.0.cmp(&b.0));
+            self.order = all.into();
+        }
     }
 
     /// Drops one peer's messages (or everyone's) from the index.
@@ -657,11 +695,12 @@ impl Store {
             }
             None => {
                 self.peers.clear();
-                self.ids.clear();
                 self.order.clear();
+                self.records = 0;
                 self.live_bytes = 0;
             }
         }
+        self.tidy_order();
     }
 
     fn cut(&mut self, off: u64) -> Result<(), String> {
@@ -714,7 +753,7 @@ impl Store {
         let mut fresh: Vec<(u64, u32, &Record)> = Vec::new();
         let mut batch_ids = HashSet::new();
         for r in recs {
-            if self.ids.contains(&(r.peer, r.id)) || !batch_ids.insert((r.peer, r.id)) {
+            if self.contains(&r.peer, r.id) || !batch_ids.insert((r.peer, r.id)) {
                 out.push(Appended::Duplicate);
                 continue;
             }
@@ -758,9 +797,11 @@ impl Store {
         Ok(())
     }
 
-    /// Whether `(peer, id)` is stored.
+    /// Whether `(peer, id)` is among that peer's last [`DEDUPE_WINDOW`] stored messages.
     pub fn contains(&self, peer: &PublicKey, id: u64) -> bool {
-        self.ids.contains(&(*peer, id))
+        self.peers
+            .get(peer)
+            .is_some_and(|q| q.iter().rev().take(DEDUPE_WINDOW).any(|e| e.id == id))
     }
 
     fn read_entry(&self, peer: PublicKey, e: &IndexEntry) -> Result<Record, String> {
@@ -817,8 +858,9 @@ impl Store {
                     .order
                     .iter()
                     .rev()
+                    .filter(|(o, p)| self.live(*o, p))
                     .take(limit)
-                    .map(|(o, p)| (*o, *p))
+                    .copied()
                     .collect();
                 picked.reverse();
                 for (off, pk) in picked {
@@ -855,7 +897,7 @@ impl Store {
     pub fn forget(&mut self, peer: Option<&PublicKey>) -> Result<usize, String> {
         let n = match peer {
             Some(pk) => self.peers.get(pk).map_or(0, |q| q.len()),
-            None => self.order.len(),
+            None => self.records,
         };
         let rec = encode_forget(peer, now_ms());
         self.write_synced(&rec)?;
@@ -864,19 +906,23 @@ impl Store {
         Ok(n)
     }
 
-    fn drop_index(&mut self, pk: PublicKey, e: &IndexEntry) {
-        self.ids.remove(&(pk, e.id));
-        self.order.remove(&e.off);
+    /// Accounts for one record gone from its peer's queue (its `order` entry goes stale).
+    fn drop_index(&mut self, _pk: PublicKey, e: &IndexEntry) {
+        self.records -= 1;
         self.live_bytes -= HEADER_LEN as u64 + e.len as u64;
     }
 
     /// Evicts the oldest record overall (by append order).
     fn evict_oldest(&mut self) -> bool {
-        let Some((_, pk)) = self.order.first_key_value().map(|(o, p)| (*o, *p)) else {
+        self.tidy_order();
+        let Some((_, pk)) = self.order.pop_front() else {
             return false;
         };
-        let q = self.peers.get_mut(&pk).expect("order and peers in step");
-        let e = q.pop_front().expect("peer in order has entries");
+        let q = self
+            .peers
+            .get_mut(&pk)
+            .expect("a live order entry has its peer");
+        let e = q.pop_front().expect("a live order entry has its record");
         if q.is_empty() {
             self.peers.remove(&pk);
         }
@@ -903,6 +949,7 @@ impl Store {
             }
         }
         while self.live_bytes > self.limits.total_bytes && self.evict_oldest() {}
+        self.tidy_order();
     }
 
     /// Evicts records older than the TTL (in append order, stopping at the first young one);
@@ -910,7 +957,11 @@ impl Store {
     pub fn expire(&mut self, now_ms: u64) -> Result<usize, String> {
         let cutoff = now_ms.saturating_sub(self.limits.ttl.as_millis() as u64);
         let mut n = 0;
-        while let Some((off, pk)) = self.order.first_key_value().map(|(o, p)| (*o, *p)) {
+        loop {
+            self.tidy_order();
+            let Some(&(off, pk)) = self.order.front() else {
+                break;
+            };
             let old = self
                 .peers
                 .get(&pk)
@@ -940,27 +991,38 @@ impl Store {
     pub fn compact(&mut self) -> Result<(), String> {
         let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
         let mut out = File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
-        let mut moved: Vec<(u64, u64)> = Vec::with_capacity(self.order.len());
+        // Live records in append order, each peer's in its queue's order: a cursor per peer
+        // finds each one's entry without a map of every offset.
+        self.tidy_order();
+        let mut cursor: HashMap<PublicKey, usize> = HashMap::with_capacity(self.peers.len());
+        let mut new_off: Vec<u64> = Vec::with_capacity(self.records);
         let mut at = 0u64;
         let mut chunk = Vec::with_capacity(256 * 1024);
-        for (&off, pk) in &self.order {
-            let q = &self.peers[pk];
-            let i = q
-                .binary_search_by_key(&off, |e| e.off)
-                .map_err(|_| "history index out of step".to_string())?;
-            let n = HEADER_LEN + q[i].len as usize;
+        for &(off, pk) in &self.order {
+            let Some(q) = self.peers.get(&pk) else {
+                continue;
+            };
+            let c = cursor.entry(pk).or_insert(0);
+            if q.get(*c).is_none_or(|e| e.off != off) {
+                continue; // stale
+            }
+            let n = HEADER_LEN + q[*c].len as usize;
+            *c += 1;
             let s = chunk.len();
             chunk.resize(s + n, 0);
             self.file
                 .read_exact_at(&mut chunk[s..], off)
                 .map_err(|e| format!("read {}: {e}", self.path().display()))?;
-            moved.push((off, at));
+            new_off.push(at);
             at += n as u64;
             if chunk.len() >= 256 * 1024 {
                 out.write_all(&chunk)
                     .map_err(|e| format!("write {}: {e}", tmp.display()))?;
                 chunk.clear();
             }
+        }
+        if new_off.len() != self.records {
+            return Err("history index out of step".to_string());
         }
         out.write_all(&chunk)
             .and_then(|_| out.sync_all())
@@ -973,13 +1035,26 @@ impl Store {
             .write(true)
             .open(self.path())
             .map_err(|e| format!("open {}: {e}", self.path().display()))?;
-        let map: HashMap<u64, u64> = moved.into_iter().collect();
-        for q in self.peers.values_mut() {
-            for e in q.iter_mut() {
-                e.off = map[&e.off];
+        // The same walk again, now rewriting the offsets.
+        cursor.clear();
+        let mut order = VecDeque::with_capacity(self.records);
+        let mut next = new_off.into_iter();
+        for &(off, pk) in &self.order {
+            let Some(q) = self.peers.get_mut(&pk) else {
+                continue;
+            };
+            let c = cursor.entry(pk).or_insert(0);
+            match q.get_mut(*c) {
+                Some(e) if e.off == off => {
+                    let n = next.next().expect("counted above");
+                    e.off = n;
+                    order.push_back((n, pk));
+                    *c += 1;
+                }
+                _ => {}
             }
         }
-        self.order = self.order.iter().map(|(o, p)| (map[o], *p)).collect();
+        self.order = order;
         self.file_len = at;
         self.compactions += 1;
         Ok(())
@@ -988,15 +1063,13 @@ impl Store {
     /// Counters.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            records: self.order.len(),
+            records: self.records,
             live_bytes: self.live_bytes,
             file_bytes: self.file_len,
             peers: self.peers.len(),
             fsyncs: self.fsyncs,
             compactions: self.compactions,
-            index_entries: self.peers.values().map(|q| q.len()).sum::<usize>()
-                + self.ids.len()
-                + self.order.len(),
+            index_entries: self.records + self.order.len(),
         }
     }
 }
