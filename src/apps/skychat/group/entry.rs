@@ -777,4 +777,170 @@ mod tests {
         e.verify().unwrap();
         assert_eq!(decode(&bytes).unwrap(), e);
     }
+
+    fn every_body() -> Vec<Body> {
+        let pk = *Keypair::from_seed(&seed(0x40)).public();
+        vec![
+            Body::Create {
+                name: "Pi club é".into(),
+                mode: Mode::Private,
+            },
+            Body::Create {
+                name: "g".into(),
+                mode: Mode::Public,
+            },
+            Body::Post(Vec::new()),
+            Body::Post(vec![0xff; MAX_BODY]),
+            Body::Add(pk),
+            Body::Remove(pk),
+            Body::Promote(pk),
+            Body::Demote(pk),
+            Body::Leave,
+            Body::Rename("n".repeat(MAX_NAME)),
+            Body::Rotate(u32::MAX),
+            Body::Delete,
+        ]
+    }
+
+    fn sealed(body: Body, seq: u64) -> SequencedEntry {
+        let owner = Keypair::from_seed(&seed(0x00));
+        let d = Draft::new(GroupId([5; 16]), *owner.public(), 2, body, 99);
+        SequencedEntry::seal(&owner, UnsequencedEntry::sign(&owner, d).unwrap(), seq).unwrap()
+    }
+
+    #[test]
+    fn every_kind_round_trips_and_verifies() {
+        for body in every_body() {
+            let e = sealed(body.clone(), u64::MAX);
+            let b = e.encode();
+            assert_eq!(b.len(), SEQ_OVERHEAD + body.encode().len());
+            assert_eq!(decode(&b).unwrap(), e);
+            assert_eq!(peek_seq(&b), Some(u64::MAX));
+            e.verify().unwrap();
+            let u = e.entry.encode();
+            assert_eq!(&b[..u.len()], &u[..]);
+            assert_eq!(UnsequencedEntry::decode(&u).unwrap(), e.entry);
+            assert_eq!(Kind::from_byte(body.kind().byte()), Some(body.kind()));
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_extension_fails_cleanly() {
+        for body in every_body()
+            .into_iter()
+            .filter(|b| !matches!(b, Body::Post(p) if p.len() > 100))
+        {
+            let b = sealed(body, 7).encode();
+            for n in 0..b.len() {
+                assert!(decode(&b[..n]).is_err(), "{n} of {} bytes decoded", b.len());
+                assert_eq!(peek_seq(&b[..n]).is_some(), n >= b.len() - SIG_LEN);
+            }
+            let mut long = b.clone();
+            long.push(0);
+            assert_eq!(decode(&long), Err(EntryError::Trailing(1)));
+            let u_len = b.len() - 8 - SIG_LEN;
+            assert!(UnsequencedEntry::decode(&b[..u_len]).is_ok());
+            assert_eq!(
+                UnsequencedEntry::decode(&b),
+                Err(EntryError::Trailing(8 + SIG_LEN))
+            );
+            for n in 0..u_len {
+                assert!(UnsequencedEntry::decode(&b[..n]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn bad_fields_are_refused() {
+        let good = golden().encode();
+        let with = |at: usize, bytes: &[u8]| {
+            let mut b = good.clone();
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+            decode(&b)
+        };
+        assert_eq!(with(0, &[2]), Err(EntryError::Version(2)));
+        assert_eq!(with(1, &[0]), Err(EntryError::Kind(0)));
+        assert_eq!(with(1, &[11]), Err(EntryError::Kind(11)));
+        // A body length past the cap, and one past the end of the bytes.
+        assert_eq!(
+            with(102, &((MAX_BODY + 1) as u32).to_be_bytes()),
+            Err(EntryError::BodyTooLong(MAX_BODY + 1))
+        );
+        assert_eq!(
+            with(102, &u32::MAX.to_be_bytes()),
+            Err(EntryError::BodyTooLong(u32::MAX as usize))
+        );
+        assert!(matches!(
+            with(102, &(MAX_BODY as u32).to_be_bytes()),
+            Err(EntryError::Short { field: "body", .. })
+        ));
+        // The identity point is no key; nor are bytes off the curve.
+        let mut id_point = [0u8; 32];
+        id_point[0] = 1;
+        assert!(matches!(
+            with(18, &id_point),
+            Err(EntryError::Key { field: "owner", .. })
+        ));
+        assert!(matches!(
+            with(50, &[0xff; 32]),
+            Err(EntryError::Key {
+                field: "author",
+                ..
+            })
+        ));
+        // A post `hi` becomes a kind whose body it does not fit (as a rename it is a name).
+        for k in [
+            Kind::Add,
+            Kind::Leave,
+            Kind::Rotate,
+            Kind::Create,
+            Kind::Delete,
+        ] {
+            assert!(
+                matches!(with(1, &[k.byte()]), Err(EntryError::Body { .. })),
+                "{k:?}"
+            );
+        }
+        let seq_at = good.len() - 8 - SIG_LEN;
+        assert_eq!(with(seq_at, &[0; 8]), Err(EntryError::SeqZero));
+        // A flipped byte anywhere: refused by decode or by a signature.
+        for i in 0..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x40;
+            if let Ok(e) = decode(&b) {
+                assert!(e.verify().is_err(), "byte {i} flipped still verifies");
+            }
+        }
+    }
+
+    #[test]
+    fn signing_enforces_the_caps() {
+        let k = Keypair::from_seed(&seed(0));
+        let d = |body| Draft::new(GroupId([1; 16]), *k.public(), 0, body, 0);
+        assert_eq!(
+            UnsequencedEntry::sign(&k, d(Body::Post(vec![0; MAX_BODY + 1]))),
+            Err(EntryError::BodyTooLong(MAX_BODY + 1))
+        );
+        assert!(UnsequencedEntry::sign(&k, d(Body::Rename("n".repeat(MAX_NAME + 1)))).is_err());
+        assert!(UnsequencedEntry::sign(&k, d(Body::Rename(String::new()))).is_err());
+        assert!(UnsequencedEntry::sign(&k, d(Body::Rename("a\nb".into()))).is_err());
+        let mode_name = |mode: Mode, name: &str| Body::Create {
+            name: name.into(),
+            mode,
+        };
+        assert!(UnsequencedEntry::sign(&k, d(mode_name(Mode::Public, &"é".repeat(33)))).is_err());
+        assert!(UnsequencedEntry::sign(&k, d(mode_name(Mode::Public, &"é".repeat(32)))).is_ok());
+        let other = Keypair::from_seed(&seed(1));
+        let u = UnsequencedEntry::sign(&k, d(Body::Leave)).unwrap();
+        assert_eq!(
+            SequencedEntry::seal(&other, u.clone(), 1),
+            Err(EntryError::NotOwner)
+        );
+        assert_eq!(SequencedEntry::seal(&k, u, 0), Err(EntryError::SeqZero));
+        assert_eq!(
+            GroupId::from_hex(&GroupId([0xab; 16]).to_hex()),
+            Ok(GroupId([0xab; 16]))
+        );
+        assert_ne!(GroupId::random(), GroupId::random());
+    }
 }

@@ -6,7 +6,7 @@
 //! fields, the author's signature, the resend memory, the roster rules and the caps, then gives
 //! it the next seq and the owner's signature. A resend of an entry already sequenced (same
 //! author, same author entry id) gets the seq it was given, not a second one: the owner keeps
-//! the last [`RECENT_IDS`] entry ids of each member. An entry of an author older than that
+//! the last [`RECENT_IDS`] entry ids of each member ([`FeedLimits::recent_ids`]). An entry of an author older than that
 //! memory (its timestamp at or before the newest one forgotten) is refused as
 //! [`Refusal::Stale`]: otherwise anyone holding an old entry, whose author part is in every
 //! member's copy, could have it sequenced again (an old Add re-adding a removed member). When
@@ -48,6 +48,8 @@ pub struct FeedLimits {
     pub max_entries: usize,
     /// Bytes of entries kept (their encodings).
     pub max_bytes: usize,
+    /// Entry ids remembered per member ([`RECENT_IDS`]).
+    pub recent_ids: usize,
 }
 
 impl Default for FeedLimits {
@@ -55,6 +57,7 @@ impl Default for FeedLimits {
         FeedLimits {
             max_entries: FEED_CAP,
             max_bytes: FEED_BYTES,
+            recent_ids: RECENT_IDS,
         }
     }
 }
@@ -153,11 +156,11 @@ struct Recent {
 }
 
 impl Recent {
-    fn remember(&mut self, entry_id: u64, ts_ms: u64, seq: u64) {
+    fn remember(&mut self, entry_id: u64, ts_ms: u64, seq: u64, cap: usize) {
         if self.seqs.insert(entry_id, seq).is_none() {
             self.order.push_back((entry_id, ts_ms));
         }
-        while self.order.len() > RECENT_IDS {
+        while self.order.len() > cap.max(1) {
             if let Some((id, ts)) = self.order.pop_front() {
                 self.seqs.remove(&id);
                 self.raise_floor(ts);
@@ -412,10 +415,12 @@ impl OwnerFeed {
     /// Holds a sequenced entry and remembers its id.
     fn keep(&mut self, e: &SequencedEntry, bytes: Vec<u8>) {
         let u = &e.entry;
-        self.recent
-            .entry(u.author)
-            .or_default()
-            .remember(u.entry_id, u.ts_ms, e.seq);
+        self.recent.entry(u.author).or_default().remember(
+            u.entry_id,
+            u.ts_ms,
+            e.seq,
+            self.limits.recent_ids,
+        );
         match &u.body {
             Body::Remove(pk) => self.retire(pk),
             Body::Leave => self.retire(&u.author),

@@ -349,9 +349,14 @@ impl GroupState {
         matches!(self.role(pk), Some(Role::Founder | Role::Admin)) && !self.deleted
     }
 
-    /// A draft for this group at its current epoch, with a fresh entry id.
+    /// A draft for this group at its current epoch (a Create at its mode's first epoch),
+    /// with a fresh entry id.
     pub fn draft(&self, body: Body, ts_ms: u64) -> Draft {
-        Draft::new(self.id, self.owner, self.epoch, body, ts_ms)
+        let epoch = match &body {
+            Body::Create { mode, .. } => initial_epoch(*mode),
+            _ => self.epoch,
+        };
+        Draft::new(self.id, self.owner, epoch, body, ts_ms)
     }
 
     /// Whether `e` may come next. Checks the group and owner fields, the roster rules and the
