@@ -216,7 +216,10 @@ impl fmt::Display for Refusal {
             Refusal::AlreadyCreated => f.write_str("the group was already created"),
             Refusal::Deleted => f.write_str("the group was deleted"),
             Refusal::NotMember(pk) => write!(f, "author {} is not a member", short(pk)),
-            Refusal::Forbidden { role, kind } => write!(f, "a {role} cannot {}", kind.name()),
+            Refusal::Forbidden { role, kind } => {
+                let a = if *role == Role::Admin { "an" } else { "a" };
+                write!(f, "{a} {role} cannot {}", kind.name())
+            }
             Refusal::OnlyFounder(what) => write!(f, "only the founder can {what}"),
             Refusal::FounderImmune(what) => write!(f, "the founder cannot be {what}"),
             Refusal::FounderCannotLeave => {
