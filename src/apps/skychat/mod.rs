@@ -7,6 +7,7 @@
 //! - [`store`], [`writer`]: the crash-safe history (append-only log, RAM index) and its
 //!   writer thread (group commit);
 //! - [`aliases`]: the alias book;
+//! - [`group`]: groups as signed feeds (sans-IO);
 //! - [`app`]: the app definition and its start in each mode.
 
 pub mod aliases;
@@ -14,6 +15,7 @@ pub mod app;
 pub mod auth;
 pub mod chat;
 pub mod events;
+pub mod group;
 pub mod http;
 pub mod proto;
 pub mod store;
