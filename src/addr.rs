@@ -65,9 +65,12 @@ pub fn is_loopback(s: &str) -> bool {
             .unwrap_or(false)
 }
 
-/// The address to bind for a listen address: `:port` means every interface.
+/// The address to bind for a listen address: `:port` and `*:port` mean every interface.
 pub fn bind_addr(listen: &str) -> String {
-    match listen.strip_prefix(':') {
+    match listen
+        .strip_prefix(':')
+        .or_else(|| listen.strip_prefix("*:"))
+    {
         Some(port) => format!("0.0.0.0:{port}"),
         None => listen.to_string(),
     }
@@ -79,6 +82,9 @@ mod tests {
 
     #[test]
     fn host_port_checks() {
+        assert_eq!(bind_addr("*:8001"), "0.0.0.0:8001");
+        assert_eq!(bind_addr(":8001"), "0.0.0.0:8001");
+        assert_eq!(bind_addr("127.0.0.1:8001"), "127.0.0.1:8001");
         assert!(check_host_port(":7777").is_ok());
         assert!(check_host_port("[::1]:80").is_ok());
         assert!(check_host_port("::1:80").is_err());

@@ -179,3 +179,110 @@ fn visor_hosted_tcp_listen_and_a_tcp_peer_that_redials() {
         assert!(h.contains(m), "{m} in {h}");
     }
 }
+
+/// `--addr *:PORT` serves every interface: without a password it says so in the log; with
+/// `--password-file` (written by `cli skychat passwd`) HTTP basic with that password is let in,
+/// a wrong one and none are refused (401 asking for basic), and the token still works.
+#[test]
+fn every_interface_warns_and_a_password_file_lets_basic_in() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let dir = common::visor::tmp("skychat-every-interface");
+    let pwf = dir.join("skychat.pw");
+    let mut c = Command::new(common::skywire_bin())
+        .args(["cli", "skychat", "passwd", "-f", pwf.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&pwf).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let run = |name: &str, password: bool| {
+        let state = dir.join(name);
+        std::fs::create_dir_all(&state).unwrap();
+        let http = free_port();
+        let (sk, _) = keypair_hex();
+        let log = std::fs::File::create(state.join("stderr.log")).unwrap();
+        let addr = format!("*:{http}");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "app",
+            "skychat",
+            "run",
+            "--mode",
+            "tcp",
+            "--sk",
+            &sk,
+            "--listen",
+            &listen,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--",
+            "--addr",
+            &addr,
+        ];
+        if password {
+            args.extend(["--password-file", pwf.to_str().unwrap()]);
+        }
+        let mut child = Command::new(common::skywire_bin())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert!(line.contains("skychat running"), "{line}");
+        let token = wait_token(&state.join(format!("skychat-http-{http}.token")));
+        (common::ChildGuard(Some(child)), state, http, token)
+    };
+    let raw = |http: u16, auth: Option<&str>| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        let mut req =
+            format!("GET /status HTTP/1.1\r\nHost: 127.0.0.1:{http}\r\nConnection: close\r\n");
+        if let Some(a) = auth {
+            req.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+
+    let (_p, state, http, token) = run("open", false);
+    let (code, st) = http_to(http, "GET", "/status", None, Some(&token));
+    assert_eq!(code, 200, "{st}");
+    let log = std::fs::read_to_string(state.join("stderr.log")).unwrap();
+    assert!(
+        log.contains("every interface") && log.contains("--password-file"),
+        "{log}"
+    );
+
+    let (_p, state, http, token) = run("locked", true);
+    // "u:correct horse" / "u:wrong horse!"
+    let ok = raw(http, Some("Basic dTpjb3JyZWN0IGhvcnNl"));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let wrong = raw(http, Some("Basic dTp3cm9uZyBob3JzZSE="));
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let none = raw(http, None);
+    assert!(none.starts_with("HTTP/1.1 401"), "{none}");
+    assert!(none.contains("WWW-Authenticate: Basic"), "{none}");
+    assert_eq!(http_to(http, "GET", "/status", None, Some(&token)).0, 200);
+    let log = std::fs::read_to_string(state.join("stderr.log")).unwrap();
+    assert!(!log.contains("every interface"), "{log}");
+}

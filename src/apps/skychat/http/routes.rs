@@ -468,10 +468,7 @@ pub async fn bind(
     ),
     String,
 > {
-    let a = match addr.strip_prefix("*:") {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => crate::addr::bind_addr(addr),
-    };
+    let a = crate::addr::bind_addr(addr);
     let password = match password_file {
         Some(p) => Some(super::auth::PasswordHash::load(p)?),
         None => None,
