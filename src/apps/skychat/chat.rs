@@ -754,20 +754,36 @@ impl Chat {
                         return;
                     }
                 } else {
-                    match self
-                        .keep(peer, id, Dir::In, pc.network, reply_to, &body)
-                        .await
-                    {
-                        Ok(Appended::Stored) => {
-                            self.received();
-                            self.0.hub.publish(ev(id, body, reply_to));
+                    // Stored, counted and published in a task of its own: the connection (and
+                    // this reader with it) may be dropped while the store syncs, and a stored
+                    // message must still be counted and shown.
+                    let (me, net, event) =
+                        (self.clone(), pc.network, ev(id, body.clone(), reply_to));
+                    let work = async move {
+                        let r = me.keep(peer, id, Dir::In, net, reply_to, &body).await;
+                        match &r {
+                            Ok(Appended::Stored) => {
+                                me.received();
+                                me.0.hub.publish(event);
+                            }
+                            Ok(Appended::Duplicate) => {
+                                me.0.c.dup.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => {
+                                me.not_seen(peer, id);
+                                me.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
-                        Ok(Appended::Duplicate) => {
-                            self.0.c.dup.fetch_add(1, Ordering::Relaxed);
-                        }
+                        r
+                    };
+                    let mut task = DetachOnDrop(Some(self.0.ex.spawn_boxed(work)));
+                    let stored = match task.0.as_mut() {
+                        Some(t) => t.await,
+                        None => return,
+                    };
+                    match stored {
+                        Ok(_) => {}
                         Err(e) => {
-                            self.not_seen(peer, id);
-                            self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
                             log::warn!("skychat: a message from {peer} not stored: {e}");
                             let reason = format!("the receiver could not store it: {e}");
                             let _ = self.write(pc, &Envelope::Nack { id, reason }).await;
@@ -1149,6 +1165,17 @@ impl Chat {
 }
 
 /// Ends a dial's turn.
+/// A task that runs to the end even when whoever awaits it is dropped.
+struct DetachOnDrop<T>(Option<Task<T>>);
+
+impl<T> Drop for DetachOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.detach();
+        }
+    }
+}
+
 struct DialGuard<'a>(&'a Chat, PublicKey);
 
 impl Drop for DialGuard<'_> {
