@@ -383,3 +383,54 @@ fn chat_terminal_ui_sends_receives_and_restores_the_terminal() {
         assert!(words.contains(&want), "{want} not restored: {stty}");
     }
 }
+
+/// `-n auto` (the default) goes over skynet when a transport to the peer exists and falls
+/// back to dmsg when none does; a cached connection that died with its peer is redialled
+/// and the send still acked.
+#[test]
+fn auto_prefers_skynet_falls_back_to_dmsg_and_redials_a_dead_connection() {
+    let (_d, disc, relay) = network();
+    let mut a = Node::new("AA", &disc, &relay.arg());
+    let mut b = Node::new("AB", &disc, &relay.arg());
+    let mut c = Node::new("AC", &disc, &relay.arg());
+    a.transport_to(&b);
+    a.start();
+    b.start();
+    c.start();
+    let auto = |to: &Node, msg: &str| {
+        let t0 = Instant::now();
+        loop {
+            let o = a.sc(&["send", "-t", &to.pk, "-m", msg, "-w", "10s"]);
+            let t = text(&o);
+            if o.status.success() {
+                return t;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "{t}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    // The stcp transport comes up after the visors do: until then auto may take dmsg.
+    let t0 = Instant::now();
+    loop {
+        let t = auto(&b, "to B");
+        if t.contains("(via skynet)") {
+            break;
+        }
+        assert!(t.contains("(via dmsg)"), "{t}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "never over skynet: {t}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let t = auto(&c, "to C");
+    assert!(t.contains("(via dmsg)"), "no transport to C, so dmsg: {t}");
+    // B restarts: A's cached connection to it is dead; the next send redials.
+    drop(b.visor.take());
+    b.start();
+    let t = auto(&b, "after B restarted");
+    assert!(t.contains("Acked by"), "{t}");
+    let (code, h) = b.http("GET", &format!("/history?peer={}", a.pk), None);
+    assert_eq!(code, 200, "{h}");
+    assert!(h.contains("after B restarted"), "{h}");
+}

@@ -30,6 +30,8 @@ use crate::spawn::Spawn;
 pub const MAX_CONNS: usize = 256;
 /// Sends waiting for an ack from one peer.
 pub const MAX_PENDING_PER_PEER: usize = 64;
+/// How often `auto` tries skynet again for a peer it reaches over dmsg.
+pub const UPGRADE_EVERY: Duration = Duration::from_secs(10);
 /// Ids remembered for dedupe.
 pub const DEDUPE_RING: usize = 4_096;
 /// How long one frame write may take.
@@ -309,6 +311,8 @@ struct Inner {
     rate: Mutex<HashMap<PublicKey, Bucket>>,
     tcp_peers: Mutex<HashMap<PublicKey, TcpPeer>>,
     dialing: Mutex<HashSet<PublicKey>>,
+    /// When `auto` last tried skynet for a peer it reaches over another network.
+    upgrade_tried: Mutex<HashMap<PublicKey, Instant>>,
     next_conn: AtomicU64,
     c: Counters,
     /// The history store, when the app keeps one: received messages are in it before they
@@ -360,6 +364,7 @@ impl Chat {
             rate: Mutex::new(HashMap::new()),
             tcp_peers: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashSet::new()),
+            upgrade_tried: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             c: Counters::default(),
             store: std::sync::OnceLock::new(),
@@ -870,7 +875,36 @@ impl Chat {
         let pick = |f: &dyn Fn(&PeerConn) -> bool| v.iter().rev().find(|c| f(c)).cloned();
         match choice {
             NetChoice::Auto if tcp_peer => pick(&|c| c.network == Network::Tcp).or(pick(&|_| true)),
+            NetChoice::Auto => pick(&|c| c.network == Network::Skynet).or(pick(&|_| true)),
             c => pick(&|pc| c.matches(pc.network)),
+        }
+    }
+
+    /// `auto` prefers skynet: a peer reached only over dmsg is tried over skynet again (at
+    /// most every [`UPGRADE_EVERY`]), since a transport to it may have come up since.
+    async fn maybe_upgrade(&self, peer: PublicKey) {
+        let Some(pc) = self.cached(&peer, NetChoice::Auto) else {
+            return;
+        };
+        if pc.network != Network::Dmsg || lock(&self.0.tcp_peers).contains_key(&peer) {
+            return;
+        }
+        {
+            let mut g = lock(&self.0.upgrade_tried);
+            if g.get(&peer).is_some_and(|t| t.elapsed() < UPGRADE_EVERY) {
+                return;
+            }
+            if g.len() >= 4 * MAX_CONNS {
+                g.retain(|_, t| t.elapsed() < UPGRADE_EVERY);
+            }
+            g.insert(peer, Instant::now());
+        }
+        match self.0.net.dial_via(peer, PORT, Via::Skynet).await {
+            Ok(c) => {
+                log::debug!("skychat: {peer} now over skynet");
+                self.adopt(c);
+            }
+            Err(e) => log::debug!("skychat: {peer} still over dmsg: {e}"),
         }
     }
 
@@ -957,6 +991,9 @@ impl Chat {
         choice: NetChoice,
         env: &Envelope,
     ) -> Result<Arc<PeerConn>, String> {
+        if choice == NetChoice::Auto {
+            self.maybe_upgrade(peer).await;
+        }
         if let Some(pc) = self.cached(&peer, choice) {
             match self.write(&pc, env).await {
                 Ok(()) => return Ok(pc),
