@@ -790,6 +790,12 @@ impl Chat {
                 e.status = Some("read");
                 self.0.hub.publish(e);
             }
+            Envelope::Group(m) => {
+                log::debug!(
+                    "skychat: {peer} sent {}: no group service yet",
+                    m.type_name()
+                );
+            }
             Envelope::Unknown(t) => {
                 log::debug!("skychat: {peer} sent an envelope of unknown type {t:?}");
                 self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
