@@ -185,7 +185,7 @@ fn sse(
     ex: &Arc<Executor<'static>>,
 ) -> Result<Response, Response> {
     let (channels, resume) = if legacy {
-        (vec![Channel::Dm], resume_point(req)?)
+        (vec![Channel::Dm, Channel::Group], resume_point(req)?)
     } else {
         let (names, since) = parse_events_query(req)?;
         (channels_of(&names), since)
