@@ -440,6 +440,7 @@ pub fn gate(
     })
 }
 
+pub mod groups;
 mod routes;
 pub mod sse;
 

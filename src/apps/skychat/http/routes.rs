@@ -93,6 +93,7 @@ async fn route(
         ("GET", "/aliases") => Ok(aliases(chat)),
         ("POST", "/aliases") => alias_add(chat, &req),
         ("POST", "/aliases/rm") => alias_rm(chat, &req),
+        (_, p) if super::groups::is_group_path(p) => Ok(super::groups::route(chat, &req).await),
         (_, p) if KNOWN.contains(&p) => Err(Response::error(
             405,
             format!("{} is not served on {p}", req.method),
@@ -118,6 +119,7 @@ const KNOWN: &[&str] = &[
     "/read",
     "/aliases",
     "/aliases/rm",
+    "/groups",
     "/health",
     "/login",
 ];
