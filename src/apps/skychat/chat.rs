@@ -819,12 +819,13 @@ impl Chat {
                 e.status = Some("read");
                 self.0.hub.publish(e);
             }
-            Envelope::Group(m) => {
-                log::debug!(
-                    "skychat: {peer} sent {}: no group service yet",
-                    m.type_name()
-                );
-            }
+            Envelope::Group(m) => match self.groups() {
+                Some(g) => g.on_msg(self, Link(self.clone(), pc.clone()), m).await,
+                None => {
+                    log::debug!("skychat: {peer} sent {}: groups are off", m.type_name());
+                    self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
+                }
+            },
             Envelope::Unknown(t) => {
                 log::debug!("skychat: {peer} sent an envelope of unknown type {t:?}");
                 self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
