@@ -1,7 +1,7 @@
 //! The skychat peer protocol (`apps::skychat::proto`, docs/protocol.md "Skychat") fed
 //! arbitrary bytes. Invariants: `decode` never panics; anything it accepts as an envelope
-//! (message, ack, read, nack, unknown type) encodes back to bytes that decode to the same
-//! envelope; plain text is the payload itself. The frame reader, over the same bytes as a
+//! (message, ack, read, nack, a `group-*` envelope, unknown type) encodes back to bytes that
+//! decode to the same envelope; plain text is the payload itself. The frame reader, over the same bytes as a
 //! stream, returns only frames of 1..=MAX_FRAME bytes that are exactly the stream's bytes
 //! after each 4-byte length, and stops with an error (never a panic or a huge allocation) at
 //! the first bad length.

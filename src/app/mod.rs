@@ -165,6 +165,9 @@ pub struct HostInfo {
     /// Makes a Noise-XK-over-TCP network with the host's identity (its secret key stays with
     /// the host), for an app that also talks TCP-direct; `None` where the host offers none.
     pub tcp: Option<TcpFactory>,
+    /// The host's identity for an app that signs as the host (skychat groups: the owner
+    /// countersigns its feed with the key peers dial); `None` where the host keeps it.
+    pub keys: Option<Arc<crate::crypto::Keypair>>,
 }
 
 /// [`HostInfo::tcp`]: a TCP network with the host's keys, listening (when the app listens)

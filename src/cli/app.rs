@@ -305,6 +305,7 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
         whitelist: crate::app::SharedKeys::new(whitelist),
         state_dir,
         tcp: Some(tcp),
+        keys: Some(Arc::new(crate::crypto::Keypair::from_seed(&seed))),
     };
     let ctx = AppCtx::new(
         def.name,

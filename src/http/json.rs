@@ -211,6 +211,8 @@ pub enum Out {
     U64(u64),
     /// A boolean.
     Bool(bool),
+    /// `null`.
+    Null,
     /// An array.
     Arr(Vec<Out>),
     /// A nested ordered object.
@@ -280,6 +282,7 @@ fn write_val(s: &mut String, v: &Out, depth: usize) {
         Out::Str(x) => write_str(s, x),
         Out::U64(n) => s.push_str(&n.to_string()),
         Out::Bool(b) => s.push_str(if *b { "true" } else { "false" }),
+        Out::Null => s.push_str("null"),
         Out::Obj(o) => write_obj(s, o, depth),
         Out::Arr(items) if items.is_empty() => s.push_str("[]"),
         Out::Arr(items) => {
@@ -316,6 +319,7 @@ fn write_compact(s: &mut String, v: &Out) {
         Out::Str(x) => write_str(s, x),
         Out::U64(n) => s.push_str(&n.to_string()),
         Out::Bool(b) => s.push_str(if *b { "true" } else { "false" }),
+        Out::Null => s.push_str("null"),
         Out::Obj(o) => write_compact_obj(s, o),
         Out::Arr(items) => {
             s.push('[');

@@ -404,6 +404,7 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         apps: Arc::new(move || l2.states()),
         whitelist: whitelist.clone(),
         state_dir: cfg.state_dir(&file),
+        keys: Some(Arc::new(Keypair::from_seed(cfg.keys.seed()))),
         tcp: Some({
             let (seed, ex) = (*cfg.keys.seed(), ex.clone());
             Arc::new(move |listen: Option<String>| {

@@ -153,6 +153,7 @@ fn launcher(entries: &[AppEntry]) -> (Launcher, Arc<Executor<'static>>) {
         whitelist: crate::app::SharedKeys::default(),
         state_dir: std::env::temp_dir(),
         tcp: None,
+        keys: None,
     });
     (l, ex)
 }

@@ -213,6 +213,18 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
     if let Some(st) = store {
         chat.attach_store(st)?;
     }
+    // Groups: only where the host lends its identity (the owner signs as the visor).
+    if let Some(keys) = &ctx.host.keys {
+        let g = super::groups::Groups::open(
+            crate::crypto::Keypair::from_seed(keys.seed()),
+            &dir,
+            chat.hub().clone(),
+            ctx.ex.clone(),
+        )?;
+        log::info!("skychat: {} group(s) restored", g.ids().len());
+        chat.attach_groups(g.clone())?;
+        g.start(&chat);
+    }
     let overlay = ctx
         .net
         .listen(PORT)

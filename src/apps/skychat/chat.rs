@@ -318,6 +318,8 @@ struct Inner {
     /// The history store, when the app keeps one: received messages are in it before they
     /// are acknowledged.
     store: std::sync::OnceLock<StoreHandle>,
+    /// The group service, when the host lends the app its identity.
+    groups: std::sync::OnceLock<super::groups::Groups>,
 }
 
 /// The engine (cheap to clone).
@@ -368,6 +370,7 @@ impl Chat {
             next_conn: AtomicU64::new(1),
             c: Counters::default(),
             store: std::sync::OnceLock::new(),
+            groups: std::sync::OnceLock::new(),
         }))
     }
 
@@ -377,6 +380,31 @@ impl Chat {
             .store
             .set(store)
             .map_err(|_| "a history store is attached already".to_string())
+    }
+
+    /// Serves groups with `g` from now on (once).
+    pub fn attach_groups(&self, g: super::groups::Groups) -> Result<(), String> {
+        self.0
+            .groups
+            .set(g)
+            .map_err(|_| "a group service is attached already".to_string())
+    }
+
+    /// The group service, if any.
+    pub fn groups(&self) -> Option<&super::groups::Groups> {
+        self.0.groups.get()
+    }
+
+    /// A connection to `peer` (cached, else dialled) for the group service.
+    pub async fn link_to(&self, peer: PublicKey) -> Result<Link, String> {
+        if let Some(pc) = self.cached(&peer, NetChoice::Auto) {
+            return Ok(Link(self.clone(), pc));
+        }
+        let pc = self
+            .dial(peer, NetChoice::Auto)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Link(self.clone(), pc))
     }
 
     /// The history store, if the app keeps one.
@@ -709,6 +737,7 @@ impl Chat {
             reply_to,
             status: None,
             history: false,
+            group: None,
         };
         match env {
             Envelope::Text(t) => {
@@ -811,6 +840,13 @@ impl Chat {
                 e.status = Some("read");
                 self.0.hub.publish(e);
             }
+            Envelope::Group(m) => match self.groups() {
+                Some(g) => g.on_msg(self, Link(self.clone(), pc.clone()), m).await,
+                None => {
+                    log::debug!("skychat: {peer} sent {}: groups are off", m.type_name());
+                    self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
+                }
+            },
             Envelope::Unknown(t) => {
                 log::debug!("skychat: {peer} sent an envelope of unknown type {t:?}");
                 self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
@@ -1105,6 +1141,7 @@ impl Chat {
                     reply_to: req.reply_to,
                     status: None,
                     history: false,
+                    group: None,
                 });
             }
             if wait.is_zero() {
@@ -1190,6 +1227,7 @@ impl Chat {
             reply_to: None,
             status: Some(s),
             history: false,
+            group: None,
         });
     }
 
@@ -1198,6 +1236,43 @@ impl Chat {
         self.deliver(peer, NetChoice::Auto, &Envelope::Read(id))
             .await
             .map(|_| ())
+    }
+}
+
+/// One peer connection, as the group service holds it.
+#[derive(Clone)]
+pub struct Link(Chat, Arc<PeerConn>);
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("peer", &self.1.peer)
+            .field("id", &self.1.id)
+            .finish()
+    }
+}
+
+impl Link {
+    /// The peer.
+    pub fn peer(&self) -> PublicKey {
+        self.1.peer
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> u64 {
+        self.1.id
+    }
+
+    /// Still in the cache (not closed).
+    pub fn alive(&self) -> bool {
+        lock(&self.0.0.conns)
+            .get(&self.1.peer)
+            .is_some_and(|v| v.iter().any(|c| c.id == self.1.id))
+    }
+
+    /// Writes `env` on it (a failed write closes it).
+    pub async fn send(&self, env: &Envelope) -> Result<(), String> {
+        self.0.write(&self.1, env).await
     }
 }
 

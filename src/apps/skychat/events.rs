@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_lite::future::poll_fn;
 
+use super::group::GroupId;
 use super::proto::MsgId;
 use crate::crypto::PublicKey;
 use crate::http::json::{Ordered, Out};
@@ -55,14 +56,17 @@ pub enum Channel {
     Dm,
     /// The app's own notices.
     System,
+    /// Group posts (`group` set on the event).
+    Group,
 }
 
 impl Channel {
-    /// `dm` | `system`.
+    /// `dm` | `system` | `group`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Channel::Dm => "dm",
             Channel::System => "system",
+            Channel::Group => "group",
         }
     }
 
@@ -71,12 +75,13 @@ impl Channel {
         match s {
             "dm" => Some(Channel::Dm),
             "system" => Some(Channel::System),
+            "group" => Some(Channel::Group),
             _ => None,
         }
     }
 
     /// Every channel.
-    pub const ALL: &'static [Channel] = &[Channel::Dm, Channel::System];
+    pub const ALL: &'static [Channel] = &[Channel::Dm, Channel::System, Channel::Group];
 }
 
 /// What happened.
@@ -119,6 +124,8 @@ pub struct Event {
     pub status: Option<&'static str>,
     /// True for history replayed to a new client.
     pub history: bool,
+    /// A group post: the group, its seq in the group's feed and the author's time (unix ms).
+    pub group: Option<(GroupId, u64, u64)>,
 }
 
 fn kind_str(k: Kind) -> &'static str {
@@ -130,8 +137,31 @@ fn kind_str(k: Kind) -> &'static str {
 }
 
 impl Event {
+    /// A group post's form (`/events` and `/sse` alike): `group`, its `seq` in the group,
+    /// `from`, `text`, `ts`, and the hub's seq as `event_seq`.
+    pub fn group_json(&self) -> Option<String> {
+        let (g, seq, ts) = self.group?;
+        Some(
+            Ordered::new()
+                .field("channel", Out::Str("group".into()))
+                .field("type", Out::Str(kind_str(self.kind).into()))
+                .field("group", Out::Str(g.to_hex()))
+                .field("seq", Out::U64(seq))
+                .field("id", Out::Str(self.id.to_string()))
+                .field("from", Out::Str(self.from.to_string()))
+                .field("text", Out::Str(self.text.clone()))
+                .field("ts", Out::U64(ts))
+                .field("dir", Out::Str(self.dir.as_str().into()))
+                .field("event_seq", Out::U64(self.seq))
+                .to_compact(),
+        )
+    }
+
     /// The structured form (`/events`).
     pub fn structured_json(&self) -> String {
+        if let Some(j) = self.group_json() {
+            return j;
+        }
         let mut o = Ordered::new()
             .field("seq", Out::U64(self.seq))
             .field("id", Out::Str(self.id.to_string()))
@@ -156,6 +186,9 @@ impl Event {
 
     /// The legacy form (`/sse`, Go's field names); `me` is this app's PK.
     pub fn legacy_json(&self, me: &PublicKey) -> String {
+        if let Some(j) = self.group_json() {
+            return j;
+        }
         if self.kind == Kind::Status {
             let peer = if self.from == *me { self.to } else { self.from };
             return Ordered::new()
@@ -391,6 +424,7 @@ mod tests {
             reply_to: None,
             status: None,
             history: false,
+            group: None,
         }
     }
 

@@ -273,9 +273,9 @@ pub fn parse_history_query(req: &Request) -> Result<(Option<PeerRef>, usize), Re
 }
 
 /// The channels a `/events` request asks for.
-pub const CHANNELS: [&str; 2] = ["dm", "system"];
+pub const CHANNELS: [&str; 3] = ["dm", "system", "group"];
 
-/// Parses `GET /events?channel=dm,system|all&since=` (and `Last-Event-ID`): the channel
+/// Parses `GET /events?channel=dm,system,group|all&since=` (and `Last-Event-ID`): the channel
 /// names (default all) and the resume point.
 pub fn parse_events_query(req: &Request) -> Result<(Vec<&'static str>, Option<u64>), Response> {
     let channels = match query(req, "channel")? {
@@ -440,6 +440,7 @@ pub fn gate(
     })
 }
 
+pub mod groups;
 mod routes;
 pub mod sse;
 

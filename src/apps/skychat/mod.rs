@@ -16,6 +16,7 @@ pub mod auth;
 pub mod chat;
 pub mod events;
 pub mod group;
+pub mod groups;
 pub mod http;
 pub mod proto;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The skychat peer protocol (docs/protocol.md "Skychat"): frames of `u32be length ‖ payload`
 //! (1 ≤ length ≤ [`MAX_FRAME`]); a payload is plain UTF-8 text or a JSON envelope
-//! (`chat-msg`, `chat-ack`, `chat-read`, `chat-nack`). Sans-IO apart from the two small
+//! (`chat-msg`, `chat-ack`, `chat-read`, `chat-nack`, and the `group-*` envelopes of
+//! [`GroupMsg`]). Sans-IO apart from the two small
 //! async helpers at the end.
 
 use std::fmt;
@@ -9,6 +10,7 @@ use std::io;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use miniserde::json::{self, Value};
 
+pub use super::group::wire::GroupMsg;
 use crate::http::json::{Ordered, Out};
 
 /// The largest payload a frame may carry.
@@ -80,6 +82,8 @@ pub enum Envelope {
         /// Why.
         reason: String,
     },
+    /// A `group-*` envelope (docs/protocol.md "Skychat groups: messages").
+    Group(GroupMsg),
     /// A JSON envelope of a type we do not know (its type).
     Unknown(String),
 }
@@ -129,6 +133,7 @@ pub fn encode(env: &Envelope) -> Vec<u8> {
             .field("type", Out::Str("chat-nack".into()))
             .field("id", Out::Str(id.to_string()))
             .field("reason", Out::Str(reason.clone())),
+        Envelope::Group(g) => g.to_ordered(),
         Envelope::Unknown(t) => o.field("type", Out::Str(t.clone())),
     };
     o.to_compact().into_bytes()
@@ -193,7 +198,10 @@ pub fn decode(payload: &[u8]) -> Result<Envelope, ProtoError> {
                 _ => String::new(),
             },
         },
-        other => Envelope::Unknown(other.to_string()),
+        other => match GroupMsg::decode(other, &o) {
+            Some(g) => Envelope::Group(g.map_err(ProtoError)?),
+            None => Envelope::Unknown(other.to_string()),
+        },
     })
 }
 

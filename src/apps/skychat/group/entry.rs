@@ -736,7 +736,7 @@ fn parse_author_part(b: &[u8]) -> Result<(UnsequencedEntry, usize), EntryError> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn seed(start: u8) -> [u8; 32] {

@@ -10,6 +10,7 @@
 //! | `mode` | `"public"` or `"private"` |
 //! | `key` | private only: the group key of the current epoch, 64 hex digits |
 //! | `epoch` | private only: that epoch, 1 or more |
+//! | `secret` | optional: 32 hex digits the owner remembers, shown in its `group-join` |
 //!
 //! An invite is not signed: holding the link is the trust (and, in a private group, the
 //! key). [`decode`] never panics and says what is wrong: over [`MAX_INVITE`] bytes, another
@@ -59,6 +60,8 @@ pub struct Invite {
     pub port: u16,
     /// Public, or private with the key.
     pub access: Access,
+    /// The join secret the owner remembers (`group-join`).
+    pub secret: Option<[u8; 16]>,
 }
 
 /// Why a string is not an invite.
@@ -145,6 +148,9 @@ impl Invite {
                 .field("key", Out::Str(key.to_hex()))
                 .field("epoch", Out::U64((*epoch).into()));
         }
+        if let Some(sec) = &self.secret {
+            o = o.field("secret", Out::Str(crate::crypto::hex::encode(sec)));
+        }
         Ok(format!(
             "{PREFIX}{}",
             b64url_encode(o.to_compact().as_bytes())
@@ -181,6 +187,13 @@ impl Invite {
             .ok_or_else(|| invalid("mode", format!("{mode:?}, want \"public\" or \"private\"")))?;
         let key = f.opt_str("key")?;
         let epoch = f.opt_u64("epoch", u32::MAX.into())?;
+        let secret = match f.opt_str("secret")? {
+            None => None,
+            Some(h) => Some(
+                crate::crypto::hex::decode_array::<16>(h)
+                    .map_err(|e| invalid("secret", e.to_string()))?,
+            ),
+        };
         f.deny_unknown()?;
         let access = match mode {
             Mode::Public => {
@@ -205,6 +218,7 @@ impl Invite {
             owner,
             port: port as u16,
             access,
+            secret,
         })
     }
 }
@@ -291,7 +305,20 @@ mod tests {
             owner: *Keypair::from_seed(&[0; 32]).public(),
             port: 12_345,
             access,
+            secret: None,
         }
+    }
+
+    #[test]
+    fn the_secret_round_trips_and_is_checked() {
+        let mut i = invite(Access::Public);
+        i.secret = Some([0xab; 16]);
+        let link = i.encode().unwrap();
+        assert_eq!(decode(&link).unwrap(), i);
+        let json = r#"{"id":"101112131415161718191a1b1c1d1e1f","name":"x","owner_pk":"PK","port":1,"mode":"public","secret":"zz"}"#
+            .replace("PK", &i.owner.to_hex());
+        let bad = format!("{PREFIX}{}", b64url_encode(json.as_bytes()));
+        assert!(decode(&bad).unwrap_err().to_string().contains("secret"));
     }
 
     #[test]

@@ -7,13 +7,15 @@
 //! - [`roster`]: roles and the group's state, who may do what ([`Refusal`]);
 //! - [`feed`]: the owner's sequencer ([`OwnerFeed`]) and a member's replica ([`MemberFeed`]);
 //! - [`crypt`]: private groups: the key per epoch and encrypted posts;
-//! - [`invite`]: `skychat:invite:` links.
+//! - [`invite`]: `skychat:invite:` links;
+//! - [`wire`]: the `group-*` envelopes on a peer connection.
 
 pub mod crypt;
 pub mod entry;
 pub mod feed;
 pub mod invite;
 pub mod roster;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -93,6 +93,7 @@ async fn route(
         ("GET", "/aliases") => Ok(aliases(chat)),
         ("POST", "/aliases") => alias_add(chat, &req),
         ("POST", "/aliases/rm") => alias_rm(chat, &req),
+        (_, p) if super::groups::is_group_path(p) => Ok(super::groups::route(chat, &req).await),
         (_, p) if KNOWN.contains(&p) => Err(Response::error(
             405,
             format!("{} is not served on {p}", req.method),
@@ -118,6 +119,7 @@ const KNOWN: &[&str] = &[
     "/read",
     "/aliases",
     "/aliases/rm",
+    "/groups",
     "/health",
     "/login",
 ];
@@ -185,7 +187,7 @@ fn sse(
     ex: &Arc<Executor<'static>>,
 ) -> Result<Response, Response> {
     let (channels, resume) = if legacy {
-        (vec![Channel::Dm], resume_point(req)?)
+        (vec![Channel::Dm, Channel::Group], resume_point(req)?)
     } else {
         let (names, since) = parse_events_query(req)?;
         (channels_of(&names), since)

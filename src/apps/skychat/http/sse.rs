@@ -65,15 +65,20 @@ pub fn sse_stream(
         }
     };
     let _ = tx.comment("connected");
+    // Group posts are `event: group`; the rest are default `message` events.
+    fn frame<'a>(e: &Event, data: &'a str) -> stream::Event<'a> {
+        if e.channel == Channel::Group {
+            stream::Event::named("group", data)
+        } else {
+            stream::Event::data(data)
+        }
+    }
     ex.spawn(async move {
         let mut last = 0u64;
         for e in &replay {
             let id = e.seq.to_string();
-            if tx
-                .send_wait(&stream::Event::data(&render(e)).id(&id))
-                .await
-                .is_err()
-            {
+            let data = render(e);
+            if tx.send_wait(&frame(e, &data).id(&id)).await.is_err() {
                 return;
             }
             last = last.max(e.seq);
@@ -105,11 +110,8 @@ pub fn sse_stream(
                     }
                     last = e.seq;
                     let id = e.seq.to_string();
-                    if tx
-                        .send_wait(&stream::Event::data(&render(&e)).id(&id))
-                        .await
-                        .is_err()
-                    {
+                    let data = render(&e);
+                    if tx.send_wait(&frame(&e, &data).id(&id)).await.is_err() {
                         return;
                     }
                 }

@@ -238,7 +238,7 @@ fn queries_parse_and_refuse_garbage() {
         assert_eq!(r.status, 400, "{q}");
     }
     let (c, s) = parse_events_query(&req("GET", "/events", &[])).unwrap();
-    assert_eq!((c, s), (vec!["dm", "system"], None));
+    assert_eq!((c, s), (vec!["dm", "system", "group"], None));
     let (c, s) = parse_events_query(&req("GET", "/events?channel=dm&since=42", &[])).unwrap();
     assert_eq!((c, s), (vec!["dm"], Some(42)));
     let (c, s) = parse_events_query(&req(
@@ -248,8 +248,10 @@ fn queries_parse_and_refuse_garbage() {
     ))
     .unwrap();
     assert_eq!((c, s), (vec!["dm"], Some(7)));
+    let (c, _) = parse_events_query(&req("GET", "/events?channel=group", &[])).unwrap();
+    assert_eq!(c, vec!["group"]);
     assert_eq!(
-        parse_events_query(&req("GET", "/events?channel=group", &[]))
+        parse_events_query(&req("GET", "/events?channel=groups", &[]))
             .unwrap_err()
             .status,
         400

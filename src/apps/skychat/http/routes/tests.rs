@@ -165,6 +165,7 @@ fn routes_answer_with_the_documented_shapes() {
             reply_to: None,
             status: None,
             history: false,
+            group: None,
         });
         let (s, b) = call(
             a,

@@ -28,6 +28,7 @@ fn ev(me: PublicKey, peer: PublicKey, n: u64, text: &str) -> Event {
         reply_to: None,
         status: None,
         history: false,
+        group: None,
     }
 }
 
