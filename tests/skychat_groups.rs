@@ -277,3 +277,57 @@ fn a_private_group_stores_no_plaintext_and_a_removed_member_reads_nothing_later(
         "a removed member read a later post: {hb:?}"
     );
 }
+
+/// The same through `skywire cli skychat group …`, as a user types it.
+#[test]
+fn the_group_cli_creates_invites_joins_sends_and_reads() {
+    let (_d, disc, relay) = network();
+    let mut o = Node::new("LO", &disc, &relay.arg());
+    let mut a = Node::new("LA", &disc, &relay.arg());
+    o.start();
+    a.start();
+    let ok = |n: &Node, args: &[&str]| {
+        let out = n.sc(args);
+        let t = common::visor::text(&out);
+        assert!(out.status.success(), "{args:?}: {t}");
+        t
+    };
+    let t = ok(&o, &["group", "create", "--name", "board club"]);
+    assert!(t.contains("created group board club ("), "{t}");
+    let t = ok(&o, &["group", "invite", "board club"]);
+    let link = t.trim().to_string();
+    assert!(link.starts_with("skychat:invite:"), "{t}");
+    let t = ok(&a, &["group", "join", &link]);
+    assert!(
+        t.contains("joined board club") && t.contains("2 member(s)"),
+        "{t}"
+    );
+    let t = ok(&a, &["group", "list"]);
+    assert!(t.contains("board club") && t.contains("member"), "{t}");
+    // A live listener on the owner, then a post from the member.
+    let (_l, mut lines) = o.sc_spawn(&["group", "listen", "board club", "--count", "1"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let t = ok(&a, &["group", "send", "board club", "-m", "hello, club"]);
+    assert!(t.contains("posted as #"), "{t}");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
+    assert!(line.contains("hello, club"), "{line}");
+    let t = ok(&o, &["group", "history", "board club"]);
+    assert!(t.contains(&format!("{}: hello, club", a.pk)), "{t}");
+    let t = ok(&o, &["group", "info", "board club", "--json"]);
+    assert!(t.contains("\"role\":\"founder\""), "{t}");
+    // A member may not promote; an unknown group says what to do.
+    let out = a.sc(&["group", "promote", "board club", &o.pk]);
+    assert!(!out.status.success());
+    assert!(
+        common::visor::text(&out).contains("not allowed"),
+        "{}",
+        common::visor::text(&out)
+    );
+    let out = a.sc(&["group", "send", "nope", "-m", "x"]);
+    assert!(
+        common::visor::text(&out).contains("group list"),
+        "{}",
+        common::visor::text(&out)
+    );
+}

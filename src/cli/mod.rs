@@ -30,6 +30,8 @@ mod rpc;
 #[cfg(feature = "app-skychat")]
 mod skychat;
 #[cfg(feature = "app-skychat")]
+mod skychat_group;
+#[cfg(feature = "app-skychat")]
 mod skychat_http;
 #[cfg(feature = "app-skychat")]
 mod skychat_tui;

@@ -9,6 +9,7 @@ use argh::FromArgs;
 use miniserde::json::{Object, Value};
 
 use super::out::{human_secs, print_json, row, say, table};
+use super::skychat_http::parse_wait;
 use super::skychat_http::{
     Follow, Names, Structured, Surface, Where, array, is_pk, quote, str_of, ts_ms, u64_of, utc,
 };
@@ -18,7 +19,7 @@ use crate::apps::skychat::proto::{self, Envelope, MsgId};
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "skychat")]
 /// chat with other visors: send, listen, chat (terminal UI), status, history, events, alias,
-/// web, passwd — through the skychat HTTP surface of the visor (or a standalone skychat).
+/// web, passwd, group — through the skychat HTTP surface of the visor (or a standalone skychat).
 pub struct SkychatCmd {
     /// the skychat HTTP surface, host:port (default $SKYCHAT_ADDR, else 127.0.0.1:8001;
     /// a standalone skychat: 127.0.0.1:8002)
@@ -50,6 +51,7 @@ enum Sub {
     Alias(AliasCmd),
     Web(WebCmd),
     Passwd(PasswdCmd),
+    Group(super::skychat_group::GroupCmd),
 }
 
 impl SkychatCmd {
@@ -76,31 +78,12 @@ impl SkychatCmd {
                         Sub::Events(c) => c.run(s).await,
                         Sub::Alias(c) => c.run(&s).await,
                         Sub::Web(c) => c.run(&s),
+                        Sub::Group(c) => c.run(&s).await,
                         Sub::Passwd(_) => Ok(()),
                     }
                 })
             }
         }
-    }
-}
-
-/// Parses `5s`, `500ms`, `1m`, `0` or a plain number of seconds.
-pub fn parse_wait(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s}: expected a duration such as 5s, 500ms, 1m or 0"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!(
-            "{s}: unit {unit:?} is not ms, s or m (e.g. 5s, 500ms, 1m)"
-        )),
     }
 }
 

@@ -257,6 +257,7 @@ impl Surface {
 }
 
 /// Display names: the alias of a PK if it has one.
+#[derive(Default)]
 pub struct Names(Vec<(String, String)>);
 
 impl Names {
@@ -814,6 +815,26 @@ pub fn utc(ms: u64) -> String {
 /// A timestamp field as ms (numbers above 10^11 are ms, smaller ones seconds).
 pub fn ts_ms(o: &Object, k: &str) -> Option<u64> {
     u64_of(o, k).map(|t| if t > 100_000_000_000 { t } else { t * 1000 })
+}
+
+/// Parses `5s`, `500ms`, `1m`, `0` or a plain number of seconds.
+pub fn parse_wait(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s}: expected a duration such as 5s, 500ms, 1m or 0"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!(
+            "{s}: unit {unit:?} is not ms, s or m (e.g. 5s, 500ms, 1m)"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -394,6 +394,10 @@ fn the_owner_forgets_old_ids_but_refuses_their_entries() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    ignore = "thousands of Ed25519 signatures: minutes under qemu; the logic is the same on the host"
+)]
 fn catching_up_delivers_each_entry_once_in_order() {
     let mut f = group(Mode::Public);
     let base = f.state().last_seq();
@@ -701,6 +705,10 @@ fn private_posts_open_with_their_epoch_key_only() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    ignore = "thousands of Ed25519 signatures: minutes under qemu; the logic is the same on the host"
+)]
 fn caps_are_enforced() {
     // Members: 256 with the founder.
     let many: Vec<PublicKey> = (0..MAX_MEMBERS as u64)
