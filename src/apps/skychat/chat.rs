@@ -287,9 +287,35 @@ struct Pending {
     waker: Option<Waker>,
 }
 
-struct Bucket {
+/// A per-peer token bucket: `rate` per 10 s, bursts of twice that.
+pub(super) struct Bucket {
     tokens: f64,
-    at: Instant,
+    /// The last refill.
+    pub(super) at: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub(super) fn new(rate: f64) -> Bucket {
+        Bucket {
+            tokens: 2.0 * rate,
+            at: Instant::now(),
+        }
+    }
+
+    /// Refills for the time since the last call and takes one token if there is one.
+    pub(super) fn take(&mut self, rate: f64) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * rate / 10.0).min(2.0 * rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Ids seen (for dedupe) and their order (oldest first).
@@ -643,25 +669,13 @@ impl Chat {
         if rate == 0 {
             return true;
         }
-        let burst = 2.0 * rate as f64;
         let mut g = lock(&self.0.rate);
         if g.len() > 4 * MAX_CONNS {
             g.retain(|_, b| b.at.elapsed() < Duration::from_secs(60));
         }
-        let b = g.entry(peer).or_insert(Bucket {
-            tokens: burst,
-            at: Instant::now(),
-        });
-        let now = Instant::now();
-        b.tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * rate as f64 / 10.0).min(burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        g.entry(peer)
+            .or_insert_with(|| Bucket::new(rate as f64))
+            .take(rate as f64)
     }
 
     /// True if (peer, id) was new (and remembers it).

@@ -19,7 +19,7 @@ use async_executor::Executor;
 use async_io::Timer;
 use futures_lite::future::{self, poll_fn};
 
-use super::chat::{Chat, Link};
+use super::chat::{Bucket, Chat, Link};
 use super::events::{Channel, Dir, Event, Hub, Kind, now_ms};
 use super::group::entry::{self, Draft};
 use super::group::invite::{Access, Invite};
@@ -192,11 +192,6 @@ struct Group {
 /// A wait for the owner: none yet, a seq, or the refusal.
 type Answer = Option<Result<u64, String>>;
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 struct Inner {
     keys: Keypair,
     dir: PathBuf,
@@ -359,20 +354,9 @@ impl Groups {
         if g.len() > 4096 {
             g.retain(|_, b| b.at.elapsed() < Duration::from_secs(60));
         }
-        let now = Instant::now();
-        let b = g.entry((peer, submit)).or_insert(Bucket {
-            tokens: 2.0 * rate,
-            at: now,
-        });
-        b.tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * rate / 10.0).min(2.0 * rate);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        g.entry((peer, submit))
+            .or_insert_with(|| Bucket::new(rate))
+            .take(rate)
     }
 
     /// Starts the member side's resubscriber (at once, then every [`RESUB_EVERY`]).
