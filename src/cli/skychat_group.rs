@@ -202,11 +202,17 @@ fn print_info(g: &Object, names: &Names) {
         };
         say(&format!("    {}{tag}", names.of(m)));
     }
-    say(&format!(
-        "  last     #{} at {}",
-        u64_of(g, "last_seq").unwrap_or(0),
-        when(g, "last_message_at")
-    ));
+    match ts_ms(g, "last_message_at") {
+        Some(ms) if ms > 0 => say(&format!(
+            "  last     message at {} (feed at #{})",
+            utc(ms),
+            u64_of(g, "last_seq").unwrap_or(0)
+        )),
+        _ => say(&format!(
+            "  last     no messages yet (feed at #{})",
+            u64_of(g, "last_seq").unwrap_or(0)
+        )),
+    }
     say(&format!("  created  {}", when(g, "created_at")));
     let alive = matches!(g.get("subscriber_alive"), Some(Value::Bool(true)));
     match u64_of(g, "subscribers") {
@@ -581,11 +587,10 @@ impl ListCmd {
                 str_of(g, "role").unwrap_or("?").to_string(),
                 str_of(g, "mode").unwrap_or("?").to_string(),
                 strs(g, "members").len().to_string(),
-                format!(
-                    "#{} {}",
-                    u64_of(g, "last_seq").unwrap_or(0),
-                    when(g, "last_message_at")
-                ),
+                match ts_ms(g, "last_message_at") {
+                    Some(ms) if ms > 0 => utc(ms),
+                    _ => "-".to_string(),
+                },
             ]);
         }
         table(&rows);
