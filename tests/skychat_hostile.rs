@@ -349,7 +349,7 @@ fn hostile_http_gets_clear_errors() {
         "/history?limit=abc",
         "/history?peer=nothex",
         "/events?since=x",
-        "/events?channel=group",
+        "/events?channel=bogus",
         "/history?limit=99999999999999999999999",
         "/history?peer=%zz",
     ] {
