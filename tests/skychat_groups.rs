@@ -13,6 +13,15 @@ fn post(n: &Node, path: &str, body: &str) -> (u16, String) {
     n.http("POST", path, Some(body))
 }
 
+/// `POST /groups/<id>/members {"action", "pk"}` on `n`.
+fn roster(n: &Node, id: &str, action: &str, pk: &str) -> (u16, String) {
+    post(
+        n,
+        &format!("/groups/{id}/members"),
+        &format!(r#"{{"action":"{action}","pk":"{pk}"}}"#),
+    )
+}
+
 /// (seq, from, text) of a group's history on `n`.
 fn history(n: &Node, id: &str) -> Vec<(u64, String, String)> {
     let (code, body) = n.http("GET", &format!("/groups/{id}/history?limit=1000"), None);
@@ -111,18 +120,10 @@ fn owner_and_members_share_one_history_and_an_outsider_is_refused() {
     assert_eq!(hb, ho);
 
     // A member cannot promote.
-    let (code, body) = post(
-        &a,
-        &format!("/groups/{id}/members"),
-        &format!(r#"{{"action":"promote","pk":"{}"}}"#, b.pk),
-    );
+    let (code, body) = roster(&a, &id, "promote", &b.pk);
     assert_eq!(code, 403, "{body}");
     // The owner can; then A adds X.
-    let (code, body) = post(
-        &o,
-        &format!("/groups/{id}/members"),
-        &format!(r#"{{"action":"promote","pk":"{}"}}"#, a.pk),
-    );
+    let (code, body) = roster(&o, &id, "promote", &a.pk);
     assert_eq!(code, 200, "{body}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -132,18 +133,10 @@ fn owner_and_members_share_one_history_and_an_outsider_is_refused() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (code, body) = post(
-        &a,
-        &format!("/groups/{id}/members"),
-        &format!(r#"{{"action":"add","pk":"{}"}}"#, x.pk),
-    );
+    let (code, body) = roster(&a, &id, "add", &x.pk);
     assert_eq!(code, 200, "{body}");
     // The founder cannot be demoted.
-    let (code, body) = post(
-        &o,
-        &format!("/groups/{id}/members"),
-        &format!(r#"{{"action":"demote","pk":"{}"}}"#, o.pk),
-    );
+    let (code, body) = roster(&o, &id, "demote", &o.pk);
     assert_eq!(code, 403, "{body}");
 }
 
@@ -257,11 +250,7 @@ fn a_private_group_stores_no_plaintext_and_a_removed_member_reads_nothing_later(
         "the owner's feed.log holds the plaintext"
     );
     // B is removed: the key rotates; a later post reaches A and not B.
-    let (code, r) = post(
-        &o,
-        &format!("/groups/{id}/members"),
-        &format!(r#"{{"action":"remove","pk":"{}"}}"#, b.pk),
-    );
+    let (code, r) = roster(&o, &id, "remove", &b.pk);
     assert_eq!(code, 200, "{r}");
     say(&o, &id, "after the removal");
     let ha = wait_history(&a, &id, 2);
