@@ -382,3 +382,72 @@ fn hostile_http_gets_clear_errors() {
     assert_eq!(code, 200, "{st}");
     assert!(as_u64(get(&parse(&st), "http_error_count")) >= 10, "{st}");
 }
+
+/// A member that subscribes twice on one connection gets one pusher: a new post reaches it
+/// once (`group-entry`), not once per `group-sub` (issue 15: one pusher per group and
+/// connection; the second `group-sub` rewinds that pusher instead of starting another).
+#[test]
+fn a_second_group_sub_on_one_connection_does_not_double_the_pushes() {
+    let t = target("skychat-hostile-resub");
+    let member = Keypair::generate().unwrap();
+    let body = format!(
+        r#"{{"name":"resub","members":["{}"]}}"#,
+        member.public().to_hex()
+    );
+    let (code, r) = http_to(t.http, "POST", "/groups", Some(&body), Some(&t.token));
+    assert_eq!(code, 200, "{r}");
+    let gid = as_str(get(&parse(&r), "id")).to_string();
+    let (pk, tcp, http, token) = (t.pk, t.tcp, t.http, t.token.clone());
+    let types = run(move |ex| {
+        Box::pin(async move {
+            let net = TcpNet::new(member, None, ex);
+            net.add_peer(pk, format!("127.0.0.1:{tcp}"));
+            let mut c = net.dial(pk, 1).await.expect("dial");
+            let sub = format!(r#"{{"type":"group-sub","g":"{gid}","since":0}}"#);
+            let mut twice = frame(sub.as_bytes());
+            twice.extend_from_slice(&frame(sub.as_bytes()));
+            c.write_all(&twice).await.unwrap();
+            c.flush().await.unwrap();
+            async_io::Timer::after(Duration::from_secs(1)).await;
+            // One post, sequenced after both subscriptions were served.
+            let (code, r) = http_to(
+                http,
+                "POST",
+                &format!("/groups/{gid}/message"),
+                Some(r#"{"message":"one post"}"#),
+                Some(&token),
+            );
+            assert_eq!(code, 200, "{r}");
+            let mut types = Vec::new();
+            let read = async {
+                loop {
+                    let mut head = [0u8; 4];
+                    if c.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    let mut b = vec![0u8; u32::from_be_bytes(head) as usize];
+                    if c.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    let s = String::from_utf8_lossy(&b).to_string();
+                    let ty = s
+                        .split(r#""type":""#)
+                        .nth(1)
+                        .and_then(|x| x.split('"').next())
+                        .unwrap_or("?")
+                        .to_string();
+                    types.push(ty);
+                }
+            };
+            future::or(read, async {
+                async_io::Timer::after(Duration::from_secs(3)).await;
+            })
+            .await;
+            types
+        })
+    });
+    let entries = types.iter().filter(|t| *t == "group-entry").count();
+    let batches = types.iter().filter(|t| *t == "group-batch").count();
+    assert!(batches >= 1, "no catch-up answer: {types:?}");
+    assert_eq!(entries, 1, "the post should arrive once: {types:?}");
+}

@@ -855,7 +855,7 @@ impl Chat {
                 self.0.hub.publish(e);
             }
             Envelope::Group(m) => match self.groups() {
-                Some(g) => g.on_msg(self, Link(self.clone(), pc.clone()), m).await,
+                Some(g) => g.on_msg(Link(self.clone(), pc.clone()), m).await,
                 None => {
                     log::debug!("skychat: {peer} sent {}: groups are off", m.type_name());
                     self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);

@@ -101,7 +101,10 @@ pub struct Info {
 enum Side {
     Owner {
         feed: Box<OwnerFeed>,
-        subs: HashMap<u64, PublicKey>,
+        /// One pusher per subscribed connection (by [`Link::id`]): its peer and its rewind
+        /// request (`u64::MAX` for none; a second `group-sub` on the same connection lowers
+        /// it instead of starting a second pusher).
+        subs: HashMap<u64, (PublicKey, Arc<AtomicU64>)>,
     },
     Member {
         feed: MemberFeed,
@@ -560,19 +563,30 @@ impl Groups {
         self.0.hub.publish(ev);
     }
 
-    fn serve_sub(&self, chat: &Chat, g: Arc<Group>, link: Link, since: u64) {
-        {
+    /// Serves a subscription from `since` on `link`: starts its pusher, or, when this
+    /// connection already has one, asks that pusher to go back to `since` (one pusher per
+    /// group and connection, however often the member re-subscribes).
+    fn serve_sub(&self, g: Arc<Group>, link: Link, since: u64) {
+        let rewind = {
             let mut d = lock(&g.data);
-            if let Side::Owner { subs, .. } = &mut d.side {
-                subs.insert(link.id(), link.peer());
+            let Side::Owner { subs, .. } = &mut d.side else {
+                return;
+            };
+            if let Some((_, rewind)) = subs.get(&link.id()) {
+                rewind.fetch_min(since, Ordering::Relaxed);
+                drop(d);
+                g.notify.wake();
+                return;
             }
-        }
+            let rewind = Arc::new(AtomicU64::new(u64::MAX));
+            subs.insert(link.id(), (link.peer(), rewind.clone()));
+            rewind
+        };
         let me = self.clone();
-        let _ = chat;
         self.0
             .ex
             .spawn_boxed(async move {
-                me.push_loop(&g, &link, since).await;
+                me.push_loop(&g, &link, since, &rewind).await;
                 if let Side::Owner { subs, .. } = &mut lock(&g.data).side {
                     subs.remove(&link.id());
                 }
@@ -580,12 +594,18 @@ impl Groups {
             .detach();
     }
 
-    async fn push_loop(&self, g: &Group, link: &Link, mut cursor: u64) {
+    async fn push_loop(&self, g: &Group, link: &Link, mut cursor: u64, rewind: &AtomicU64) {
         let peer = link.peer();
         let mut key_epochs: HashSet<u32> = HashSet::new();
         let mut first = true;
         loop {
             let generation = g.notify.generation();
+            let back = rewind.swap(u64::MAX, Ordering::Relaxed);
+            if back != u64::MAX {
+                // A re-subscription on this connection: answer it like the first one.
+                cursor = cursor.min(back);
+                first = true;
+            }
             let (keys, batch) = {
                 let d = lock(&g.data);
                 let Side::Owner { feed, .. } = &d.side else {
@@ -661,7 +681,7 @@ impl Groups {
     }
 
     /// A `group-*` envelope from `link`'s peer.
-    pub async fn on_msg(&self, chat: &Chat, link: Link, m: GroupMsg) {
+    pub async fn on_msg(&self, link: Link, m: GroupMsg) {
         let peer = link.peer();
         let refuse = |g: GroupId, id: Option<u64>, reason: String| {
             self.0.refused.fetch_add(1, Ordering::Relaxed);
@@ -684,7 +704,7 @@ impl Groups {
                     _ => Err("no such group here".to_string()),
                 };
                 match (verdict, grp) {
-                    (Ok(()), Some(grp)) => self.serve_sub(chat, grp, link, 0),
+                    (Ok(()), Some(grp)) => self.serve_sub(grp, link, 0),
                     (Err(why), _) => {
                         let _ = link.send(&refuse(g, None, why)).await;
                     }
@@ -698,7 +718,7 @@ impl Groups {
                     matches!(d.side, Side::Owner { .. }) && d.state().role(&peer).is_some()
                 });
                 match grp {
-                    Some(grp) if ok => self.serve_sub(chat, grp, link, since),
+                    Some(grp) if ok => self.serve_sub(grp, link, since),
                     _ => {
                         let r = refuse(g, None, "not a member of this group".into());
                         let _ = link.send(&r).await;
