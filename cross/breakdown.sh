@@ -37,16 +37,18 @@ fi
 # Board targets build std from source for size, exactly as cross/build.sh does (unless
 # SKYWIRE_STD=prebuilt), so the breakdown describes the binary `make size` measures. RUSTFLAGS
 # overrides a target's rustflags from .cargo/config.toml, so cross/build.sh's two flags go here.
-std_args=() std_flags=""
+# The flags go in as --config target rustflags, which cargo joins to the target's own list in
+# .cargo/config.toml (armv7's Thumb-2 flag); RUSTFLAGS would replace that list.
+std_args=() rustflags='"-Csymbol-mangling-version=v0"'
 if [ "$target" != host ] && [ "${SKYWIRE_STD:-source}" = source ]; then
     std_rust_src
     std_args=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
-    std_flags="-Zlocation-detail=none -Cforce-unwind-tables=no"
+    rustflags+=', "-Zlocation-detail=none", "-Cforce-unwind-tables=no"'
 fi
 say "building $triple ${flags[*]} unstripped into $out_dir (std: ${std_args[*]:-shipped})"
 CARGO_TARGET_DIR=$out_dir CARGO_PROFILE_RELEASE_STRIP=none RUSTC_BOOTSTRAP=${std_args[*]:+1} \
-    RUSTFLAGS="${RUSTFLAGS:-} -C symbol-mangling-version=v0 $std_flags" \
-    cargo build --release "${target_args[@]}" "${flags[@]}" "${std_args[@]}" >&2
+    cargo build --release "${target_args[@]}" "${flags[@]}" "${std_args[@]}" \
+    --config "target.$triple.rustflags=[$rustflags]" >&2
 
 stripped=$(mktemp)
 trap 'rm -f "$stripped"' EXIT
