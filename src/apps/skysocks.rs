@@ -231,56 +231,66 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
 }
 
 /// Serves one stream: handshake, policy, connect, reply, splice. True if a connection was
-/// made.
+/// made. A refused stream is closed gracefully (FIN), so the answer is not overtaken by a
+/// reset.
 async fn serve_stream(mut conn: Conn, peer: PublicKey, allowed: bool, cfg: &Config) -> bool {
-    let acc = match socks5::within(
-        socks5::HANDSHAKE_TIMEOUT,
-        socks5::accept(&mut conn, &cfg.auth),
-    )
-    .await
+    let served = serve_inner(&mut conn, peer, allowed, cfg).await;
+    match served {
+        Some(tcp) => {
+            log::debug!("skysocks: {peer}: connected");
+            let (up, down) = splice(conn, tcp, None).await;
+            log::debug!("skysocks: {peer}: done ({up} B up, {down} B down)");
+            true
+        }
+        None => {
+            let _ = conn.close().await;
+            false
+        }
+    }
+}
+
+/// The handshake and the connect: the destination, or `None` (answered) if refused.
+async fn serve_inner(
+    conn: &mut Conn,
+    peer: PublicKey,
+    allowed: bool,
+    cfg: &Config,
+) -> Option<async_net::TcpStream> {
+    let acc = match socks5::within(socks5::HANDSHAKE_TIMEOUT, socks5::accept(conn, &cfg.auth)).await
     {
         Some(Ok(a)) => a,
-        Some(Err(HandshakeError::Io(_))) => return false,
+        Some(Err(HandshakeError::Io(_))) => return None,
         Some(Err(e)) => {
             log::info!("skysocks: {peer}: {e}");
-            return false;
+            return None;
         }
         None => {
             log::info!("skysocks: {peer}: handshake timed out");
-            return false;
+            return None;
         }
     };
     if !allowed {
         log::info!("skysocks: {peer} is not whitelisted; refused");
-        let _ = socks5::send_reply(&mut conn, Reply::NotAllowed, None).await;
-        return false;
+        let _ = socks5::send_reply(conn, Reply::NotAllowed, None).await;
+        return None;
     }
     let mut tcp = match socks5::connect_tcp(&acc.host, acc.port).await {
         Ok(t) => t,
         Err((reply, why)) => {
             log::info!("skysocks: {peer} -> {}:{}: {why}", acc.host, acc.port);
-            let _ = socks5::send_reply(&mut conn, reply, None).await;
-            return false;
+            let _ = socks5::send_reply(conn, reply, None).await;
+            return None;
         }
     };
     let bound = tcp.local_addr().ok();
-    if socks5::send_reply(&mut conn, Reply::Succeeded, bound)
+    socks5::send_reply(conn, Reply::Succeeded, bound)
         .await
-        .is_err()
-    {
-        return false;
-    }
-    if !acc.early.is_empty() && tcp.write_all(&acc.early).await.is_err() {
-        return false;
+        .ok()?;
+    if !acc.early.is_empty() {
+        tcp.write_all(&acc.early).await.ok()?;
     }
     log::debug!("skysocks: {peer} -> {}:{}", acc.host, acc.port);
-    let (up, down) = splice(conn, tcp, None).await;
-    log::debug!(
-        "skysocks: {peer} -> {}:{} done ({up} B up, {down} B down)",
-        acc.host,
-        acc.port
-    );
-    true
+    Some(tcp)
 }
 
 #[cfg(test)]

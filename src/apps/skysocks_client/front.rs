@@ -158,7 +158,11 @@ impl Front {
             // Nothing listens there (no skysocks on the peer) will not change by retrying.
             let final_ = err.0 == Reply::ConnectionRefused || err.0 == Reply::NotAllowed;
             if final_ || attempt >= cfg.tries {
-                self.stats.down(&err.1);
+                if err.0 == Reply::NotAllowed {
+                    self.stats.refused(&err.1);
+                } else {
+                    self.stats.down(&err.1);
+                }
                 log::info!(
                     "skysocks-client {}: server {} unreachable ({} tries): {}",
                     cfg.name,
@@ -173,18 +177,23 @@ impl Front {
             attempt += 1;
         };
         let hs = socks5::connect(&mut conn, host, port, cfg.passcode.as_deref());
-        match socks5::within(socks5::HANDSHAKE_TIMEOUT, hs).await {
+        let res = socks5::within(socks5::HANDSHAKE_TIMEOUT, hs).await;
+        if !matches!(res, Some(Ok(()))) {
+            let _ = conn.close().await;
+        }
+        match res {
             Some(Ok(())) => {
-                self.stats.up();
+                self.stats.up(None);
                 Ok(conn)
             }
             Some(Err(e)) => {
                 let r = e.reply();
-                // The server is there; only its own refusals of us mark it as a problem.
+                let why = format!("{host}:{port}: {e}");
+                // The server is there; only its refusals of us mark it as a problem.
                 if r == Reply::NotAllowed {
-                    self.stats.down(&e.to_string());
+                    self.stats.refused(&why);
                 } else {
-                    self.stats.up();
+                    self.stats.up(Some(&why));
                 }
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 log::info!("skysocks-client {}: {host}:{port}: {e}", cfg.name);

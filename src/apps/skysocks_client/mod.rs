@@ -30,7 +30,7 @@
 //! - `{"op":"list"}` → `{"items":[instance, …]}`.
 //!
 //! An instance is `name, server, addr, http, via, passcode (bool), server_state
-//! (untried|reachable|unreachable), state_secs, last_error, active, total, rejected, failed,
+//! (untried|reachable|unreachable|refused), state_secs, last_error, active, total, rejected, failed,
 //! bytes_up, bytes_down, uptime_secs`.
 //!
 //! Budgets (docs/architecture.md): at most `--max-conns` (default [`MAX_CONNS`]) local
@@ -248,8 +248,8 @@ pub struct Stats {
 
 #[derive(Debug)]
 struct ServerState {
-    /// `None` before the first dial.
-    up: Option<bool>,
+    /// `untried`, `reachable`, `unreachable`, or `refused` (reachable, refusing us).
+    state: &'static str,
     since: Instant,
     last_error: Option<String>,
 }
@@ -263,17 +263,17 @@ impl Stats {
             failed: AtomicU64::new(0),
             bytes: Counters::default(),
             server: Mutex::new(ServerState {
-                up: None,
+                state: "untried",
                 since: Instant::now(),
                 last_error: None,
             }),
         }
     }
 
-    fn set(&self, up: bool, err: Option<&str>) {
+    fn set(&self, state: &'static str, err: Option<&str>) {
         let mut s = self.server.lock().unwrap_or_else(|p| p.into_inner());
-        if s.up != Some(up) {
-            s.up = Some(up);
+        if s.state != state {
+            s.state = state;
             s.since = Instant::now();
         }
         if let Some(e) = err {
@@ -281,14 +281,19 @@ impl Stats {
         }
     }
 
-    /// The server answered.
-    pub fn up(&self) {
-        self.set(true, None);
+    /// The server answered (`err`: it refused the destination, for the status line).
+    pub fn up(&self, err: Option<&str>) {
+        self.set("reachable", err);
     }
 
-    /// The server could not be reached, or refused us.
+    /// The server could not be reached.
     pub fn down(&self, why: &str) {
-        self.set(false, Some(why));
+        self.set("unreachable", Some(why));
+    }
+
+    /// The server refused us (passcode, whitelist).
+    pub fn refused(&self, why: &str) {
+        self.set("refused", Some(why));
     }
 }
 
@@ -315,11 +320,7 @@ impl Instance {
     fn to_json(&self) -> Ordered {
         let st = &self.stats;
         let s = st.server.lock().unwrap_or_else(|p| p.into_inner());
-        let state = match s.up {
-            None => "untried",
-            Some(true) => "reachable",
-            Some(false) => "unreachable",
-        };
+        let state = s.state;
         Ordered::new()
             .field("name", Out::Str(self.cfg.name.clone()))
             .field("server", Out::Str(self.cfg.server.to_hex()))
