@@ -400,6 +400,7 @@ fn proxy_over_dmsg_with_curl_and_pysocks() {
         t.contains("HTTP 200, 64.0 MiB") && t.contains("throughput"),
         "{t}"
     );
+    eprintln!("{t}");
 
     // A wrong passcode: refused, and the status says why.
     let bad = format!("127.0.0.1:{p_bad}");
@@ -492,13 +493,23 @@ fn proxy_over_dmsg_with_curl_and_pysocks() {
         "error took {:?}",
         t0.elapsed()
     );
+    eprintln!(
+        "skysocks: server down: curl failed in {} ms: {}",
+        t0.elapsed().as_millis(),
+        text(&o).trim()
+    );
     let st = text(&proxy(&cv, &["status", "--name", "good"]));
     assert!(st.contains("server: unreachable"), "{st}");
     // It comes back (same identity): the proxy works again.
     sv = srv.start();
+    let t0 = Instant::now();
     assert_eq!(
         curl_until_ok(p_good, &small, 45),
         "hello through skysocks\n"
+    );
+    eprintln!(
+        "skysocks: server back: the proxy works again after {} ms",
+        t0.elapsed().as_millis()
     );
     let st = text(&proxy(&cv, &["status", "--name", "good"]));
     assert!(st.contains("server: reachable"), "{st}");
