@@ -301,14 +301,17 @@ async fn read_head(tcp: &mut TcpStream) -> Result<Head, HeadError> {
     }
 }
 
-/// A parsed proxy request: where to, the head to send there (`None`: CONNECT, nothing to
-/// send), and how long the received head was.
+/// A parsed proxy request.
 #[derive(Debug, PartialEq, Eq)]
-struct HttpReq {
-    host: Host,
-    port: u16,
-    forward: Option<Vec<u8>>,
-    head_len: usize,
+pub struct HttpReq {
+    /// Where to.
+    pub host: Host,
+    /// Its port.
+    pub port: u16,
+    /// The head to send there (`None`: CONNECT, nothing to send).
+    pub forward: Option<Vec<u8>>,
+    /// How long the received head was (the bytes after it are the body's start).
+    pub head_len: usize,
 }
 
 /// Headers that are about the hop to the proxy, not for the origin server.
@@ -322,7 +325,7 @@ const HOP_HEADERS: &[&str] = &[
 /// Parses a proxy request head: CONNECT `host:port`, or an absolute `http://` URI whose
 /// request is rewritten to origin form with `Connection: close` (one request per
 /// connection). Errors are the status and the reason to answer.
-fn parse_http(b: &[u8]) -> Result<HttpReq, (u16, String)> {
+pub fn parse_http(b: &[u8]) -> Result<HttpReq, (u16, String)> {
     let mut hs = [httparse::EMPTY_HEADER; 64];
     let mut r = httparse::Request::new(&mut hs);
     let head_len = match r.parse(b) {
