@@ -558,3 +558,117 @@ fn proxy_over_skynet() {
         text(&o)
     );
 }
+
+/// Both apps in their standalone modes (DESIGN.md §5): `app … run --mode dmsg` on dmsg
+/// clients of their own, and `--mode tcp` (Noise XK over TCP, the client dialling the
+/// server's listener by `--peer`), each carrying a curl fetch.
+#[test]
+fn standalone_dmsg_and_tcp_modes() {
+    use skywire::crypto::Keypair;
+    let (_disc_proc, disc) = start_disc();
+    let relay = start_relay(&disc, &[]);
+    let www = tmp("skysocks-www-standalone");
+    std::fs::write(www.join("small.txt"), "standalone\n").unwrap();
+    let (_www_proc, wport) = http_server(&www);
+    let small = format!("http://127.0.0.1:{wport}/small.txt");
+    let bin = common::skywire_bin();
+    let srv = Keypair::from_seed(&[31; 32]);
+    let cli = Keypair::from_seed(&[32; 32]);
+    let (srv_sk, cli_sk) = (
+        common::visor::hex(srv.seed()),
+        common::visor::hex(cli.seed()),
+    );
+    let srv_pk = srv.public().to_hex();
+    let relay_arg = relay.arg();
+
+    // dmsg: each on its own dmsg client and key.
+    let dmsg = |sk: &str, app: &str, extra: &[&str]| {
+        let mut a = vec![
+            "app", app, "run", "--mode", "dmsg", "--sk", sk, "--disc", &disc, "--relay",
+            &relay_arg, "--",
+        ];
+        a.extend_from_slice(extra);
+        common::visor::spawn_first_line(&bin, &a)
+    };
+    let (_s, line) = dmsg(&srv_sk, "skysocks", &["--passcode", PASS]);
+    assert_eq!(line, format!("skysocks running (dmsg mode) as {srv_pk}"));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (_c, line) = dmsg(
+        &cli_sk,
+        "skysocks-client",
+        &[
+            "--srv",
+            &srv_pk,
+            "--addr",
+            &addr,
+            "--passcode",
+            PASS,
+            "--max-conns",
+            "8",
+        ],
+    );
+    assert!(
+        line.starts_with("skysocks-client running (dmsg mode)"),
+        "{line}"
+    );
+    assert_eq!(curl_until_ok(port, &small, 30), "standalone\n");
+    // At its connection limit (--max-conns 8) a new local connection is closed at once;
+    // once the holders go, the proxy serves again.
+    let holders: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(&addr).unwrap();
+    let t0 = Instant::now();
+    assert!(closed_silently(&mut extra), "over the limit, not closed");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    drop(holders);
+    assert_eq!(curl_until_ok(port, &small, 10), "standalone\n");
+
+    // tcp: the server listens; the client knows where by --peer.
+    let tport = free_port();
+    let listen = format!("127.0.0.1:{tport}");
+    let (_ts, line) = common::visor::spawn_first_line(
+        &bin,
+        &[
+            "app", "skysocks", "run", "--mode", "tcp", "--sk", &srv_sk, "--listen", &listen,
+        ],
+    );
+    assert_eq!(line, format!("skysocks running (tcp mode) as {srv_pk}"));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let peer = format!("tcp://{srv_pk}@{listen}");
+    let (_tc, line) = common::visor::spawn_first_line(
+        &bin,
+        &[
+            "app",
+            "skysocks-client",
+            "run",
+            "--mode",
+            "tcp",
+            "--sk",
+            &cli_sk,
+            "--peer",
+            &peer,
+            "--",
+            "--srv",
+            &srv_pk,
+            "--addr",
+            &addr,
+        ],
+    );
+    assert!(
+        line.starts_with("skysocks-client running (tcp mode)"),
+        "{line}"
+    );
+    assert_eq!(curl_until_ok(port, &small, 15), "standalone\n");
+    // Several connections at once, each its own Noise connection in this mode.
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let small = small.clone();
+            std::thread::spawn(move || curl_until_ok(port, &small, 15))
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), "standalone\n");
+    }
+}
