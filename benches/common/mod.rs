@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -277,4 +278,55 @@ pub fn bare_forwarder(total: u64) -> (f64, Duration) {
     out.read_line(&mut line).unwrap();
     let _ = child.wait();
     (line.trim().parse().unwrap(), wall)
+}
+
+/// dropbear on 127.0.0.1:`port` in a private mount namespace where /root/.ssh holds
+/// `pubkey`. `None` (with the reason printed) when this machine cannot.
+pub fn start_dropbear(dir: &Path, port: u16, pubkey: &str) -> Option<Proc> {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !is_root {
+        println!("dropbear comparison skipped: needs root (a private mount namespace)");
+        return None;
+    }
+    let host_key = dir.join("db_host");
+    let st = Command::new("dropbearkey")
+        .args(["-t", "ed25519", "-f"])
+        .arg(&host_key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    if !st.success() {
+        println!("dropbear comparison skipped: dropbearkey failed (is dropbear-bin installed?)");
+        return None;
+    }
+    std::fs::write(dir.join("authorized_keys"), format!("{pubkey}\n")).unwrap();
+    let sh = format!(
+        "mount -t tmpfs -o mode=700 tmpfs /root && mkdir -m 700 /root/.ssh && \
+         install -m 600 '{ak}' /root/.ssh/authorized_keys && \
+         exec dropbear -F -E -s -p 127.0.0.1:{port} -r '{hk}' 2>/dev/null",
+        ak = dir.join("authorized_keys").display(),
+        hk = host_key.display()
+    );
+    let child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &sh])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let p = Proc(child);
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if t0.elapsed() > Duration::from_secs(5) {
+            println!("dropbear comparison skipped: dropbear did not listen");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(p)
 }
