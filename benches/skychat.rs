@@ -12,10 +12,10 @@ mod common;
 #[path = "skychat/groups.rs"]
 mod groups;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,20 +32,7 @@ fn bin() -> String {
 
 /// Starts `skywire args…` and returns it with its first stdout line.
 fn spawn(args: &[&str], log: &Path) -> (Proc, String) {
-    let mut c = Command::new(bin())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(c.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = out.read_to_string(&mut sink);
-    });
-    (Proc(c), line.trim().to_string())
+    common::spawn_first_line(&bin(), args, Some(log))
 }
 
 /// One request (Connection: close); (status, body).

@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -96,20 +96,7 @@ fn s(v: &str) -> Value {
 
 /// Starts `skywire <args>` and returns it with its first stdout line (kept draining).
 fn start_tool(args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(bin())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = out.read_to_string(&mut sink);
-    });
-    (Proc(child), line.trim().to_string())
+    common::spawn_first_line(&bin(), args, None)
 }
 
 /// Generates a config in `dir` on the discovery `disc` and the relay `relay` (`pk@addr`;

@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -28,20 +28,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_skywire");
 
 /// Starts `skywire args…` (stderr to `log`) and returns it with its first stdout line.
 fn spawn(args: &[&str], log: &Path) -> (Proc, String) {
-    let mut c = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(c.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = out.read_to_string(&mut sink);
-    });
-    (Proc(c), line.trim().to_string())
+    common::spawn_first_line(BIN, args, Some(log))
 }
 
 /// The HTTP server: `GET /<n>` answers `n` bytes; its port.

@@ -330,3 +330,26 @@ pub fn start_dropbear(dir: &Path, port: u16, pubkey: &str) -> Option<Proc> {
     }
     Some(p)
 }
+
+/// Starts `bin args…` with stderr to `log` (or dropped, `None`) and returns it with its first
+/// stdout line; the rest of stdout is drained by a thread so the child never blocks on it.
+pub fn spawn_first_line(bin: &str, args: &[&str], log: Option<&Path>) -> (Proc, String) {
+    let err = match log {
+        Some(f) => Stdio::from(std::fs::File::create(f).unwrap()),
+        None => Stdio::null(),
+    };
+    let mut c = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = out.read_to_string(&mut sink);
+    });
+    (Proc(c), line.trim().to_string())
+}
