@@ -8,6 +8,7 @@
 //!   writer thread (group commit);
 //! - [`aliases`]: the alias book;
 //! - [`group`]: groups as signed feeds (sans-IO);
+//! - [`pair`]: pairing (`--pair-enable`): invites, pairs and their messages;
 //! - [`app`]: the app definition and its start in each mode.
 
 pub mod aliases;
@@ -18,6 +19,7 @@ pub mod events;
 pub mod group;
 pub mod groups;
 pub mod http;
+pub mod pair;
 pub mod proto;
 pub mod store;
 pub mod web;
