@@ -138,6 +138,11 @@ fn add_restart_accept_send_poll_events_decline_remove() {
     // The invitee restarts: the invite is still pending.
     drop(b.visor.take());
     b.start();
+    assert!(
+        b.log().contains("pairing on, 1 pair(s) restored"),
+        "{}",
+        b.log()
+    );
     assert_eq!(status_of(&b, &a.pk), "pending-in");
     let (_, body) = b.http("GET", "/pair/invites", None);
     assert!(body.contains(&a.pk), "after restart: {body}");

@@ -510,3 +510,6 @@ impl Pairs {
         Envelope::Ack(id)
     }
 }
+
+#[cfg(test)]
+mod tests;
