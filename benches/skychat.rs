@@ -4,9 +4,13 @@
 //! skychat`) from 1 and from 10 peers, each a Noise-XK-over-TCP connection made here with the
 //! library's `TcpNet`, every message acknowledged after it is durably stored; and that
 //! skychat's RSS after 100 stored messages and after 100,000 (its caps raised to keep them).
+//! Then groups (`groups.rs`): one post to a 50-member group until every member shows it, and
+//! a fresh member catching up a full feed (10,000 entries): time and peak RSS.
 //! Under `cargo test --all-targets` it runs small as a smoke test.
 
 mod common;
+#[path = "skychat/groups.rs"]
+mod groups;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -277,6 +281,9 @@ fn main() {
     } else {
         (10, 100, 20, 1_000)
     };
+    // Group members, posts timed to all of them, entries a late member catches up (the
+    // feed's cap is 10,000 entries: the fill leaves the newest of them).
+    let (g_members, g_posts, g_catch_up) = if full { (50, 20, 10_000) } else { (3, 3, 100) };
     let dir = std::env::temp_dir().join(format!("skywire-bench-skychat-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -377,6 +384,9 @@ fn main() {
         .map(|m| m.len())
         .unwrap_or(0);
 
+    drop(rx);
+    let group_rows = groups::run(&dir, g_members, g_posts, g_catch_up);
+
     let one_rate = one_n as f64 / one.as_secs_f64();
     let ten_rate = (10 * ten_n) as f64 / ten.as_secs_f64();
     let cmd = "cargo bench --bench skychat -- --write docs/benchmarks.md";
@@ -390,7 +400,8 @@ fn main() {
          | messages/s from 10 peers ({ten_n} each) | {ten_rate:.0} |\n\
          | receiver RSS after 100 stored messages | {rss_100} KiB |\n\
          | receiver RSS after {total} stored messages (caps raised; fill took {:.1} s) | {rss_all} KiB |\n\
-         | history file after {total} messages | {:.1} MiB |\n\n\
+         | history file after {total} messages | {:.1} MiB |\n\
+         {group_rows}\n\n\
          The armv7 marginal size of `app-skychat` is in the size table above (`make size`).",
         common::machine(),
         fill.as_secs_f64(),
@@ -401,6 +412,5 @@ fn main() {
     if let Some(f) = common::write_target() {
         common::write_section(&f, "skychat", &body).unwrap();
     }
-    drop(rx);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -210,3 +210,35 @@ fn skychat_golden() {
     print("skychat history record", &r);
     assert_in_doc("skychat history record", &r);
 }
+
+/// docs/protocol.md "Skysocks": the pipelined client handshake and the server's answers.
+#[cfg(feature = "app-skysocks")]
+#[test]
+fn skysocks_golden() {
+    use skywire::apps::socks5::proto::{self, Command, Host, Reply};
+    let mut c = Vec::new();
+    proto::emit_greeting(&[proto::METHOD_USERPASS], &mut c);
+    proto::emit_userpass(b"pw", b"pw", &mut c);
+    let host = Host::Name("example.com".into());
+    proto::emit_request(Command::Connect, &host, 80, &mut c);
+    let c = hex::encode(&c);
+    print("skysocks client", &c);
+    assert_in_doc("skysocks client handshake", &c);
+    let mut a = proto::choice(proto::METHOD_USERPASS).to_vec();
+    a.extend_from_slice(&proto::auth_status(true));
+    proto::emit_reply(
+        Reply::Succeeded,
+        Some("127.0.0.1:50000".parse().unwrap()),
+        &mut a,
+    );
+    let a = hex::encode(&a);
+    print("skysocks answers", &a);
+    assert_in_doc("skysocks answers", &a);
+    let mut b = Vec::new();
+    proto::emit_reply(Reply::CommandNotSupported, None, &mut b);
+    assert_in_doc("skysocks BIND answer", &hex::encode(&b));
+    assert_in_doc(
+        "skysocks refused passcode",
+        &hex::encode(&proto::auth_status(false)),
+    );
+}

@@ -5,14 +5,19 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use skywire::crypto::channel::{ChannelError, FrameOpener, FrameSealer, LEN_PREFIX, MAX_PAYLOAD_LEN};
+use skywire::crypto::channel::{
+    ChannelError, FrameOpener, FrameSealer, LEN_PREFIX, MAX_PAYLOAD_LEN,
+};
 use skywire::crypto::noise::CipherState;
 
 fuzz_target!(|data: &[u8]| {
     let opener = FrameOpener::new(CipherState::new([9; 32]));
     match opener.frame_len(data) {
         Ok(Some(total)) => {
-            assert_eq!(total, LEN_PREFIX + usize::from(u16::from_be_bytes([data[0], data[1]])));
+            assert_eq!(
+                total,
+                LEN_PREFIX + usize::from(u16::from_be_bytes([data[0], data[1]]))
+            );
         }
         Ok(None) => assert!(data.len() < LEN_PREFIX),
         Err(_) => assert!(opener.is_failed()),
@@ -21,14 +26,19 @@ fuzz_target!(|data: &[u8]| {
     let mut fresh = FrameOpener::new(CipherState::new([9; 32]));
     assert!(fresh.open_frame(&mut raw).is_err());
     assert!(fresh.is_failed());
-    assert!(matches!(fresh.open_frame(&mut raw), Err(ChannelError::Failed)));
+    assert!(matches!(
+        fresh.open_frame(&mut raw),
+        Err(ChannelError::Failed)
+    ));
 
     let mut sealer = FrameSealer::new(CipherState::new([3; 32]));
     let mut opener = FrameOpener::new(CipherState::new([3; 32]));
     let n = data.len().min(MAX_PAYLOAD_LEN);
     let mut f = vec![0u8; LEN_PREFIX];
     f.extend_from_slice(&data[..n]);
-    sealer.seal_frame(&mut f, 0).expect("a payload within the limit seals");
+    sealer
+        .seal_frame(&mut f, 0)
+        .expect("a payload within the limit seals");
     let end = f.len();
     f.extend_from_slice(b"trailer");
     let k = opener.open_frame(&mut f).expect("a sealed frame opens");

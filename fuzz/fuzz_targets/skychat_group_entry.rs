@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = e.verify();
     }
     if let Ok(u) = UnsequencedEntry::decode(data) {
-        assert_eq!(u.encode(), data, "a decoded author part re-encodes to its input");
+        assert_eq!(
+            u.encode(),
+            data,
+            "a decoded author part re-encodes to its input"
+        );
         let _ = u.verify();
     }
 
@@ -76,14 +80,22 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     for link in [
         text.to_string(),
-        format!("{}{}", invite::PREFIX, invite::b64url_encode(data)),
+        format!(
+            "{}{}",
+            invite::PREFIX,
+            skywire::apps::skychat::b64::encode_url(data)
+        ),
     ] {
         if let Ok(inv) = invite::decode(&link) {
             let again = inv.encode().expect("a decoded invite encodes");
             assert_eq!(invite::decode(&again).expect("our link decodes"), inv);
         }
     }
-    if let Ok(raw) = invite::b64url_decode(&text) {
-        assert_eq!(invite::b64url_encode(&raw), text, "base64url is canonical");
+    if let Ok(raw) = skywire::apps::skychat::b64::decode_url(&text) {
+        assert_eq!(
+            skywire::apps::skychat::b64::encode_url(&raw),
+            text,
+            "base64url is canonical"
+        );
     }
 });

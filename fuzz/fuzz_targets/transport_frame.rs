@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let packet = p.as_bytes();
     let control = is_control(packet[0], p.route_id());
-    let sealed_part = if control { packet } else { &packet[..HEADER_LEN] };
+    let sealed_part = if control {
+        packet
+    } else {
+        &packet[..HEADER_LEN]
+    };
     if sealed_part.len() + TAG_LEN > u16::MAX as usize {
         return;
     }
@@ -48,5 +52,12 @@ fuzz_target!(|data: &[u8]| {
     let n = opener.open_frame(&mut buf).expect("opens");
     assert_eq!(&buf[PREFIX_LEN..PREFIX_LEN + n], sealed_part);
     let trailing = trailing_len(&buf[PREFIX_LEN..], sealed_len).expect("consistent");
-    assert_eq!(trailing, if control { 0 } else { packet.len() - HEADER_LEN });
+    assert_eq!(
+        trailing,
+        if control {
+            0
+        } else {
+            packet.len() - HEADER_LEN
+        }
+    );
 });

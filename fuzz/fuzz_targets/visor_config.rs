@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(p) => {
             for a in &p {
                 for d in &a.deps {
-                    let dep = p.iter().find(|x| x.def.name == d.name).expect("known dependency");
+                    let dep = p
+                        .iter()
+                        .find(|x| x.def.name == d.name)
+                        .expect("known dependency");
                     assert!(dep.wave < a.wave, "{} before {}", d.name, a.def.name);
                 }
             }

@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(repr.hop >= 1 && usize::from(repr.hop) < repr.path.len());
             let _ = repr.to_string();
             let mut out = vec![0u8; total];
-            repr.emit(&mut Request::new_unchecked(&mut out[..])).expect("sized");
+            repr.emit(&mut Request::new_unchecked(&mut out[..]))
+                .expect("sized");
             assert_eq!(&out[..], &data[..total]);
         }
         Err(_) => assert!(RequestRepr::parse(&Request::new_unchecked(data)).is_err()),
@@ -23,7 +24,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(view) = Ack::new_checked(data) {
         let repr = AckRepr::parse(&view).expect("a checked ack parses");
         let mut out = vec![0u8; repr.buffer_len()];
-        repr.emit(&mut Ack::new_unchecked(&mut out[..])).expect("sized");
+        repr.emit(&mut Ack::new_unchecked(&mut out[..]))
+            .expect("sized");
         assert_eq!(&out[..], &data[..8]);
     }
     match Nack::new_checked(data) {
@@ -32,7 +34,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(repr.reason, view.reason());
             let total = view.total_len();
             let mut out = vec![0u8; repr.buffer_len()];
-            repr.emit(&mut Nack::new_unchecked(&mut out[..])).expect("sized");
+            repr.emit(&mut Nack::new_unchecked(&mut out[..]))
+                .expect("sized");
             assert_eq!(&out[..], &data[..total]);
         }
         Err(_) => assert!(NackRepr::parse(&Nack::new_unchecked(data)).is_err()),

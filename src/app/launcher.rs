@@ -301,6 +301,12 @@ pub enum LaunchError {
     Failed(String, String),
     /// The visor is shutting down.
     ShuttingDown,
+    /// The app is not running (its state), so it cannot take a control request.
+    NotRunning(String, String),
+    /// The app has no control surface.
+    NoControl(String),
+    /// The app refused a control request: an HTTP status and its message.
+    Control(u16, String),
 }
 
 impl std::fmt::Display for LaunchError {
@@ -317,6 +323,12 @@ impl std::fmt::Display for LaunchError {
             LaunchError::Blocked(n, why) => write!(f, "{n} not started: {why}"),
             LaunchError::Failed(n, why) => write!(f, "{n} failed to start: {why}"),
             LaunchError::ShuttingDown => write!(f, "the visor is shutting down"),
+            LaunchError::NotRunning(n, state) => write!(
+                f,
+                "{n} is {state}; start it with 'skywire cli visor app start {n}'"
+            ),
+            LaunchError::NoControl(n) => write!(f, "{n} takes no control requests"),
+            LaunchError::Control(_, m) => f.write_str(m),
         }
     }
 }
@@ -472,6 +484,32 @@ impl Launcher {
             .into_iter()
             .find(|a| a.name == name)
             .ok_or_else(|| LaunchError::Unknown(name.to_string()))
+    }
+
+    /// Hands `body` to the running app `name`'s control surface ([`AppCtx::set_control`])
+    /// and returns its answer.
+    pub async fn control(&self, name: &str, body: String) -> Result<String, LaunchError> {
+        let f = {
+            let mut slots = self.slots();
+            Self::mark_ready(&mut slots);
+            let s = slots
+                .iter()
+                .find(|s| s.p.def.name == name)
+                .ok_or_else(|| LaunchError::Unknown(name.to_string()))?;
+            if s.state != State::Running {
+                return Err(LaunchError::NotRunning(
+                    name.to_string(),
+                    s.state.as_str().to_string(),
+                ));
+            }
+            s.ctx
+                .as_ref()
+                .and_then(|c| c.control())
+                .ok_or_else(|| LaunchError::NoControl(name.to_string()))?
+        };
+        f(body)
+            .await
+            .map_err(|(status, m)| LaunchError::Control(status, m))
     }
 
     /// Starts the auto-start apps wave by wave: each wave's apps start together, and the

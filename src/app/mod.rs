@@ -28,6 +28,7 @@ pub mod net;
 pub mod services;
 pub mod settings;
 pub mod sim;
+pub mod splice;
 
 use std::fmt;
 use std::future::Future;
@@ -270,7 +271,15 @@ pub struct AppCtx {
     stop: Signal,
     ready: Signal,
     status: Arc<Mutex<String>>,
+    control: Arc<Mutex<Option<ControlFn>>>,
 }
+
+/// An app's control surface ([`AppCtx::set_control`]): one JSON request in, a JSON answer
+/// out, or an error (an HTTP status and one line for the user). The visor's RPC passes
+/// `POST /v1/apps/<name>/control` bodies to it, so an app with runtime state of its own
+/// (skysocks-client's named instances) is driven without a listener of its own.
+pub type ControlFn =
+    Arc<dyn Fn(String) -> BoxFut<'static, Result<String, (u16, String)>> + Send + Sync>;
 
 impl fmt::Debug for AppCtx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -301,6 +310,7 @@ impl AppCtx {
             stop: Signal::default(),
             ready: Signal::default(),
             status: Arc::new(Mutex::new(String::new())),
+            control: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -317,6 +327,19 @@ impl AppCtx {
     /// Publishes a one-line status detail.
     pub fn set_status(&self, s: impl Into<String>) {
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = s.into();
+    }
+
+    /// Serves the app's control requests with `f` (until the app stops).
+    pub fn set_control(&self, f: ControlFn) {
+        *self.control.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    /// The app's control surface, if it set one (host side).
+    pub fn control(&self) -> Option<ControlFn> {
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The stop signal (host side).

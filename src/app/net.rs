@@ -689,21 +689,11 @@ pub fn parse_tcp_peer(s: &str) -> Result<(PublicKey, String), String> {
 }
 
 /// Copies `a` to `b` and `b` to `a` until both directions have ended; an end of input in one
-/// direction is passed on as a half-close (FIN) on the other side.
+/// direction is passed on as a half-close (FIN) on the other side ([`super::splice`]).
 pub async fn pipe<A, B>(a: A, b: B)
 where
     A: futures_lite::io::AsyncRead + futures_lite::io::AsyncWrite + Unpin,
     B: futures_lite::io::AsyncRead + futures_lite::io::AsyncWrite + Unpin,
 {
-    let (mut ar, mut aw) = futures_lite::io::split(a);
-    let (mut br, mut bw) = futures_lite::io::split(b);
-    let up = async {
-        let _ = futures_lite::io::copy(&mut ar, &mut bw).await;
-        let _ = bw.close().await;
-    };
-    let down = async {
-        let _ = futures_lite::io::copy(&mut br, &mut aw).await;
-        let _ = aw.close().await;
-    };
-    future::zip(up, down).await;
+    super::splice::splice(a, b, None).await;
 }

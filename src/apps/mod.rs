@@ -11,6 +11,12 @@ pub mod logserver;
 pub mod pty;
 #[cfg(feature = "app-skychat")]
 pub mod skychat;
+#[cfg(feature = "app-skysocks")]
+pub mod skysocks;
+#[cfg(feature = "app-skysocks-client")]
+pub mod skysocks_client;
+#[cfg(any(feature = "app-skysocks", feature = "app-skysocks-client"))]
+pub mod socks5;
 #[cfg(feature = "test-apps")]
 mod testapps;
 
@@ -24,6 +30,10 @@ pub static APPS: &[&AppDef] = &[
     &pty::app::DEF,
     #[cfg(feature = "app-skychat")]
     &skychat::app::DEF,
+    #[cfg(feature = "app-skysocks")]
+    &skysocks::DEF,
+    #[cfg(feature = "app-skysocks-client")]
+    &skysocks_client::DEF,
     #[cfg(feature = "test-apps")]
     &testapps::TEST_A,
     #[cfg(feature = "test-apps")]

@@ -24,6 +24,8 @@ mod dmsg_tools;
 mod keys;
 mod netflags;
 mod out;
+#[cfg(feature = "app-skysocks-client")]
+mod proxy;
 #[cfg(feature = "app-pty")]
 mod pty;
 mod rpc;
@@ -250,6 +252,8 @@ enum CliSub {
     Pty(pty::PtyCmd),
     #[cfg(feature = "app-skychat")]
     Skychat(skychat::SkychatCmd),
+    #[cfg(feature = "app-skysocks-client")]
+    Proxy(proxy::ProxyCmd),
 }
 
 impl CliCmd {
@@ -261,6 +265,8 @@ impl CliCmd {
             CliSub::Pty(c) => c.run(),
             #[cfg(feature = "app-skychat")]
             CliSub::Skychat(c) => c.run(),
+            #[cfg(feature = "app-skysocks-client")]
+            CliSub::Proxy(c) => c.run(),
         }
     }
 }

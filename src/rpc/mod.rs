@@ -86,6 +86,13 @@ pub enum Request {
     /// `GET /v1/groups` (every route group) or `GET /v1/apps/<name>/routes` (one app's) →
     /// items of `skynet::GroupView`.
     Groups(Option<String>),
+    /// `POST /v1/apps/<name>/control` with a JSON body → the app's JSON answer.
+    Control {
+        /// The app.
+        app: String,
+        /// The request body (JSON, the app's own vocabulary).
+        body: String,
+    },
 }
 
 impl Request {
@@ -95,7 +102,8 @@ impl Request {
             Request::Start(_)
             | Request::Stop { .. }
             | Request::Ping { .. }
-            | Request::TpAdd { .. } => "POST",
+            | Request::TpAdd { .. }
+            | Request::Control { .. } => "POST",
             Request::WhitelistEdit { add: true, .. } => "POST",
             Request::WhitelistEdit { add: false, .. } | Request::TpRm(_) => "DELETE",
             _ => "GET",
@@ -149,6 +157,15 @@ impl Request {
             Request::Drops => "/v1/routes/drops".into(),
             Request::Groups(None) => "/v1/groups".into(),
             Request::Groups(Some(app)) => format!("/v1/apps/{app}/routes"),
+            Request::Control { app, .. } => format!("/v1/apps/{app}/control"),
+        }
+    }
+
+    /// The request body (empty but for [`Request::Control`]).
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Request::Control { body, .. } => body.as_bytes(),
+            _ => b"",
         }
     }
 
@@ -156,9 +173,10 @@ impl Request {
     /// network or the app.
     pub fn timeout(&self) -> Duration {
         match self {
-            Request::Ping { .. } | Request::Start(_) | Request::TpAdd { .. } => {
-                Duration::from_secs(30)
-            }
+            Request::Ping { .. }
+            | Request::Start(_)
+            | Request::TpAdd { .. }
+            | Request::Control { .. } => Duration::from_secs(30),
             _ => Duration::from_secs(10),
         }
     }

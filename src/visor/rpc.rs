@@ -10,6 +10,7 @@
 //! | GET | `/v1/apps/<name>` | one app, with its tagged connections |
 //! | POST | `/v1/apps/<name>/start` | start it (and what it depends on) |
 //! | POST | `/v1/apps/<name>/stop[?force=1]` | stop it (critical apps need `force`) |
+//! | POST | `/v1/apps/<name>/control` | a JSON request for the running app's control surface; its JSON answer (skysocks-client: `docs/apps.md`) |
 //! | POST | `/v1/ping/<pk>[?count=N][&route=P]` | dmsgctrl round trips to a peer, or (`route` other than `dmsg`) round trips over a skynet route |
 //! | POST | `/v1/dial/<pk>/<port>[?route=P]` + `Upgrade: skywire-stream` | 101, then the connection is a stream to the peer's port, opened by the visor with its identity (by route policy `P`) |
 //! | GET | `/v1/whitelist` | `pty.whitelist` |
@@ -125,7 +126,7 @@ fn allowed(segs: &[&str]) -> Option<&'static [&'static str]> {
         | ["v1", "routes", "drops"]
         | ["v1", "apps", _, "routes"] => GET,
         ["v1", "transports", _] => &["POST", "DELETE"],
-        ["v1", "apps", _, "start" | "stop"] | ["v1", "dial", _, _] => &["POST"],
+        ["v1", "apps", _, "start" | "stop" | "control"] | ["v1", "dial", _, _] => &["POST"],
         ["v1", "ping", _] => &["GET", "HEAD", "POST"],
         ["v1", "whitelist", _] => &["POST", "DELETE"],
         _ => return None,
@@ -180,6 +181,13 @@ async fn route(st: &RpcState, req: Request) -> Response {
             let force = matches!(req.query_param("force"), Some("1" | "true"));
             match st.launcher.stop(name, force).await {
                 Ok(stopped) => ok(api::Stopped { stopped }.to_json()),
+                Err(e) => launch_err(e),
+            }
+        }
+        ("POST", ["v1", "apps", name, "control"]) => {
+            let body = String::from_utf8_lossy(&req.body).into_owned();
+            match st.launcher.control(name, body).await {
+                Ok(answer) => Response::json(200, answer),
                 Err(e) => launch_err(e),
             }
         }
@@ -305,6 +313,9 @@ fn launch_err(e: LaunchError) -> Response {
         LaunchError::Critical(_) => 403,
         LaunchError::Blocked(..) | LaunchError::Failed(..) => 409,
         LaunchError::ShuttingDown => 503,
+        LaunchError::NotRunning(..) => 409,
+        LaunchError::NoControl(_) => 501,
+        LaunchError::Control(status, _) => *status,
     };
     Response::error(status, e.to_string())
 }

@@ -155,41 +155,10 @@ pub fn auth_param<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
 /// The password of an `Authorization: Basic base64(user:password)` value (the user name is
 /// ignored: the surface has one password). `None` if it is not valid basic credentials.
 pub fn basic_password(value: &str) -> Option<String> {
-    let raw = base64_decode(auth_param(value, "Basic")?)?;
+    let raw = super::b64::decode_std_padded(auth_param(value, "Basic")?)?;
     let text = String::from_utf8(raw).ok()?;
     let (_, pw) = text.split_once(':')?;
     Some(pw.to_string())
-}
-
-/// Decodes standard base64 (padding optional); `None` on anything else.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    if s.len() > 4096 {
-        return None;
-    }
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &c in s.as_bytes() {
-        acc = (acc << 6) | val(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // One leftover base64 digit cannot encode a byte.
-    (bits < 6).then_some(out)
 }
 
 /// What a request may present: the token (bearer or cookie) and, when set, the password.
@@ -257,20 +226,9 @@ mod tests {
     use super::*;
 
     fn b64(s: &str) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let b = s.as_bytes();
-        let mut out = String::new();
-        for ch in b.chunks(3) {
-            let n = (ch[0] as u32) << 16
-                | (*ch.get(1).unwrap_or(&0) as u32) << 8
-                | *ch.get(2).unwrap_or(&0) as u32;
-            for i in 0..4 {
-                if i <= ch.len() {
-                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
+        let mut out = super::super::b64::encode(s.as_bytes(), super::super::b64::Alphabet::Std);
+        while !out.len().is_multiple_of(4) {
+            out.push('=');
         }
         out
     }
@@ -351,8 +309,14 @@ mod tests {
         assert_eq!(basic_password("Basic !!!!"), None);
         assert_eq!(basic_password(&format!("Basic {}", b64("nocolon"))), None);
         assert_eq!(basic_password("Basic A"), None);
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(
+            super::super::b64::decode_std_padded("aGVsbG8=").unwrap(),
+            b"hello"
+        );
+        assert_eq!(
+            super::super::b64::decode_std_padded("aGVsbG8").unwrap(),
+            b"hello"
+        );
         assert!(set_cookie("t").contains("HttpOnly; SameSite=Strict; Path=/"));
     }
 

@@ -846,10 +846,15 @@ impl Groups {
             .refused
             .iter()
             .any(|r| matches!(r, Refusal::OutOfOrder { .. }));
+        // Stored (one sync for the batch) before any of it is shown.
+        let bytes: Vec<Vec<u8>> = report.applied.iter().map(|a| a.entry.encode()).collect();
+        if let Err(e) = d.log.append_all(&bytes) {
+            log::warn!(
+                "skychat: group {g}: {} entries not stored: {e}",
+                bytes.len()
+            );
+        }
         for a in &report.applied {
-            if let Err(e) = d.log.append(&a.entry.encode()) {
-                log::warn!("skychat: group {g}: entry {} not stored: {e}", a.seq);
-            }
             self.publish(g, &d, a.seq, &a.entry.entry);
             d.note(a.seq, &a.entry.entry);
         }

@@ -25,6 +25,7 @@ use miniserde::json::{self, Value};
 
 use super::crypt::GroupKey;
 use super::entry::{self, GroupId, Mode};
+use crate::apps::skychat::b64;
 use crate::crypto::PublicKey;
 use crate::http::json::{Fields, JsonError, Ordered, Out};
 
@@ -153,7 +154,7 @@ impl Invite {
         }
         Ok(format!(
             "{PREFIX}{}",
-            b64url_encode(o.to_compact().as_bytes())
+            b64::encode_url(o.to_compact().as_bytes())
         ))
     }
 
@@ -164,7 +165,7 @@ impl Invite {
             return Err(InviteError::TooLong(s.len()));
         }
         let b64 = s.strip_prefix(PREFIX).ok_or(InviteError::Prefix)?;
-        let raw = b64url_decode(b64).map_err(InviteError::Base64)?;
+        let raw = b64::decode_url(b64).map_err(InviteError::Base64)?;
         let text = std::str::from_utf8(&raw).map_err(|_| InviteError::NotUtf8)?;
         let Ok(Value::Object(obj)) = json::from_str::<Value>(text) else {
             return Err(InviteError::NotJson);
@@ -233,66 +234,6 @@ pub fn decode(s: &str) -> Result<Invite, InviteError> {
     Invite::decode(s)
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// Base64url without padding.
-pub fn b64url_encode(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len().div_ceil(3) * 4);
-    for chunk in b.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &x)| n | (x as u32) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            s.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-        }
-    }
-    s
-}
-
-fn b64_value(c: u8) -> Option<u32> {
-    Some(match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'-' => 62,
-        b'_' => 63,
-        _ => return None,
-    } as u32)
-}
-
-/// Decodes base64url without padding; only the one canonical form of some bytes (unused
-/// bits of the last character zero) is accepted.
-pub fn b64url_decode(s: &str) -> Result<Vec<u8>, String> {
-    let b = s.as_bytes();
-    if b.len() % 4 == 1 {
-        return Err(format!("{} characters is not a base64 length", b.len()));
-    }
-    let mut out = Vec::with_capacity(b.len() / 4 * 3 + 2);
-    for (ci, chunk) in b.chunks(4).enumerate() {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            let v = b64_value(c).ok_or_else(|| {
-                if c == b'=' {
-                    "padding (`=`) is not used".to_string()
-                } else {
-                    format!("character {:?} at {}", c as char, ci * 4 + i)
-                }
-            })?;
-            n |= v << (18 - 6 * i);
-        }
-        let bytes = chunk.len() * 6 / 8;
-        let unused = n & (0xff_ffff >> (8 * bytes));
-        if unused != 0 {
-            return Err("the last character has bits set that no encoder sets".into());
-        }
-        for i in 0..bytes {
-            out.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,27 +258,8 @@ mod tests {
         assert_eq!(decode(&link).unwrap(), i);
         let json = r#"{"id":"101112131415161718191a1b1c1d1e1f","name":"x","owner_pk":"PK","port":1,"mode":"public","secret":"zz"}"#
             .replace("PK", &i.owner.to_hex());
-        let bad = format!("{PREFIX}{}", b64url_encode(json.as_bytes()));
+        let bad = format!("{PREFIX}{}", b64::encode_url(json.as_bytes()));
         assert!(decode(&bad).unwrap_err().to_string().contains("secret"));
-    }
-
-    #[test]
-    fn base64url_round_trips_and_is_strict() {
-        for n in 0..40usize {
-            let b: Vec<u8> = (0..n).map(|i| (i * 37 + 250) as u8).collect();
-            let s = b64url_encode(&b);
-            assert!(!s.contains('='));
-            assert_eq!(b64url_decode(&s).unwrap(), b, "{n} bytes");
-        }
-        assert_eq!(b64url_encode(b"\xfb\xff"), "-_8");
-        assert_eq!(b64url_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(b64url_encode(b"fo"), "Zm8");
-        assert!(b64url_decode("Zm8=").is_err());
-        assert!(b64url_decode("Zm9").is_err()); // unused bits set
-        assert!(b64url_decode("Z").is_err());
-        assert!(b64url_decode("Zm+v").is_err());
-        assert!(b64url_decode("Zm/v").is_err());
-        assert!(b64url_decode("Zm é").is_err());
     }
 
     #[test]
@@ -347,7 +269,7 @@ mod tests {
         assert!(link.starts_with(PREFIX));
         assert_eq!(decode(&link).unwrap(), public);
         assert_eq!(decode(&format!("  {link}\n")).unwrap(), public);
-        let json = String::from_utf8(b64url_decode(&link[PREFIX.len()..]).unwrap()).unwrap();
+        let json = String::from_utf8(b64::decode_url(&link[PREFIX.len()..]).unwrap()).unwrap();
         assert_eq!(
             json,
             format!(
@@ -363,7 +285,7 @@ mod tests {
         let link = private.encode().unwrap();
         assert_eq!(decode(&link).unwrap(), private);
         assert!(
-            String::from_utf8(b64url_decode(&link[PREFIX.len()..]).unwrap())
+            String::from_utf8(b64::decode_url(&link[PREFIX.len()..]).unwrap())
                 .unwrap()
                 .ends_with(&format!(
                     "\"mode\":\"private\",\"key\":\"{}\",\"epoch\":7}}",
@@ -376,7 +298,7 @@ mod tests {
     }
 
     fn link_of(json: &str) -> String {
-        format!("{PREFIX}{}", b64url_encode(json.as_bytes()))
+        format!("{PREFIX}{}", b64::encode_url(json.as_bytes()))
     }
 
     #[test]

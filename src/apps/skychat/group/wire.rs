@@ -17,7 +17,7 @@ use miniserde::json::{Object, Value};
 
 use super::crypt::GroupKey;
 use super::entry::GroupId;
-use super::invite::{b64url_decode, b64url_encode};
+use crate::apps::skychat::b64;
 use crate::crypto::PublicKey;
 use crate::crypto::hex;
 use crate::http::json::{Fields, Ordered, Out};
@@ -141,10 +141,10 @@ impl GroupMsg {
             GroupMsg::Sub { since, .. } => o.field("since", Out::U64(*since)),
             GroupMsg::Batch { pruned, es, .. } => o.field("pruned", Out::U64(*pruned)).field(
                 "es",
-                Out::Arr(es.iter().map(|e| Out::Str(b64url_encode(e))).collect()),
+                Out::Arr(es.iter().map(|e| Out::Str(b64::encode_url(e))).collect()),
             ),
             GroupMsg::Entry { e, .. } | GroupMsg::Submit { e, .. } => {
-                o.field("e", Out::Str(b64url_encode(e)))
+                o.field("e", Out::Str(b64::encode_url(e)))
             }
             GroupMsg::Ok { id, seq, .. } => o
                 .field("id", Out::Str(format!("{id:016x}")))
@@ -190,7 +190,7 @@ fn entry_id(s: &str) -> Result<u64, String> {
 }
 
 fn bytes(s: &str, field: &str) -> Result<Vec<u8>, String> {
-    b64url_decode(s).map_err(|e| format!("field `{field}`: not base64url: {e}"))
+    b64::decode_url(s).map_err(|e| format!("field `{field}`: not base64url: {e}"))
 }
 
 fn decode_known(ty: &str, obj: &Object) -> Result<GroupMsg, String> {

@@ -57,10 +57,23 @@ impl FeedLog {
 
     /// Appends one entry and syncs it.
     pub fn append(&mut self, entry: &[u8]) -> Result<(), String> {
-        let mut rec = Vec::with_capacity(8 + entry.len());
-        rec.extend_from_slice(&(entry.len() as u32).to_be_bytes());
-        rec.extend_from_slice(&crc32(entry).to_be_bytes());
-        rec.extend_from_slice(entry);
+        self.append_all(&[entry])
+    }
+
+    /// Appends `entries` in order with one write and one sync (a catch-up batch: one sync
+    /// per batch, not per entry).
+    pub fn append_all<E: AsRef<[u8]>>(&mut self, entries: &[E]) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let total: usize = entries.iter().map(|e| 8 + e.as_ref().len()).sum();
+        let mut rec = Vec::with_capacity(total);
+        for e in entries {
+            let e = e.as_ref();
+            rec.extend_from_slice(&(e.len() as u32).to_be_bytes());
+            rec.extend_from_slice(&crc32(e).to_be_bytes());
+            rec.extend_from_slice(e);
+        }
         self.f
             .write_all(&rec)
             .and_then(|_| self.f.sync_data())
@@ -238,9 +251,12 @@ mod tests {
         assert_eq!(e, vec![b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(r.cut_bytes, 6);
         l.append(b"three").unwrap();
+        l.append_all(&[b"four".as_slice(), b"five"]).unwrap();
+        l.append_all::<&[u8]>(&[]).unwrap();
         drop(l);
         let (_, e, r) = FeedLog::open(&p).unwrap();
-        assert_eq!(e.len(), 3);
+        assert_eq!(e.len(), 5);
+        assert_eq!(e[3..], [b"four".to_vec(), b"five".to_vec()]);
         assert_eq!(r.cut_bytes, 0);
         // A flipped byte ends the replay there.
         let mut raw = fs::read(&p).unwrap();
