@@ -52,6 +52,7 @@ enum Sub {
     Web(WebCmd),
     Passwd(PasswdCmd),
     Group(super::skychat_group::GroupCmd),
+    Pair(super::skychat_pair::PairCmd),
 }
 
 impl SkychatCmd {
@@ -79,6 +80,7 @@ impl SkychatCmd {
                         Sub::Alias(c) => c.run(&s).await,
                         Sub::Web(c) => c.run(&s),
                         Sub::Group(c) => c.run(&s).await,
+                        Sub::Pair(c) => c.run(&s).await,
                         Sub::Passwd(_) => Ok(()),
                     }
                 })
@@ -447,7 +449,7 @@ struct EventsCmd {
     /// start after this seq (default: from now; 0: everything the ring holds)
     #[argh(option)]
     since: Option<u64>,
-    /// channels: dm, system, or all (default all)
+    /// channels, comma-separated: dm, system, group, pair, or all (default all)
     #[argh(option, default = "String::from(\"all\")")]
     channel: String,
     /// exit after this many events
@@ -464,9 +466,9 @@ struct EventsCmd {
 impl EventsCmd {
     async fn run(self, s: Surface) -> CmdResult {
         for c in self.channel.split(',') {
-            if !matches!(c, "dm" | "system" | "all") {
+            if !matches!(c, "dm" | "system" | "group" | "pair" | "all") {
                 return Err(CmdError::usage(format!(
-                    "--channel {c}: a channel is dm, system or all"
+                    "--channel {c}: a channel is dm, system, group, pair or all"
                 )));
             }
         }

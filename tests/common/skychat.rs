@@ -31,10 +31,16 @@ pub fn config_field(cfg: &str, key: &str) -> String {
 
 impl Node {
     pub fn new(name: &str, disc: &str, relay: &str) -> Node {
+        Node::with_args(name, disc, relay, &[])
+    }
+
+    /// A node whose skychat gets `extra` app arguments after `--addr`.
+    pub fn with_args(name: &str, disc: &str, relay: &str, extra: &[&str]) -> Node {
         let dir = tmp(&format!("skychat-{name}"));
         let port = free_port();
+        let extra: String = extra.iter().map(|a| format!(", {}", json_str(a))).collect();
         let apps = format!(
-            r#"[{{"name": "skychat", "args": ["--addr", "127.0.0.1:{port}"], "auto_start": true}}]"#
+            r#"[{{"name": "skychat", "args": ["--addr", "127.0.0.1:{port}"{extra}], "auto_start": true}}]"#
         );
         let config = write_config(&dir, None, &apps);
         let mut cfg = std::fs::read_to_string(&config).unwrap();

@@ -63,6 +63,10 @@ struct Args {
     /// messages accepted per 10 s from one peer, burst twice that (default 200; 0 = unlimited)
     #[argh(option, default = "200")]
     peer_rate: u32,
+    /// turn pairing on (`skywire cli skychat pair …`; off by default: the /pair routes answer
+    /// 503 and peers' pair envelopes are refused)
+    #[argh(switch)]
+    pair_enable: bool,
 }
 
 /// The parsed arguments.
@@ -74,6 +78,7 @@ struct Opts {
     tcp_peers: Vec<(PublicKey, String)>,
     chat: ChatConfig,
     limits: StoreLimits,
+    pair_enable: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Opts, String> {
@@ -123,6 +128,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             total_bytes: a.history_max_bytes,
             ttl: Duration::from_secs(a.history_ttl_days * 24 * 3600),
         },
+        pair_enable: a.pair_enable,
     })
 }
 
@@ -225,6 +231,12 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
         chat.attach_groups(g.clone())?;
         g.start(&chat);
     }
+    // Pairing: only when asked for (its book and inbox live in the app's directory).
+    if opts.pair_enable {
+        let p = super::pair::Pairs::open(&dir, chat.hub().clone(), ctx.ex.clone())?;
+        log::info!("skychat: pairing on, {} pair(s) restored", p.list().len());
+        chat.attach_pairs(p)?;
+    }
     let overlay = ctx
         .net
         .listen(PORT)
@@ -322,6 +334,8 @@ mod tests {
         assert_eq!(o.tcp_peers.len(), 1);
         assert_eq!(o.chat.tcp_whitelist.len(), 2);
         assert_eq!(o.chat.per_peer_rate, 0);
+        assert!(!o.pair_enable);
+        assert!(parse_args(&args(&["--pair-enable"])).unwrap().pair_enable);
         for bad in [
             &["--max-message", "0"][..],
             &["--max-message", "70000"],

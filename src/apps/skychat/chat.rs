@@ -346,6 +346,8 @@ struct Inner {
     store: std::sync::OnceLock<StoreHandle>,
     /// The group service, when the host lends the app its identity.
     groups: std::sync::OnceLock<super::groups::Groups>,
+    /// The pairing service, with `--pair-enable`.
+    pairs: std::sync::OnceLock<super::pair::Pairs>,
 }
 
 /// The engine (cheap to clone).
@@ -397,6 +399,7 @@ impl Chat {
             c: Counters::default(),
             store: std::sync::OnceLock::new(),
             groups: std::sync::OnceLock::new(),
+            pairs: std::sync::OnceLock::new(),
         }))
     }
 
@@ -419,6 +422,19 @@ impl Chat {
     /// The group service, if any.
     pub fn groups(&self) -> Option<&super::groups::Groups> {
         self.0.groups.get()
+    }
+
+    /// Serves pairing with `p` from now on (once).
+    pub fn attach_pairs(&self, p: super::pair::Pairs) -> Result<(), String> {
+        self.0
+            .pairs
+            .set(p)
+            .map_err(|_| "a pairing service is attached already".to_string())
+    }
+
+    /// The pairing service, if pairing is on.
+    pub fn pairs(&self) -> Option<&super::pair::Pairs> {
+        self.0.pairs.get()
     }
 
     /// A connection to `peer` (cached, else dialled) for the group service.
@@ -861,6 +877,19 @@ impl Chat {
                     self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
                 }
             },
+            Envelope::Pair(m) => {
+                let answer = match self.pairs() {
+                    Some(p) => p.on_msg(self, peer, net_name(pc.network), m).await,
+                    None => {
+                        self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
+                        Envelope::Nack {
+                            id: m.id(),
+                            reason: super::pair::OFF_FOR_PEERS.into(),
+                        }
+                    }
+                };
+                let _ = self.write(pc, &answer).await;
+            }
             Envelope::Unknown(t) => {
                 log::debug!("skychat: {peer} sent an envelope of unknown type {t:?}");
                 self.0.c.in_drop.fetch_add(1, Ordering::Relaxed);
@@ -1318,6 +1347,10 @@ impl Drop for PendingGuard<'_> {
         lock(&self.0.0.pending).remove(&self.1);
     }
 }
+
+#[path = "chat_request.rs"]
+mod request;
+pub use request::ReqFail;
 
 #[cfg(test)]
 #[path = "chat_tests.rs"]

@@ -58,30 +58,36 @@ pub enum Channel {
     System,
     /// Group posts (`group` set on the event).
     Group,
+    /// Pairing: pair messages (kind message) and invite/accept/decline/remove (kind status,
+    /// `status` naming it).
+    Pair,
 }
 
 impl Channel {
-    /// `dm` | `system` | `group`.
+    /// `dm` | `system` | `group` | `pair`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Channel::Dm => "dm",
             Channel::System => "system",
             Channel::Group => "group",
+            Channel::Pair => "pair",
         }
     }
 
-    /// Parses `dm`, `system`.
+    /// Parses `dm`, `system`, `group`, `pair`.
     pub fn parse(s: &str) -> Option<Channel> {
         match s {
             "dm" => Some(Channel::Dm),
             "system" => Some(Channel::System),
             "group" => Some(Channel::Group),
+            "pair" => Some(Channel::Pair),
             _ => None,
         }
     }
 
     /// Every channel.
-    pub const ALL: &'static [Channel] = &[Channel::Dm, Channel::System, Channel::Group];
+    pub const ALL: &'static [Channel] =
+        &[Channel::Dm, Channel::System, Channel::Group, Channel::Pair];
 }
 
 /// What happened.
@@ -157,9 +163,45 @@ impl Event {
         )
     }
 
+    /// A pairing event's form (`/events`): `channel` `pair`, `type` `message` or the
+    /// pairing step (`invite`, `accepted`, `declined`, `removed`), the other visor as `peer`.
+    pub fn pair_json(&self) -> Option<String> {
+        if self.channel != Channel::Pair {
+            return None;
+        }
+        let ty = match self.kind {
+            Kind::Message => "message",
+            _ => self.status.unwrap_or("status"),
+        };
+        let peer = if self.dir == Dir::In {
+            self.from
+        } else {
+            self.to
+        };
+        let mut o = Ordered::new()
+            .field("seq", Out::U64(self.seq))
+            .field("id", Out::Str(self.id.to_string()))
+            .field("ts", Out::U64(self.ts_ms))
+            .field("channel", Out::Str("pair".into()))
+            .field("type", Out::Str(ty.into()))
+            .field("dir", Out::Str(self.dir.as_str().into()))
+            .field("peer", Out::Str(peer.to_string()))
+            .field("from", Out::Str(self.from.to_string()))
+            .field("to", Out::Str(self.to.to_string()));
+        if self.kind == Kind::Message {
+            o = o
+                .field("text", Out::Str(self.text.clone()))
+                .field("len", Out::U64(self.text.len() as u64));
+        }
+        Some(o.to_compact())
+    }
+
     /// The structured form (`/events`).
     pub fn structured_json(&self) -> String {
         if let Some(j) = self.group_json() {
+            return j;
+        }
+        if let Some(j) = self.pair_json() {
             return j;
         }
         let mut o = Ordered::new()

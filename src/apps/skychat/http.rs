@@ -273,7 +273,7 @@ pub fn parse_history_query(req: &Request) -> Result<(Option<PeerRef>, usize), Re
 }
 
 /// The channels a `/events` request asks for.
-pub const CHANNELS: [&str; 3] = ["dm", "system", "group"];
+pub const CHANNELS: [&str; 4] = ["dm", "system", "group", "pair"];
 
 /// Parses `GET /events?channel=dm,system,group|all&since=` (and `Last-Event-ID`): the channel
 /// names (default all) and the resume point.
@@ -441,6 +441,7 @@ pub fn gate(
 }
 
 pub mod groups;
+pub mod pair;
 mod routes;
 pub mod sse;
 

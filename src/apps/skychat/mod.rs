@@ -9,6 +9,7 @@
 //! - [`aliases`]: the alias book;
 //! - [`b64`]: base64 (URL-safe for invites and entries, standard for Basic credentials);
 //! - [`group`]: groups as signed feeds (sans-IO);
+//! - [`pair`]: pairing (`--pair-enable`): invites, pairs and their messages;
 //! - [`app`]: the app definition and its start in each mode.
 
 pub mod aliases;
@@ -20,6 +21,7 @@ pub mod events;
 pub mod group;
 pub mod groups;
 pub mod http;
+pub mod pair;
 pub mod proto;
 pub mod store;
 pub mod web;

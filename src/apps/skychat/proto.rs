@@ -1,7 +1,7 @@
 //! The skychat peer protocol (docs/protocol.md "Skychat"): frames of `u32be length ‖ payload`
 //! (1 ≤ length ≤ [`MAX_FRAME`]); a payload is plain UTF-8 text or a JSON envelope
-//! (`chat-msg`, `chat-ack`, `chat-read`, `chat-nack`, and the `group-*` envelopes of
-//! [`GroupMsg`]). Sans-IO apart from the two small
+//! (`chat-msg`, `chat-ack`, `chat-read`, `chat-nack`, the `group-*` envelopes of
+//! [`GroupMsg`] and the `pair-*` ones of [`PairMsg`]). Sans-IO apart from the two small
 //! async helpers at the end.
 
 use std::fmt;
@@ -11,6 +11,7 @@ use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use miniserde::json::{self, Value};
 
 pub use super::group::wire::GroupMsg;
+pub use super::pair::wire::PairMsg;
 use crate::http::json::{Ordered, Out};
 
 /// The largest payload a frame may carry.
@@ -84,6 +85,8 @@ pub enum Envelope {
     },
     /// A `group-*` envelope (docs/protocol.md "Skychat groups: messages").
     Group(GroupMsg),
+    /// A `pair-*` envelope (docs/protocol.md "Skychat pairing").
+    Pair(PairMsg),
     /// A JSON envelope of a type we do not know (its type).
     Unknown(String),
 }
@@ -134,6 +137,7 @@ pub fn encode(env: &Envelope) -> Vec<u8> {
             .field("id", Out::Str(id.to_string()))
             .field("reason", Out::Str(reason.clone())),
         Envelope::Group(g) => g.to_ordered(),
+        Envelope::Pair(p) => p.to_ordered(),
         Envelope::Unknown(t) => o.field("type", Out::Str(t.clone())),
     };
     o.to_compact().into_bytes()
@@ -200,7 +204,10 @@ pub fn decode(payload: &[u8]) -> Result<Envelope, ProtoError> {
         },
         other => match GroupMsg::decode(other, &o) {
             Some(g) => Envelope::Group(g.map_err(ProtoError)?),
-            None => Envelope::Unknown(other.to_string()),
+            None => match PairMsg::decode(other, &o) {
+                Some(p) => Envelope::Pair(p.map_err(ProtoError)?),
+                None => Envelope::Unknown(other.to_string()),
+            },
         },
     })
 }

@@ -94,6 +94,7 @@ async fn route(
         ("POST", "/aliases") => alias_add(chat, &req),
         ("POST", "/aliases/rm") => alias_rm(chat, &req),
         (_, p) if super::groups::is_group_path(p) => Ok(super::groups::route(chat, &req).await),
+        (_, p) if super::pair::is_pair_path(p) => Ok(super::pair::route(chat, &req).await),
         (_, p) if KNOWN.contains(&p) => Err(Response::error(
             405,
             format!("{} is not served on {p}", req.method),
@@ -120,6 +121,7 @@ const KNOWN: &[&str] = &[
     "/aliases",
     "/aliases/rm",
     "/groups",
+    "/pair",
     "/health",
     "/login",
 ];
@@ -395,6 +397,7 @@ fn status(chat: &Chat, errors: &ErrorCount) -> Response {
         .field("active_peer_conns", Out::U64(s.active_peer_conns as u64))
         .field("peers", Out::Arr(peers))
         .field("persistence_enabled", Out::Bool(s.persistence_enabled))
+        .field("pairing_enabled", Out::Bool(chat.pairs().is_some()))
         .field("frame_proto_version", Out::U64(1))
         .field("schema_version", Out::Str("v1".into()))
         .field("app_uptime_sec", Out::U64(s.started.elapsed().as_secs()))

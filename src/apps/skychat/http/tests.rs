@@ -238,7 +238,7 @@ fn queries_parse_and_refuse_garbage() {
         assert_eq!(r.status, 400, "{q}");
     }
     let (c, s) = parse_events_query(&req("GET", "/events", &[])).unwrap();
-    assert_eq!((c, s), (vec!["dm", "system", "group"], None));
+    assert_eq!((c, s), (vec!["dm", "system", "group", "pair"], None));
     let (c, s) = parse_events_query(&req("GET", "/events?channel=dm&since=42", &[])).unwrap();
     assert_eq!((c, s), (vec!["dm"], Some(42)));
     let (c, s) = parse_events_query(&req(
