@@ -62,7 +62,8 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --features skywire/test-apps -- -D warnings
 	$(CARGO) clippy -p skywire --lib --bins --no-default-features -- -D warnings
-	$(CARGO) clippy -p skywire --lib --bins --no-default-features --features app-pty -- -D warnings
+	@# Each app alone on the minimal build (every app-* feature and skynet).
+	bash scripts/features.sh
 
 bench:
 	$(CARGO) bench -- --write docs/benchmarks.md

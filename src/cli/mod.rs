@@ -35,6 +35,7 @@ mod skychat;
 mod skychat_group;
 #[cfg(feature = "app-skychat")]
 mod skychat_http;
+#[cfg(feature = "app-skychat")]
 mod skychat_pair;
 #[cfg(feature = "app-skychat")]
 mod skychat_tui;
