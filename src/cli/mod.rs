@@ -24,6 +24,8 @@ mod dmsg_tools;
 mod keys;
 mod netflags;
 mod out;
+#[cfg(feature = "app-resolver")]
+mod proxies;
 #[cfg(feature = "app-skysocks-client")]
 mod proxy;
 #[cfg(feature = "app-pty")]
