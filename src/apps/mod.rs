@@ -13,6 +13,8 @@ pub mod pty;
 pub mod resolver;
 #[cfg(feature = "app-skychat")]
 pub mod skychat;
+#[cfg(feature = "app-skynet-fwd")]
+pub mod skynet_fwd;
 #[cfg(feature = "app-skysocks")]
 pub mod skysocks;
 #[cfg(feature = "app-skysocks-client")]
@@ -20,7 +22,8 @@ pub mod skysocks_client;
 #[cfg(any(
     feature = "app-skysocks",
     feature = "app-skysocks-client",
-    feature = "app-resolver"
+    feature = "app-resolver",
+    feature = "app-skynet-fwd"
 ))]
 pub mod socks5;
 #[cfg(feature = "test-apps")]
@@ -42,6 +45,10 @@ pub static APPS: &[&AppDef] = &[
     &skysocks_client::DEF,
     #[cfg(feature = "app-resolver")]
     &resolver::DEF,
+    #[cfg(feature = "app-skynet-fwd")]
+    &skynet_fwd::srv::DEF,
+    #[cfg(feature = "app-skynet-fwd")]
+    &skynet_fwd::client::DEF,
     #[cfg(feature = "test-apps")]
     &testapps::TEST_A,
     #[cfg(feature = "test-apps")]
