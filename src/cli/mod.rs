@@ -41,6 +41,8 @@ mod skychat_http;
 mod skychat_tui;
 #[cfg(feature = "skynet")]
 mod skynet;
+#[cfg(feature = "app-skynet-fwd")]
+mod skynet_fwd;
 mod visor;
 
 /// Opens a byte stream to a peer's port through the running visor (RPC `POST /v1/dial`), the
@@ -255,6 +257,8 @@ enum CliSub {
     Skychat(skychat::SkychatCmd),
     #[cfg(feature = "app-skysocks-client")]
     Proxy(proxy::ProxyCmd),
+    #[cfg(feature = "app-skynet-fwd")]
+    Skynet(skynet_fwd::SkynetCmd),
 }
 
 impl CliCmd {
@@ -268,6 +272,8 @@ impl CliCmd {
             CliSub::Skychat(c) => c.run(),
             #[cfg(feature = "app-skysocks-client")]
             CliSub::Proxy(c) => c.run(),
+            #[cfg(feature = "app-skynet-fwd")]
+            CliSub::Skynet(c) => c.run(),
         }
     }
 }
