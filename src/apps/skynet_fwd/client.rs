@@ -81,7 +81,11 @@ fn parse_args(args: &[String]) -> Result<Option<Fwd>, String> {
     let a: Args = crate::app::parse_args("skynet-client", args)?;
     match (a.srv, a.remote, a.local) {
         (None, None, None) if a.name.is_none() => Ok(None),
-        (Some(s), Some(r), Some(l)) => fwd(&s, r, l, a.name.as_deref(), &a.via).map(Some),
+        (Some(s), Some(r), Some(l)) => {
+            // The argument is --srv here (--pk in the CLI and the control request).
+            PublicKey::from_hex(&s).map_err(|e| format!("--srv {s:?}: {e}"))?;
+            fwd(&s, r, l, a.name.as_deref(), &a.via).map(Some)
+        }
         _ => Err("--srv, --remote and --local go together".into()),
     }
 }
@@ -418,7 +422,7 @@ mod tests {
             (vec!["--srv", &pk, "--remote", "80"], "go together"),
             (
                 vec!["--srv", "zz", "--remote", "80", "--local", "1"],
-                "--pk",
+                "--srv \"zz\"",
             ),
             (
                 vec!["--srv", &pk, "--remote", "0", "--local", "1"],
