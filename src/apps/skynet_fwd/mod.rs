@@ -18,7 +18,8 @@
 //!
 //! Budgets (docs/architecture.md): skynet-srv serves at most [`MAX_CONNS`] streams at once
 //! ([`MAX_CONNS_PER_PEER`] per PK), more answered `busy`; the header within
-//! [`HEADER_TIMEOUT`]; at most [`MAX_INSTANCES`] exposures or forwards per app; each
+//! [`HEADER_TIMEOUT`] (the server's local connect and the client's dial each within it
+//! too); at most [`MAX_INSTANCES`] exposures or forwards per app; each
 //! skynet-client forward at most [`MAX_CONNS`] local connections; two splice buffers per
 //! forwarded connection.
 

@@ -313,7 +313,14 @@ impl Srv {
             .await;
             return None;
         }
-        match async_net::TcpStream::connect(("127.0.0.1", port)).await {
+        // Bounded too: a local listener with a full backlog would otherwise hold the stream.
+        let connect = within(
+            HEADER_TIMEOUT,
+            async_net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        .unwrap_or_else(|| Err(std::io::ErrorKind::TimedOut.into()));
+        match connect {
             Ok(t) => {
                 let _ = t.set_nodelay(true);
                 reply(conn, Status::Ok, "").await;
