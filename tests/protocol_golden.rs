@@ -242,3 +242,47 @@ fn skysocks_golden() {
         &hex::encode(&proto::auth_status(false)),
     );
 }
+
+/// docs/protocol.md "Skynet port forwarding": the request, the grant and a refusal, each as
+/// the doc's sentence shows it (the short ones in their sentence, so that they cannot match
+/// elsewhere), and parsed back.
+#[cfg(feature = "app-skynet-fwd")]
+#[test]
+fn skynet_fwd_golden() {
+    use skywire::apps::skynet_fwd::proto::{self, Status};
+    let req = hex::encode(&proto::encode_request(8080));
+    print("skynet-fwd request", &req);
+    assert_in_doc(
+        "skynet-fwd request",
+        &format!("arequestforport8080is`{req}`"),
+    );
+    let mut ok = Vec::new();
+    proto::encode_response(Status::Ok, "", &mut ok);
+    let ok_hex = hex::encode(&ok);
+    print("skynet-fwd grant", &ok_hex);
+    assert_in_doc("skynet-fwd grant", &format!("theanswer`{ok_hex}`grantsit"));
+    let why = "port 81 is not exposed";
+    let mut no = Vec::new();
+    proto::encode_response(Status::NotExposed, why, &mut no);
+    let no_hex = hex::encode(&no);
+    print("skynet-fwd refusal", &no_hex);
+    assert_in_doc("skynet-fwd refusal", &no_hex);
+    assert_in_doc(
+        "skynet-fwd refusal reason",
+        &format!("`{}`(22bytes)", why.replace(' ', "")),
+    );
+    assert_eq!(no.len(), 2 + 22);
+    // And back.
+    assert_eq!(
+        proto::parse_request(&proto::encode_request(8080)),
+        Ok(Some((8080, 3)))
+    );
+    assert_eq!(
+        proto::parse_response(&ok),
+        Ok(Some(((Status::Ok, String::new()), 2)))
+    );
+    assert_eq!(
+        proto::parse_response(&no),
+        Ok(Some(((Status::NotExposed, why.to_string()), 24)))
+    );
+}

@@ -9,13 +9,22 @@
 pub mod logserver;
 #[cfg(feature = "app-pty")]
 pub mod pty;
+#[cfg(feature = "app-resolver")]
+pub mod resolver;
 #[cfg(feature = "app-skychat")]
 pub mod skychat;
+#[cfg(feature = "app-skynet-fwd")]
+pub mod skynet_fwd;
 #[cfg(feature = "app-skysocks")]
 pub mod skysocks;
 #[cfg(feature = "app-skysocks-client")]
 pub mod skysocks_client;
-#[cfg(any(feature = "app-skysocks", feature = "app-skysocks-client"))]
+#[cfg(any(
+    feature = "app-skysocks",
+    feature = "app-skysocks-client",
+    feature = "app-resolver",
+    feature = "app-skynet-fwd"
+))]
 pub mod socks5;
 #[cfg(feature = "test-apps")]
 mod testapps;
@@ -34,6 +43,12 @@ pub static APPS: &[&AppDef] = &[
     &skysocks::DEF,
     #[cfg(feature = "app-skysocks-client")]
     &skysocks_client::DEF,
+    #[cfg(feature = "app-resolver")]
+    &resolver::DEF,
+    #[cfg(feature = "app-skynet-fwd")]
+    &skynet_fwd::srv::DEF,
+    #[cfg(feature = "app-skynet-fwd")]
+    &skynet_fwd::client::DEF,
     #[cfg(feature = "test-apps")]
     &testapps::TEST_A,
     #[cfg(feature = "test-apps")]

@@ -24,6 +24,8 @@ mod dmsg_tools;
 mod keys;
 mod netflags;
 mod out;
+#[cfg(feature = "app-resolver")]
+mod proxies;
 #[cfg(feature = "app-skysocks-client")]
 mod proxy;
 #[cfg(feature = "app-pty")]
@@ -41,6 +43,8 @@ mod skychat_pair;
 mod skychat_tui;
 #[cfg(feature = "skynet")]
 mod skynet;
+#[cfg(feature = "app-skynet-fwd")]
+mod skynet_fwd;
 mod visor;
 
 /// Opens a byte stream to a peer's port through the running visor (RPC `POST /v1/dial`), the
@@ -255,6 +259,8 @@ enum CliSub {
     Skychat(skychat::SkychatCmd),
     #[cfg(feature = "app-skysocks-client")]
     Proxy(proxy::ProxyCmd),
+    #[cfg(feature = "app-skynet-fwd")]
+    Skynet(skynet_fwd::SkynetCmd),
 }
 
 impl CliCmd {
@@ -268,6 +274,8 @@ impl CliCmd {
             CliSub::Skychat(c) => c.run(),
             #[cfg(feature = "app-skysocks-client")]
             CliSub::Proxy(c) => c.run(),
+            #[cfg(feature = "app-skynet-fwd")]
+            CliSub::Skynet(c) => c.run(),
         }
     }
 }

@@ -87,6 +87,8 @@ enum CliVisorSub {
     Ping(PingCmd),
     Ports(PortsCmd),
     App(CliAppCmd),
+    #[cfg(feature = "app-resolver")]
+    Proxies(super::proxies::ProxiesCmd),
     #[cfg(feature = "skynet")]
     Tp(super::skynet::TpCmd),
     #[cfg(feature = "skynet")]
@@ -110,6 +112,8 @@ impl CliVisor {
             CliVisorSub::Ping(c) => c.run(&rpc),
             CliVisorSub::Ports(c) => c.run(&rpc),
             CliVisorSub::App(c) => c.run(&rpc),
+            #[cfg(feature = "app-resolver")]
+            CliVisorSub::Proxies(c) => c.run(&rpc),
         }
     }
 }
