@@ -12,76 +12,15 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::ChildGuard;
 use common::dmsg::{start_disc, start_relay};
-use common::visor::{Visor, free_port, json_field, start_visor, text, tmp, write_config};
+use common::visor::{free_port, json_field, text, tmp};
 
-/// A visor's directory and config, joined to the test network (as tests/skysocks.rs).
-struct Node {
-    dir: PathBuf,
-    config: PathBuf,
-    pk: String,
-}
-
-fn config_field(cfg: &str, key: &str) -> String {
-    let pat = format!("\"{key}\": \"");
-    let i = cfg.find(&pat).unwrap_or_else(|| panic!("{key} in {cfg}"));
-    let rest = &cfg[i + pat.len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
-impl Node {
-    fn new(name: &str, disc: &str, relay: &str, apps: &str) -> Node {
-        let dir = tmp(&format!("resolver-{name}"));
-        let apps = format!(r#"[{{"name": "skychat", "auto_start": false}}{apps}]"#);
-        let config = write_config(&dir, None, &apps);
-        let mut cfg = std::fs::read_to_string(&config).unwrap();
-        for (from, to) in [
-            (
-                "\"discovery\": \"\"".to_string(),
-                format!("\"discovery\": \"{disc}\""),
-            ),
-            (
-                "\"servers\": []".to_string(),
-                format!("\"servers\": [\"{relay}\"]"),
-            ),
-            (
-                "\"listen\": \"127.0.0.1:0\"".to_string(),
-                format!("\"listen\": \"127.0.0.1:{}\"", free_port()),
-            ),
-        ] {
-            assert!(cfg.contains(&from), "{from} in {cfg}");
-            cfg = cfg.replacen(&from, &to, 1);
-        }
-        std::fs::write(&config, &cfg).unwrap();
-        Node {
-            pk: config_field(&cfg, "pk"),
-            dir,
-            config,
-        }
-    }
-
-    fn transport_to(&self, to: &Node) {
-        let cfg = std::fs::read_to_string(&self.config).unwrap();
-        let cfg = cfg.replacen(
-            "\"transports\": []",
-            &format!(
-                "\"transports\": [{{\"pk\": \"{}\", \"type\": \"stcp\"}}]",
-                to.pk
-            ),
-            1,
-        );
-        std::fs::write(&self.config, cfg).unwrap();
-    }
-
-    fn start(&self) -> Visor {
-        start_visor(&self.dir, Some(&self.config))
-    }
-}
+use common::net_node::Node;
 
 fn curl(args: &[&str]) -> Output {
     Command::new("curl")
@@ -154,6 +93,7 @@ fn dmsg_and_skynet_names_with_curl() {
     let (_disc_proc, disc) = start_disc();
     let relay = start_relay(&disc, &[]);
     let srv = Node::new(
+        "resolver",
         "srv",
         &disc,
         &relay.arg(),
@@ -163,6 +103,7 @@ fn dmsg_and_skynet_names_with_curl() {
     );
     let (p_dmsg, p_sky, p_socks) = (free_port(), free_port(), free_port());
     let cli = Node::new(
+        "resolver",
         "cli",
         &disc,
         &relay.arg(),
@@ -280,7 +221,7 @@ fn standalone_dmsg_mode_refuses_other_names() {
     use skywire::crypto::Keypair;
     let (_disc_proc, disc) = start_disc();
     let relay = start_relay(&disc, &[]);
-    let srv = Node::new("ssrv", &disc, &relay.arg(), "");
+    let srv = Node::new("resolver", "ssrv", &disc, &relay.arg(), "");
     let _sv = srv.start();
     let kp = Keypair::from_seed(&[41; 32]);
     let sk = common::visor::hex(kp.seed());

@@ -13,79 +13,15 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::ChildGuard;
 use common::dmsg::{start_disc, start_relay};
-use common::visor::{Visor, free_port, start_visor, sw, text, tmp, write_config};
+use common::visor::{Visor, free_port, sw, text, tmp};
 
-/// A visor's directory and config, joined to the test network (as tests/skysocks.rs).
-struct Node {
-    dir: PathBuf,
-    config: PathBuf,
-    pk: String,
-}
-
-fn config_field(cfg: &str, key: &str) -> String {
-    let pat = format!("\"{key}\": \"");
-    let i = cfg.find(&pat).unwrap_or_else(|| panic!("{key} in {cfg}"));
-    let rest = &cfg[i + pat.len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
-impl Node {
-    /// `apps`: more `launcher.apps` entries, each after a comma.
-    fn new(name: &str, disc: &str, relay: &str, apps: &str) -> Node {
-        let dir = tmp(&format!("skynet-fwd-{name}"));
-        // skychat off: two visors on one machine would both want 127.0.0.1:8001.
-        let apps = format!(r#"[{{"name": "skychat", "auto_start": false}}{apps}]"#);
-        let config = write_config(&dir, None, &apps);
-        let mut cfg = std::fs::read_to_string(&config).unwrap();
-        for (from, to) in [
-            (
-                "\"discovery\": \"\"".to_string(),
-                format!("\"discovery\": \"{disc}\""),
-            ),
-            (
-                "\"servers\": []".to_string(),
-                format!("\"servers\": [\"{relay}\"]"),
-            ),
-            (
-                "\"listen\": \"127.0.0.1:0\"".to_string(),
-                format!("\"listen\": \"127.0.0.1:{}\"", free_port()),
-            ),
-        ] {
-            assert!(cfg.contains(&from), "{from} in {cfg}");
-            cfg = cfg.replacen(&from, &to, 1);
-        }
-        std::fs::write(&config, &cfg).unwrap();
-        Node {
-            pk: config_field(&cfg, "pk"),
-            dir,
-            config,
-        }
-    }
-
-    /// A persistent stcp transport to `to`, from the config.
-    fn transport_to(&self, to: &Node) {
-        let cfg = std::fs::read_to_string(&self.config).unwrap();
-        let cfg = cfg.replacen(
-            "\"transports\": []",
-            &format!(
-                "\"transports\": [{{\"pk\": \"{}\", \"type\": \"stcp\"}}]",
-                to.pk
-            ),
-            1,
-        );
-        std::fs::write(&self.config, cfg).unwrap();
-    }
-
-    fn start(&self) -> Visor {
-        start_visor(&self.dir, Some(&self.config))
-    }
-}
+use common::net_node::Node;
 
 /// `skywire cli skynet --rpc … -c … args…`, which must succeed; its output.
 fn skynet(v: &Visor, args: &[&str]) -> String {
@@ -198,8 +134,8 @@ fn refused_forward(cv: &Visor, srv: &str, remote: u16, name: &str) -> String {
 fn forward_exposed_port_with_curl() {
     let (_disc_proc, disc) = start_disc();
     let relay = start_relay(&disc, &[]);
-    let b = Node::new("srv", &disc, &relay.arg(), "");
-    let a = Node::new("cli", &disc, &relay.arg(), "");
+    let b = Node::new("skynet-fwd", "srv", &disc, &relay.arg(), "");
+    let a = Node::new("skynet-fwd", "cli", &disc, &relay.arg(), "");
     a.transport_to(&b);
     let bv = b.start();
     let av = a.start();
@@ -377,8 +313,9 @@ fn forward_from_launcher_args_through_a_whitelist() {
     std::fs::write(www.join("hello.txt"), "from the launcher\n").unwrap();
     let (_www_proc, wport) = http_server(&www);
     // The client's PK is only known once its config is written.
-    let a = Node::new("acli", &disc, &relay.arg(), "");
+    let a = Node::new("skynet-fwd", "acli", &disc, &relay.arg(), "");
     let b = Node::new(
+        "skynet-fwd",
         "asrv",
         &disc,
         &relay.arg(),

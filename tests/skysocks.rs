@@ -11,78 +11,15 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::ChildGuard;
 use common::dmsg::{start_disc, start_relay};
-use common::visor::{Visor, free_port, start_visor, sw, text, tmp, write_config};
+use common::visor::{Visor, free_port, sw, text, tmp};
 
-/// A visor's directory and config, joined to the test network; `apps` its launcher.apps.
-struct Node {
-    dir: PathBuf,
-    config: PathBuf,
-    pk: String,
-}
-
-fn config_field(cfg: &str, key: &str) -> String {
-    let pat = format!("\"{key}\": \"");
-    let i = cfg.find(&pat).unwrap_or_else(|| panic!("{key} in {cfg}"));
-    let rest = &cfg[i + pat.len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
-impl Node {
-    fn new(name: &str, disc: &str, relay: &str, apps: &str) -> Node {
-        let dir = tmp(&format!("skysocks-{name}"));
-        // skychat off: two visors on one machine would both want 127.0.0.1:8001.
-        let apps = format!(r#"[{{"name": "skychat", "auto_start": false}}{apps}]"#);
-        let config = write_config(&dir, None, &apps);
-        let mut cfg = std::fs::read_to_string(&config).unwrap();
-        for (from, to) in [
-            (
-                "\"discovery\": \"\"".to_string(),
-                format!("\"discovery\": \"{disc}\""),
-            ),
-            (
-                "\"servers\": []".to_string(),
-                format!("\"servers\": [\"{relay}\"]"),
-            ),
-            (
-                "\"listen\": \"127.0.0.1:0\"".to_string(),
-                format!("\"listen\": \"127.0.0.1:{}\"", free_port()),
-            ),
-        ] {
-            assert!(cfg.contains(&from), "{from} in {cfg}");
-            cfg = cfg.replacen(&from, &to, 1);
-        }
-        std::fs::write(&config, &cfg).unwrap();
-        Node {
-            pk: config_field(&cfg, "pk"),
-            dir,
-            config,
-        }
-    }
-
-    /// A persistent stcp transport to `to`, from the config.
-    fn transport_to(&self, to: &Node) {
-        let cfg = std::fs::read_to_string(&self.config).unwrap();
-        let cfg = cfg.replacen(
-            "\"transports\": []",
-            &format!(
-                "\"transports\": [{{\"pk\": \"{}\", \"type\": \"stcp\"}}]",
-                to.pk
-            ),
-            1,
-        );
-        std::fs::write(&self.config, cfg).unwrap();
-    }
-
-    fn start(&self) -> Visor {
-        start_visor(&self.dir, Some(&self.config))
-    }
-}
+use common::net_node::Node;
 
 /// `skywire cli proxy --rpc … -c … args…`.
 fn proxy(v: &Visor, args: &[&str]) -> Output {
@@ -228,6 +165,7 @@ fn proxy_over_dmsg_with_curl_and_pysocks() {
     let (_disc_proc, disc) = start_disc();
     let relay = start_relay(&disc, &[]);
     let srv = Node::new(
+        "skysocks",
         "srv",
         &disc,
         &relay.arg(),
@@ -235,7 +173,7 @@ fn proxy_over_dmsg_with_curl_and_pysocks() {
             r#", {{"name": "skysocks", "args": ["--passcode", "{PASS}"], "auto_start": true}}"#
         ),
     );
-    let cli = Node::new("cli", &disc, &relay.arg(), "");
+    let cli = Node::new("skysocks", "cli", &disc, &relay.arg(), "");
     let mut sv = srv.start();
     let cv = cli.start();
 
@@ -525,12 +463,13 @@ fn proxy_over_skynet() {
     let (_disc_proc, disc) = start_disc();
     let relay = start_relay(&disc, &[]);
     let srv = Node::new(
+        "skysocks",
         "ssrv",
         &disc,
         &relay.arg(),
         r#", {"name": "skysocks", "auto_start": true}"#,
     );
-    let cli = Node::new("scli", &disc, &relay.arg(), "");
+    let cli = Node::new("skysocks", "scli", &disc, &relay.arg(), "");
     cli.transport_to(&srv);
     let _sv = srv.start();
     let cv = cli.start();
