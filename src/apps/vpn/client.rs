@@ -1,7 +1,9 @@
 //! vpn-client (app port 43): one tunnel at a time to a vpn-server, carrying all of this
 //! machine's IPv4 traffic. Inside the visor it is driven by `skywire cli vpn start <pk> |
 //! stop | status` through its control surface (`POST /v1/apps/vpn-client/control`);
-//! standalone, `--srv <pk>` starts the tunnel with the app.
+//! standalone, `--srv <pk>` starts the tunnel with the app. Inside the visor it starts with
+//! the visor and idles (a tunnel needs `cli vpn start`), so that the undo journal of a run
+//! that crashed is replayed at boot.
 //!
 //! Bringing a tunnel up:
 //! 1. dial the server's port 44 (`--via auto|dmsg|skynet`), send the hello with the networks
@@ -167,7 +169,9 @@ pub static DEF: AppDef = AppDef {
     port: Some(PORT),
     depends: &[],
     critical: false,
-    autostart: false,
+    // Idle until `cli vpn start`; started with the visor so that settings a crash left
+    // behind (a kill-switch above all) are undone at boot.
+    autostart: true,
     restart: RestartPolicy::OnFailure,
     tcp_listen: None,
     check_args: |a| parse_args(a).map(|_| ()),
@@ -621,6 +625,8 @@ impl Manager {
                 ),
             ));
         }
+        // Refused here, with what to do, where TUN devices cannot be made.
+        drop(Tun::open(&format!("{TUN_PREFIX}%d")).map_err(|e| (403, e))?);
         let stats = Arc::new(Stats::default());
         let state = Arc::new(Mutex::new(State {
             phase: "connecting",
@@ -719,8 +725,6 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
     if n > 0 {
         log::info!("vpn-client: restored {n} setting(s) left by a run that did not exit cleanly");
     }
-    // Fails here, with what to do, where TUN devices cannot be made.
-    drop(Tun::open(&format!("{TUN_PREFIX}%d"))?);
     let mgr = Arc::new(Manager {
         ctx: ctx.clone(),
         current: Mutex::new(None),

@@ -280,6 +280,8 @@ impl Server {
     async fn refuse(peer: &PublicKey, conn: &mut Conn, status: Status, why: &str) {
         log::info!("vpn-server: {peer} refused: {why}");
         let _ = write_frame(conn, &proto::encode_welcome(&Welcome::refuse(status, why))).await;
+        // A graceful close (FIN after the answer), so the answer is read before the end.
+        let _ = futures_lite::io::AsyncWriteExt::close(conn).await;
     }
 
     /// Serves one client until its session ends.
