@@ -58,7 +58,18 @@ fn vpn(lab: &Lab, which: &str, cfg: &std::path::Path, args: &[&str]) -> std::pro
 
 /// `skywire cli visor -c <cfg> app <verb> vpn-server` in the server namespace.
 fn app(lab: &Lab, cfg: &std::path::Path, verb: &str) -> std::process::Output {
-    lab.sw("s", &["cli", "visor", "-c", cfg.to_str().unwrap(), "app", verb, "vpn-server"])
+    lab.sw(
+        "s",
+        &[
+            "cli",
+            "visor",
+            "-c",
+            cfg.to_str().unwrap(),
+            "app",
+            verb,
+            "vpn-server",
+        ],
+    )
 }
 
 /// The client's routes.
@@ -98,7 +109,9 @@ fn over_dmsg_the_outside_sees_the_server_and_every_setting_comes_back() {
     lab.keep(server);
     let (_, client) = lab.visor("c", &ccfg, "client.log");
     lab.keep(client);
-    wait_until(20, "vpn-server running", || lab.nft("s").contains("skywire_vpn_server"));
+    wait_until(20, "vpn-server running", || {
+        lab.nft("s").contains("skywire_vpn_server")
+    });
     assert_eq!(lab.forwarding("s"), "1");
 
     // Without the VPN the outside cannot be reached.
@@ -107,7 +120,11 @@ fn over_dmsg_the_outside_sees_the_server_and_every_setting_comes_back() {
 
     let o = vpn(&lab, "c", &ccfg, &["start", &spk, "--dns", LAB_DNS]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("VPN up: 192.168.2.2 via 192.168.2.1"), "{}", text(&o));
+    assert!(
+        text(&o).contains("VPN up: 192.168.2.2 via 192.168.2.1"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(lab.curl("c", OUTSIDE_URL).as_deref(), Some(SERVER_EGRESS));
     let ping = lab.run("c", "ping", &["-c", "3", "-W", "2", "10.99.9.1"]);
     assert!(ping.status.success(), "{}", text(&ping));
@@ -115,13 +132,22 @@ fn over_dmsg_the_outside_sees_the_server_and_every_setting_comes_back() {
     assert_eq!(lab.curl("c", LAN_URL), None);
     // The relay is pinned outside the tunnel; the two halves of the address space go in.
     let r = routes(&lab);
-    assert!(r.contains("0.0.0.0/1 dev swvpnc0") && r.contains("128.0.0.0/1 dev swvpnc0"), "{r}");
+    assert!(
+        r.contains("0.0.0.0/1 dev swvpnc0") && r.contains("128.0.0.0/1 dev swvpnc0"),
+        "{r}"
+    );
     assert!(r.contains("10.99.3.1 via 10.99.1.1 dev c0"), "{r}");
     let resolv = std::fs::read_to_string(etc.join("resolv.conf")).unwrap();
-    assert!(resolv.contains(&format!("nameserver {LAB_DNS}")), "{resolv}");
+    assert!(
+        resolv.contains(&format!("nameserver {LAB_DNS}")),
+        "{resolv}"
+    );
     // Status: addresses, network, bytes, and a round trip once a keepalive came back.
     wait_until(15, "a round-trip time", || {
-        st(&json(&vpn(&lab, "c", &ccfg, &["status", "--json"])), &["tunnel", "rtt_ms"]) != ""
+        st(
+            &json(&vpn(&lab, "c", &ccfg, &["status", "--json"])),
+            &["tunnel", "rtt_ms"],
+        ) != ""
     });
     let s = json(&vpn(&lab, "c", &ccfg, &["status", "--json"]));
     assert_eq!(st(&s, &["tunnel", "network"]), "dmsg");
@@ -131,12 +157,18 @@ fn over_dmsg_the_outside_sees_the_server_and_every_setting_comes_back() {
     assert!(human.contains("rtt ") && human.contains(" ms"), "{human}");
     // The server lists its client.
     let l = vpn(&lab, "s", &scfg, &["list"]);
-    assert!(text(&l).contains("192.168.2.2") && text(&l).contains("swvpns0"), "{}", text(&l));
+    assert!(
+        text(&l).contains("192.168.2.2") && text(&l).contains("swvpns0"),
+        "{}",
+        text(&l)
+    );
 
     // The server's app stopped: its settings go back; the client waits, then comes back.
     let o = app(&lab, &scfg, "stop");
     assert!(o.status.success(), "{}", text(&o));
-    wait_until(10, "the server's table removed", || !lab.nft("s").contains("skywire_vpn_server"));
+    wait_until(10, "the server's table removed", || {
+        !lab.nft("s").contains("skywire_vpn_server")
+    });
     assert_eq!(lab.forwarding("s"), forward_before);
     assert_eq!(lab.curl("c", OUTSIDE_URL), None);
     let o = app(&lab, &scfg, "start");
@@ -150,7 +182,8 @@ fn over_dmsg_the_outside_sees_the_server_and_every_setting_comes_back() {
     assert_eq!(lab.forwarding("s"), "1");
     let (_, server) = lab.visor("s", &scfg, "server2.log");
     wait_tunnel_up(&lab, &ccfg, 60);
-    assert!(lab.log("server2.log").contains("restored 2 setting(s)"), "{}", lab.log("server2.log"));
+    let log = lab.log("server2.log");
+    assert!(log.contains("restored 2 setting(s)"), "{log}");
     sigterm(server.id());
     lab.keep(server);
     wait_until(10, "the server's table removed at exit", || {
@@ -167,7 +200,10 @@ fn over_dmsg_the_outside_sees_the_server_and_every_setting_comes_back() {
         "nameserver 192.0.2.53\n"
     );
     let s = json(&vpn(&lab, "c", &ccfg, &["status", "--json"]));
-    assert!(matches!(common::netns::at(&s, &["tunnel"]), miniserde::json::Value::Null));
+    assert!(matches!(
+        common::netns::at(&s, &["tunnel"]),
+        miniserde::json::Value::Null
+    ));
 }
 
 fn sh_kill9(pid: u32) {
@@ -176,7 +212,9 @@ fn sh_kill9(pid: u32) {
 }
 
 fn sigterm(pid: u32) {
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
 }
 
 #[test]
@@ -210,7 +248,10 @@ fn a_crashed_client_is_cleaned_up_at_the_next_start() {
     let o = app(&lab, &scfg, "stop");
     assert!(o.status.success(), "{}", text(&o));
     wait_until(30, "the client sees the tunnel down", || {
-        st(&json(&vpn(&lab, "c", &ccfg, &["status", "--json"])), &["tunnel", "state"]) != "up"
+        st(
+            &json(&vpn(&lab, "c", &ccfg, &["status", "--json"])),
+            &["tunnel", "state"],
+        ) != "up"
     });
     for _ in 0..3 {
         assert_eq!(lab.curl("c", OUTSIDE_URL), None);
@@ -233,9 +274,10 @@ fn a_crashed_client_is_cleaned_up_at_the_next_start() {
     let (_, client) = lab.visor("c", &ccfg, "client2.log");
     lab.keep(client);
     wait_until(20, "the crashed run undone", || {
-        !lab.nft("c").contains("skywire_vpn_killswitch") && routes(&lab) == before
+        lab.log("client2.log").contains("restored")
+            && !lab.nft("c").contains("skywire_vpn_killswitch")
+            && routes(&lab) == before
     });
-    assert!(lab.log("client2.log").contains("restored"), "{}", lab.log("client2.log"));
 }
 
 #[test]
@@ -250,7 +292,10 @@ fn over_skynet_and_in_tcp_mode() {
         &lab,
         &relay,
         "",
-        &[("\"listen\": \"0.0.0.0:7777\"", "\"listen\": \"10.99.3.1:7777\"")],
+        &[(
+            "\"listen\": \"0.0.0.0:7777\"",
+            "\"listen\": \"10.99.3.1:7777\"",
+        )],
     );
     let (spk, server) = lab.visor("s", &scfg, "server.log");
     lab.keep(server);
@@ -259,7 +304,12 @@ fn over_skynet_and_in_tcp_mode() {
     let (_, client) = lab.visor("c", &ccfg, "client.log");
     lab.keep(client);
     let before = routes(&lab);
-    let o = vpn(&lab, "c", &ccfg, &["start", &spk, "--via", "skynet", "--wait", "60"]);
+    let o = vpn(
+        &lab,
+        "c",
+        &ccfg,
+        &["start", &spk, "--via", "skynet", "--wait", "60"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("over skynet"), "{}", text(&o));
     assert_eq!(lab.curl("c", OUTSIDE_URL).as_deref(), Some(SERVER_EGRESS));
@@ -277,19 +327,36 @@ fn over_skynet_and_in_tcp_mode() {
     let srv = lab
         .cmd("s", &common::skywire_bin())
         .args(["app", "vpn-server", "run", "--mode", "tcp", "--sk", &sk])
-        .args(["--listen", "10.99.3.1:4044", "--state-dir", sdir.to_str().unwrap()])
+        .args([
+            "--listen",
+            "10.99.3.1:4044",
+            "--state-dir",
+            sdir.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(lab.dir.join("tcp-server.log")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(lab.dir.join("tcp-server.log")).unwrap(),
+        ))
         .spawn()
         .unwrap();
-    wait_until(10, "the TCP-mode server", || lab.nft("s").contains("skywire_vpn_server"));
+    wait_until(10, "the TCP-mode server", || {
+        lab.nft("s").contains("skywire_vpn_server")
+    });
     let peer = format!("tcp://{pk}@10.99.3.1:4044");
     let cli = lab
         .cmd("c", &common::skywire_bin())
         .args(["app", "vpn-client", "run", "--mode", "tcp", "--peer", &peer])
-        .args(["--state-dir", cdir.to_str().unwrap(), "--", "--srv", &pk.to_string()])
+        .args([
+            "--state-dir",
+            cdir.to_str().unwrap(),
+            "--",
+            "--srv",
+            &pk.to_string(),
+        ])
         .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(lab.dir.join("tcp-client.log")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(lab.dir.join("tcp-client.log")).unwrap(),
+        ))
         .spawn()
         .unwrap();
     wait_until(30, "traffic through the TCP-mode tunnel", || {
@@ -297,10 +364,18 @@ fn over_skynet_and_in_tcp_mode() {
     });
     assert!(routes(&lab).contains("10.99.3.1 via 10.99.1.1 dev c0"));
     sigterm(cli.id());
-    assert!(common::visor::wait_exit(cli, 15).is_some(), "{}", lab.log("tcp-client.log"));
+    assert!(
+        common::visor::wait_exit(cli, 15).is_some(),
+        "{}",
+        lab.log("tcp-client.log")
+    );
     assert_eq!(routes(&lab), before, "{}", lab.log("tcp-client.log"));
     sigterm(srv.id());
-    assert!(common::visor::wait_exit(srv, 15).is_some(), "{}", lab.log("tcp-server.log"));
+    assert!(
+        common::visor::wait_exit(srv, 15).is_some(),
+        "{}",
+        lab.log("tcp-server.log")
+    );
     assert!(!lab.nft("s").contains("skywire_vpn_server"));
     assert_eq!(lab.forwarding("s"), "0");
 }
@@ -310,7 +385,15 @@ fn over_skynet_and_in_tcp_mode() {
 fn raw(lab: &Lab, relay: &str, target: &str, input: &[u8], secs: u64) -> Vec<u8> {
     let mut c = lab
         .cmd("c", &common::skywire_bin())
-        .args(["dmsg", "cat", "--disc", "http://10.99.3.1:9090", "--relay", relay, target])
+        .args([
+            "dmsg",
+            "cat",
+            "--disc",
+            "http://10.99.3.1:9090",
+            "--relay",
+            relay,
+            target,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -366,7 +449,12 @@ fn bad_input_is_refused_or_dropped_and_counted_and_others_keep_working() {
     assert!(!o.status.success());
     assert!(text(&o).contains("wrong passcode"), "{}", text(&o));
     assert!(vpn(&lab, "c", &ccfg, &["stop"]).status.success());
-    let o = vpn(&lab, "c", &ccfg, &["start", &spk, "--passcode", "open sesame"]);
+    let o = vpn(
+        &lab,
+        "c",
+        &ccfg,
+        &["start", &spk, "--passcode", "open sesame"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(lab.curl("c", OUTSIDE_URL).as_deref(), Some(SERVER_EGRESS));
 
@@ -443,7 +531,9 @@ fn without_cap_net_admin_the_app_fails_saying_so_and_the_visor_runs_on() {
         .args(["visor", "-c", cfg.to_str().unwrap(), "--rpc", &rpc])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(dir.join("visor.log")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("visor.log")).unwrap(),
+        ))
         .spawn()
         .unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -453,11 +543,28 @@ fn without_cap_net_admin_the_app_fails_saying_so_and_the_visor_runs_on() {
     assert!(line.starts_with("visor "), "{line}");
     let status = || {
         common::visor::sw(&[
-            "cli", "visor", "--rpc", &rpc, "-c", cfg.to_str().unwrap(), "app", "status",
+            "cli",
+            "visor",
+            "--rpc",
+            &rpc,
+            "-c",
+            cfg.to_str().unwrap(),
+            "app",
+            "status",
             "vpn-server",
         ])
     };
-    wait_until(20, "vpn-server failed", || text(&status()).contains("CAP_NET_ADMIN"));
-    let o = common::visor::sw(&["cli", "visor", "--rpc", &rpc, "-c", cfg.to_str().unwrap(), "info"]);
+    wait_until(20, "vpn-server failed", || {
+        text(&status()).contains("CAP_NET_ADMIN")
+    });
+    let o = common::visor::sw(&[
+        "cli",
+        "visor",
+        "--rpc",
+        &rpc,
+        "-c",
+        cfg.to_str().unwrap(),
+        "info",
+    ]);
     assert!(o.status.success(), "the visor is down: {}", text(&o));
 }

@@ -692,7 +692,8 @@ impl Net for TcpNet {
             })
             .await
         })
-    }    fn underlay(&self) -> Vec<String> {
+    }
+    fn underlay(&self) -> Vec<String> {
         self.book
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -229,9 +229,9 @@ impl StopCmd {
                 ));
                 Ok(())
             }
-            Err(e) if e.msg.contains(" is stopped") => {
-                Err(CmdError::fail("no tunnel is running (the vpn-client app is stopped)"))
-            }
+            Err(e) if e.msg.contains(" is stopped") => Err(CmdError::fail(
+                "no tunnel is running (the vpn-client app is stopped)",
+            )),
             Err(e) => Err(e),
         }
     }
@@ -352,16 +352,32 @@ impl ListCmd {
             items.len(),
             n(&o, "max_clients"),
             s(&o, "egress"),
-            if matches!(o.get("secure"), Some(Value::Bool(true))) { "on" } else { "off" },
-            if matches!(o.get("passcode"), Some(Value::Bool(true))) { "on" } else { "off" },
+            if matches!(o.get("secure"), Some(Value::Bool(true))) {
+                "on"
+            } else {
+                "off"
+            },
+            if matches!(o.get("passcode"), Some(Value::Bool(true))) {
+                "on"
+            } else {
+                "off"
+            },
         ));
         if items.is_empty() {
             return Ok(());
         }
         let mut rows = vec![
-            ["PK", "ADDRESS", "INTERFACE", "SINCE", "IN", "OUT", "DROPPED"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "PK",
+                "ADDRESS",
+                "INTERFACE",
+                "SINCE",
+                "IN",
+                "OUT",
+                "DROPPED",
+            ]
+            .map(String::from)
+            .to_vec(),
         ];
         for c in items {
             rows.push(vec![

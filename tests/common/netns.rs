@@ -102,8 +102,14 @@ impl Lab {
             lab.ip(n, &["link", "set", "lo", "up"]);
         }
         let (c, s, o) = (lab.ns("c"), lab.ns("s"), lab.ns("o"));
-        sh(&["ip", "link", "add", "c0", "netns", &c, "type", "veth", "peer", "name", "s0", "netns", &s]);
-        sh(&["ip", "link", "add", "s1", "netns", &s, "type", "veth", "peer", "name", "o0", "netns", &o]);
+        sh(&[
+            "ip", "link", "add", "c0", "netns", &c, "type", "veth", "peer", "name", "s0", "netns",
+            &s,
+        ]);
+        sh(&[
+            "ip", "link", "add", "s1", "netns", &s, "type", "veth", "peer", "name", "o0", "netns",
+            &o,
+        ]);
         for (n, args) in [
             ("c", "addr add 10.99.1.2/24 dev c0"),
             ("c", "link set c0 up"),
@@ -249,9 +255,13 @@ http.server.ThreadingHTTPServer(('0.0.0.0', 8080), H).serve_forever()
             self.keep(child);
         }
         wait_until(10, "the outside HTTP server", || {
-            self.run("o", "curl", &["-sS", "--max-time", "1", "http://127.0.0.1:8080/"])
-                .status
-                .success()
+            self.run(
+                "o",
+                "curl",
+                &["-sS", "--max-time", "1", "http://127.0.0.1:8080/"],
+            )
+            .status
+            .success()
         });
     }
 
@@ -294,8 +304,7 @@ http.server.ThreadingHTTPServer(('0.0.0.0', 8080), H).serve_forever()
 
     /// Starts a visor with `cfg` in `which`; its PK and the process.
     pub fn visor(&self, which: &str, cfg: &Path, log: &str) -> (String, Child) {
-        let (line, child) =
-            self.spawn_sw(which, &["visor", "-c", cfg.to_str().unwrap()], log);
+        let (line, child) = self.spawn_sw(which, &["visor", "-c", cfg.to_str().unwrap()], log);
         assert!(line.starts_with("visor "), "{line}: {}", self.log(log));
         (line.split_whitespace().nth(1).unwrap().to_string(), child)
     }

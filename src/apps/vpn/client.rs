@@ -119,7 +119,10 @@ impl TunnelCfg {
         if let Some(p) = passcode
             && !(1..=proto::MAX_PASSCODE).contains(&p.len())
         {
-            return Err(format!("--passcode must be 1-{} bytes", proto::MAX_PASSCODE));
+            return Err(format!(
+                "--passcode must be 1-{} bytes",
+                proto::MAX_PASSCODE
+            ));
         }
         let dns = dns
             .map(|d| {
@@ -213,7 +216,8 @@ impl Tunnel {
         let s = lock(&self.state);
         let st = &self.stats;
         let w = s.welcome.as_ref();
-        let addr = |f: fn(&Welcome) -> Ipv4Addr| w.map_or(Out::Null, |w| Out::Str(f(w).to_string()));
+        let addr =
+            |f: fn(&Welcome) -> Ipv4Addr| w.map_or(Out::Null, |w| Out::Str(f(w).to_string()));
         let rtt = Stats::get(&st.rtt_us);
         Ordered::new()
             .field("server", Out::Str(self.cfg.server.to_hex()))
@@ -311,10 +315,15 @@ async fn connect(ctx: &AppCtx, cfg: &TunnelCfg) -> Result<(Conn, Welcome), Failu
     write_frame(&mut conn, &proto::encode_hello(&hello))
         .await
         .map_err(|e| Failure::Retry(format!("hello: {e}")))?;
-    let b = read_frame(&mut conn, proto::WELCOME_FIXED + proto::MAX_REASON, super::HANDSHAKE_TIMEOUT)
-        .await
-        .map_err(|e| Failure::Retry(format!("no welcome from the server: {e}")))?;
-    let w = proto::parse_welcome(&b).map_err(|e| Failure::Retry(format!("the server's welcome: {e}")))?;
+    let b = read_frame(
+        &mut conn,
+        proto::WELCOME_FIXED + proto::MAX_REASON,
+        super::HANDSHAKE_TIMEOUT,
+    )
+    .await
+    .map_err(|e| Failure::Retry(format!("no welcome from the server: {e}")))?;
+    let w = proto::parse_welcome(&b)
+        .map_err(|e| Failure::Retry(format!("the server's welcome: {e}")))?;
     match w.status {
         Status::Ok => Ok((conn, w)),
         Status::Forbidden | Status::BadRequest => Err(Failure::Fatal(format!(
@@ -346,7 +355,11 @@ impl Setup {
             lock(state).iface = t.name().to_string();
             self.tun = Some(t);
         }
-        let dev = self.tun.as_ref().map(|t| t.name().to_string()).unwrap_or_default();
+        let dev = self
+            .tun
+            .as_ref()
+            .map(|t| t.name().to_string())
+            .unwrap_or_default();
         let want = (w.client, w.prefix, w.mtu);
         if self.address != Some(want) {
             netcfg::run(&["ip", "addr", "flush", "dev", &dev], None).await?;
@@ -405,15 +418,24 @@ impl Setup {
         if let (Some(d), false) = (cfg.dns, self.dns) {
             let backup = j.backup_path("resolv.conf.before-vpn");
             let b = backup.to_string_lossy().to_string();
-            std::fs::copy(RESOLV_CONF, &backup).map_err(|e| format!("back up {RESOLV_CONF}: {e}"))?;
+            std::fs::copy(RESOLV_CONF, &backup)
+                .map_err(|e| format!("back up {RESOLV_CONF}: {e}"))?;
             j.record(&Undo::Restore(RESOLV_CONF.into(), b))?;
-            std::fs::write(RESOLV_CONF, format!("# set by skywire vpn-client\nnameserver {d}\n"))
-                .map_err(|e| format!("write {RESOLV_CONF}: {e}"))?;
+            std::fs::write(
+                RESOLV_CONF,
+                format!("# set by skywire vpn-client\nnameserver {d}\n"),
+            )
+            .map_err(|e| format!("write {RESOLV_CONF}: {e}"))?;
             self.dns = true;
         }
         if cfg.killswitch && !self.killswitch {
-            netcfg::nft_table(j, "inet", NFT_TABLE, &killswitch_rules(&self.pinned, &self.lans))
-                .await?;
+            netcfg::nft_table(
+                j,
+                "inet",
+                NFT_TABLE,
+                &killswitch_rules(&self.pinned, &self.lans),
+            )
+            .await?;
             self.killswitch = true;
         }
         Ok(())
@@ -433,9 +455,7 @@ impl Setup {
 
 /// The kill-switch table's body.
 fn killswitch_rules(pinned: &[Ipv4Addr], lans: &[Net4]) -> String {
-    let mut r = String::from(
-        "  set underlay {\n    type ipv4_addr;\n",
-    );
+    let mut r = String::from("  set underlay {\n    type ipv4_addr;\n");
     if !pinned.is_empty() {
         let v: Vec<String> = pinned.iter().map(Ipv4Addr::to_string).collect();
         r.push_str(&format!("    elements = {{ {} }}\n", v.join(", ")));
@@ -573,7 +593,10 @@ async fn tunnel(
     // The TUN device (and its routes) go first, then everything journalled.
     drop(setup);
     let n = j.replay().await;
-    log::info!("vpn-client: tunnel to {} stopped; {n} setting(s) restored", cfg.server);
+    log::info!(
+        "vpn-client: tunnel to {} stopped; {n} setting(s) restored",
+        cfg.server
+    );
 }
 
 struct Manager {

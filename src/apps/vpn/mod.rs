@@ -26,8 +26,8 @@ pub mod sys;
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
-use std::task::{Poll, Waker};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
@@ -141,7 +141,10 @@ pub async fn read_frame(conn: &mut Conn, max: usize, timeout: Duration) -> Resul
     };
     let t = async {
         Timer::after(timeout).await;
-        Err(io::Error::new(io::ErrorKind::TimedOut, "no handshake in time"))
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no handshake in time",
+        ))
     };
     future::or(read, t).await.map_err(|e| e.to_string())
 }
@@ -189,7 +192,9 @@ pub async fn pump(
                     Body::Ping(t) => pong.put(t),
                     Body::Pong(t) => {
                         let now = started.elapsed().as_micros() as u64;
-                        stats.rtt_us.store(now.saturating_sub(t).max(1), Ordering::Relaxed);
+                        stats
+                            .rtt_us
+                            .store(now.saturating_sub(t).max(1), Ordering::Relaxed);
                     }
                     _ if filter.allows(body, stats) => {
                         if let Err(e) = tun.send(body).await {

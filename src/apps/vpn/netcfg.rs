@@ -77,7 +77,10 @@ pub async fn run(argv: &[&str], input: Option<&str>) -> Result<String, String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{shown}: timed out after {} s", CMD_TIMEOUT.as_secs()));
+                return Err(format!(
+                    "{shown}: timed out after {} s",
+                    CMD_TIMEOUT.as_secs()
+                ));
             }
             Err(e) => return Err(format!("{shown}: {e}")),
         }
@@ -86,13 +89,18 @@ pub async fn run(argv: &[&str], input: Option<&str>) -> Result<String, String> {
     if !status.success() {
         let stderr = stderr.unwrap_or_default();
         let line = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        return Err(format!("{shown}: {status}{}{line}", if line.is_empty() { "" } else { ": " }));
+        return Err(format!(
+            "{shown}: {status}{}{line}",
+            if line.is_empty() { "" } else { ": " }
+        ));
     }
     Ok(stdout)
 }
 
 /// Reads a child's pipe to its end through the reactor.
-async fn read_pipe<P: std::os::fd::AsFd + std::io::Read + async_io::IoSafe>(p: P) -> Result<String, String> {
+async fn read_pipe<P: std::os::fd::AsFd + std::io::Read + async_io::IoSafe>(
+    p: P,
+) -> Result<String, String> {
     let mut a = Async::new(p).map_err(|e| e.to_string())?;
     let mut s = String::new();
     a.read_to_string(&mut s).await.map_err(|e| e.to_string())?;
@@ -245,7 +253,9 @@ pub fn parse_addrs(text: &str) -> Vec<IfAddr> {
 
 /// The machine's IPv4 addresses.
 pub async fn addrs() -> Result<Vec<IfAddr>, String> {
-    Ok(parse_addrs(&run(&["ip", "-4", "-o", "addr", "show"], None).await?))
+    Ok(parse_addrs(
+        &run(&["ip", "-4", "-o", "addr", "show"], None).await?,
+    ))
 }
 
 /// A route as `ip route get` reports it: the gateway (if any) and the device.
@@ -354,7 +364,10 @@ pub fn parse_proc_tcp(text: &str, inodes: &HashSet<String>) -> Vec<Ipv4Addr> {
 /// give none.
 pub fn resolve4(hostport: &str) -> Vec<Ipv4Addr> {
     use std::net::ToSocketAddrs;
-    let with_port = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         hostport.to_string()
     } else {
         format!("{hostport}:0")
@@ -473,10 +486,10 @@ mod tests {
         let ne = |a: [u8; 4]| format!("{:08X}", u32::from_ne_bytes(a));
         let text = format!(
             "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-             0: {}:1F90 {}:0000 0A 0 0 0 0 0 0 0 111\n\
-             1: {}:C350 {}:1F90 01 0 0 0 0 0 0 0 222\n\
-             2: {}:C351 {}:1F90 01 0 0 0 0 0 0 0 333\n\
-             3: {}:C352 {}:1F90 01 0 0 0 0 0 0 0 444\n",
+             0: {}:1F90 {}:0000 0A 00000000:00000000 00:00000000 00000000 0 0 111 1\n\
+             1: {}:C350 {}:1F90 01 00000000:00000000 00:00000000 00000000 0 0 222 1\n\
+             2: {}:C351 {}:1F90 01 00000000:00000000 00:00000000 00000000 0 0 333 1\n\
+             3: {}:C352 {}:1F90 01 00000000:00000000 00:00000000 00000000 0 0 444 1\n",
             ne([0, 0, 0, 0]),
             ne([0, 0, 0, 0]),
             ne([10, 0, 0, 2]),
@@ -486,15 +499,24 @@ mod tests {
             ne([10, 0, 0, 2]),
             ne([10, 99, 3, 9]),
         );
-        let ours: HashSet<String> = ["111", "222", "333"].iter().map(|s| s.to_string()).collect();
+        let ours: HashSet<String> = ["111", "222", "333"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         // 111 listens, 333 is loopback, 444 is another process's.
-        assert_eq!(parse_proc_tcp(&text, &ours), vec![Ipv4Addr::new(10, 99, 3, 1)]);
+        assert_eq!(
+            parse_proc_tcp(&text, &ours),
+            vec![Ipv4Addr::new(10, 99, 3, 1)]
+        );
         let mapped = format!(
-            "h\n0: {}:1 0000000000000000{}{}:1F90 01 0 0 0 0 0 0 0 222\n",
+            "h\n0: {}:1 0000000000000000{}{}:1F90 01 00000000:00000000 00:00000000 00000000 0 0 222 1\n",
             "0".repeat(32),
             ne([0, 0, 0xff, 0xff]),
             ne([10, 99, 3, 1])
         );
-        assert_eq!(parse_proc_tcp(&mapped, &ours), vec![Ipv4Addr::new(10, 99, 3, 1)]);
+        assert_eq!(
+            parse_proc_tcp(&mapped, &ours),
+            vec![Ipv4Addr::new(10, 99, 3, 1)]
+        );
     }
 }

@@ -150,7 +150,10 @@ impl Net4 {
 
     /// True if `a` is in this network.
     pub fn contains(&self, a: Ipv4Addr) -> bool {
-        self.overlaps(&Net4 { addr: a, prefix: 32 })
+        self.overlaps(&Net4 {
+            addr: a,
+            prefix: 32,
+        })
     }
 }
 
@@ -310,6 +313,9 @@ pub fn parse_welcome(b: &[u8]) -> Result<Welcome, ProtoError> {
         return Err(ProtoError::Welcome);
     }
     let reason = core::str::from_utf8(&b[14..14 + m]).map_err(|_| ProtoError::Welcome)?;
+    if status != Status::Ok && (b[2..13].iter().any(|&x| x != 0)) {
+        return Err(ProtoError::Welcome);
+    }
     if status == Status::Ok {
         let net = Net4 {
             addr: gateway,
@@ -420,9 +426,7 @@ mod tests {
         let b = encode_hello(&h);
         assert_eq!(
             b,
-            [
-                1, 0, 2, b'p', b'w', 2, 192, 168, 1, 20, 24, 10, 0, 0, 1, 8
-            ]
+            [1, 0, 2, b'p', b'w', 2, 192, 168, 1, 20, 24, 10, 0, 0, 1, 8]
         );
         assert_eq!(parse_hello(&b), Ok(h));
         assert_eq!(
@@ -438,7 +442,10 @@ mod tests {
         assert_eq!(parse_hello(&[1, 0, 65]), Err(ProtoError::Passcode(65)));
         assert_eq!(parse_hello(&[1, 0, 2, b'p']), Err(ProtoError::Networks));
         assert_eq!(parse_hello(&[1, 0, 0, 33]), Err(ProtoError::Networks));
-        assert_eq!(parse_hello(&[1, 0, 0, 1, 10, 0, 0]), Err(ProtoError::Networks));
+        assert_eq!(
+            parse_hello(&[1, 0, 0, 1, 10, 0, 0]),
+            Err(ProtoError::Networks)
+        );
         assert_eq!(
             parse_hello(&[1, 0, 0, 1, 10, 0, 0, 0, 33]),
             Err(ProtoError::Networks)
@@ -457,10 +464,7 @@ mod tests {
             reason: String::new(),
         };
         let b = encode_welcome(&w);
-        assert_eq!(
-            b,
-            [1, 0, 192, 168, 2, 2, 192, 168, 2, 1, 29, 0x05, 0xdc, 0]
-        );
+        assert_eq!(b, [1, 0, 192, 168, 2, 2, 192, 168, 2, 1, 29, 0x05, 0xdc, 0]);
         assert_eq!(parse_welcome(&b), Ok(w.clone()));
         let r = Welcome::refuse(Status::Forbidden, "wrong passcode");
         let b = encode_welcome(&r);
@@ -479,6 +483,9 @@ mod tests {
             bad[i] = v;
             assert_eq!(parse_welcome(&bad), Err(ProtoError::Welcome), "byte {i}");
         }
+        let mut addressed = encode_welcome(&Welcome::refuse(Status::Busy, "full"));
+        addressed[5] = 1;
+        assert_eq!(parse_welcome(&addressed), Err(ProtoError::Welcome));
         let mut long = encode_welcome(&w);
         long.push(0);
         assert_eq!(parse_welcome(&long), Err(ProtoError::Welcome));

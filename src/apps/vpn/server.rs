@@ -89,7 +89,10 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     if let Some(p) = &a.passcode
         && !(1..=proto::MAX_PASSCODE).contains(&p.len())
     {
-        return Err(format!("--passcode must be 1-{} bytes", proto::MAX_PASSCODE));
+        return Err(format!(
+            "--passcode must be 1-{} bytes",
+            proto::MAX_PASSCODE
+        ));
     }
     if let Some(i) = &a.netifc
         && (i.is_empty() || i.len() > 15 || i.contains(['"', ' ', '/', '\t', '\n']))
@@ -226,7 +229,11 @@ impl Server {
             self.cfg.max_clients,
             self.egress,
             if self.cfg.secure { "on" } else { "off" },
-            if self.cfg.passcode.is_some() { "on" } else { "off" }
+            if self.cfg.passcode.is_some() {
+                "on"
+            } else {
+                "off"
+            }
         );
         for (pk, c) in s.iter() {
             let (_, client) = addresses(&c.block);
@@ -420,7 +427,13 @@ impl Server {
             stop: Signal::default(),
             done: Signal::default(),
         };
-        let r = (id, block, sess.stats.clone(), sess.stop.clone(), sess.done.clone());
+        let r = (
+            id,
+            block,
+            sess.stats.clone(),
+            sess.stop.clone(),
+            sess.done.clone(),
+        );
         s.insert(peer, sess);
         Ok(r)
     }
@@ -430,7 +443,11 @@ impl Server {
         let tun = Tun::open(&format!("{TUN_PREFIX}%d"))?;
         let (gw, _) = addresses(&block);
         let dev = tun.name().to_string();
-        netcfg::run(&["ip", "addr", "add", &format!("{gw}/29"), "dev", &dev], None).await?;
+        netcfg::run(
+            &["ip", "addr", "add", &format!("{gw}/29"), "dev", &dev],
+            None,
+        )
+        .await?;
         let mtu = self.cfg.mtu.to_string();
         netcfg::run(&["ip", "link", "set", "dev", &dev, "mtu", &mtu, "up"], None).await?;
         if let Some(s) = self.sessions().get_mut(peer)
@@ -569,7 +586,10 @@ mod tests {
         let (gw, client) = addresses(&net([192, 168, 2, 8], 29));
         assert_eq!(
             (gw, client),
-            (Ipv4Addr::new(192, 168, 2, 9), Ipv4Addr::new(192, 168, 2, 10))
+            (
+                Ipv4Addr::new(192, 168, 2, 9),
+                Ipv4Addr::new(192, 168, 2, 10)
+            )
         );
     }
 

@@ -49,9 +49,7 @@ impl Tun {
     /// is missing: `/dev/net/tun`, or the `CAP_NET_ADMIN` capability.
     pub fn open(pattern: &str) -> Result<Tun, String> {
         if pattern.is_empty() || pattern.len() >= IFNAMSIZ {
-            return Err(format!(
-                "interface name {pattern:?}: 1-15 bytes (IFNAMSIZ)"
-            ));
+            return Err(format!("interface name {pattern:?}: 1-15 bytes (IFNAMSIZ)"));
         }
         let fd = rustix::fs::open(
             "/dev/net/tun",
@@ -80,8 +78,8 @@ impl Tun {
         // and at least the kernel's `sizeof(struct ifreq)` (40 bytes on 64-bit targets, 32
         // on 32-bit ones), so every byte the kernel touches is inside `req`, which outlives
         // the call. The descriptor is a freshly opened /dev/net/tun.
-        unsafe { rustix::ioctl::ioctl(&fd, Updater::<TUNSETIFF, IfReq>::new(&mut req)) }
-            .map_err(|e| match e {
+        unsafe { rustix::ioctl::ioctl(&fd, Updater::<TUNSETIFF, IfReq>::new(&mut req)) }.map_err(
+            |e| match e {
                 rustix::io::Errno::PERM | rustix::io::Errno::ACCESS => {
                     "cannot create a TUN interface: the VPN needs CAP_NET_ADMIN (run the \
                      visor as root, or install boards/common/dropins/vpn.conf for the systemd \
@@ -89,7 +87,8 @@ impl Tun {
                         .to_string()
                 }
                 e => format!("cannot create a TUN interface ({pattern}): {e}"),
-            })?;
+            },
+        )?;
         let end = req.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
         let name = String::from_utf8_lossy(&req.name[..end]).into_owned();
         let file = Async::new(File::from(fd)).map_err(|e| format!("TUN {name}: {e}"))?;
