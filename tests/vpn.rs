@@ -144,10 +144,11 @@ fn over_dmsg_the_outside_sees_the_server_and_every_setting_comes_back() {
     );
     // Status: addresses, network, bytes, and a round trip once a keepalive came back.
     wait_until(15, "a round-trip time", || {
-        st(
+        !st(
             &json(&vpn(&lab, "c", &ccfg, &["status", "--json"])),
             &["tunnel", "rtt_ms"],
-        ) != ""
+        )
+        .is_empty()
     });
     let s = json(&vpn(&lab, "c", &ccfg, &["status", "--json"]));
     assert_eq!(st(&s, &["tunnel", "network"]), "dmsg");
@@ -489,8 +490,7 @@ fn bad_input_is_refused_or_dropped_and_counted_and_others_keep_working() {
     let s = lab.log("server.log");
     let line = s
         .lines()
-        .filter(|l| l.contains("disconnected") && l.contains("malformed"))
-        .last()
+        .rfind(|l| l.contains("disconnected") && l.contains("malformed"))
         .unwrap_or_else(|| panic!("no session summary: {s}"));
     // 100 x (junk, IPv6, oversize) malformed; 100 x 2 + 20,000 misaddressed — except the
     // ones from the flood that arrived after the stream closed are not counted at all.

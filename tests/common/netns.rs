@@ -244,16 +244,14 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(('0.0.0.0', 8080), H).serve_forever()
 "#;
-        for which in ["o"] {
-            let child = Command::new("ip")
-                .args(["netns", "exec", &self.ns(which), "python3", "-c", script])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            self.keep(child);
-        }
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("o"), "python3", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.keep(child);
         wait_until(10, "the outside HTTP server", || {
             self.run(
                 "o",
