@@ -286,3 +286,40 @@ fn skynet_fwd_golden() {
         Ok(Some(((Status::NotExposed, why.to_string()), 24)))
     );
 }
+
+#[cfg(feature = "app-vpn")]
+#[test]
+fn vpn_golden() {
+    use skywire::apps::vpn::proto::{self, Hello, Net4, Status, Welcome};
+    use std::net::Ipv4Addr;
+    let net = |a: [u8; 4], prefix| Net4 {
+        addr: Ipv4Addr::from(a),
+        prefix,
+    };
+    let hello = proto::encode_hello(&Hello {
+        passcode: b"pw".to_vec(),
+        in_use: vec![net([192, 168, 1, 20], 24), net([10, 0, 0, 1], 8)],
+    });
+    let h = hex::encode(&hello);
+    print("vpn hello", &h);
+    assert_in_doc("vpn hello", &format!("`{h}`"));
+    let ok = Welcome {
+        status: Status::Ok,
+        client: Ipv4Addr::new(192, 168, 2, 2),
+        gateway: Ipv4Addr::new(192, 168, 2, 1),
+        prefix: 29,
+        mtu: 1500,
+        reason: String::new(),
+    };
+    let w = hex::encode(&proto::encode_welcome(&ok));
+    print("vpn welcome", &w);
+    assert_in_doc("vpn welcome", &format!("`{w}`"));
+    let no = proto::encode_welcome(&Welcome::refuse(Status::Forbidden, "wrong passcode"));
+    let n = hex::encode(&no[..14]);
+    print("vpn refusal", &n);
+    assert_in_doc("vpn refusal", &format!("`{n}`"));
+    let k = hex::encode(&proto::keepalive(false, 7));
+    print("vpn keepalive", &k);
+    assert_in_doc("vpn keepalive", &format!("`{k}`"));
+    assert_eq!(proto::parse_welcome(&no).unwrap().reason, "wrong passcode");
+}

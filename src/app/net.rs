@@ -122,6 +122,12 @@ pub trait Net: Send + Sync {
         let _ = via;
         self.dial(pk, port)
     }
+    /// The `host:port` addresses of servers this network needs besides its open
+    /// connections (dmsg's discovery; TCP mode's peers): what a VPN client keeps reachable
+    /// outside its tunnel. Empty where there are none.
+    fn underlay(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Which network a dial should take, where there is a choice ([`Net::dial_via`]).
@@ -206,6 +212,9 @@ impl Net for Tagged {
             Ok(self.table.adopt(c, self.app))
         })
     }
+    fn underlay(&self) -> Vec<String> {
+        self.inner.underlay()
+    }
 }
 
 impl Listen for TaggedListen {
@@ -264,6 +273,12 @@ impl Net for DmsgNet {
             let s = self.client.dial(&pk, port).await?;
             Ok(dmsg_conn(s, Direction::Out))
         })
+    }
+    fn underlay(&self) -> Vec<String> {
+        self.client
+            .discovery()
+            .map(|d| vec![d.url().authority.clone()])
+            .unwrap_or_default()
     }
 }
 
@@ -677,6 +692,14 @@ impl Net for TcpNet {
             })
             .await
         })
+    }
+    fn underlay(&self) -> Vec<String> {
+        self.book
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }
 

@@ -617,6 +617,13 @@ impl Net for VisorNet {
         #[cfg(not(feature = "skynet"))]
         return Box::pin(self.services.dial(pk, port));
     }
+    fn underlay(&self) -> Vec<String> {
+        self.services
+            .dmsg
+            .discovery()
+            .map(|d| vec![d.url().authority.clone()])
+            .unwrap_or_default()
+    }
     fn dial_via(
         &self,
         pk: PublicKey,

@@ -28,6 +28,8 @@ pub mod skysocks_client;
 pub mod socks5;
 #[cfg(feature = "test-apps")]
 mod testapps;
+#[cfg(feature = "app-vpn")]
+pub mod vpn;
 
 use crate::app::AppDef;
 
@@ -49,6 +51,10 @@ pub static APPS: &[&AppDef] = &[
     &skynet_fwd::srv::DEF,
     #[cfg(feature = "app-skynet-fwd")]
     &skynet_fwd::client::DEF,
+    #[cfg(feature = "app-vpn")]
+    &vpn::server::DEF,
+    #[cfg(feature = "app-vpn")]
+    &vpn::client::DEF,
     #[cfg(feature = "test-apps")]
     &testapps::TEST_A,
     #[cfg(feature = "test-apps")]

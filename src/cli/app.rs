@@ -324,14 +324,14 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
                 .await
                 .map_err(|e| CmdError::fail(e.to_string()))?;
         }
-        let app = ex.spawn_boxed((def.start)(ctx));
+        let mut app = ex.spawn_boxed((def.start)(ctx));
         let announce = async {
             ready.wait().await;
             *state.lock().unwrap_or_else(|p| p.into_inner()) = "running".into();
             say(&format!("{name} running ({} mode) as {pk}", mode.as_str()));
             future::pending::<()>().await;
         };
-        let res = future::or(async { Some(app.await) }, async {
+        let res = future::or(async { Some((&mut app).await) }, async {
             future::or(announce, async {
                 signals.next().await;
             })
@@ -344,7 +344,21 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
             None => {
                 log::info!("{name}: stopping");
                 stop.raise();
-                Ok(())
+                // The app's own clean-up (the VPN restoring routes) runs before we exit;
+                // one that does not end in time is cut off.
+                let ended = future::or(async { Some((&mut app).await) }, async {
+                    async_io::Timer::after(STOP_GRACE).await;
+                    None
+                })
+                .await;
+                match ended {
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(())) => Ok(()),
+                    None => {
+                        log::warn!("{name}: did not stop within {} s", STOP_GRACE.as_secs());
+                        Ok(())
+                    }
+                }
             }
         };
         if let Some(client) = &dmsg_client {
@@ -354,6 +368,9 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
     };
     async_io::block_on(ex.run(main))
 }
+
+/// How long a standalone app may take to stop after SIGINT/SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The multicall entries: `dmsg <app> [run flags] [-- app args]` is
 /// `skywire app <app> run --mode dmsg …`, and `standalone <app> …` is `--mode tcp`.

@@ -46,6 +46,8 @@ mod skynet;
 #[cfg(feature = "app-skynet-fwd")]
 mod skynet_fwd;
 mod visor;
+#[cfg(feature = "app-vpn")]
+mod vpn;
 
 /// Opens a byte stream to a peer's port through the running visor (RPC `POST /v1/dial`), the
 /// way `skywire cli pty` does; public so that `benches/hostile.rs` can move data through a
@@ -261,6 +263,8 @@ enum CliSub {
     Proxy(proxy::ProxyCmd),
     #[cfg(feature = "app-skynet-fwd")]
     Skynet(skynet_fwd::SkynetCmd),
+    #[cfg(feature = "app-vpn")]
+    Vpn(vpn::VpnCmd),
 }
 
 impl CliCmd {
@@ -276,6 +280,8 @@ impl CliCmd {
             CliSub::Proxy(c) => c.run(),
             #[cfg(feature = "app-skynet-fwd")]
             CliSub::Skynet(c) => c.run(),
+            #[cfg(feature = "app-vpn")]
+            CliSub::Vpn(c) => c.run(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 pub mod attack;
 pub mod dmsg;
 pub mod net_node;
+pub mod netns;
 pub mod skychat;
 pub mod visor;
 
