@@ -78,6 +78,8 @@ pub fn sh(args: &[&str]) -> String {
 pub struct Lab {
     pub tag: String,
     pub dir: PathBuf,
+    /// The relay's PID, once [`Lab::relay`] started it.
+    pub relay_pid: u32,
     procs: Vec<ChildGuard>,
 }
 
@@ -91,6 +93,7 @@ impl Lab {
         let lab = Lab {
             tag,
             dir,
+            relay_pid: 0,
             procs: Vec::new(),
         };
         for n in ["c", "s", "o"] {
@@ -225,6 +228,7 @@ impl Lab {
             ],
             "relay.log",
         );
+        self.relay_pid = child.id();
         self.keep(child);
         let pk = line.split_whitespace().nth(1).unwrap().to_string();
         format!("{pk}@10.99.3.1:8080")
