@@ -49,6 +49,18 @@ fn client_cfg(lab: &Lab, relay: &str, extra: &[(&str, &str)]) -> std::path::Path
     )
 }
 
+/// The bed for one test: its namespaces, the relay (`pk@addr`) and the outside HTTP server;
+/// `None` (skipped) where the test may not run.
+fn bed(tag: &str) -> Option<(Lab, String)> {
+    if !can_run() {
+        return None;
+    }
+    let mut lab = Lab::new(tag);
+    let relay = lab.relay();
+    lab.outside_http();
+    Some((lab, relay))
+}
+
 /// `skywire cli vpn -c <cfg> args…` in the client (or server) namespace.
 fn vpn(lab: &Lab, which: &str, cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
     let mut a = vec!["cli", "vpn", "-c", cfg.to_str().unwrap()];
@@ -90,12 +102,9 @@ fn wait_tunnel_up(lab: &Lab, cfg: &std::path::Path, secs: u64) {
 
 #[test]
 fn over_dmsg_the_outside_sees_the_server_and_every_setting_comes_back() {
-    if !can_run() {
+    let Some((mut lab, relay)) = bed("vd") else {
         return;
-    }
-    let mut lab = Lab::new("vd");
-    let relay = lab.relay();
-    lab.outside_http();
+    };
     // A private resolv.conf for the client namespace (`ip netns exec` mounts it).
     let etc = std::path::Path::new("/etc/netns").join(lab.ns("c"));
     std::fs::create_dir_all(&etc).unwrap();
@@ -220,12 +229,9 @@ fn sigterm(pid: u32) {
 
 #[test]
 fn a_crashed_client_is_cleaned_up_at_the_next_start() {
-    if !can_run() {
+    let Some((mut lab, relay)) = bed("vk") else {
         return;
-    }
-    let mut lab = Lab::new("vk");
-    let relay = lab.relay();
-    lab.outside_http();
+    };
     let scfg = server_cfg(&lab, &relay, "", &[]);
     let ccfg = client_cfg(&lab, &relay, &[]);
     let (spk, server) = lab.visor("s", &scfg, "server.log");
@@ -283,12 +289,9 @@ fn a_crashed_client_is_cleaned_up_at_the_next_start() {
 
 #[test]
 fn over_skynet_and_in_tcp_mode() {
-    if !can_run() {
+    let Some((mut lab, relay)) = bed("vt") else {
         return;
-    }
-    let mut lab = Lab::new("vt");
-    let relay = lab.relay();
-    lab.outside_http();
+    };
     let scfg = server_cfg(
         &lab,
         &relay,
@@ -432,12 +435,9 @@ fn ipv4(src: [u8; 4]) -> Vec<u8> {
 
 #[test]
 fn bad_input_is_refused_or_dropped_and_counted_and_others_keep_working() {
-    if !can_run() {
+    let Some((mut lab, relay)) = bed("vh") else {
         return;
-    }
-    let mut lab = Lab::new("vh");
-    let relay = lab.relay();
-    lab.outside_http();
+    };
     let scfg = server_cfg(&lab, &relay, r#""--passcode", "open sesame""#, &[]);
     let ccfg = client_cfg(&lab, &relay, &[]);
     let (spk, server) = lab.visor("s", &scfg, "server.log");

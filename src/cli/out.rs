@@ -181,6 +181,31 @@ pub fn dash(s: &str) -> String {
     if s.is_empty() { "-".into() } else { s.into() }
 }
 
+/// The string field `k` of an RPC answer ("" where it is missing or not a string).
+pub fn obj_str<'a>(o: &'a Object, k: &str) -> &'a str {
+    match o.get(k) {
+        Some(Value::String(s)) => s,
+        _ => "",
+    }
+}
+
+/// The unsigned number field `k` of an RPC answer (0 where it is missing or not one).
+pub fn obj_u64(o: &Object, k: &str) -> u64 {
+    match o.get(k) {
+        Some(Value::Number(miniserde::json::Number::U64(n))) => *n,
+        _ => 0,
+    }
+}
+
+/// A byte count for people: `512 B`, `3.2 KiB`, `41.0 MiB`.
+pub fn human_bytes(b: u64) -> String {
+    match b {
+        0..1024 => format!("{b} B"),
+        1024..1_048_576 => format!("{} KiB", decimal(b, 1024, 1)),
+        _ => format!("{} MiB", decimal(b, 1_048_576, 1)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::decimal;

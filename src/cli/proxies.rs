@@ -6,7 +6,7 @@ use argh::FromArgs;
 use miniserde::json::{Number, Object, Value};
 
 use super::CmdResult;
-use super::out::{print_json, row, say, table};
+use super::out::{obj_str as s, print_json, row, say, table};
 use super::rpc::{Rpc, call};
 use crate::apps::resolver::DEF;
 use crate::rpc::Request;
@@ -18,13 +18,6 @@ pub struct ProxiesCmd {
     /// print JSON
     #[argh(switch)]
     json: bool,
-}
-
-fn s<'a>(o: &'a Object, k: &str) -> &'a str {
-    match o.get(k) {
-        Some(Value::String(s)) => s,
-        _ => "",
-    }
 }
 
 fn n(o: &Object, k: &str) -> String {

@@ -11,7 +11,10 @@ use async_net::TcpStream;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use miniserde::json::{Object, Value};
 
-use super::out::{dash, decimal, human_secs, print_json, say, table};
+use super::out::{
+    dash, decimal, human_bytes as bytes, human_secs, obj_str as s, obj_u64 as n, print_json, say,
+    table,
+};
 use super::rpc::{Rpc, call};
 use super::{CmdError, CmdResult};
 use crate::apps::skysocks_client::DEF;
@@ -68,13 +71,7 @@ impl ProxyCmd {
 
 /// One control request to the app; `Ok` is its answer.
 fn control(rpc: &Rpc, body: Ordered) -> Result<Object, CmdError> {
-    call(
-        rpc,
-        &Request::Control {
-            app: DEF.name.into(),
-            body: body.to_compact(),
-        },
-    )
+    super::rpc::app_control(rpc, DEF.name, body)
 }
 
 /// The instances, or an empty list when the app is not running.
@@ -92,20 +89,6 @@ fn instances(rpc: &Rpc) -> Result<Vec<Object>, CmdError> {
         }),
         Err(e) if e.msg.contains(" is stopped") || e.msg.contains(" is failed") => Ok(Vec::new()),
         Err(e) => Err(e),
-    }
-}
-
-fn s<'a>(o: &'a Object, k: &str) -> &'a str {
-    match o.get(k) {
-        Some(Value::String(s)) => s,
-        _ => "",
-    }
-}
-
-fn n(o: &Object, k: &str) -> u64 {
-    match o.get(k) {
-        Some(Value::Number(miniserde::json::Number::U64(n))) => *n,
-        _ => 0,
     }
 }
 
@@ -319,14 +302,6 @@ impl StatusCmd {
             ));
         }
         Ok(())
-    }
-}
-
-fn bytes(b: u64) -> String {
-    match b {
-        0..1024 => format!("{b} B"),
-        1024..1_048_576 => format!("{} KiB", decimal(b, 1024, 1)),
-        _ => format!("{} MiB", decimal(b, 1_048_576, 1)),
     }
 }
 

@@ -84,6 +84,21 @@ fn unauthorized(token: &Result<(String, PathBuf), String>, addr: &str) -> CmdErr
     })
 }
 
+/// One control request to app `app` (RPC `POST /v1/apps/<app>/control`); `Ok` is its answer.
+pub fn app_control(
+    rpc: &Rpc,
+    app: &str,
+    body: crate::http::json::Ordered,
+) -> Result<Object, CmdError> {
+    call(
+        rpc,
+        &Request::Control {
+            app: app.into(),
+            body: body.to_compact(),
+        },
+    )
+}
+
 /// Calls the visor's RPC; `Ok` is the JSON object of a 2xx answer.
 pub fn call(rpc: &Rpc, req: &Request) -> Result<Object, CmdError> {
     let addr = rpc.addr();

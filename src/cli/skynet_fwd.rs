@@ -10,7 +10,7 @@ use argh::FromArgs;
 use miniserde::json::{Object, Value};
 
 use super::out::{print_json, say};
-use super::rpc::{Rpc, call};
+use super::rpc::{Rpc, app_control as control, call};
 use super::{CmdError, CmdResult};
 use crate::apps::skynet_fwd::{client, srv};
 use crate::http::json::{Ordered, Out};
@@ -116,16 +116,6 @@ struct StopCmd {
     /// its name
     #[argh(option)]
     name: Option<String>,
-}
-
-fn control(rpc: &Rpc, app: &str, body: Ordered) -> Result<Object, CmdError> {
-    call(
-        rpc,
-        &Request::Control {
-            app: app.into(),
-            body: body.to_compact(),
-        },
-    )
 }
 
 fn op(o: &str) -> Ordered {

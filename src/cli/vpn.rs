@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
-use miniserde::json::{Number, Object, Value};
+use miniserde::json::{Object, Value};
 
-use super::out::{decimal, human_secs, print_json, say, table};
-use super::rpc::{Rpc, call};
+use super::out::{
+    human_bytes as bytes, human_secs, obj_str as s, obj_u64 as n, print_json, say, table,
+};
+use super::rpc::{Rpc, app_control as control, call};
 use super::{CmdError, CmdResult};
 use crate::apps::vpn::{client, server};
 use crate::http::json::{Ordered, Out};
@@ -59,38 +61,6 @@ impl VpnCmd {
             VpnSub::Status(c) => c.run(&rpc),
             VpnSub::List(c) => c.run(&rpc),
         }
-    }
-}
-
-fn control(rpc: &Rpc, app: &str, body: Ordered) -> Result<Object, CmdError> {
-    call(
-        rpc,
-        &Request::Control {
-            app: app.into(),
-            body: body.to_compact(),
-        },
-    )
-}
-
-fn s<'a>(o: &'a Object, k: &str) -> &'a str {
-    match o.get(k) {
-        Some(Value::String(s)) => s,
-        _ => "",
-    }
-}
-
-fn n(o: &Object, k: &str) -> u64 {
-    match o.get(k) {
-        Some(Value::Number(Number::U64(n))) => *n,
-        _ => 0,
-    }
-}
-
-fn bytes(b: u64) -> String {
-    match b {
-        0..1024 => format!("{b} B"),
-        1024..1_048_576 => format!("{} KiB", decimal(b, 1024, 1)),
-        _ => format!("{} MiB", decimal(b, 1_048_576, 1)),
     }
 }
 
