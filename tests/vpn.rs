@@ -10,8 +10,8 @@
 //!   back by itself each time; forwarding and NAT back to what they were when it exits;
 //!   routes back when the client stops, and after the client visor is `kill -9`ed and
 //!   started again;
-//! - over skynet (an stcp transport) and in TCP mode (`standalone vpn-server` /
-//!   `vpn-client`);
+//! - over skynet (an stcp transport), dmsg-standalone (`dmsg vpn-client`) and in TCP mode
+//!   (`standalone vpn-server` / `vpn-client`);
 //! - the kill-switch: with the server stopped, nothing for the outside leaves the client;
 //! - bad input: a wrong passcode, garbage hellos, spoofed and malformed frames and a flood
 //!   from one client, refused or dropped and counted while another client keeps working; and
@@ -320,6 +320,35 @@ fn over_skynet_and_in_tcp_mode() {
     let o = vpn(&lab, "c", &ccfg, &["stop"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(routes(&lab), before);
+
+    // dmsg-standalone: a vpn-client on its own dmsg client (own keys) to the visor's server.
+    let ddir = lab.dir.join("dmsg-client");
+    let standalone = lab
+        .cmd("c", &common::skywire_bin())
+        .args(["app", "vpn-client", "run", "--mode", "dmsg"])
+        .args(["--disc", "http://10.99.3.1:9090", "--relay", &relay])
+        .args(["--state-dir", ddir.to_str().unwrap(), "--", "--srv", &spk])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(lab.dir.join("dmsg-client.log")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    wait_until(30, "traffic through the dmsg-standalone tunnel", || {
+        lab.curl("c", OUTSIDE_URL).as_deref() == Some(SERVER_EGRESS)
+    });
+    assert!(
+        lab.log("dmsg-client.log").contains("over dmsg"),
+        "{}",
+        lab.log("dmsg-client.log")
+    );
+    sigterm(standalone.id());
+    assert!(
+        common::visor::wait_exit(standalone, 15).is_some(),
+        "{}",
+        lab.log("dmsg-client.log")
+    );
+    assert_eq!(routes(&lab), before, "{}", lab.log("dmsg-client.log"));
 
     // TCP mode: standalone server and client, no relay involved (the visor's vpn-server
     // stopped first: one vpn-server per machine owns the forwarding and NAT settings).
