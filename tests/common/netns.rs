@@ -332,7 +332,7 @@ impl Drop for Lab {
                 .args(["netns", "del", &self.ns(n)])
                 .status();
         }
-        let _ = std::fs::remove_dir(std::path::Path::new("/etc/netns").join(self.ns("c")));
+        let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(self.ns("c")));
     }
 }
 
