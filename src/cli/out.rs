@@ -181,6 +181,11 @@ pub fn dash(s: &str) -> String {
     if s.is_empty() { "-".into() } else { s.into() }
 }
 
+#[cfg(any(
+    feature = "app-skysocks-client",
+    feature = "app-resolver",
+    feature = "app-vpn"
+))]
 /// The string field `k` of an RPC answer ("" where it is missing or not a string).
 pub fn obj_str<'a>(o: &'a Object, k: &str) -> &'a str {
     match o.get(k) {
@@ -189,6 +194,7 @@ pub fn obj_str<'a>(o: &'a Object, k: &str) -> &'a str {
     }
 }
 
+#[cfg(any(feature = "app-skysocks-client", feature = "app-vpn"))]
 /// The unsigned number field `k` of an RPC answer (0 where it is missing or not one).
 pub fn obj_u64(o: &Object, k: &str) -> u64 {
     match o.get(k) {
@@ -197,6 +203,7 @@ pub fn obj_u64(o: &Object, k: &str) -> u64 {
     }
 }
 
+#[cfg(any(feature = "app-skysocks-client", feature = "app-vpn"))]
 /// A byte count for people: `512 B`, `3.2 KiB`, `41.0 MiB`.
 pub fn human_bytes(b: u64) -> String {
     match b {

@@ -84,6 +84,11 @@ fn unauthorized(token: &Result<(String, PathBuf), String>, addr: &str) -> CmdErr
     })
 }
 
+#[cfg(any(
+    feature = "app-skysocks-client",
+    feature = "app-skynet-fwd",
+    feature = "app-vpn"
+))]
 /// One control request to app `app` (RPC `POST /v1/apps/<app>/control`); `Ok` is its answer.
 pub fn app_control(
     rpc: &Rpc,
