@@ -10,8 +10,9 @@
 //!   back by itself each time; forwarding and NAT back to what they were when it exits;
 //!   routes back when the client stops, and after the client visor is `kill -9`ed and
 //!   started again;
-//! - over skynet (an stcp transport), dmsg-standalone (`dmsg vpn-client`) and in TCP mode
-//!   (`standalone vpn-server` / `vpn-client`);
+//! - over skynet (an stcp transport), dmsg-standalone (`dmsg vpn-client` to the visor's
+//!   server, the visor's client to `dmsg vpn-server`) and in TCP mode (`standalone
+//!   vpn-server` / `vpn-client`);
 //! - the kill-switch: with the server stopped, nothing for the outside leaves the client;
 //! - bad input: a wrong passcode, garbage hellos, spoofed and malformed frames and a flood
 //!   from one client, refused or dropped and counted while another client keeps working; and
@@ -354,6 +355,46 @@ fn over_skynet_and_in_tcp_mode() {
     // stopped first: one vpn-server per machine owns the forwarding and NAT settings).
     let o = app(&lab, &scfg, "stop");
     assert!(o.status.success(), "{}", text(&o));
+
+    // dmsg-standalone server: its own dmsg client and keys; the client visor dials it.
+    let (dsk, dpk) = common::dmsg::keypair_hex();
+    let dsrv = lab
+        .cmd("s", &common::skywire_bin())
+        .args(["app", "vpn-server", "run", "--mode", "dmsg", "--sk", &dsk])
+        .args(["--disc", "http://10.99.3.1:9090", "--relay", &relay])
+        .args(["--state-dir", lab.dir.join("dmsg-server").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(lab.dir.join("dmsg-server.log")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    wait_until(20, "the dmsg-standalone server", || {
+        lab.nft("s").contains("skywire_vpn_server")
+    });
+    let dpk = dpk.to_string();
+    let o = vpn(
+        &lab,
+        "c",
+        &ccfg,
+        &["start", &dpk, "--via", "dmsg", "--wait", "60"],
+    );
+    assert!(
+        o.status.success(),
+        "{}{}",
+        text(&o),
+        lab.log("dmsg-server.log")
+    );
+    assert_eq!(lab.curl("c", OUTSIDE_URL).as_deref(), Some(SERVER_EGRESS));
+    assert!(vpn(&lab, "c", &ccfg, &["stop"]).status.success());
+    sigterm(dsrv.id());
+    assert!(
+        common::visor::wait_exit(dsrv, 15).is_some(),
+        "{}",
+        lab.log("dmsg-server.log")
+    );
+    assert!(!lab.nft("s").contains("skywire_vpn_server"));
+
     let sdir = lab.dir.join("tcp-server");
     let cdir = lab.dir.join("tcp-client");
     let (sk, pk) = common::dmsg::keypair_hex();
