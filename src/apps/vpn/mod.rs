@@ -269,10 +269,20 @@ pub async fn pump(
                 }
             }
             if !out.is_empty() {
-                if let Err(e) = wr.write_all(&out).await {
-                    return format!("tunnel stream: {e}");
-                }
-                if let Err(e) = wr.flush().await {
+                // A peer that stops reading holds this write; past DEAD_AFTER the session
+                // ends (its keepalive check cannot run meanwhile).
+                let write = async {
+                    wr.write_all(&out).await?;
+                    wr.flush().await
+                };
+                let deadline = async {
+                    Timer::after(DEAD_AFTER).await;
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the peer read nothing for {} s", DEAD_AFTER.as_secs()),
+                    ))
+                };
+                if let Err(e) = future::or(write, deadline).await {
                     return format!("tunnel stream: {e}");
                 }
                 out.clear();

@@ -12,8 +12,8 @@
 //!
 //! Budgets (docs/architecture.md): at most `--max-clients` (default [`MAX_CLIENTS`]) sessions,
 //! one per PK (a client that reconnects replaces its old session and keeps its block when it
-//! can); the hello within [`super::HANDSHAKE_TIMEOUT`] and at most [`proto::MAX_HELLO`]
-//! bytes; per session one TUN device and [`super::READ_BUF`] + [`super::WRITE_BATCH`] bytes of
+//! can); at most [`MAX_HANDSHAKES`] streams waiting for their hello, each within
+//! [`super::HANDSHAKE_TIMEOUT`] and at most [`proto::MAX_HELLO`] bytes; per session one TUN device and [`super::READ_BUF`] + [`super::WRITE_BATCH`] bytes of
 //! buffers. Packets whose source is not the client's address, malformed frames and
 //! oversize packets are dropped and counted per session.
 //!
@@ -44,6 +44,8 @@ use crate::spawn::Spawn;
 pub const PORT: u16 = 44;
 /// Most clients at once (default).
 pub const MAX_CLIENTS: usize = 32;
+/// Most streams waiting for their hello at once; more are closed unread.
+pub const MAX_HANDSHAKES: usize = 64;
 /// The server's TUN devices: `swvpns0`, `swvpns1`, …
 pub const TUN_PREFIX: &str = "swvpns";
 /// Its nftables table (family `ip`).
@@ -214,6 +216,8 @@ struct Server {
     next_id: Mutex<u64>,
     /// Raised when the app stops: every session ends.
     quit: Signal,
+    /// Streams waiting for their hello.
+    handshakes: std::sync::atomic::AtomicUsize,
 }
 
 impl Server {
@@ -294,7 +298,15 @@ impl Server {
     /// Serves one client until its session ends.
     async fn serve(self: Arc<Self>, mut conn: Conn) {
         let peer = *conn.peer();
-        let hello = match read_frame(&mut conn, proto::MAX_HELLO, super::HANDSHAKE_TIMEOUT).await {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.handshakes.fetch_add(1, Relaxed) >= MAX_HANDSHAKES {
+            self.handshakes.fetch_sub(1, Relaxed);
+            log::info!("vpn-server: {peer}: {MAX_HANDSHAKES} hellos pending (the limit); closed");
+            return;
+        }
+        let hello = read_frame(&mut conn, proto::MAX_HELLO, super::HANDSHAKE_TIMEOUT).await;
+        self.handshakes.fetch_sub(1, Relaxed);
+        let hello = match hello {
             Ok(b) => b,
             Err(e) => {
                 log::info!("vpn-server: {peer}: no hello: {e}");
@@ -522,6 +534,7 @@ async fn serve(ctx: AppCtx, cfg: Config, journal: &Journal) -> Result<(), String
         sessions: Mutex::new(HashMap::new()),
         next_id: Mutex::new(0),
         quit: Signal::default(),
+        handshakes: std::sync::atomic::AtomicUsize::new(0),
     });
     let s2 = srv.clone();
     ctx.set_control(Arc::new(move |body: String| {
