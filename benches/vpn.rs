@@ -223,6 +223,18 @@ impl PeerBed {
         pid
     }
 
+    /// Waits until namespace `a` pings `ip` (the tunnel is up), at most `secs`.
+    fn wait_ping(&self, secs: u64, what: &str, ip: &str) {
+        let a = self.ns("a");
+        wait_until(secs, what, || {
+            Command::new("ip")
+                .args(["netns", "exec", &a, "ping", "-c", "1", "-W", "2", ip])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    }
+
     /// Moves TUN `dev` from the underlay to `to` with `addr`.
     fn take_tun(&self, dev: &str, to: &str, addr: &str) {
         wait_until(10, dev, || {
@@ -344,23 +356,7 @@ fn nebula(runs: usize, secs: u64) -> Result<Row, String> {
     bed.take_tun("neba", "a", "10.203.0.1/24");
     bed.take_tun("nebb", "b", "10.203.0.2/24");
     let (na, nb) = (bed.ns("a"), bed.ns("b"));
-    wait_until(30, "nebula through its relay", || {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &na,
-                "ping",
-                "-c",
-                "1",
-                "-W",
-                "2",
-                "10.203.0.2",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    bed.wait_ping(30, "nebula through its relay", "10.203.0.2");
     iperf(&nb, "10.203.0.2", &na, runs, secs, &[relay, a, b]).ok_or_else(|| "iperf3 failed".into())
 }
 
@@ -453,23 +449,7 @@ fn boringtun(runs: usize, secs: u64) -> Result<Row, String> {
     bed.take_tun("wgA", "a", "10.204.0.1/24");
     bed.take_tun("wgB", "b", "10.204.0.2/24");
     let (na, nb) = (bed.ns("a"), bed.ns("b"));
-    wait_until(20, "boringtun up", || {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &na,
-                "ping",
-                "-c",
-                "1",
-                "-W",
-                "2",
-                "10.204.0.2",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    bed.wait_ping(20, "boringtun up", "10.204.0.2");
     iperf(&nb, "10.204.0.2", &na, runs, secs, &pids).ok_or_else(|| "iperf3 failed".into())
 }
 

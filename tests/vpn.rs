@@ -324,17 +324,26 @@ fn over_skynet_and_in_tcp_mode() {
 
     // dmsg-standalone: a vpn-client on its own dmsg client (own keys) to the visor's server.
     let ddir = lab.dir.join("dmsg-client");
-    let standalone = lab
-        .cmd("c", &common::skywire_bin())
-        .args(["app", "vpn-client", "run", "--mode", "dmsg"])
-        .args(["--disc", "http://10.99.3.1:9090", "--relay", &relay])
-        .args(["--state-dir", ddir.to_str().unwrap(), "--", "--srv", &spk])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(lab.dir.join("dmsg-client.log")).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
+    let standalone = lab.spawn_app(
+        "c",
+        &[
+            "app",
+            "vpn-client",
+            "run",
+            "--mode",
+            "dmsg",
+            "--disc",
+            "http://10.99.3.1:9090",
+            "--relay",
+            &relay,
+            "--state-dir",
+            ddir.to_str().unwrap(),
+            "--",
+            "--srv",
+            &spk,
+        ],
+        "dmsg-client.log",
+    );
     wait_until(30, "traffic through the dmsg-standalone tunnel", || {
         lab.curl("c", OUTSIDE_URL).as_deref() == Some(SERVER_EGRESS)
     });
@@ -358,17 +367,25 @@ fn over_skynet_and_in_tcp_mode() {
 
     // dmsg-standalone server: its own dmsg client and keys; the client visor dials it.
     let (dsk, dpk) = common::dmsg::keypair_hex();
-    let dsrv = lab
-        .cmd("s", &common::skywire_bin())
-        .args(["app", "vpn-server", "run", "--mode", "dmsg", "--sk", &dsk])
-        .args(["--disc", "http://10.99.3.1:9090", "--relay", &relay])
-        .args(["--state-dir", lab.dir.join("dmsg-server").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(lab.dir.join("dmsg-server.log")).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
+    let dsrv = lab.spawn_app(
+        "s",
+        &[
+            "app",
+            "vpn-server",
+            "run",
+            "--mode",
+            "dmsg",
+            "--sk",
+            &dsk,
+            "--disc",
+            "http://10.99.3.1:9090",
+            "--relay",
+            &relay,
+            "--state-dir",
+            lab.dir.join("dmsg-server").to_str().unwrap(),
+        ],
+        "dmsg-server.log",
+    );
     wait_until(20, "the dmsg-standalone server", || {
         lab.nft("s").contains("skywire_vpn_server")
     });
@@ -398,41 +415,45 @@ fn over_skynet_and_in_tcp_mode() {
     let sdir = lab.dir.join("tcp-server");
     let cdir = lab.dir.join("tcp-client");
     let (sk, pk) = common::dmsg::keypair_hex();
-    let srv = lab
-        .cmd("s", &common::skywire_bin())
-        .args(["app", "vpn-server", "run", "--mode", "tcp", "--sk", &sk])
-        .args([
+    let srv = lab.spawn_app(
+        "s",
+        &[
+            "app",
+            "vpn-server",
+            "run",
+            "--mode",
+            "tcp",
+            "--sk",
+            &sk,
             "--listen",
             "10.99.3.1:4044",
             "--state-dir",
             sdir.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(lab.dir.join("tcp-server.log")).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
+        ],
+        "tcp-server.log",
+    );
     wait_until(10, "the TCP-mode server", || {
         lab.nft("s").contains("skywire_vpn_server")
     });
     let peer = format!("tcp://{pk}@10.99.3.1:4044");
-    let cli = lab
-        .cmd("c", &common::skywire_bin())
-        .args(["app", "vpn-client", "run", "--mode", "tcp", "--peer", &peer])
-        .args([
+    let cli = lab.spawn_app(
+        "c",
+        &[
+            "app",
+            "vpn-client",
+            "run",
+            "--mode",
+            "tcp",
+            "--peer",
+            &peer,
             "--state-dir",
             cdir.to_str().unwrap(),
             "--",
             "--srv",
             &pk.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(lab.dir.join("tcp-client.log")).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
+        ],
+        "tcp-client.log",
+    );
     wait_until(30, "traffic through the TCP-mode tunnel", || {
         lab.curl("c", OUTSIDE_URL).as_deref() == Some(SERVER_EGRESS)
     });

@@ -209,6 +209,19 @@ impl Lab {
         (line, child)
     }
 
+    /// Spawns `skywire args…` in `which` (a standalone app), stdout discarded, stderr to
+    /// `<dir>/<log>`.
+    pub fn spawn_app(&self, which: &str, args: &[&str], log: &str) -> Child {
+        self.cmd(which, &super::skywire_bin())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.join(log)).unwrap(),
+            ))
+            .spawn()
+            .unwrap()
+    }
+
     /// A log file's text.
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
