@@ -169,7 +169,13 @@ pub struct HostInfo {
     /// The host's identity for an app that signs as the host (skychat groups: the owner
     /// countersigns its feed with the key peers dial); `None` where the host keeps it.
     pub keys: Option<Arc<crate::crypto::Keypair>>,
+    /// The host's RPC, in-process and unguarded (the visor's; filled once the RPC is up):
+    /// what a hypervisor app in the visor manages it through. Empty in a standalone host.
+    pub rpc: LocalRpc,
 }
+
+/// [`HostInfo::rpc`].
+pub type LocalRpc = Arc<std::sync::OnceLock<crate::http::server::Handler>>;
 
 /// [`HostInfo::tcp`]: a TCP network with the host's keys, listening (when the app listens)
 /// on the address given.

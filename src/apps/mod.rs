@@ -5,6 +5,8 @@
 //! behaviour is set by their arguments, so the integration tests can drive the launcher's
 //! semantics through the real binary.
 
+#[cfg(feature = "app-hypervisor")]
+pub mod hypervisor;
 #[cfg(feature = "app-logserver")]
 pub mod logserver;
 #[cfg(feature = "app-pty")]
@@ -55,6 +57,8 @@ pub static APPS: &[&AppDef] = &[
     &vpn::server::DEF,
     #[cfg(feature = "app-vpn")]
     &vpn::client::DEF,
+    #[cfg(feature = "app-hypervisor")]
+    &hypervisor::DEF,
     #[cfg(feature = "test-apps")]
     &testapps::TEST_A,
     #[cfg(feature = "test-apps")]

@@ -306,6 +306,7 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
         state_dir,
         tcp: Some(tcp),
         keys: Some(Arc::new(crate::crypto::Keypair::from_seed(&seed))),
+        rpc: Default::default(),
     };
     let ctx = AppCtx::new(
         def.name,

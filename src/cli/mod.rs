@@ -21,9 +21,13 @@ mod app;
 mod cat;
 mod dmsg;
 mod dmsg_tools;
+#[cfg(feature = "app-hypervisor")]
+mod hv;
 mod keys;
 mod netflags;
 mod out;
+#[cfg(any(feature = "app-skychat", feature = "app-hypervisor"))]
+mod prompt;
 #[cfg(feature = "app-resolver")]
 mod proxies;
 #[cfg(feature = "app-skysocks-client")]

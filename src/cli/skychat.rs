@@ -842,7 +842,7 @@ struct PasswdCmd {
 
 impl PasswdCmd {
     fn run(self) -> CmdResult {
-        let pw = read_password()?;
+        let pw = super::prompt::read_password()?;
         if pw.chars().count() < 8 {
             return Err(CmdError::usage("the password is shorter than 8 characters"));
         }
@@ -893,26 +893,6 @@ fn write_private(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, file)
-}
-
-/// The password: twice on the terminal without echo, else the first line of stdin.
-fn read_password() -> Result<String, CmdError> {
-    use std::io::BufRead;
-    let stdin = std::io::stdin();
-    if !rustix::termios::isatty(&stdin) {
-        let mut line = String::new();
-        stdin
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| CmdError::fail(format!("reading the password from stdin: {e}")))?;
-        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
-    }
-    let a = super::skychat_tui::ask_hidden("Password: ")?;
-    let b = super::skychat_tui::ask_hidden("Again: ")?;
-    if a != b {
-        return Err(CmdError::usage("the two passwords differ; nothing written"));
-    }
-    Ok(a)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use futures_lite::StreamExt;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use miniserde::json::Value;
 use rustix::fs::{Mode, OFlags};
-use rustix::termios::{LocalModes, OptionalActions, Termios};
+use rustix::termios::{OptionalActions, Termios};
 
 use super::skychat_http::{Follow, Structured, Surface, array, quote, str_of, ts_ms, u64_of};
 use super::{CmdError, CmdResult};
@@ -69,38 +69,6 @@ impl Drop for Screen {
         let _ = (&self.tty).write_all(b"\x1b[?25h\x1b[?1049l");
         let _ = rustix::termios::tcsetattr(&self.tty, OptionalActions::Now, &self.saved);
     }
-}
-
-/// Asks for a line on the terminal without echo (for `passwd`).
-pub fn ask_hidden(prompt: &str) -> Result<String, CmdError> {
-    let fail = |e: io::Error| CmdError::fail(format!("reading the password: {e}"));
-    let tty = open_tty(false).map_err(fail)?;
-    let saved = rustix::termios::tcgetattr(&tty).map_err(|e| fail(e.into()))?;
-    let mut quiet = saved.clone();
-    quiet.local_modes.remove(LocalModes::ECHO);
-    quiet.local_modes.insert(LocalModes::ECHONL);
-    struct Restore<'a>(&'a File, Termios);
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            let _ = rustix::termios::tcsetattr(self.0, OptionalActions::Now, &self.1);
-        }
-    }
-    rustix::termios::tcsetattr(&tty, OptionalActions::Now, &quiet).map_err(|e| fail(e.into()))?;
-    let _restore = Restore(&tty, saved);
-    (&tty).write_all(prompt.as_bytes()).map_err(fail)?;
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    loop {
-        match io::Read::read(&mut &tty, &mut b) {
-            Ok(0) => break,
-            Ok(_) if b[0] == b'\n' || b[0] == b'\r' => break,
-            Ok(_) if line.len() < 4096 => line.push(b[0]),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(fail(e)),
-        }
-    }
-    String::from_utf8(line).map_err(|_| CmdError::usage("the password is not UTF-8"))
 }
 
 /// A queue many tasks post to and one loop reads.

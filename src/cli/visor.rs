@@ -87,6 +87,8 @@ enum CliVisorSub {
     Ping(PingCmd),
     Ports(PortsCmd),
     App(CliAppCmd),
+    #[cfg(feature = "app-hypervisor")]
+    Hv(super::hv::HvCmd),
     #[cfg(feature = "app-resolver")]
     Proxies(super::proxies::ProxiesCmd),
     #[cfg(feature = "skynet")]
@@ -112,6 +114,8 @@ impl CliVisor {
             CliVisorSub::Ping(c) => c.run(&rpc),
             CliVisorSub::Ports(c) => c.run(&rpc),
             CliVisorSub::App(c) => c.run(&rpc),
+            #[cfg(feature = "app-hypervisor")]
+            CliVisorSub::Hv(c) => c.run(&rpc),
             #[cfg(feature = "app-resolver")]
             CliVisorSub::Proxies(c) => c.run(&rpc),
         }

@@ -153,6 +153,27 @@ pub async fn request_on_with<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
+/// [`request_on`] on a connection kept open for the next request (`Connection:
+/// keep-alive`): the answer must be framed by its length, as our server's are.
+pub async fn request_keep_alive<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    max_body: usize,
+) -> Result<HttpResponse, HttpError> {
+    let out = request_bytes(method, host, path, "keep-alive", &[], body)?;
+    send_request(stream, &out).await?;
+    let (status, headers, rest) = read_head(stream).await?;
+    let body = read_body(stream, method, status, &headers, rest, max_body).await?;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// The request line, headers (`Connection: connection`, then `headers`) and body.
 fn request_bytes(
     method: &str,

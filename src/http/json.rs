@@ -217,6 +217,9 @@ pub enum Out {
     Arr(Vec<Out>),
     /// A nested ordered object.
     Obj(Ordered),
+    /// JSON text written as it is: the caller has checked it is one JSON value (a body a
+    /// peer sent, parsed once and passed on unchanged).
+    Raw(String),
 }
 
 impl Ordered {
@@ -283,6 +286,7 @@ fn write_val(s: &mut String, v: &Out, depth: usize) {
         Out::U64(n) => s.push_str(&n.to_string()),
         Out::Bool(b) => s.push_str(if *b { "true" } else { "false" }),
         Out::Null => s.push_str("null"),
+        Out::Raw(t) => s.push_str(t.trim()),
         Out::Obj(o) => write_obj(s, o, depth),
         Out::Arr(items) if items.is_empty() => s.push_str("[]"),
         Out::Arr(items) => {
@@ -320,6 +324,7 @@ fn write_compact(s: &mut String, v: &Out) {
         Out::U64(n) => s.push_str(&n.to_string()),
         Out::Bool(b) => s.push_str(if *b { "true" } else { "false" }),
         Out::Null => s.push_str("null"),
+        Out::Raw(t) => s.push_str(t.trim()),
         Out::Obj(o) => write_compact_obj(s, o),
         Out::Arr(items) => {
             s.push('[');

@@ -707,6 +707,19 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// [`serve_connection`] for a connection from a known peer (an overlay stream: handlers see
+/// its key in [`Request::peer_pk`]).
+pub async fn serve_connection_from<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: Peer,
+    handler: Handler,
+    limits: Limits,
+) {
+    if let Some((mut s, _)) = serve_until_upgrade(stream, Some(peer), handler, limits, None).await {
+        let _ = s.close().await;
+    }
+}
+
 /// Writes `resp` unless the client does not take it within the request timeout (a client
 /// that never reads must not hold its connection busy for good).
 async fn send<S: AsyncWrite + Unpin>(

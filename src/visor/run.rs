@@ -397,7 +397,9 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
     let net_for = move |name| Tagged::wrap(svc.net_for(name), name, tags.clone());
     let launcher = Launcher::new(ex.clone(), planned, Arc::new(net_for), conns);
     let l2 = launcher.clone();
+    let local_rpc = crate::app::LocalRpc::default();
     launcher.set_host(HostInfo {
+        rpc: local_rpc.clone(),
         pk,
         hypervisors: cfg.hypervisors.clone(),
         started: t_start,
@@ -426,6 +428,14 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         #[cfg(feature = "skynet")]
         control: Some(Arc::new(router.clone()) as Arc<dyn crate::router::control::Control>),
     });
+    let _ = local_rpc.set(rpc::handler(state.clone()));
+    super::hvlink::start(
+        &ex,
+        services.net_for("hypervisor-link"),
+        pk,
+        cfg.hypervisors.clone(),
+        rpc::handler(state.clone()),
+    );
     ex.spawn_boxed(server::serve(
         rl,
         ex.clone(),

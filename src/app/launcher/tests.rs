@@ -154,6 +154,7 @@ fn launcher(entries: &[AppEntry]) -> (Launcher, Arc<Executor<'static>>) {
         state_dir: std::env::temp_dir(),
         tcp: None,
         keys: None,
+        rpc: Default::default(),
     });
     (l, ex)
 }

@@ -1,0 +1,121 @@
+//! The visor's side of the hypervisor link: for each PK in `hypervisors`, the visor dials
+//! that PK's overlay port 46 (over dmsg) and serves its RPC on the stream, so a hypervisor
+//! manages it without anything on this visor listening for management (the remote RPC port
+//! 65 stays unregistered). [`LINKS`] streams are kept per hypervisor, redialed with a
+//! backoff of 1 s doubling to 30 s while it cannot be reached.
+//!
+//! Only a stream this visor dialed to a listed PK is served, and every request on it is
+//! checked again against the list (a PK removed from the config stops being served at the
+//! next restart; its open links end then too). The link serves every RPC route but the dial
+//! upgrade (`/v1/dial`), which would let the hypervisor open streams with this visor's
+//! identity; the hypervisor dials with its own key instead (the pty admits the
+//! `hypervisors` too).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_executor::Executor;
+use async_io::Timer;
+
+use crate::app::net::{Net, Via};
+use crate::crypto::PublicKey;
+use crate::http::server::{self, Handler, Limits, Peer, Request, Response};
+use crate::spawn::Spawn;
+
+/// The hypervisor's overlay port (DESIGN.md §4).
+pub const PORT: u16 = 46;
+/// Streams kept to each hypervisor (the hypervisor's `LINKS_PER_VISOR`).
+pub const LINKS: usize = 2;
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// The link's HTTP limits: a hypervisor polls every 2 s, so a link idle for 2 minutes is a
+/// hypervisor gone quiet; it is closed and redialed.
+fn limits() -> Limits {
+    Limits {
+        idle_timeout: Duration::from_secs(120),
+        pressure_idle_timeout: Duration::from_secs(120),
+        request_timeout: Duration::from_secs(30),
+        max_connections: LINKS,
+        max_connections_per_addr: LINKS,
+        ..Limits::default()
+    }
+}
+
+/// The RPC as served on a link: only to `hypervisors`, without the dial upgrade.
+pub fn link_handler(rpc: Handler, hypervisors: Arc<Vec<PublicKey>>) -> Handler {
+    Arc::new(move |req: Request| {
+        let (rpc, hv) = (rpc.clone(), hypervisors.clone());
+        Box::pin(async move {
+            match req.peer_pk {
+                Some(pk) if hv.contains(&pk) => {}
+                Some(pk) => {
+                    return Response::error(
+                        403,
+                        format!("{pk} is not in this visor's `hypervisors`; it may not manage it"),
+                    );
+                }
+                None => return Response::error(403, "management is served to hypervisors only"),
+            }
+            if req.path.starts_with("/v1/dial") {
+                return Response::error(403, "the dial upgrade is not served to a hypervisor");
+            }
+            rpc(req).await
+        })
+    })
+}
+
+/// Starts the links to every hypervisor in `hypervisors` but `own` (a hypervisor app in
+/// this visor reaches it in-process).
+pub fn start(
+    ex: &Arc<Executor<'static>>,
+    net: Arc<dyn Net>,
+    own: PublicKey,
+    hypervisors: Vec<PublicKey>,
+    rpc: Handler,
+) {
+    let list = Arc::new(hypervisors.clone());
+    let handler = link_handler(rpc, list);
+    for hv in hypervisors.into_iter().filter(|h| *h != own) {
+        for n in 0..LINKS {
+            let (net, handler) = (net.clone(), handler.clone());
+            ex.spawn_boxed(keep_link(net, hv, n, handler)).detach();
+        }
+    }
+}
+
+async fn keep_link(net: Arc<dyn Net>, hv: PublicKey, n: usize, handler: Handler) {
+    let mut backoff = BACKOFF_MIN;
+    let mut warned = false;
+    loop {
+        match net.dial_via(hv, PORT, Via::Dmsg).await {
+            Ok(conn) => {
+                if n == 0 {
+                    log::info!("hypervisor {hv}: link up");
+                }
+                warned = false;
+                let t = Instant::now();
+                server::serve_connection_from(conn, Peer::Key(hv), handler.clone(), limits())
+                    .await;
+                if n == 0 {
+                    log::info!("hypervisor {hv}: link closed after {:?}", t.elapsed());
+                }
+                if t.elapsed() > Duration::from_secs(10) {
+                    backoff = BACKOFF_MIN;
+                }
+            }
+            Err(e) => {
+                if n == 0 && !warned {
+                    log::warn!(
+                        "hypervisor {hv}: cannot reach its port {PORT}: {e}; retrying every \
+                         {}s at most",
+                        BACKOFF_MAX.as_secs()
+                    );
+                    warned = true;
+                }
+            }
+        }
+        Timer::after(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
