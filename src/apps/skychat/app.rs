@@ -273,6 +273,11 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
     for (pk, a) in &opts.tcp_peers {
         chat.add_tcp_peer(*pk, a.clone());
     }
+    let routes = super::http::routes(chat.clone(), Default::default(), ctx.ex.clone());
+    ctx.set_control(Arc::new(move |body: String| {
+        let routes = routes.clone();
+        Box::pin(async move { super::http::control(&routes, &body).await })
+    }));
     let c2 = chat.clone();
     let serve_overlay = ctx.ex.spawn_boxed(async move { c2.serve(overlay).await });
     let serve_tcp = tcp_listener.map(|l| {

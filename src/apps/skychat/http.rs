@@ -15,7 +15,7 @@ use super::auth::{self, Credentials, Refusal};
 use super::web;
 use crate::crypto::identity::PublicKey;
 use crate::http::guard::LocalGuard;
-use crate::http::json::{Fields, parse_object};
+use crate::http::json::{Fields, Ordered, Out, parse_object};
 use crate::http::server::{Handler, Request, Response};
 
 /// Most bytes of a request body (a message is at most 64 KiB of text plus JSON escaping).
@@ -332,6 +332,64 @@ pub struct HttpOpts {
     pub password: Option<auth::PasswordHash>,
 }
 
+/// The app's control surface (`POST /v1/apps/skychat/control`, so the hypervisor and the
+/// CLI reach a remote visor's chat through its RPC): `{"op":"http","method":"GET"|"POST",
+/// "path":"/history?limit=50","body":{…}}` runs that request on skychat's own routes, in
+/// process, and answers `{"status":N,"body":<its JSON>}`. The event streams (`/sse`,
+/// `/events`) and the page are not served this way.
+pub async fn control(handler: &Handler, body: &str) -> Result<String, (u16, String)> {
+    use miniserde::json::Value;
+    let bad = |m: &str| (400, format!("{m}; expected {{\"op\":\"http\",\"method\":\"GET\",\"path\":\"/history\"}}"));
+    let Ok(Value::Object(o)) = miniserde::json::from_str::<Value>(body) else {
+        return Err(bad("not a JSON object"));
+    };
+    let text = |k: &str| match o.get(k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    if text("op").as_deref() != Some("http") {
+        return Err(bad("unknown op"));
+    }
+    let method = text("method").unwrap_or_else(|| "GET".into());
+    if method != "GET" && method != "POST" {
+        return Err(bad("method is GET or POST"));
+    }
+    let target = text("path").ok_or_else(|| bad("no path"))?;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target.clone(), None),
+    };
+    if !path.starts_with('/') || matches!(path.as_str(), "/" | "/sse" | "/events" | "/login") {
+        return Err((400, format!("{path:?} is not served through control")));
+    }
+    let body = match o.get("body") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => miniserde::json::to_string(v).into_bytes(),
+    };
+    let resp = handler(Request {
+        method,
+        path,
+        query,
+        headers: Vec::new(),
+        body,
+        peer: None,
+        peer_pk: None,
+    })
+    .await;
+    let raw = String::from_utf8_lossy(&resp.body).into_owned();
+    let body = if raw.trim().is_empty() {
+        Out::Null
+    } else if miniserde::json::from_str::<Value>(&raw).is_ok() {
+        Out::Raw(raw)
+    } else {
+        Out::Str(raw)
+    };
+    Ok(Ordered::new()
+        .field("status", Out::U64(resp.status.into()))
+        .field("body", body)
+        .to_compact())
+}
+
 /// Counts refused and malformed requests (`http_error_count` in `/status`).
 #[derive(Debug, Default)]
 pub struct ErrorCount(AtomicU64);
@@ -445,7 +503,7 @@ pub mod pair;
 mod routes;
 pub mod sse;
 
-pub use routes::{bind, serve};
+pub use routes::{bind, routes, serve};
 
 #[cfg(test)]
 mod tests;

@@ -258,23 +258,33 @@
   }
 
   function chatTab(pk, el) {
-    let last = 0;
+    // skychat's own HTTP routes, run in the visor through its app control (docs/apps.md).
+    const ctl = async (method, path, body) => {
+      const r = await rpc(pk, "POST", "/v1/apps/skychat/control", { op: "http", method, path, body });
+      if (r.status >= 400) throw new Error((r.body && r.body.error) || "skychat answered " + r.status);
+      return r.body;
+    };
     const log = h("div", { class: "chat", id: "chat" });
     const to = h("input", { name: "to", placeholder: "peer PK", size: 70, required: true });
     const text = h("input", { name: "text", placeholder: "message", size: 50, required: true });
-    const ctl = (body) => rpc(pk, "POST", "/v1/apps/skychat/control", body);
     el.replaceChildren(log, h("form", { class: "row", id: "chat-send", on: { submit: (e) => {
       e.preventDefault();
-      act("send", async () => { await ctl({ op: "send", to: to.value.trim(), text: text.value }); text.value = ""; });
+      act("send", async () => {
+        const r = await ctl("POST", "/message", { recipient: to.value.trim(), message: text.value });
+        text.value = "";
+        if (r && r.acked === false) toast("sent; no ack from the peer yet");
+      });
     } } }, to, text, h("button", { type: "submit" }, "Send")));
+    let shown = "";
     return { refresh: async () => {
-      const j = await ctl({ op: "messages", since: last });
-      for (const m of j.messages || []) {
-        log.append(h("p", { class: m.outgoing ? "me" : "" }, h("span", { class: "muted" }, new Date(m.time * 1000).toLocaleTimeString() + " "),
-          (m.outgoing ? "→ " : "← ") + short(m.peer) + ": ", m.text));
-        last = Math.max(last, m.seq);
-        log.scrollTop = log.scrollHeight;
-      }
+      const msgs = (await ctl("GET", "/history?limit=100")) || [];
+      const key = msgs.map((m) => m.id + m.peer).join();
+      if (key === shown) return;
+      shown = key;
+      log.replaceChildren(...msgs.map((m) => h("p", { class: m.dir === "out" ? "me" : "" },
+        h("span", { class: "muted" }, new Date(m.ts).toLocaleTimeString() + " "),
+        (m.dir === "out" ? "→ " : "← ") + short(m.peer) + ": ", m.message)));
+      log.scrollTop = log.scrollHeight;
     } };
   }
 
