@@ -98,7 +98,8 @@ struct ConfigGen {
     /// discovery URL, e.g. http://192.168.1.10:9090 (default: none, host an embedded one)
     #[argh(option)]
     discovery: Option<String>,
-    /// PK of a hypervisor allowed to manage this visor (repeatable)
+    /// PK of a hypervisor allowed to manage this visor (repeatable); PK@HOST:PORT for a
+    /// TCP-standalone one (`standalone hypervisor`), reached over TCP there
     #[argh(option)]
     hypervisor: Vec<String>,
     /// log level: error, warn, info, debug, trace
@@ -118,10 +119,15 @@ impl ConfigGen {
             cfg.dmsg.discovery = d;
         }
         for h in &self.hypervisor {
-            cfg.hypervisors.push(
-                PublicKey::from_hex(h)
-                    .map_err(|e| CmdError::usage(format!("--hypervisor: {e}")))?,
-            );
+            let bad = |e: String| CmdError::usage(format!("--hypervisor: {e}"));
+            if h.contains('@') {
+                let pa = PkAddr::parse(h).map_err(bad)?;
+                cfg.hypervisor_addrs.push((pa.pk, pa.addr));
+                cfg.hypervisors.push(pa.pk);
+            } else {
+                cfg.hypervisors
+                    .push(PublicKey::from_hex(h).map_err(|e| bad(e.to_string()))?);
+            }
         }
         if let Some(l) = self.log_level {
             cfg.log_level = config::LogLevel::parse(&l).ok_or_else(|| {

@@ -237,6 +237,9 @@ pub struct Config {
     pub dmsg: DmsgConfig,
     /// PKs of hypervisors allowed to manage this visor.
     pub hypervisors: Vec<PublicKey>,
+    /// Where a TCP-standalone hypervisor listens (`"pk@host:port"` entries of
+    /// `hypervisors`): the link to it is Noise-XK over TCP instead of dmsg.
+    pub hypervisor_addrs: Vec<(PublicKey, String)>,
     /// PKs allowed to open a shell with the pty app (`pty.whitelist`), besides this visor's
     /// own PK and its hypervisors.
     pub pty_whitelist: Vec<PublicKey>,
@@ -263,6 +266,7 @@ impl Config {
             cli_addr: DEFAULT_CLI_ADDR.to_string(),
             dmsg: DmsgConfig::default(),
             hypervisors: Vec::new(),
+            hypervisor_addrs: Vec::new(),
             pty_whitelist: Vec::new(),
             apps: Vec::new(),
             transports: Vec::new(),
@@ -383,7 +387,12 @@ impl Config {
             .field("dmsg", Out::Obj(dmsg))
             .field(
                 "hypervisors",
-                json::str_array(self.hypervisors.iter().map(|p| p.to_hex())),
+                json::str_array(self.hypervisors.iter().map(|p| {
+                    match self.hypervisor_addrs.iter().find(|(k, _)| k == p) {
+                        Some((_, a)) => format!("{}@{a}", p.to_hex()),
+                        None => p.to_hex(),
+                    }
+                })),
             )
             .field(
                 "pty",
@@ -480,10 +489,17 @@ fn parse_rest<'a>(f: &mut Fields<'a>, cfg: &mut Config) -> Result<(), JsonError>
         d.deny_unknown()?;
     }
     for (path, s) in f.opt_str_array("hypervisors")? {
-        let pk = PublicKey::from_hex(s).map_err(|e| JsonError {
-            path,
-            msg: e.to_string(),
-        })?;
+        // `pk`, or `pk@host:port` for a TCP-standalone hypervisor.
+        let pk = if s.contains('@') {
+            let pa = PkAddr::parse(s).map_err(|msg| JsonError { path, msg })?;
+            cfg.hypervisor_addrs.push((pa.pk, pa.addr));
+            pa.pk
+        } else {
+            PublicKey::from_hex(s).map_err(|e| JsonError {
+                path,
+                msg: e.to_string(),
+            })?
+        };
         cfg.hypervisors.push(pk);
     }
     if let Some(mut p) = f.opt_object("pty")? {
@@ -717,6 +733,9 @@ mod tests {
     fn generated_config_round_trips() {
         let mut c = sample();
         c.hypervisors.push(*Keypair::from_seed(&[6u8; 32]).public());
+        let tcp_hv = *Keypair::from_seed(&[8u8; 32]).public();
+        c.hypervisors.push(tcp_hv);
+        c.hypervisor_addrs.push((tcp_hv, "10.0.0.2:7046".into()));
         c.pty_whitelist
             .push(*Keypair::from_seed(&[8u8; 32]).public());
         c.dmsg
@@ -748,6 +767,7 @@ mod tests {
         assert_eq!(back.dmsg, c.dmsg);
         assert_eq!(back.apps, c.apps);
         assert_eq!(back.hypervisors, c.hypervisors);
+        assert_eq!(back.hypervisor_addrs, c.hypervisor_addrs);
         assert_eq!(back.pty_whitelist, c.pty_whitelist);
         assert_eq!(back.to_json(), c.to_json());
     }

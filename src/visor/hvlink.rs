@@ -4,6 +4,9 @@
 //! 65 stays unregistered). [`LINKS`] streams are kept per hypervisor, redialed with a
 //! backoff of 1 s doubling to 30 s while it cannot be reached.
 //!
+//! A hypervisor listed as `pk@host:port` runs TCP-standalone (`standalone hypervisor`): its
+//! links are Noise-XK over TCP to that address, with this visor's keys.
+//!
 //! Only a stream this visor dialed to a listed PK is served, and every request on it is
 //! checked again against the list (a PK removed from the config stops being served at the
 //! next restart; its open links end then too). The link serves every RPC route but the dial
@@ -66,34 +69,48 @@ pub fn link_handler(rpc: Handler, hypervisors: Arc<Vec<PublicKey>>) -> Handler {
 }
 
 /// Starts the links to every hypervisor in `hypervisors` but `own` (a hypervisor app in
-/// this visor reaches it in-process).
+/// this visor reaches it in-process): over `net` (dmsg), or over `tcp` (Noise-XK over TCP,
+/// with this visor's keys) to the ones `addrs` gives an address for.
 pub fn start(
     ex: &Arc<Executor<'static>>,
     net: Arc<dyn Net>,
+    tcp: Arc<crate::app::net::TcpNet>,
     own: PublicKey,
     hypervisors: Vec<PublicKey>,
+    addrs: &[(PublicKey, String)],
     rpc: Handler,
 ) {
     let list = Arc::new(hypervisors.clone());
     let handler = link_handler(rpc, list);
+    for (pk, addr) in addrs {
+        tcp.add_peer(*pk, addr.clone());
+    }
     for hv in hypervisors.into_iter().filter(|h| *h != own) {
+        let (via, carrier): (Arc<dyn Net>, Via) = if addrs.iter().any(|(k, _)| *k == hv) {
+            (tcp.clone(), Via::Auto)
+        } else {
+            (net.clone(), Via::Dmsg)
+        };
         for n in 0..LINKS {
-            let (net, handler) = (net.clone(), handler.clone());
-            ex.spawn_boxed(keep_link(net, hv, n, handler)).detach();
+            let (net, handler) = (via.clone(), handler.clone());
+            ex.spawn_boxed(keep_link(net, carrier, hv, n, handler))
+                .detach();
         }
     }
 }
 
-async fn keep_link(net: Arc<dyn Net>, hv: PublicKey, n: usize, handler: Handler) {
+async fn keep_link(net: Arc<dyn Net>, via: Via, hv: PublicKey, n: usize, handler: Handler) {
     let mut backoff = BACKOFF_MIN;
-    let mut warned = false;
+    // The first dials race the dmsg session coming up: only a third failure in a row is
+    // worth a warning.
+    let mut failures = 0u32;
     loop {
-        match net.dial_via(hv, PORT, Via::Dmsg).await {
+        match net.dial_via(hv, PORT, via).await {
             Ok(conn) => {
                 if n == 0 {
                     log::info!("hypervisor {hv}: link up");
                 }
-                warned = false;
+                failures = 0;
                 let t = Instant::now();
                 server::serve_connection_from(conn, Peer::Key(hv), handler.clone(), limits())
                     .await;
@@ -105,13 +122,13 @@ async fn keep_link(net: Arc<dyn Net>, hv: PublicKey, n: usize, handler: Handler)
                 }
             }
             Err(e) => {
-                if n == 0 && !warned {
+                failures += 1;
+                if n == 0 && failures == 3 {
                     log::warn!(
                         "hypervisor {hv}: cannot reach its port {PORT}: {e}; retrying every \
                          {}s at most",
                         BACKOFF_MAX.as_secs()
                     );
-                    warned = true;
                 }
             }
         }

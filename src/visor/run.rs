@@ -432,8 +432,10 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
     super::hvlink::start(
         &ex,
         services.net_for("hypervisor-link"),
+        crate::app::net::TcpNet::new(Keypair::from_seed(cfg.keys.seed()), None, ex.clone()),
         pk,
         cfg.hypervisors.clone(),
+        &cfg.hypervisor_addrs,
         rpc::handler(state.clone()),
     );
     ex.spawn_boxed(server::serve(
