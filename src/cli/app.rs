@@ -234,7 +234,8 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
     let mut signals =
         async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
             .map_err(|e| CmdError::fail(format!("cannot install signal handlers: {e}")))?;
-    let net_args = resolve(&c.sk, &c.config, &c.disc, &c.relay)?;
+    #[allow(unused_mut)] // only the hypervisor replaces the keys
+    let mut net_args = resolve(&c.sk, &c.config, &c.disc, &c.relay)?;
     let (hypervisors, mut whitelist, config_state) = match &c.config {
         Some(p) => {
             let cfg = Config::load(p).map_err(|e| CmdError::fail(e.to_string()))?;
@@ -258,6 +259,12 @@ pub fn run_standalone(name: &str, mode: Mode, c: RunCmd) -> CmdResult {
         if !whitelist.contains(&pk) {
             whitelist.push(pk);
         }
+    }
+    // Visors list a hypervisor by its PK, so a standalone one keeps its key across restarts
+    // (in its state directory) unless --sk or -c gives one.
+    #[cfg(feature = "app-hypervisor")]
+    if def.name == "hypervisor" && c.sk.is_none() && c.config.is_none() {
+        net_args.keys = kept_keys(&state_dir.join("hypervisor").join("secret.key"))?;
     }
     let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
     let pk = *net_args.keys.public();
@@ -401,5 +408,32 @@ pub fn apps_with(mode: Mode) -> String {
         "none in this build".into()
     } else {
         v.join(", ")
+    }
+}
+
+/// The key in `file` (64 hex digits of seed), created 0600 with a fresh one when missing.
+#[cfg(feature = "app-hypervisor")]
+fn kept_keys(file: &std::path::Path) -> Result<crate::crypto::Keypair, CmdError> {
+    use crate::crypto::Keypair;
+    match std::fs::read_to_string(file) {
+        Ok(t) => {
+            let seed = crate::crypto::hex::decode_array::<32>(t.trim())
+                .map_err(|e| CmdError::fail(format!("{}: {e}", file.display())))?;
+            Ok(Keypair::from_seed(&seed))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed)
+                .map_err(|e| CmdError::fail(format!("no randomness from the OS: {e}")))?;
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| CmdError::fail(format!("{}: {e}", dir.display())))?;
+            }
+            let text = crate::crypto::hex::encode(&seed) + "\n";
+            crate::visor::config::write_secret_file(file, text.as_bytes(), false)
+                .map_err(|e| CmdError::fail(e.to_string()))?;
+            Ok(Keypair::from_seed(&seed))
+        }
+        Err(e) => Err(CmdError::fail(format!("{}: {e}", file.display()))),
     }
 }
