@@ -58,7 +58,7 @@ measure armv7 "$T_TRIPLE" minimal dist/skywire-armv7-minimal
 # The skywire package's features: "default" -> its list, every app-* feature, and skynet.
 skywire_features() {
     cargo metadata --no-deps --format-version 1 |
-        python3 -c 'import json,sys; f=[p for p in json.load(sys.stdin)["packages"] if p["name"]=="skywire"][0]["features"]; print("default " + (",".join(f.get("default", [])) or "none")); [print("app " + k) for k in sorted(f) if k.startswith("app-") or k == "skynet"]'
+        python3 -c 'import json,sys; f=[p for p in json.load(sys.stdin)["packages"] if p["name"]=="skywire"][0]["features"]; print("default " + (",".join(f.get("default", [])) or "none")); [print("app " + k) for k in sorted(f) if k.startswith("app-") or k in ("skynet", "hv-term")]'
 }
 feature_lines=$(skywire_features) || die "cargo metadata / python3 could not list the features"
 features=$(awk '$1 == "default" { gsub(",", ", ", $2); print $2 }' <<<"$feature_lines")
