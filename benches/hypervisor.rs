@@ -45,7 +45,10 @@ fn config(dir: &Path, join: Option<&str>, hv: Option<&str>, apps: &str) -> Strin
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cfg = std::fs::read_to_string(&file)
         .unwrap()
-        .replace("\"relay_addr\": \":8080\"", "\"relay_addr\": \"127.0.0.1:0\"")
+        .replace(
+            "\"relay_addr\": \":8080\"",
+            "\"relay_addr\": \"127.0.0.1:0\"",
+        )
         .replace(
             "\"disc_addr\": \"127.0.0.1:9090\"",
             "\"disc_addr\": \"127.0.0.1:0\"",
@@ -100,9 +103,8 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("skywire-bench-hv-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let hv_port = free_port();
-    let hv_app = format!(
-        r#"[{{"name":"hypervisor","args":["--addr","127.0.0.1:{hv_port}"]}},{QUIET}]"#
-    );
+    let hv_app =
+        format!(r#"[{{"name":"hypervisor","args":["--addr","127.0.0.1:{hv_port}"]}},{QUIET}]"#);
     let a_cfg = config(&dir.join("a"), None, None, &hv_app);
     let a_rpc = format!("127.0.0.1:{}", free_port());
     let (a, line) = spawn_first_line(
@@ -114,7 +116,13 @@ fn main() {
     // The join line comes later on stdout, which the helper drains: read it from the log of
     // `cli visor info` instead (the relay A hosts).
     std::thread::sleep(Duration::from_secs(3));
-    let info = String::from_utf8(sw(&["cli", "visor", "--rpc", &a_rpc, "-c", &a_cfg, "info", "--json"]).stdout).unwrap();
+    let info = String::from_utf8(
+        sw(&[
+            "cli", "visor", "--rpc", &a_rpc, "-c", &a_cfg, "info", "--json",
+        ])
+        .stdout,
+    )
+    .unwrap();
     let relay = info
         .split("\"hosted_relay\":")
         .nth(1)
@@ -129,13 +137,22 @@ fn main() {
     let pw = std::fs::read_to_string(dir.join("a.log"))
         .unwrap()
         .lines()
-        .find_map(|l| l.split("the web UI password is ").nth(1).map(str::to_string))
+        .find_map(|l| {
+            l.split("the web UI password is ")
+                .nth(1)
+                .map(str::to_string)
+        })
         .expect("the first-start password in A's log");
     let cookie = login(hv_port, &pw);
 
     let mut visors: Vec<Proc> = Vec::new();
     for i in 0..VISORS {
-        let cfg = config(&dir.join(format!("v{i}")), Some(&relay), Some(&a_pk), &format!("[{QUIET}]"));
+        let cfg = config(
+            &dir.join(format!("v{i}")),
+            Some(&relay),
+            Some(&a_pk),
+            &format!("[{QUIET}]"),
+        );
         let rpc = format!("127.0.0.1:{}", free_port());
         let (p, _) = spawn_first_line(BIN, &["visor", "-c", &cfg, "--rpc", &rpc], None);
         visors.push(p);

@@ -112,8 +112,7 @@ async fn keep_link(net: Arc<dyn Net>, via: Via, hv: PublicKey, n: usize, handler
                 }
                 failures = 0;
                 let t = Instant::now();
-                server::serve_connection_from(conn, Peer::Key(hv), handler.clone(), limits())
-                    .await;
+                server::serve_connection_from(conn, Peer::Key(hv), handler.clone(), limits()).await;
                 if n == 0 {
                     log::info!("hypervisor {hv}: link closed after {:?}", t.elapsed());
                 }

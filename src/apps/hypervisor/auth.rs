@@ -103,9 +103,11 @@ impl PasswordHash {
         let (Some("pbkdf2-sha512"), Some(rounds), Some(salt), Some(hash), None) =
             (p.next(), p.next(), p.next(), p.next(), p.next())
         else {
-            return Err("expected one line `pbkdf2-sha512:<rounds>:<salt hex>:<hash hex>` \
+            return Err(
+                "expected one line `pbkdf2-sha512:<rounds>:<salt hex>:<hash hex>` \
                  (write it with `skywire cli visor hv password`)"
-                .into());
+                    .into(),
+            );
         };
         let rounds: u32 = rounds
             .parse()
@@ -396,10 +398,16 @@ mod tests {
         assert_eq!(s.check(Some(&id), None, true, t0), Err(Denied::Csrf));
         assert_eq!(s.check(Some(&id), Some("x"), true, t0), Err(Denied::Csrf));
         assert_eq!(s.check(Some(&id), Some(&csrf), true, t0), Ok(csrf.clone()));
-        assert_eq!(s.check(Some("nope"), None, false, t0), Err(Denied::NoSession));
+        assert_eq!(
+            s.check(Some("nope"), None, false, t0),
+            Err(Denied::NoSession)
+        );
         assert_eq!(s.check(None, None, false, t0), Err(Denied::NoSession));
         let later = t0 + SESSION_IDLE;
-        assert_eq!(s.check(Some(&id), None, false, later), Err(Denied::NoSession));
+        assert_eq!(
+            s.check(Some(&id), None, false, later),
+            Err(Denied::NoSession)
+        );
         let (id2, _) = s.open(later).unwrap();
         s.close(&id2);
         assert!(s.is_empty());
@@ -415,7 +423,10 @@ mod tests {
         }
         assert_eq!(s.len(), MAX_SESSIONS);
         let now = t0 + Duration::from_secs(100);
-        assert_eq!(s.check(Some(&first), None, false, now), Err(Denied::NoSession));
+        assert_eq!(
+            s.check(Some(&first), None, false, now),
+            Err(Denied::NoSession)
+        );
     }
 
     #[test]

@@ -256,8 +256,15 @@ impl Fleet {
         let r = future::or(
             async {
                 Some(
-                    request_keep_alive(&mut conn, method, "visor", path_and_query, body, MAX_ANSWER)
-                        .await,
+                    request_keep_alive(
+                        &mut conn,
+                        method,
+                        "visor",
+                        path_and_query,
+                        body,
+                        MAX_ANSWER,
+                    )
+                    .await,
                 )
             },
             async {
@@ -277,7 +284,10 @@ impl Fleet {
             }
             None => {
                 self.give_back(pk, None);
-                Err((504, format!("visor {pk} did not answer within {REQUEST_TIMEOUT:?}")))
+                Err((
+                    504,
+                    format!("visor {pk} did not answer within {REQUEST_TIMEOUT:?}"),
+                ))
             }
         }
     }

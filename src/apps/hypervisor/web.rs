@@ -234,8 +234,11 @@ async fn route(hv: &Arc<Hv>, req: Request) -> Response {
             if let Some(id) = id {
                 hv.sessions().close(&id);
             }
-            json(200, Ordered::new().field("status", Out::Str("logged out".into())))
-                .with_header("Set-Cookie", auth::clear_cookie())
+            json(
+                200,
+                Ordered::new().field("status", Out::Str("logged out".into())),
+            )
+            .with_header("Set-Cookie", auth::clear_cookie())
         }
         ("GET", ["api", "visors"]) => visors(hv),
         (_, ["api", "visors", pk, rest @ ..]) => {
@@ -245,7 +248,7 @@ async fn route(hv: &Arc<Hv>, req: Request) -> Response {
             };
             match rest {
                 #[cfg(feature = "hv-term")]
-                ["term"] => super::term::open(hv, pk, &req),
+                ["term"] => super::term::open(hv, pk, &req, &csrf),
                 ["v1", "dial", ..] => Response::error(
                     403,
                     "the dial upgrade is not offered through the hypervisor",

@@ -339,7 +339,12 @@ pub struct HttpOpts {
 /// `/events`) and the page are not served this way.
 pub async fn control(handler: &Handler, body: &str) -> Result<String, (u16, String)> {
     use miniserde::json::Value;
-    let bad = |m: &str| (400, format!("{m}; expected {{\"op\":\"http\",\"method\":\"GET\",\"path\":\"/history\"}}"));
+    let bad = |m: &str| {
+        (
+            400,
+            format!("{m}; expected {{\"op\":\"http\",\"method\":\"GET\",\"path\":\"/history\"}}"),
+        )
+    };
     let Ok(Value::Object(o)) = miniserde::json::from_str::<Value>(body) else {
         return Err(bad("not a JSON object"));
     };
