@@ -301,9 +301,11 @@ impl Fleet {
                 let Some(x) = v.get_mut(pk) else {
                     return Err((404, format!("{pk} is not a visor of this hypervisor")));
                 };
-                if let Some(c) = x.idle.pop() {
+                // The least recently used first, so both links carry requests and neither
+                // reaches the visor's idle timeout.
+                if !x.idle.is_empty() {
                     x.busy += 1;
-                    return Ok(c);
+                    return Ok(x.idle.remove(0));
                 }
                 if x.busy == 0 {
                     return Err((503, format!("visor {pk} is offline")));
