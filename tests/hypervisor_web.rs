@@ -950,17 +950,16 @@ fn term_hostile(f: &Fleet, s: &Session) {
     assert_eq!(a.status, 403, "the terminal from a foreign Origin: {a:?}");
 }
 
-// ---- a stranger on port 46 (known gap: ignored until the hypervisor has an allow-list) ----
+// ---- a stranger on port 46 ----------------------------------------------------------------
 
 /// A peer that is no visor of ours (a throwaway dmsg key, `skywire dmsg cat <A>:46`) dials
-/// the hypervisor's port 46 and then never answers. Today the hypervisor adopts it
-/// (`fleet::Fleet::adopt` takes any peer) and lists it online, and the poller
-/// (`fleet::Fleet::poll`, one visor after another, 20 s `REQUEST_TIMEOUT` each) stops
-/// refreshing every visor's readings while it waits on the stranger. Run with
-/// `cargo test --test hypervisor_web -- --ignored` once that is fixed.
+/// the hypervisor's port 46 and then never answers. Without `--visor` keys the hypervisor
+/// lists every visor that dials it (as Go's does), so the stranger may appear, offline or
+/// with an error; what must hold is that it costs the real visors nothing: the poller reads
+/// each visor on a task of its own (`fleet::Fleet::poll`, 5 s per request), so B's readings
+/// stay fresh. (`--visor PK` refuses everyone else: `fleet::tests`.)
 #[test]
-#[ignore = "known gap: the hypervisor lists any peer dialing its port 46, and a silent one stalls the poller"]
-fn a_stranger_on_port_46_is_not_a_visor() {
+fn a_silent_stranger_on_port_46_does_not_stall_the_others() {
     let (f, s) = fleet("hvstranger", 1);
     let disc = json_field(&f.a.info(), "discovery");
     let stranger = skywire::crypto::Keypair::from_seed(&[46; 32]);
@@ -992,11 +991,6 @@ fn a_stranger_on_port_46_is_not_a_visor() {
     let before = uptime(&b);
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(12) {
-        let vs = visors(f.port, &s);
-        assert!(
-            !vs.iter().any(|(pk, ..)| pk == &stranger.public().to_hex()),
-            "a stranger that dialed port 46 is listed as a visor: {vs:?}"
-        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let after = uptime(&b);

@@ -26,6 +26,7 @@ use crate::app::conn::Conn;
 use crate::crypto::PublicKey;
 use crate::http::client::{HttpResponse, request_keep_alive};
 use crate::http::server::{Handler, Request};
+use crate::spawn::Spawn;
 
 /// Links one visor keeps open to us (`visor::hvlink` dials this many).
 pub const LINKS_PER_VISOR: usize = 2;
@@ -33,6 +34,8 @@ pub const LINKS_PER_VISOR: usize = 2;
 pub const MAX_VISORS: usize = 256;
 /// How often the online visors are polled.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
+/// Time for one of the poller's requests.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time for one forwarded request (an app stop waits up to 10 s for the app).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest answer body taken from a visor.
@@ -100,6 +103,8 @@ pub type Refused = (u16, String);
 /// The fleet.
 pub struct Fleet {
     local: Option<(PublicKey, Handler)>,
+    /// `--visor` PKs: when any are given, only they are adopted.
+    allow: Vec<PublicKey>,
     local_snap: Mutex<Snapshot>,
     visors: Mutex<HashMap<PublicKey, Visor>>,
 }
@@ -119,9 +124,11 @@ fn unix(t: SystemTime) -> u64 {
 
 impl Fleet {
     /// A fleet; `local` is the visor we run in and its in-process RPC handler.
-    pub fn new(local: Option<(PublicKey, Handler)>) -> Arc<Fleet> {
+    /// `allow`, when not empty, is the only visors adopted (`--visor`).
+    pub fn new(local: Option<(PublicKey, Handler)>, allow: Vec<PublicKey>) -> Arc<Fleet> {
         Arc::new(Fleet {
             local,
+            allow,
             local_snap: Mutex::new(Snapshot::default()),
             visors: Mutex::new(HashMap::new()),
         })
@@ -142,6 +149,9 @@ impl Fleet {
         let pk = *conn.peer();
         if Some(pk) == self.local_pk() {
             return Err("the local visor is served in-process".into());
+        }
+        if !self.allow.is_empty() && !self.allow.contains(&pk) {
+            return Err("not one of this hypervisor's --visor keys".into());
         }
         let now = SystemTime::now();
         let mut v = self.lock();
@@ -233,6 +243,18 @@ impl Fleet {
         path_and_query: &str,
         body: Option<&[u8]>,
     ) -> Result<(u16, Vec<u8>), Refused> {
+        self.call_within(pk, method, path_and_query, body, REQUEST_TIMEOUT)
+            .await
+    }
+
+    async fn call_within(
+        &self,
+        pk: &PublicKey,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), Refused> {
         if let Some((local, handler)) = &self.local
             && local == pk
         {
@@ -268,7 +290,7 @@ impl Fleet {
                 )
             },
             async {
-                Timer::after(REQUEST_TIMEOUT).await;
+                Timer::after(timeout).await;
                 None
             },
         )
@@ -339,7 +361,7 @@ impl Fleet {
             ("/v1/transports", &mut s.transports),
             ("/v1/routes", &mut s.routes),
         ] {
-            match self.call(pk, "GET", path, None).await {
+            match self.call_within(pk, "GET", path, None, POLL_TIMEOUT).await {
                 Ok((200, body)) => *slot = Some(String::from_utf8_lossy(&body).into_owned()),
                 // A visor without skynet answers 501/503 for transports and routes.
                 Ok((501 | 503, _)) => {}
@@ -355,12 +377,17 @@ impl Fleet {
         s
     }
 
-    /// Polls every online visor forever, every [`POLL_EVERY`].
-    pub async fn poll(self: Arc<Self>) {
+    /// Polls every online visor forever, every [`POLL_EVERY`], each on a task of its own
+    /// (a visor that does not answer holds up only its own reading, for [`POLL_TIMEOUT`]).
+    pub async fn poll(self: Arc<Self>, ex: Arc<async_executor::Executor<'static>>) {
         loop {
+            let mut tasks = Vec::new();
             if let Some(pk) = self.local_pk() {
-                let s = self.snapshot(&pk).await;
-                *self.local_snap.lock().unwrap_or_else(|p| p.into_inner()) = s;
+                let f = self.clone();
+                tasks.push(ex.spawn_boxed(async move {
+                    let s = f.snapshot(&pk).await;
+                    *f.local_snap.lock().unwrap_or_else(|p| p.into_inner()) = s;
+                }));
             }
             let online: Vec<PublicKey> = self
                 .lock()
@@ -369,17 +396,111 @@ impl Fleet {
                 .map(|(k, _)| *k)
                 .collect();
             for pk in online {
-                let s = self.snapshot(&pk).await;
-                if let Some(x) = self.lock().get_mut(&pk) {
-                    // Keep the last good reading of a visor that just went away.
-                    if s.info.is_some() || x.snap.info.is_none() {
-                        x.snap = s;
-                    } else {
-                        x.snap.error = s.error;
+                let f = self.clone();
+                tasks.push(ex.spawn_boxed(async move {
+                    let s = f.snapshot(&pk).await;
+                    if let Some(x) = f.lock().get_mut(&pk) {
+                        // Keep the last good reading of a visor that just went away.
+                        if s.info.is_some() || x.snap.info.is_none() {
+                            x.snap = s;
+                        } else {
+                            x.snap.error = s.error;
+                        }
                     }
-                }
+                }));
+            }
+            for t in tasks {
+                t.await;
             }
             Timer::after(POLL_EVERY).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::conn::{Direction, Network};
+    use crate::crypto::Keypair;
+    use crate::http::server::{Peer, Response, serve_connection_from, sync_handler};
+
+    /// A link from `pk`: our end, and the visor's end (a loopback TCP pair).
+    async fn link(pk: PublicKey) -> (Conn, async_net::TcpStream) {
+        let l = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        let (visor, ours) = future::zip(async_net::TcpStream::connect(a), l.accept()).await;
+        let conn = Conn::new(
+            Box::new(ours.unwrap().0),
+            pk,
+            46,
+            46,
+            Network::Mem,
+            Direction::In,
+        );
+        (conn, visor.unwrap())
+    }
+
+    fn pk(n: u8) -> PublicKey {
+        *Keypair::from_seed(&[n; 32]).public()
+    }
+
+    #[test]
+    fn with_visor_keys_only_they_are_adopted() {
+        async_io::block_on(async {
+            let f = Fleet::new(None, vec![pk(1)]);
+            let (c1, _v1) = link(pk(1)).await;
+            let (c2, _v2) = link(pk(2)).await;
+            assert_eq!(f.adopt(c1), Ok(pk(1)));
+            assert!(f.adopt(c2).unwrap_err().contains("--visor"));
+            let rows = f.rows();
+            assert_eq!(rows.len(), 1);
+            assert!(rows[0].online && rows[0].links == 1);
+            // Without keys every visor is adopted, up to LINKS_PER_VISOR + 1 links each.
+            let open = Fleet::new(None, Vec::new());
+            let mut ends = Vec::new();
+            for _ in 0..LINKS_PER_VISOR + 2 {
+                let (c, v) = link(pk(3)).await;
+                ends.push(v);
+                open.adopt(c).unwrap();
+            }
+            assert_eq!(open.rows()[0].links, LINKS_PER_VISOR + 1);
+        });
+    }
+
+    #[test]
+    fn a_silent_visor_holds_up_only_its_own_reading() {
+        let ex = Arc::new(async_executor::Executor::new());
+        let ex2 = ex.clone();
+        std::thread::spawn(move || async_io::block_on(ex2.run(future::pending::<()>())));
+        async_io::block_on(async {
+            let f = Fleet::new(None, Vec::new());
+            // A visor that answers every route with `{}`, and one that never answers.
+            let (c1, v1) = link(pk(1)).await;
+            let answer = sync_handler(|_| Response::json(200, "{}".into()));
+            ex.spawn_boxed(serve_connection_from(
+                v1,
+                Peer::Key(pk(9)),
+                answer,
+                Default::default(),
+            ))
+            .detach();
+            let (c2, _silent) = link(pk(2)).await;
+            f.adopt(c1).unwrap();
+            f.adopt(c2).unwrap();
+            ex.spawn_boxed(f.clone().poll(ex.clone())).detach();
+            let t0 = Instant::now();
+            loop {
+                let rows = f.rows();
+                let answered = rows.iter().find(|r| r.pk == pk(1)).unwrap();
+                if answered.snap.info.is_some() {
+                    break;
+                }
+                assert!(
+                    t0.elapsed() < POLL_TIMEOUT,
+                    "the answering visor was not read while the silent one held its request"
+                );
+                Timer::after(Duration::from_millis(20)).await;
+            }
+        });
     }
 }

@@ -46,10 +46,17 @@ struct Args {
     /// the password file (default <state dir>/hypervisor/password)
     #[argh(option)]
     password_file: Option<String>,
+    /// a visor this hypervisor manages (repeatable); when given, links from any other PK
+    /// are refused (default: every visor that lists this hypervisor)
+    #[argh(option)]
+    visor: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
     let a: Args = crate::app::parse_args("hypervisor", args)?;
+    for v in &a.visor {
+        crate::crypto::PublicKey::from_hex(v).map_err(|e| format!("--visor {v}: {e}"))?;
+    }
     crate::addr::bind_addr(&a.addr)
         .parse::<std::net::SocketAddr>()
         .map_err(|e| format!("--addr {}: {e}", a.addr))?;
@@ -101,7 +108,12 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
         Mode::Visor => ctx.host.rpc.get().map(|h| (ctx.host.pk, h.clone())),
         _ => None,
     };
-    let fleet = fleet::Fleet::new(local);
+    let allow = args
+        .visor
+        .iter()
+        .filter_map(|v| crate::crypto::PublicKey::from_hex(v).ok())
+        .collect();
+    let fleet = fleet::Fleet::new(local, allow);
     let hv = web::Hv::new(
         fleet.clone(),
         ctx.net.clone(),
@@ -119,7 +131,7 @@ async fn run(ctx: AppCtx) -> Result<(), String> {
     };
     let ex = ctx.ex.clone();
     let http = ex.spawn_boxed(crate::http::server::serve(l, ex.clone(), handler, limits));
-    let poll = ex.spawn_boxed(fleet.clone().poll());
+    let poll = ex.spawn_boxed(fleet.clone().poll(ex.clone()));
     let f2 = fleet.clone();
     let accept = ex.spawn_boxed(async move {
         loop {
