@@ -10,5 +10,7 @@ pub mod hex;
 pub mod hmac;
 pub mod identity;
 pub mod noise;
+#[cfg(feature = "hv-term")]
+pub mod sha1;
 
 pub use identity::{IdentityError, Keypair, PublicKey, PublicKeyError};
