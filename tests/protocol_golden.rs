@@ -323,3 +323,43 @@ fn vpn_golden() {
     assert_in_doc("vpn keepalive", &format!("`{k}`"));
     assert_eq!(proto::parse_welcome(&no).unwrap().reason, "wrong passcode");
 }
+
+/// docs/protocol.md "WebSocket": the RFC 6455 handshake accept value and frames, and the
+/// close frames of two protocol errors.
+#[cfg(feature = "hv-term")]
+#[test]
+fn websocket_golden() {
+    use skywire::http::ws::{
+        Decoder, Event, Opcode, ProtocolError, accept_key, encode, encode_close,
+    };
+    let accept = accept_key("dGhlIHNhbXBsZSBub25jZQ==");
+    print("websocket accept", &accept);
+    assert_in_doc(
+        "websocket accept",
+        &format!("Sec-WebSocket-Accept:{accept}"),
+    );
+    let masked = "818537fa213d7f9f4d5158";
+    let mut d = Decoder::new(64);
+    d.feed(&hex::decode_vec(masked).unwrap());
+    assert_eq!(d.next_event(), Ok(Some(Event::Text("Hello".into()))));
+    assert_in_doc("websocket client frame", masked);
+    let mut out = Vec::new();
+    encode(Opcode::Text, b"Hello", &mut out);
+    let h = hex::encode(&out);
+    print("websocket server frame", &h);
+    assert_in_doc("websocket server frame", &format!("`{h}`"));
+    for (what, err) in [
+        ("normal close", None),
+        ("unmasked", Some(ProtocolError::Unmasked)),
+        ("too big", Some(ProtocolError::TooBig { max: 64 })),
+    ] {
+        let mut out = Vec::new();
+        match err {
+            None => encode_close(1000, "", &mut out),
+            Some(e) => encode_close(e.code(), e.reason(), &mut out),
+        }
+        let h = hex::encode(&out);
+        print(&format!("websocket {what}"), &h);
+        assert_in_doc(&format!("websocket {what}"), &format!("`{h}`"));
+    }
+}

@@ -83,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
         format!(
             "{}{}",
             invite::PREFIX,
-            skywire::apps::skychat::b64::encode_url(data)
+            skywire::crypto::b64::encode_url(data)
         ),
     ] {
         if let Ok(inv) = invite::decode(&link) {
@@ -91,9 +91,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(invite::decode(&again).expect("our link decodes"), inv);
         }
     }
-    if let Ok(raw) = skywire::apps::skychat::b64::decode_url(&text) {
+    if let Ok(raw) = skywire::crypto::b64::decode_url(&text) {
         assert_eq!(
-            skywire::apps::skychat::b64::encode_url(&raw),
+            skywire::crypto::b64::encode_url(&raw),
             text,
             "base64url is canonical"
         );

@@ -7,7 +7,6 @@
 //! - [`store`], [`writer`]: the crash-safe history (append-only log, RAM index) and its
 //!   writer thread (group commit);
 //! - [`aliases`]: the alias book;
-//! - [`b64`]: base64 (URL-safe for invites and entries, standard for Basic credentials);
 //! - [`group`]: groups as signed feeds (sans-IO);
 //! - [`pair`]: pairing (`--pair-enable`): invites, pairs and their messages;
 //! - [`app`]: the app definition and its start in each mode.
@@ -15,7 +14,6 @@
 pub mod aliases;
 pub mod app;
 pub mod auth;
-pub mod b64;
 pub mod chat;
 pub mod events;
 pub mod group;

@@ -25,8 +25,8 @@ use miniserde::json::{self, Value};
 
 use super::crypt::GroupKey;
 use super::entry::{self, GroupId, Mode};
-use crate::apps::skychat::b64;
 use crate::crypto::PublicKey;
+use crate::crypto::b64;
 use crate::http::json::{Fields, JsonError, Ordered, Out};
 
 /// What every invite starts with.

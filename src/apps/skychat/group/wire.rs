@@ -17,8 +17,8 @@ use miniserde::json::{Object, Value};
 
 use super::crypt::GroupKey;
 use super::entry::GroupId;
-use crate::apps::skychat::b64;
 use crate::crypto::PublicKey;
+use crate::crypto::b64;
 use crate::crypto::hex;
 use crate::http::json::{Fields, Ordered, Out};
 

@@ -1,6 +1,8 @@
-//! Base64 (RFC 4648), the two forms skychat reads: base64url without padding (invite links,
-//! group entries on the wire: strict, one canonical form) and standard base64 with optional
-//! padding (the `Authorization: Basic` header). One decoder serves both alphabets.
+//! Base64 (RFC 4648) in the forms skychat and the hypervisor use: base64url without padding
+//! (skychat's invite links and group entries on the wire: strict, one canonical form) and
+//! standard base64 with optional padding (the `Authorization: Basic` header, the WebSocket
+//! handshake's `Sec-WebSocket-Key`), and standard base64 with padding out
+//! (`Sec-WebSocket-Accept`). One decoder serves both alphabets.
 
 /// Which alphabet: `-_` (URL-safe, §5) or `+/` (standard, §4) for the last two digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +56,15 @@ pub fn encode(b: &[u8], alphabet: Alphabet) -> String {
 /// Base64url without padding.
 pub fn encode_url(b: &[u8]) -> String {
     encode(b, Alphabet::Url)
+}
+
+/// Standard base64 with `=` padding to a multiple of four characters.
+pub fn encode_std_padded(b: &[u8]) -> String {
+    let mut s = encode(b, Alphabet::Std);
+    while !s.len().is_multiple_of(4) {
+        s.push('=');
+    }
+    s
 }
 
 /// Decodes unpadded base64 in `alphabet`; only the one canonical form of some bytes (unused
@@ -137,5 +148,13 @@ mod tests {
         assert_eq!(decode_std_padded("Z"), None);
         assert_eq!(decode_std_padded(&"A".repeat(4100)), None);
         assert_eq!(decode_std_padded("-_8"), None);
+        assert_eq!(encode_std_padded(b"f"), "Zg==");
+        assert_eq!(encode_std_padded(b"fo"), "Zm8=");
+        assert_eq!(encode_std_padded(b"foo"), "Zm9v");
+        assert_eq!(encode_std_padded(b""), "");
+        for n in 0..20u8 {
+            let b: Vec<u8> = (0..n).map(|i| i.wrapping_mul(91)).collect();
+            assert_eq!(decode_std_padded(&encode_std_padded(&b)), Some(b));
+        }
     }
 }
