@@ -2,6 +2,7 @@
 //! and shutdown order (`run`). The services registry with dmsgctrl is `crate::app::services`.
 
 pub mod config;
+pub mod config_writer;
 pub mod rpc;
 pub mod run;
 pub mod whitelist;

@@ -234,9 +234,7 @@ async fn route(st: &RpcState, req: Request) -> Response {
             };
             match st.editor.edit(pk, m == "POST").await {
                 Ok(()) => ok(whitelist_json(st)),
-                Err(e @ EditError::Full) => Response::error(409, e.to_string()),
-                Err(e @ EditError::Busy) => Response::error(503, e.to_string()),
-                Err(e @ EditError::Failed(_)) => Response::error(500, e.to_string()),
+                Err(e) => edit_err(e),
             }
         }
         (_, ["v1", "transports" | "routes" | "groups", ..])
@@ -305,6 +303,16 @@ fn whitelist_json(st: &RpcState) -> Ordered {
 
 fn ok(o: Ordered) -> Response {
     Response::json(200, o.to_pretty() + "\n")
+}
+
+fn edit_err(e: EditError) -> Response {
+    let status = match &e {
+        EditError::Invalid(_) => 400,
+        EditError::Full => 409,
+        EditError::Busy => 503,
+        EditError::Failed(_) => 500,
+    };
+    Response::error(status, e.to_string())
 }
 
 fn launch_err(e: LaunchError) -> Response {

@@ -33,6 +33,7 @@ use async_net::TcpListener;
 use futures_lite::{StreamExt, future};
 
 use super::config::{self, Config, ConfigErrorKind};
+use super::config_writer::ConfigWriter;
 use super::rpc::{self, RpcState};
 use crate::addr::{bind_addr, check_host_port, is_loopback};
 use crate::app::HostInfo;
@@ -385,8 +386,9 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
 
     // 7. Launcher.
     let whitelist = crate::app::SharedKeys::new(cfg.pty_whitelist.clone());
-    let editor = super::whitelist::WhitelistEditor::start(file.clone(), whitelist.clone())
-        .map_err(|e| format!("cannot start the whitelist writer thread: {e}"))?;
+    let writer = ConfigWriter::start(file.clone())
+        .map_err(|e| format!("cannot start the config writer thread: {e}"))?;
+    let editor = super::whitelist::WhitelistEditor::new(writer, whitelist.clone());
     let (svc, tags) = (services.clone(), conns.clone());
     #[cfg(feature = "skynet")]
     let net_for = move |name: &'static str| {
