@@ -317,6 +317,7 @@ fn edit_err(e: EditError) -> Response {
 
 fn launch_err(e: LaunchError) -> Response {
     let status = match &e {
+        LaunchError::Invalid(_) => 400,
         LaunchError::Unknown(_) => 404,
         LaunchError::Critical(_) => 403,
         LaunchError::Blocked(..) | LaunchError::Failed(..) => 409,

@@ -248,12 +248,6 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
     // 2. The app plan.
     let planned =
         launcher::plan(APPS, &cfg.apps).map_err(|e| format!("{}: {e}", file.display()))?;
-    #[cfg(feature = "skynet")]
-    let routes: std::collections::HashMap<String, crate::router::policy::RoutePolicy> = cfg
-        .apps
-        .iter()
-        .map(|a| (a.name.clone(), a.route.clone()))
-        .collect();
     #[cfg(not(feature = "skynet"))]
     if !cfg.transports.is_empty() {
         log::warn!(
@@ -390,13 +384,20 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         .map_err(|e| format!("cannot start the config writer thread: {e}"))?;
     let editor = super::whitelist::WhitelistEditor::new(writer, whitelist.clone());
     let (svc, tags) = (services.clone(), conns.clone());
+    // Called at each start of an app, so a route set through the RPC applies at its next.
     #[cfg(feature = "skynet")]
-    let net_for = move |name: &'static str| {
-        let route = routes.get(name).cloned().unwrap_or_default();
-        Tagged::wrap(svc.net_with_route(name, route), name, tags.clone())
+    let net_for = move |p: &launcher::Planned| {
+        let name = p.def.name;
+        Tagged::wrap(
+            svc.net_with_route(name, p.route.clone()),
+            name,
+            tags.clone(),
+        )
     };
     #[cfg(not(feature = "skynet"))]
-    let net_for = move |name| Tagged::wrap(svc.net_for(name), name, tags.clone());
+    let net_for = move |p: &launcher::Planned| {
+        Tagged::wrap(svc.net_for(p.def.name), p.def.name, tags.clone())
+    };
     let launcher = Launcher::new(ex.clone(), planned, Arc::new(net_for), conns);
     let l2 = launcher.clone();
     launcher.set_host(HostInfo {
