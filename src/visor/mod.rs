@@ -5,4 +5,5 @@ pub mod config;
 pub mod config_writer;
 pub mod rpc;
 pub mod run;
+pub mod stop;
 pub mod whitelist;
