@@ -51,6 +51,9 @@ pub struct Planned {
     pub deps: Vec<Dep>,
     /// Its wave (0 first).
     pub wave: usize,
+    /// How its dials reach peers (`launcher.apps[].route`).
+    #[cfg(feature = "skynet")]
+    pub route: crate::router::policy::RoutePolicy,
 }
 
 /// Checks the configured apps against the compiled-in table and sorts every app into
@@ -73,6 +76,8 @@ pub fn plan(defs: &[&'static AppDef], entries: &[AppEntry]) -> Result<Vec<Planne
                 })
                 .collect(),
             wave: 0,
+            #[cfg(feature = "skynet")]
+            route: Default::default(),
         })
         .collect();
     let mut seen = Vec::new();
@@ -111,6 +116,10 @@ pub fn plan(defs: &[&'static AppDef], entries: &[AppEntry]) -> Result<Vec<Planne
         p.args = e.args.clone();
         p.auto_start = e.auto_start;
         p.policy = e.restart_policy;
+        #[cfg(feature = "skynet")]
+        {
+            p.route = e.route.clone();
+        }
         for (kind, list, field) in [
             (DepKind::Requires, &e.requires, "requires"),
             (DepKind::Wants, &e.wants, "wants"),
@@ -286,6 +295,11 @@ pub struct AppStatus {
     pub critical: bool,
     /// Dependencies.
     pub deps: Vec<Dep>,
+    /// The arguments its next start gets.
+    pub args: Vec<String>,
+    /// The route policy its next start gets.
+    #[cfg(feature = "skynet")]
+    pub route: crate::router::policy::RoutePolicy,
 }
 
 /// Why a launcher command was refused.
@@ -307,6 +321,8 @@ pub enum LaunchError {
     NoControl(String),
     /// The app refused a control request: an HTTP status and its message.
     Control(u16, String),
+    /// Settings the app does not take (what is wrong).
+    Invalid(String),
 }
 
 impl std::fmt::Display for LaunchError {
@@ -328,15 +344,15 @@ impl std::fmt::Display for LaunchError {
                 "{n} is {state}; start it with 'skywire cli visor app start {n}'"
             ),
             LaunchError::NoControl(n) => write!(f, "{n} takes no control requests"),
-            LaunchError::Control(_, m) => f.write_str(m),
+            LaunchError::Control(_, m) | LaunchError::Invalid(m) => f.write_str(m),
         }
     }
 }
 
 impl std::error::Error for LaunchError {}
 
-/// Makes the network an app gets, from its name.
-pub type NetFactory = Arc<dyn Fn(&'static str) -> Arc<dyn Net> + Send + Sync>;
+/// Makes the network an app gets, from its plan (name, route policy) at each start.
+pub type NetFactory = Arc<dyn Fn(&Planned) -> Arc<dyn Net> + Send + Sync>;
 
 /// The launcher. Cloning gives another handle.
 #[derive(Clone)]
@@ -474,8 +490,68 @@ impl Launcher {
                 auto_start: s.p.auto_start,
                 critical: s.p.def.critical,
                 deps: s.p.deps.clone(),
+                args: s.p.args.clone(),
+                #[cfg(feature = "skynet")]
+                route: s.p.route.clone(),
             })
             .collect()
+    }
+
+    /// `name`'s settings as a `launcher.apps[]` entry, with no `requires`/`wants` of its own
+    /// (for a config file that has no entry for it).
+    pub fn entry(&self, name: &str) -> Result<AppEntry, LaunchError> {
+        let slots = self.slots();
+        let s = slots
+            .iter()
+            .find(|s| s.p.def.name == name)
+            .ok_or_else(|| LaunchError::Unknown(name.to_string()))?;
+        Ok(AppEntry {
+            name: name.to_string(),
+            args: s.p.args.clone(),
+            auto_start: s.p.auto_start,
+            restart_policy: s.p.policy,
+            requires: Vec::new(),
+            wants: Vec::new(),
+            #[cfg(feature = "skynet")]
+            route: s.p.route.clone(),
+        })
+    }
+
+    /// Whether the app `e` names takes `e`'s arguments (the check [`plan`] makes).
+    pub fn check_entry(&self, e: &AppEntry) -> Result<(), LaunchError> {
+        let def = self
+            .slots()
+            .iter()
+            .find(|s| s.p.def.name == e.name)
+            .map(|s| s.p.def)
+            .ok_or_else(|| LaunchError::Unknown(e.name.clone()))?;
+        (def.check_args)(&e.args)
+            .map_err(|m| LaunchError::Invalid(format!("args: {} does not take them: {m}", e.name)))
+    }
+
+    /// Takes `e`'s arguments, auto-start, restart policy and route for the app's next start
+    /// (its dependencies stay as planned: `requires`/`wants` take effect when the visor
+    /// starts). True when the app is running (or starting) with other arguments or another
+    /// route than these, so it must restart to use them.
+    pub fn set_entry(&self, e: &AppEntry) -> Result<bool, LaunchError> {
+        self.check_entry(e)?;
+        let mut slots = self.slots();
+        let s = slots
+            .iter_mut()
+            .find(|s| s.p.def.name == e.name)
+            .ok_or_else(|| LaunchError::Unknown(e.name.clone()))?;
+        #[cfg(feature = "skynet")]
+        let changed = s.p.args != e.args || s.p.route != e.route;
+        #[cfg(not(feature = "skynet"))]
+        let changed = s.p.args != e.args;
+        #[cfg(feature = "skynet")]
+        {
+            s.p.route = e.route.clone();
+        }
+        s.p.args = e.args.clone();
+        s.p.auto_start = e.auto_start;
+        s.p.policy = e.restart_policy;
+        Ok(changed && matches!(s.state, State::Running | State::Starting))
     }
 
     /// Snapshot of one app.
@@ -661,7 +737,7 @@ impl Launcher {
             s.p.def.name,
             s.p.args.clone(),
             Mode::Visor,
-            (self.inner.net_for)(s.p.def.name),
+            (self.inner.net_for)(&s.p),
             self.inner.ex.clone(),
             host,
         );
@@ -796,6 +872,25 @@ impl Launcher {
     /// first. Returns the names stopped, in order.
     pub async fn stop(&self, name: &str, force: bool) -> Result<Vec<String>, LaunchError> {
         let _op = self.inner.op.lock().await;
+        self.stop_locked(name, force).await
+    }
+
+    /// Stops `name` as [`Launcher::stop`] does, then starts it again, and then what requires
+    /// it that the stop took down (latest wave last). Stopped, it is just started.
+    pub async fn restart(&self, name: &str, force: bool) -> Result<AppStatus, LaunchError> {
+        let _op = self.inner.op.lock().await;
+        log::info!("launcher: restarting {name}");
+        let stopped = self.stop_locked(name, force).await?;
+        self.start_locked(name, 0).await?;
+        for n in stopped.iter().rev().filter(|n| *n != name) {
+            if let Err(e) = self.start_locked(n, 0).await {
+                log::warn!("launcher: {n} not started again after restarting {name}: {e}");
+            }
+        }
+        self.status(name)
+    }
+
+    async fn stop_locked(&self, name: &str, force: bool) -> Result<Vec<String>, LaunchError> {
         let order = {
             let slots = self.slots();
             let s = slots

@@ -50,6 +50,7 @@ mod skynet;
 #[cfg(feature = "app-skynet-fwd")]
 mod skynet_fwd;
 mod visor;
+mod visor_admin;
 #[cfg(feature = "app-vpn")]
 mod vpn;
 

@@ -128,14 +128,21 @@ pub fn table(rows: &[Vec<String>]) {
 pub fn print_app(a: &App) {
     say(&format!("{}: {}", a.name, a.state));
     say(&format!(
-        "  mode {}, port {}, wave {}, restart {}, restarts {}{}",
+        "  mode {}, port {}, wave {}, autostart {}, restart {}, restarts {}{}",
         a.mode,
         dash(&a.port),
         a.wave,
+        if a.auto_start { "on" } else { "off" },
         a.restart_policy,
         a.restarts,
         if a.critical { ", critical" } else { "" }
     ));
+    if !a.args.is_empty() {
+        say(&format!("  args {}", a.args.join(" ")));
+    }
+    if !a.route.is_empty() {
+        say(&format!("  route {}", a.route));
+    }
     if a.state == "running" {
         say(&format!("  up {}", human_secs(a.uptime_secs)));
     }
@@ -211,6 +218,29 @@ pub fn human_bytes(b: u64) -> String {
         1024..1_048_576 => format!("{} KiB", decimal(b, 1024, 1)),
         _ => format!("{} MiB", decimal(b, 1_048_576, 1)),
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of a unix time in ms.
+pub fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian, eras of 400 years).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use miniserde::json::{Number, Object, Value};
 
 use super::CmdError;
+/// Times as the skychat commands print them (the one copy is `out`'s).
+pub use super::out::utc;
 use crate::http::client::{HttpError, HttpUrl, request_with};
 use crate::visor::config::{Config, DEFAULT_FILE};
 use crate::visor::run::DEFAULT_STATE_DIR;
@@ -787,29 +789,6 @@ impl Follow {
         self.backoff = (self.backoff * 2).min(Duration::from_secs(10));
         Ok(())
     }
-}
-
-/// `YYYY-MM-DD HH:MM:SS` (UTC) of a unix time in ms.
-pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Days since 1970-01-01 to a civil date (proleptic Gregorian, eras of 400 years).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
 }
 
 /// A timestamp field as ms (numbers above 10^11 are ms, smaller ones seconds).

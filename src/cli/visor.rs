@@ -32,7 +32,8 @@ pub struct VisorCmd {
 }
 
 impl VisorCmd {
-    /// Runs the daemon until SIGINT/SIGTERM.
+    /// Runs the daemon until SIGINT/SIGTERM or `cli visor shutdown` (exit 0); `cli visor
+    /// restart` runs it again in this process.
     pub fn run(self) -> CmdResult {
         let ex = std::sync::Arc::new(async_executor::Executor::new());
         let visor = run::start(
@@ -57,14 +58,29 @@ impl VisorCmd {
             }
             _ => say(&format!("network: {}", s.network)),
         }
-        async_io::block_on(ex.run(visor.run()));
-        Ok(())
+        match async_io::block_on(ex.run(visor.run())) {
+            run::StopKind::Shutdown => Ok(()),
+            run::StopKind::Restart => {
+                // Returns only when the exec failed.
+                let why = run::reexec();
+                log::error!("restart: {why}");
+                Err(CmdError {
+                    msg: format!(
+                        "restart: {why}; exiting {} so that the service manager starts the \
+                         visor again",
+                        run::EXIT_REEXEC_FAILED
+                    ),
+                    code: run::EXIT_REEXEC_FAILED,
+                })
+            }
+        }
     }
 }
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "visor")]
-/// the visor: info, ping, ports, apps (and, with skynet, tp and route).
+/// the visor: info, ping, ports, apps, log, shutdown, restart (and, with skynet, tp and
+/// route).
 pub struct CliVisor {
     /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
     #[argh(option)]
@@ -89,6 +105,9 @@ enum CliVisorSub {
     App(CliAppCmd),
     #[cfg(feature = "app-hypervisor")]
     Hv(super::hv::HvCmd),
+    Log(super::visor_admin::LogCmd),
+    Shutdown(super::visor_admin::ShutdownCmd),
+    Restart(super::visor_admin::RestartCmd),
     #[cfg(feature = "app-resolver")]
     Proxies(super::proxies::ProxiesCmd),
     #[cfg(feature = "skynet")]
@@ -116,6 +135,9 @@ impl CliVisor {
             CliVisorSub::App(c) => c.run(&rpc),
             #[cfg(feature = "app-hypervisor")]
             CliVisorSub::Hv(c) => c.run(&rpc),
+            CliVisorSub::Log(c) => c.run(&rpc),
+            CliVisorSub::Shutdown(c) => c.run(&rpc),
+            CliVisorSub::Restart(c) => c.run(&rpc),
             #[cfg(feature = "app-resolver")]
             CliVisorSub::Proxies(c) => c.run(&rpc),
         }
@@ -257,7 +279,7 @@ impl PortsCmd {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "app")]
-/// the visor's apps: ls, start, stop, status.
+/// the visor's apps: ls, start, stop, restart, status, set.
 struct CliAppCmd {
     #[argh(subcommand)]
     cmd: CliAppSub,
@@ -269,7 +291,9 @@ enum CliAppSub {
     Ls(LsCmd),
     Start(NamedStart),
     Stop(NamedStop),
+    Restart(super::visor_admin::AppRestartCmd),
     Status(NamedStatus),
+    Set(super::visor_admin::AppSetCmd),
     #[cfg(feature = "skynet")]
     Routes(super::skynet::AppRoutes),
 }
@@ -280,7 +304,9 @@ impl CliAppCmd {
             CliAppSub::Ls(c) => c.run(rpc),
             CliAppSub::Start(c) => app_start(rpc.clone(), &c.name, c.json),
             CliAppSub::Stop(c) => app_stop(rpc.clone(), &c.name, c.i_know_what_im_doing, c.json),
+            CliAppSub::Restart(c) => c.run(rpc),
             CliAppSub::Status(c) => app_status(rpc.clone(), &c.name, c.json),
+            CliAppSub::Set(c) => c.run(rpc),
             #[cfg(feature = "skynet")]
             CliAppSub::Routes(c) => super::skynet::groups(rpc, Some(&c.name), c.json),
         }
@@ -289,7 +315,7 @@ impl CliAppCmd {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "ls")]
-/// every app: name, mode, state, port, uptime, restarts, last error.
+/// every app: name, mode, state, auto-start, port, uptime, restarts, last error.
 struct LsCmd {
     /// print JSON
     #[argh(switch)]
@@ -305,6 +331,7 @@ impl LsCmd {
             "NAME",
             "MODE",
             "STATE",
+            "AUTO",
             "PORT",
             "UPTIME",
             "RESTARTS",
@@ -316,6 +343,7 @@ impl LsCmd {
                 a.name,
                 a.mode,
                 a.state,
+                if a.auto_start { "on" } else { "off" }.into(),
                 dash(&a.port),
                 if running {
                     human_secs(a.uptime_secs)

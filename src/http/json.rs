@@ -109,6 +109,11 @@ impl<'a> Fields<'a> {
         self.err(key, format!("expected {want}, got {}", kind(v)))
     }
 
+    /// True when the object has `key`, not `null` (without marking it read).
+    pub fn has(&self, key: &str) -> bool {
+        !matches!(self.obj.get(key), None | Some(Value::Null))
+    }
+
     /// A required string.
     pub fn str(&mut self, key: &'a str) -> Result<&'a str, JsonError> {
         match self.required(key)? {

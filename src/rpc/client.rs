@@ -76,7 +76,8 @@ impl RpcClient {
         let method = req.method();
         let url = HttpUrl::parse(&format!("http://{}{}", self.addr, req.path()))
             .map_err(|e| RpcError::Address(e.to_string()))?;
-        let body: Option<&[u8]> = (method != "GET").then_some(req.body());
+        let bytes = req.body();
+        let body: Option<&[u8]> = (method != "GET").then_some(&bytes);
         let headers: Vec<(&str, &str)> = self
             .auth
             .iter()

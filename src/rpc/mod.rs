@@ -7,10 +7,12 @@
 //!
 //! Errors are `{"error": "…"}` with a 4xx/5xx status (see [`client::RpcError`]).
 
+mod admin;
 pub mod client;
 #[cfg(feature = "skynet")]
 pub mod skynet;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use miniserde::json::{Object, Value};
@@ -21,13 +23,18 @@ use crate::app::launcher::{AppStatus, State};
 use crate::crypto::PublicKey;
 use crate::http::json::{Fields, JsonError, Ordered, Out, kind, str_array};
 
+pub use admin::{
+    AppSettings, AppSettingsSaved, Health, LOGS_DEFAULT, LOGS_MAX, LogLine, Logs, MAX_APP_ARGS,
+    MAX_APP_ARGS_BYTES, Status,
+};
+
 /// The protocol name of the dial upgrade (`POST /v1/dial/<pk>/<port>`).
 pub const DIAL_UPGRADE: &str = "skywire-stream";
 
 /// One RPC call (every route but the dial upgrade, which [`dial_path`] names).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// `GET /health` → `{"status":"ok"}`.
+    /// `GET /health` → [`Health`].
     Health,
     /// `GET /v1/info` → [`Info`].
     Info,
@@ -93,6 +100,32 @@ pub enum Request {
         /// The request body (JSON, the app's own vocabulary).
         body: String,
     },
+    /// `GET /v1/logs[?since=SEQ][&n=N]` → [`Logs`].
+    Logs {
+        /// The oldest line wanted (a poller passes the last answer's `next`); `None`: the
+        /// newest lines.
+        since: Option<u64>,
+        /// How many lines at most (1-[`LOGS_MAX`]; `None`: [`LOGS_DEFAULT`]).
+        n: Option<u32>,
+    },
+    /// `POST /v1/apps/<name>/settings` with [`AppSettings`] → [`AppSettingsSaved`].
+    SetApp {
+        /// The app.
+        name: String,
+        /// What to change.
+        settings: AppSettings,
+    },
+    /// `POST /v1/apps/<name>/restart[?force=1]` → [`App`].
+    RestartApp {
+        /// The app.
+        name: String,
+        /// Restart it even if it is critical.
+        force: bool,
+    },
+    /// `POST /v1/shutdown` → 202 [`Status`] `shutting down`; then the visor stops.
+    Shutdown,
+    /// `POST /v1/restart` → 202 [`Status`] `restarting`; then the visor stops and runs again.
+    Restart,
 }
 
 impl Request {
@@ -103,7 +136,11 @@ impl Request {
             | Request::Stop { .. }
             | Request::Ping { .. }
             | Request::TpAdd { .. }
-            | Request::Control { .. } => "POST",
+            | Request::Control { .. }
+            | Request::SetApp { .. }
+            | Request::RestartApp { .. }
+            | Request::Shutdown
+            | Request::Restart => "POST",
             Request::WhitelistEdit { add: true, .. } => "POST",
             Request::WhitelistEdit { add: false, .. } | Request::TpRm(_) => "DELETE",
             _ => "GET",
@@ -158,14 +195,36 @@ impl Request {
             Request::Groups(None) => "/v1/groups".into(),
             Request::Groups(Some(app)) => format!("/v1/apps/{app}/routes"),
             Request::Control { app, .. } => format!("/v1/apps/{app}/control"),
+            Request::Logs { since, n } => {
+                let q: Vec<String> = since
+                    .map(|s| format!("since={s}"))
+                    .into_iter()
+                    .chain(n.map(|n| format!("n={n}")))
+                    .collect();
+                if q.is_empty() {
+                    "/v1/logs".into()
+                } else {
+                    format!("/v1/logs?{}", q.join("&"))
+                }
+            }
+            Request::SetApp { name, .. } => format!("/v1/apps/{name}/settings"),
+            Request::RestartApp { name, force } => format!(
+                "/v1/apps/{name}/restart{}",
+                if *force { "?force=1" } else { "" }
+            ),
+            Request::Shutdown => "/v1/shutdown".into(),
+            Request::Restart => "/v1/restart".into(),
         }
     }
 
-    /// The request body (empty but for [`Request::Control`]).
-    pub fn body(&self) -> &[u8] {
+    /// The request body (empty but for [`Request::Control`] and [`Request::SetApp`]).
+    pub fn body(&self) -> Cow<'_, [u8]> {
         match self {
-            Request::Control { body, .. } => body.as_bytes(),
-            _ => b"",
+            Request::Control { body, .. } => Cow::Borrowed(body.as_bytes()),
+            Request::SetApp { settings, .. } => {
+                Cow::Owned(settings.to_json().to_compact().into_bytes())
+            }
+            _ => Cow::Borrowed(b""),
         }
     }
 
@@ -175,6 +234,7 @@ impl Request {
         match self {
             Request::Ping { .. }
             | Request::Start(_)
+            | Request::RestartApp { .. }
             | Request::TpAdd { .. }
             | Request::Control { .. } => Duration::from_secs(30),
             _ => Duration::from_secs(10),
@@ -382,6 +442,10 @@ pub struct App {
     pub wants: Vec<String>,
     /// One line about it.
     pub summary: String,
+    /// The arguments it is (next) started with.
+    pub args: Vec<String>,
+    /// The route policy its dials take ("" from a build without skynet).
+    pub route: String,
     /// Its tagged connections (`GET /v1/apps/<name>` only).
     pub connections: Option<Vec<Conn>>,
 }
@@ -413,6 +477,11 @@ impl From<&AppStatus> for App {
             requires: deps(DepKind::Requires),
             wants: deps(DepKind::Wants),
             summary: a.summary.into(),
+            args: a.args.clone(),
+            #[cfg(feature = "skynet")]
+            route: a.route.to_string(),
+            #[cfg(not(feature = "skynet"))]
+            route: String::new(),
             connections: None,
         }
     }
@@ -436,7 +505,9 @@ impl Body for App {
             .field("critical", Out::Bool(self.critical))
             .field("requires", str_array(self.requires.iter().cloned()))
             .field("wants", str_array(self.wants.iter().cloned()))
-            .field("summary", Out::Str(self.summary.clone()));
+            .field("summary", Out::Str(self.summary.clone()))
+            .field("args", str_array(self.args.iter().cloned()))
+            .field("route", Out::Str(self.route.clone()));
         match &self.connections {
             Some(c) => o.field(
                 "connections",
@@ -464,6 +535,9 @@ impl Body for App {
             requires: texts(f, "requires")?,
             wants: texts(f, "wants")?,
             summary: text(f, "summary")?,
+            // Visors from before settings edits send neither.
+            args: texts(f, "args")?,
+            route: f.opt_str("route")?.unwrap_or_default().to_string(),
             connections: Some(objects(f, "connections")?),
         })
     }
@@ -664,6 +738,8 @@ mod tests {
             requires: vec!["logserver".into()],
             wants: Vec::new(),
             summary: "remote shell".into(),
+            args: vec!["--x".into()],
+            route: "auto".into(),
             connections: None,
         }
     }
@@ -712,7 +788,7 @@ mod tests {
     fn app_json_keeps_its_wire_form() {
         assert_eq!(
             app().to_json().to_compact(),
-            r#"{"name":"pty","mode":"visor","state":"running","port":"22","uptime_secs":5,"restarts":1,"last_error":"","detail":"2 sessions","wave":2,"start_seq":3,"restart_policy":"on-failure","auto_start":true,"critical":true,"requires":["logserver"],"wants":[],"summary":"remote shell"}"#
+            r#"{"name":"pty","mode":"visor","state":"running","port":"22","uptime_secs":5,"restarts":1,"last_error":"","detail":"2 sessions","wave":2,"start_seq":3,"restart_policy":"on-failure","auto_start":true,"critical":true,"requires":["logserver"],"wants":[],"summary":"remote shell","args":["--x"],"route":"auto"}"#
         );
     }
 
@@ -754,5 +830,91 @@ mod tests {
         );
         assert_eq!(Request::Info.method(), "GET");
         assert!(Request::Start("x".into()).timeout() > Request::Apps.timeout());
+        let logs = |since, n| Request::Logs { since, n }.path();
+        assert_eq!(logs(None, None), "/v1/logs");
+        assert_eq!(logs(Some(7), Some(5)), "/v1/logs?since=7&n=5");
+        assert_eq!(logs(None, Some(5)), "/v1/logs?n=5");
+        let set = Request::SetApp {
+            name: "pty".into(),
+            settings: AppSettings {
+                args: Some(Vec::new()),
+                auto_start: Some(false),
+                route: None,
+            },
+        };
+        assert_eq!(
+            (set.method(), set.path()),
+            ("POST", "/v1/apps/pty/settings".into())
+        );
+        assert_eq!(&*set.body(), br#"{"args":[],"auto_start":false}"#);
+        let r = Request::RestartApp {
+            name: "pty".into(),
+            force: true,
+        };
+        assert_eq!(
+            (r.method(), r.path()),
+            ("POST", "/v1/apps/pty/restart?force=1".into())
+        );
+        assert_eq!(
+            (Request::Shutdown.method(), Request::Shutdown.path()),
+            ("POST", "/v1/shutdown".into())
+        );
+        assert_eq!(Request::Restart.path(), "/v1/restart");
+    }
+
+    #[test]
+    fn admin_bodies_round_trip() {
+        round_trip(Logs {
+            lines: vec![LogLine {
+                seq: 3,
+                time: 1_700_000_000,
+                level: "INFO".into(),
+                text: "[visor] up".into(),
+            }],
+            next: 4,
+        });
+        round_trip(Status {
+            status: "restarting".into(),
+        });
+        round_trip(Health {
+            status: "ok".into(),
+            boot: "0123456789abcdef".into(),
+        });
+        round_trip(AppSettingsSaved {
+            app: app(),
+            restart_needed: true,
+        });
+        round_trip(AppSettings {
+            args: Some(vec!["a".into()]),
+            auto_start: None,
+            route: Some("dmsg".into()),
+        });
+        // An older visor's health has no boot id; an older app row no args or route.
+        let o = parse_object(r#"{"status":"ok"}"#).unwrap();
+        assert_eq!(Health::from_object(&o).unwrap().boot, "");
+    }
+
+    /// The visor reads a settings body strictly, and says what is wrong.
+    #[test]
+    fn app_settings_bodies_are_checked() {
+        let p = AppSettings::parse;
+        assert_eq!(
+            p(r#"{"args":[]}"#).unwrap().args,
+            Some(Vec::<String>::new())
+        );
+        assert_eq!(p(r#"{"auto_start":true}"#).unwrap().args, None);
+        assert_eq!(p(r#"{"args":null,"route":"dmsg"}"#).unwrap().args, None);
+        let err = |b: &str| p(b).unwrap_err();
+        assert!(err("nope").contains("not a JSON object"), "{}", err("nope"));
+        assert!(err("[1]").contains("not a JSON object"));
+        assert!(err(r#"{"argz":[]}"#).contains("`argz`: unknown field"));
+        assert!(err(r#"{"args":"a b"}"#).contains("`args`: expected an array"));
+        assert!(err(r#"{"args":["a",1]}"#).contains("`args[1]`: expected a string"));
+        assert!(err(r#"{"auto_start":"yes"}"#).contains("`auto_start`"));
+        assert!(err("{}").contains("nothing to change"));
+        let many = format!("{{\"args\":[{}]}}", vec!["\"x\""; 65].join(","));
+        assert!(err(&many).contains("65 arguments, at most 64"));
+        let long = format!("{{\"args\":[\"{}\"]}}", "x".repeat(4097));
+        assert!(err(&long).contains("4097 bytes in all, at most 4096"));
     }
 }

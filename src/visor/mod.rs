@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod hvlink;
+pub mod config_writer;
 pub mod rpc;
 pub mod run;
+pub mod stop;
 pub mod whitelist;

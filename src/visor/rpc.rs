@@ -3,7 +3,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/health` | `{"status":"ok"}` |
+//! | GET | `/health` | `{"status":"ok","boot":…}` (`boot`: random, new at every start) |
 //! | GET | `/v1/info` | identity, version, uptime, network, relays, RSS |
 //! | GET | `/v1/ports` | the services registry |
 //! | GET | `/v1/apps` | every app (state, port, uptime, restarts, last error) |
@@ -11,6 +11,11 @@
 //! | POST | `/v1/apps/<name>/start` | start it (and what it depends on) |
 //! | POST | `/v1/apps/<name>/stop[?force=1]` | stop it (critical apps need `force`) |
 //! | POST | `/v1/apps/<name>/control` | a JSON request for the running app's control surface; its JSON answer (skysocks-client: `docs/apps.md`) |
+//! | POST | `/v1/apps/<name>/settings` | `{"args":[…],"auto_start":b,"route":P}` (any of them): saved to the config's `launcher.apps[]`, taken at the app's next start; the app plus `restart_needed` |
+//! | POST | `/v1/apps/<name>/restart[?force=1]` | stop it (and what requires it), start them again (critical apps need `force`) |
+//! | GET | `/v1/logs[?since=SEQ][&n=N]` | the visor's last log lines (`crate::logger`): the newest `n` (100, at most 512), or from `since` on; `next` to poll with |
+//! | POST | `/v1/shutdown` | 202, then the visor stops as on SIGTERM (exit 0) |
+//! | POST | `/v1/restart` | 202, then the visor stops as on SIGTERM and runs itself again (same PID and arguments) |
 //! | POST | `/v1/ping/<pk>[?count=N][&route=P]` | dmsgctrl round trips to a peer, or (`route` other than `dmsg`) round trips over a skynet route |
 //! | POST | `/v1/dial/<pk>/<port>[?route=P]` + `Upgrade: skywire-stream` | 101, then the connection is a stream to the peer's port, opened by the visor with its identity (by route policy `P`) |
 //! | GET | `/v1/whitelist` | `pty.whitelist` |
@@ -40,14 +45,17 @@ use std::time::Instant;
 use crate::app::launcher::{LaunchError, Launcher, State};
 use crate::crypto::PublicKey;
 use crate::http::guard::LocalGuard;
-use crate::http::json::{Ordered, Out};
+use crate::http::json::Ordered;
 use crate::http::server::{Handler, Request, Response};
 pub use crate::rpc::DIAL_UPGRADE;
 use crate::rpc::{self as api, Body, Items};
 
 mod skynet;
 
-use super::whitelist::EditError;
+mod admin;
+
+use super::config_writer::{ConfigWriter, EditError};
+use super::stop::{StopKind, Stopper};
 use crate::app::services::Services;
 
 /// What the RPC serves from.
@@ -73,6 +81,12 @@ pub struct RpcState {
     pub whitelist: crate::app::SharedKeys,
     /// Saves whitelist edits (off the executor) and updates `whitelist`.
     pub editor: super::whitelist::WhitelistEditor,
+    /// Saves app settings edits (the thread `editor` saves through).
+    pub writer: ConfigWriter,
+    /// Stops the visor (`/v1/shutdown`, `/v1/restart`).
+    pub stopper: Stopper,
+    /// This start's random id (`/health`).
+    pub boot: String,
     /// The skynet node (`None`: the visor runs none; the routes answer 503).
     #[cfg(feature = "skynet")]
     pub control: Option<Arc<dyn crate::router::control::Control>>,
@@ -120,13 +134,22 @@ pub fn guarded(
 fn allowed(segs: &[&str]) -> Option<&'static [&'static str]> {
     const GET: &[&str] = &["GET", "HEAD"];
     Some(match segs {
-        ["health"] | ["v1", "info" | "ports" | "apps" | "whitelist"] | ["v1", "apps", _] => GET,
+        ["health"]
+        | ["v1", "info" | "ports" | "apps" | "whitelist" | "logs"]
+        | ["v1", "apps", _] => GET,
         ["v1", "transports" | "routes" | "groups"]
         | ["v1", "transports", "types"]
         | ["v1", "routes", "drops"]
         | ["v1", "apps", _, "routes"] => GET,
         ["v1", "transports", _] => &["POST", "DELETE"],
-        ["v1", "apps", _, "start" | "stop" | "control"] | ["v1", "dial", _, _] => &["POST"],
+        [
+            "v1",
+            "apps",
+            _,
+            "start" | "stop" | "control" | "settings" | "restart",
+        ]
+        | ["v1", "dial", _, _]
+        | ["v1", "shutdown" | "restart"] => &["POST"],
         ["v1", "ping", _] => &["GET", "HEAD", "POST"],
         ["v1", "whitelist", _] => &["POST", "DELETE"],
         _ => return None,
@@ -156,7 +179,11 @@ async fn route(st: &RpcState, req: Request) -> Response {
         Some(_) => {}
     }
     match (m, segs.as_slice()) {
-        ("GET", ["health"]) => ok(Ordered::new().field("status", Out::Str("ok".into()))),
+        ("GET", ["health"]) => ok(api::Health {
+            status: "ok".into(),
+            boot: st.boot.clone(),
+        }
+        .to_json()),
         ("GET", ["v1", "info"]) => ok(info(st)),
         ("GET", ["v1", "ports"]) => ok(Items(ports(st)).to_json()),
         ("GET", ["v1", "apps"]) => {
@@ -184,6 +211,17 @@ async fn route(st: &RpcState, req: Request) -> Response {
                 Err(e) => launch_err(e),
             }
         }
+        ("POST", ["v1", "apps", name, "restart"]) => {
+            let force = matches!(req.query_param("force"), Some("1" | "true"));
+            match st.launcher.restart(name, force).await {
+                Ok(a) => ok(api::App::from(&a).to_json()),
+                Err(e) => launch_err(e),
+            }
+        }
+        ("POST", ["v1", "apps", name, "settings"]) => admin::set_app(st, name, &req).await,
+        ("GET", ["v1", "logs"]) => admin::logs(&req),
+        ("POST", ["v1", "shutdown"]) => admin::stop(st, StopKind::Shutdown),
+        ("POST", ["v1", "restart"]) => admin::stop(st, StopKind::Restart),
         ("POST", ["v1", "apps", name, "control"]) => {
             let body = String::from_utf8_lossy(&req.body).into_owned();
             match st.launcher.control(name, body).await {
@@ -234,9 +272,7 @@ async fn route(st: &RpcState, req: Request) -> Response {
             };
             match st.editor.edit(pk, m == "POST").await {
                 Ok(()) => ok(whitelist_json(st)),
-                Err(e @ EditError::Full) => Response::error(409, e.to_string()),
-                Err(e @ EditError::Busy) => Response::error(503, e.to_string()),
-                Err(e @ EditError::Failed(_)) => Response::error(500, e.to_string()),
+                Err(e) => edit_err(e),
             }
         }
         (_, ["v1", "transports" | "routes" | "groups", ..])
@@ -307,8 +343,19 @@ fn ok(o: Ordered) -> Response {
     Response::json(200, o.to_pretty() + "\n")
 }
 
+fn edit_err(e: EditError) -> Response {
+    let status = match &e {
+        EditError::Invalid(_) => 400,
+        EditError::Full => 409,
+        EditError::Busy => 503,
+        EditError::Failed(_) => 500,
+    };
+    Response::error(status, e.to_string())
+}
+
 fn launch_err(e: LaunchError) -> Response {
     let status = match &e {
+        LaunchError::Invalid(_) => 400,
         LaunchError::Unknown(_) => 404,
         LaunchError::Critical(_) => 403,
         LaunchError::Blocked(..) | LaunchError::Failed(..) => 409,
@@ -381,6 +428,16 @@ mod tests {
         );
         assert_eq!(allowed(&["v1", "apps", "pty"]), Some(get));
         assert_eq!(allowed(&["v1", "routes", "x"]), None);
+        for p in [
+            &["v1", "apps", "pty", "settings"][..],
+            &["v1", "apps", "pty", "restart"],
+            &["v1", "shutdown"],
+            &["v1", "restart"],
+        ] {
+            assert_eq!(allowed(p), Some(&["POST"][..]), "{p:?}");
+        }
+        assert_eq!(allowed(&["v1", "logs"]), Some(get));
+        assert_eq!(allowed(&["v1", "logs", "x"]), None);
         assert_eq!(allowed(&["v1", "transports", "a", "b"]), None);
     }
 }

@@ -20,8 +20,11 @@
 //! ([`Started`]: the caller, the CLI, reports it); [`Visor::run`] does 7 and waits for a signal.
 //! The visor prints nothing itself (it logs).
 //!
-//! Shutdown (SIGINT/SIGTERM) goes backwards: apps stop in reverse wave order, the dmsg
-//! client closes its sessions gracefully, and the process exits 0.
+//! Shutdown (SIGINT/SIGTERM, or `POST /v1/shutdown` / `POST /v1/restart`, which start it
+//! [`RPC_STOP_DELAY`] after answering) goes backwards: apps stop in reverse wave order, the
+//! dmsg client closes its sessions gracefully, and the process exits 0, or, for a restart,
+//! runs itself again with the same arguments ([`reexec`]; exit [`EXIT_REEXEC_FAILED`] when
+//! that fails).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,10 @@ use async_net::TcpListener;
 use futures_lite::{StreamExt, future};
 
 use super::config::{self, Config, ConfigErrorKind};
+use super::config_writer::ConfigWriter;
 use super::rpc::{self, RpcState};
+pub use super::stop::StopKind;
+use super::stop::Stopper;
 use crate::addr::{bind_addr, check_host_port, is_loopback};
 use crate::app::HostInfo;
 use crate::app::conn::ConnTable;
@@ -205,6 +211,7 @@ pub struct Visor {
     pub started: Started,
     t_start: Instant,
     signals: async_signal::Signals,
+    stopper: Stopper,
     launcher: Launcher,
     dmsg: DmsgClient,
     #[cfg(feature = "skynet")]
@@ -235,6 +242,8 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         format!("log level {level:?} is not one of error, warn, info, debug, trace")
     })?;
     crate::logger::init(filter);
+    // The last lines, for `GET /v1/logs`.
+    crate::logger::keep_lines();
     if created {
         log::info!("created {} with a fresh identity", file.display());
     }
@@ -247,12 +256,6 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
     // 2. The app plan.
     let planned =
         launcher::plan(APPS, &cfg.apps).map_err(|e| format!("{}: {e}", file.display()))?;
-    #[cfg(feature = "skynet")]
-    let routes: std::collections::HashMap<String, crate::router::policy::RoutePolicy> = cfg
-        .apps
-        .iter()
-        .map(|a| (a.name.clone(), a.route.clone()))
-        .collect();
     #[cfg(not(feature = "skynet"))]
     if !cfg.transports.is_empty() {
         log::warn!(
@@ -385,16 +388,24 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
 
     // 7. Launcher.
     let whitelist = crate::app::SharedKeys::new(cfg.pty_whitelist.clone());
-    let editor = super::whitelist::WhitelistEditor::start(file.clone(), whitelist.clone())
-        .map_err(|e| format!("cannot start the whitelist writer thread: {e}"))?;
+    let writer = ConfigWriter::start(file.clone())
+        .map_err(|e| format!("cannot start the config writer thread: {e}"))?;
+    let editor = super::whitelist::WhitelistEditor::new(writer.clone(), whitelist.clone());
     let (svc, tags) = (services.clone(), conns.clone());
+    // Called at each start of an app, so a route set through the RPC applies at its next.
     #[cfg(feature = "skynet")]
-    let net_for = move |name: &'static str| {
-        let route = routes.get(name).cloned().unwrap_or_default();
-        Tagged::wrap(svc.net_with_route(name, route), name, tags.clone())
+    let net_for = move |p: &launcher::Planned| {
+        let name = p.def.name;
+        Tagged::wrap(
+            svc.net_with_route(name, p.route.clone()),
+            name,
+            tags.clone(),
+        )
     };
     #[cfg(not(feature = "skynet"))]
-    let net_for = move |name| Tagged::wrap(svc.net_for(name), name, tags.clone());
+    let net_for = move |p: &launcher::Planned| {
+        Tagged::wrap(svc.net_for(p.def.name), p.def.name, tags.clone())
+    };
     let launcher = Launcher::new(ex.clone(), planned, Arc::new(net_for), conns);
     let l2 = launcher.clone();
     let local_rpc = crate::app::LocalRpc::default();
@@ -414,6 +425,7 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
             })
         }),
     });
+    let stopper = Stopper::default();
     let state = Arc::new(RpcState {
         launcher: launcher.clone(),
         services: services.clone(),
@@ -425,6 +437,9 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         config_file: file.clone(),
         whitelist,
         editor,
+        writer,
+        stopper: stopper.clone(),
+        boot: crate::http::guard::new_token()?[..16].to_string(),
         #[cfg(feature = "skynet")]
         control: Some(Arc::new(router.clone()) as Arc<dyn crate::router::control::Control>),
     });
@@ -456,6 +471,7 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         },
         t_start,
         signals,
+        stopper,
         launcher,
         dmsg,
         #[cfg(feature = "skynet")]
@@ -579,12 +595,15 @@ fn start_skynet(
 }
 
 impl Visor {
-    /// Step 7, the launcher, then serves until SIGINT/SIGTERM and shuts down (module docs).
-    /// The future runs on the executor given to [`start`].
-    pub async fn run(self) {
+    /// Step 7, the launcher, then serves until SIGINT/SIGTERM or a stop asked for through the
+    /// RPC, and shuts down (module docs). The future runs on the executor given to [`start`].
+    /// Returns what was asked for: [`StopKind::Restart`] (`POST /v1/restart`) means the
+    /// caller runs the visor again ([`reexec`]).
+    pub async fn run(self) -> StopKind {
         let Visor {
             t_start,
             mut signals,
+            stopper,
             launcher,
             dmsg,
             #[cfg(feature = "skynet")]
@@ -596,14 +615,33 @@ impl Visor {
         log::info!("started in {} ms", t_start.elapsed().as_millis());
         let l3 = launcher.clone();
         ex.spawn_boxed(async move { l3.start_all().await }).detach();
-        let sig = signals.next().await;
-        log::info!(
-            "{}: shutting down",
-            match sig {
-                Some(Ok(async_signal::Signal::Int)) => "SIGINT",
-                _ => "SIGTERM",
-            }
-        );
+        let asked = future::or(
+            async {
+                let sig = signals.next().await;
+                log::info!(
+                    "{}: shutting down",
+                    match sig {
+                        Some(Ok(async_signal::Signal::Int)) => "SIGINT",
+                        _ => "SIGTERM",
+                    }
+                );
+                StopKind::Shutdown
+            },
+            async {
+                let kind = stopper.wait().await;
+                log::info!(
+                    "RPC: {}",
+                    match kind {
+                        StopKind::Shutdown => "shutting down",
+                        StopKind::Restart => "restarting",
+                    }
+                );
+                // The RPC's 202 is written before anything stops.
+                async_io::Timer::after(RPC_STOP_DELAY).await;
+                kind
+            },
+        )
+        .await;
         let t0 = Instant::now();
         let stop = async {
             launcher.shutdown().await;
@@ -618,7 +656,41 @@ impl Visor {
         })
         .await;
         log::info!("stopped in {} ms", t0.elapsed().as_millis());
+        asked
     }
+}
+
+/// How long a stop asked for through the RPC waits before it starts (so its answer is out).
+pub const RPC_STOP_DELAY: Duration = Duration::from_millis(200);
+
+/// The exit status when a restart cannot run the visor again ([`reexec`]): `EX_TEMPFAIL`,
+/// a failure, so a service manager that restarts on failure (boards/common's unit) does it.
+pub const EXIT_REEXEC_FAILED: i32 = 75;
+
+/// Runs this program again in this process, with the arguments it was started with (after
+/// [`Visor::run`] answered [`StopKind::Restart`], once everything it started has stopped and
+/// with nothing else to do). Returns only if that failed, with why. Descriptors are not
+/// inherited (the standard library opens them close-on-exec), so the new visor binds its
+/// addresses afresh; the PID, the environment, stdout and stderr stay.
+pub fn reexec() -> String {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| "skywire".into());
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return format!("cannot find this program to run it again: {e}"),
+    };
+    // The binary was replaced (an upgrade): run the new one at the same path.
+    let exe = match exe.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
+        Some(p) => PathBuf::from(p),
+        None => exe,
+    };
+    log::info!("restarting: exec {}", exe.display());
+    let e = std::process::Command::new(&exe)
+        .arg0(argv0)
+        .args(args)
+        .exec();
+    format!("cannot run {} again: {e}", exe.display())
 }
 
 /// The embedded relay's identity: derived from the visor's seed, so it is stable across

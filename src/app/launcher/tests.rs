@@ -29,8 +29,11 @@ impl Net for NoNet {
     }
 }
 
-fn ok_args(_: &[String]) -> Result<(), String> {
-    Ok(())
+fn ok_args(args: &[String]) -> Result<(), String> {
+    match args.iter().any(|a| a == "--bad") {
+        true => Err("--bad is refused".into()),
+        false => Ok(()),
+    }
 }
 
 /// Runs until stopped; `--fail` fails at once; `--crash` fails after 50 ms.
@@ -142,7 +145,7 @@ fn launcher(entries: &[AppEntry]) -> (Launcher, Arc<Executor<'static>>) {
     let l = Launcher::new(
         ex.clone(),
         plan(ALL, entries).unwrap(),
-        Arc::new(move |_| Arc::new(NoNet(pk)) as Arc<dyn Net>),
+        Arc::new(move |_: &super::Planned| Arc::new(NoNet(pk)) as Arc<dyn Net>),
         ConnTable::default(),
     );
     l.set_host(HostInfo {
@@ -238,5 +241,68 @@ fn crashing_app_is_restarted_per_policy() {
             n,
             "no restarts after shutdown"
         );
+    }));
+}
+
+#[test]
+fn settings_take_effect_at_the_next_start_and_restart_brings_dependents_back() {
+    let (l, ex) = launcher(&[]);
+    async_io::block_on(ex.run(async {
+        l.start_all().await;
+        let mut e = l.entry("a").unwrap();
+        assert!(e.args.is_empty() && e.auto_start && e.requires.is_empty());
+        e.args = vec!["--bad".into()];
+        assert!(matches!(l.check_entry(&e), Err(LaunchError::Invalid(m)) if m.contains("--bad")));
+        assert!(matches!(l.set_entry(&e), Err(LaunchError::Invalid(_))));
+        assert!(
+            l.status("a").unwrap().args.is_empty(),
+            "a refused entry is not taken"
+        );
+        let unknown = AppEntry {
+            name: "zzz".into(),
+            ..e.clone()
+        };
+        assert_eq!(
+            l.set_entry(&unknown),
+            Err(LaunchError::Unknown("zzz".into()))
+        );
+
+        // A restart stops what requires a (d, b) and starts it all again.
+        let seq = |n: &str| l.status(n).unwrap().start_seq;
+        let before = seq("a");
+        let a = l.restart("a", false).await.unwrap();
+        assert_eq!(a.state, State::Running);
+        assert!(a.start_seq > before);
+        for n in ["b", "c", "d"] {
+            assert_eq!(state(&l, n), State::Running, "{n}");
+        }
+        assert!(seq("b") > a.start_seq && seq("d") > seq("b"));
+        assert!(matches!(
+            l.restart("crit", false).await,
+            Err(LaunchError::Critical(_))
+        ));
+
+        // New arguments: a restart is needed (a runs), and the next start uses them.
+        e.args = vec!["--fail".into()];
+        e.auto_start = false;
+        assert_eq!(l.set_entry(&e), Ok(true));
+        assert_eq!(
+            l.set_entry(&e),
+            Ok(false),
+            "nothing changed the second time"
+        );
+        let s = l.status("a").unwrap();
+        assert_eq!(
+            (s.args.as_slice(), s.auto_start),
+            (&["--fail".to_string()][..], false)
+        );
+        assert_eq!(s.state, State::Running);
+        assert!(matches!(
+            l.restart("a", false).await,
+            Err(LaunchError::Failed(n, why)) if n == "a" && why == "told to fail"
+        ));
+        e.args.clear();
+        assert_eq!(l.set_entry(&e), Ok(false), "a is not running");
+        l.shutdown().await;
     }));
 }
