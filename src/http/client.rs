@@ -142,7 +142,22 @@ pub async fn request_on_with<S: AsyncRead + AsyncWrite + Unpin>(
     body: Option<&[u8]>,
     max_body: usize,
 ) -> Result<HttpResponse, HttpError> {
-    let out = request_bytes(method, host, path, "close", headers, body)?;
+    exchange(stream, method, host, path, "close", headers, body, max_body).await
+}
+
+/// One request (with `Connection: connection`) and its response.
+#[allow(clippy::too_many_arguments)]
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    method: &str,
+    host: &str,
+    path: &str,
+    connection: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    max_body: usize,
+) -> Result<HttpResponse, HttpError> {
+    let out = request_bytes(method, host, path, connection, headers, body)?;
     send_request(stream, &out).await?;
     let (status, headers, rest) = read_head(stream).await?;
     let body = read_body(stream, method, status, &headers, rest, max_body).await?;
@@ -163,15 +178,17 @@ pub async fn request_keep_alive<S: AsyncRead + AsyncWrite + Unpin>(
     body: Option<&[u8]>,
     max_body: usize,
 ) -> Result<HttpResponse, HttpError> {
-    let out = request_bytes(method, host, path, "keep-alive", &[], body)?;
-    send_request(stream, &out).await?;
-    let (status, headers, rest) = read_head(stream).await?;
-    let body = read_body(stream, method, status, &headers, rest, max_body).await?;
-    Ok(HttpResponse {
-        status,
-        headers,
+    exchange(
+        stream,
+        method,
+        host,
+        path,
+        "keep-alive",
+        &[],
         body,
-    })
+        max_body,
+    )
+    .await
 }
 
 /// The request line, headers (`Connection: connection`, then `headers`) and body.
