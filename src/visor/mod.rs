@@ -2,8 +2,8 @@
 //! and shutdown order (`run`). The services registry with dmsgctrl is `crate::app::services`.
 
 pub mod config;
-pub mod hvlink;
 pub mod config_writer;
+pub mod hvlink;
 pub mod rpc;
 pub mod run;
 pub mod stop;
