@@ -29,7 +29,10 @@ fn closed_by_server(conns: &mut [TcpStream]) -> usize {
     for s in conns.iter_mut() {
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let mut b = [0u8; 64];
-        if matches!(s.read(&mut b), Ok(0)) {
+        let r = s.read(&mut b);
+        if matches!(r, Ok(0))
+            || matches!(r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        {
             n += 1;
         }
     }

@@ -126,8 +126,13 @@ fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
 fn closed_silently(s: &mut TcpStream) -> bool {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut b = [0u8; 64];
-    matches!(s.read(&mut b), Ok(0))
-        || matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    // One read: a close shows as EOF or as a reset (when the server closed with our
+    // bytes unread), and a second read after a reset would see EOF and lie.
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
 }
 
 /// A stream to `pk`:`port` through `v`'s RPC dial upgrade (the visor's identity), as a
