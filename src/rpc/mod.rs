@@ -339,6 +339,8 @@ pub struct Info {
     pub apps_running: u64,
     /// Resident memory, KiB.
     pub rss_kib: u64,
+    /// The board's label: its hostname ("" when it has none; absent from older visors).
+    pub label: String,
 }
 
 impl Body for Info {
@@ -355,6 +357,7 @@ impl Body for Info {
             .field("apps", Out::U64(self.apps))
             .field("apps_running", Out::U64(self.apps_running))
             .field("rss_kib", Out::U64(self.rss_kib))
+            .field("label", Out::Str(self.label.clone()))
     }
 
     fn read(f: &mut Fields<'_>) -> Result<Self, JsonError> {
@@ -370,6 +373,7 @@ impl Body for Info {
             apps: num(f, "apps")?,
             apps_running: num(f, "apps_running")?,
             rss_kib: num(f, "rss_kib")?,
+            label: f.opt_str("label")?.unwrap_or_default().to_string(),
         })
     }
 }

@@ -382,6 +382,9 @@ fn info(st: &RpcState) -> Ordered {
         apps: apps.len() as u64,
         apps_running: apps.iter().filter(|a| a.state == State::Running).count() as u64,
         rss_kib: crate::app::proc_kib("/proc/self/status", "VmRSS:"),
+        label: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().chars().take(64).collect())
+            .unwrap_or_default(),
     }
     .to_json()
 }
