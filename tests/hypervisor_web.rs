@@ -198,13 +198,18 @@ struct Fleet {
     dir: PathBuf,
 }
 
-/// No skychat on any visor: its HTTP surface's fixed default port (8001) would be taken by
-/// the first visor and fail the others' (noise in the apps tables).
+/// No skychat on A: its HTTP surface's fixed default port (8001) could be taken; the
+/// joined visors run it on ports of their own (the page's chat tab uses it).
 const NO_SKYCHAT: &str = r#"{"name": "skychat", "auto_start": false}"#;
 
-/// A joined visor; `hypervisor`: the PK it lists in `hypervisors` (None: none).
+/// A joined visor, running skychat on a free port; `hypervisor`: the PK it lists in
+/// `hypervisors` (None: none).
 fn joined(dir: &Path, relay: &str, hypervisor: Option<&str>) -> Visor {
-    let cfg = write_config(dir, Some(relay), &format!("[{NO_SKYCHAT}]"));
+    let chat = format!(
+        r#"{{"name": "skychat", "auto_start": true, "args": ["--addr", "127.0.0.1:{}"]}}"#,
+        free_port()
+    );
+    let cfg = write_config(dir, Some(relay), &format!("[{chat}]"));
     if let Some(hv) = hypervisor {
         let text = std::fs::read_to_string(&cfg).unwrap();
         let empty = "\"hypervisors\": []";
@@ -344,6 +349,9 @@ fn the_page_manages_the_fleet() {
         "routes.png",
         "logs.png",
         "info.png",
+        "chat.png",
+        "power.png",
+        "offline.png",
     ];
     if term {
         names.push("terminal.png");
@@ -392,7 +400,16 @@ fn the_page_manages_the_fleet() {
         lines.join("\n"),
         std::fs::read_to_string(f.dir.join("a/visor.log")).unwrap_or_default()
     );
-    for step in ["login", "visor list", "apps: logserver stopped", "logout"] {
+    for step in [
+        "login",
+        "visor list",
+        "apps: logserver stopped",
+        "edit",
+        "chat",
+        "power: D restarted",
+        "power: D shut down",
+        "logout",
+    ] {
         assert!(
             lines.iter().any(|l| l.starts_with(&format!("ok {step}"))),
             "no `ok {step}`: {lines:#?}"
@@ -411,6 +428,16 @@ fn the_page_manages_the_fleet() {
             Err(e) => panic!("{e}"),
         }
     }
+    // D was shut down from the page: its process ended, with status 0.
+    let mut f = f;
+    let d = f.remotes[2].proc.take();
+    let st = common::visor::wait_exit(d, 10).expect("D did not exit after the page's shutdown");
+    assert!(st.success(), "D exited with {st:?}");
+    let log = std::fs::read_to_string(f.remotes[2].dir.join("visor.log")).unwrap_or_default();
+    assert!(
+        log.contains("RPC: restarting"),
+        "D's log has no restart: {log}"
+    );
     // The page's actions happened on B: logserver runs again, the transport to C is there.
     let b = &f.remotes[0];
     b.wait_state("logserver", "running");

@@ -151,6 +151,59 @@ async function main() {
     await shot('info.png');
     ok(step);
 
+    // ---- edit an app's settings: logserver's autostart off, then on again --------------------
+    step = 'edit';
+    await go('#/v/' + pkB + '/apps');
+    const autoStart = async () => page.evaluate(async (pk) => {
+      const r = await fetch('/api/visors/' + pk + '/v1/apps/logserver');
+      return r.ok ? (await r.json()).auto_start : 'HTTP ' + r.status;
+    }, pkB);
+    const setAuto = async (on) => {
+      await page.locator(app('logserver') + ' button[data-do=edit]').click({ timeout: 10000 });
+      const box = page.locator('tr.edit input[name=auto_start]');
+      await box.waitFor({ timeout: 10000 });
+      await page.waitForFunction(() => { const a = document.querySelector('tr.edit textarea[name=args]'); return !!a; });
+      if (on) await box.check(); else await box.uncheck();
+      await page.click('tr.edit button[type=submit]');
+      const t0 = Date.now();
+      let got;
+      while (Date.now() - t0 < 10000) {
+        got = await autoStart();
+        if (got === on) return;
+        await page.waitForTimeout(200);
+      }
+      fail(`logserver's auto_start on ${pkB.slice(0, 8)} is ${got}, not ${on}, after saving the edit form`);
+    };
+    await setAuto(false);
+    await setAuto(true);
+    ok(step + ': logserver autostart off and on again');
+
+    // ---- chat: C's chat tab open in a second tab; B sends to C; C's tab shows it live -------
+    step = 'chat';
+    const pageC = await context.newPage();
+    pageC.on('pageerror', (e) => errors.push('second tab: ' + String(e)));
+    await pageC.goto(base + '/#/v/' + pkC + '/chat', { waitUntil: 'load', timeout: 15000 });
+    await pageC.waitForSelector('#chat-send input[name=to]', { timeout: 10000 })
+      .catch(() => fail('no chat form (#chat-send) on C\'s chat tab'));
+    await go('#/v/' + pkB + '/chat');
+    await page.waitForSelector('#chat-send input[name=to]', { timeout: 10000 })
+      .catch(() => fail('no chat form (#chat-send) on B\'s chat tab'));
+    const msg = 'hello from the hypervisor ' + (Date.now() % 100000);
+    await page.fill('#chat-send input[name=to]', pkC);
+    await page.fill('#chat-send input[name=text]', msg);
+    await page.click('#chat-send button[type=submit]');
+    await waitFor(`B's chat does not show the sent message ${JSON.stringify(msg)} in #chat`,
+      (m) => Array.from(document.querySelectorAll('#chat p.me')).some((p) => p.textContent.includes(m)), msg, 20000);
+    try {
+      await pageC.waitForFunction((m) => Array.from(document.querySelectorAll('#chat p'))
+        .some((p) => !p.classList.contains('me') && p.textContent.includes(m)), msg, { timeout: 20000, polling: 100 });
+    } catch (_) {
+      fail(`C's open chat tab did not show B's message live; it shows: ${JSON.stringify(await pageC.textContent('#chat'))}`);
+    }
+    await shot('chat.png');
+    await pageC.close();
+    ok(step + ': B -> C, shown live on C\'s open tab');
+
     // ---- terminal --------------------------------------------------------------------------
     if (!withTerm) {
       console.log('skip terminal: the binary is built without hv-term (no terminal tab)');
@@ -219,6 +272,42 @@ async function main() {
       await shot('terminal.png');
       ok(step);
     }
+
+    // ---- power: restart D (it comes back, younger), then shut it down (listed offline) ------
+    step = 'power';
+    const visorD = async () => page.evaluate(async (pk) => {
+      const r = await fetch('/api/visors');
+      const vs = await r.json();
+      return (vs.items || vs).find((v) => v.pk === pk) || null;
+    }, pkD);
+    const before = await visorD();
+    if (!before || !before.online || !before.info) fail('D is not online before the restart: ' + JSON.stringify(before));
+    await go('#/v/' + pkD + '/power');
+    await page.waitForSelector('#tab-power button#restart', { timeout: 10000 })
+      .catch(() => fail('no #restart button on the power tab'));
+    await page.click('#tab-power button#restart');
+    await waitFor('no "restart: done" toast after the restart button',
+      () => /Restart: done/.test(document.querySelector('#toast').innerText), null, 10000);
+    await shot('power.png');
+    {
+      const t0 = Date.now();
+      let d = before;
+      while (!(d && d.online && d.info && d.info.uptime_secs < before.info.uptime_secs)) {
+        if (Date.now() - t0 > 30000) fail(`D did not come back younger after the restart (before: ${before.info.uptime_secs} s up; now: ${JSON.stringify(d)})`);
+        await page.waitForTimeout(250);
+        d = await visorD();
+      }
+      ok(`power: D restarted (${before.info.uptime_secs} s -> ${d.info.uptime_secs} s up)`);
+    }
+    await go('#/v/' + pkD + '/power');
+    await page.waitForSelector('#tab-power button#shutdown', { timeout: 10000 });
+    await page.click('#tab-power button#shutdown');
+    await go('#/');
+    await waitFor('D is not listed offline after the shutdown',
+      (pk) => { const r = document.querySelector(`#visors tr[data-pk="${pk}"]`); return !!r && r.classList.contains('offline')
+        && /offline since/.test((r.querySelector('td.status') || {}).textContent || ''); }, pkD, 30000);
+    await shot('offline.png');
+    ok('power: D shut down, listed offline (not dropped)');
 
     // ---- logout ----------------------------------------------------------------------------
     step = 'logout';
