@@ -226,13 +226,12 @@ fn joined(dir: &Path, relay: &str, hypervisor: Option<&str>) -> Visor {
     start_visor(dir, Some(&cfg))
 }
 
-/// The password A's hypervisor printed on its first start (A's stderr, `visor.log`).
-fn first_password(dir: &Path) -> String {
-    let log = dir.join("visor.log");
+/// The password a hypervisor printed on its first start into `log` (its stderr).
+fn first_password(log: &Path) -> String {
     let pat = "the web UI password is ";
     let t0 = Instant::now();
     loop {
-        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        let t = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(i) = t.find(pat) {
             let pw: String = t[i + pat.len()..]
                 .chars()
@@ -283,7 +282,7 @@ fn fleet(name: &str, n: usize) -> (Fleet, Session) {
     );
     let ca = write_config(&dir.join("a"), None, &apps);
     let a = start_visor(&dir.join("a"), Some(&ca));
-    let password = first_password(&dir.join("a"));
+    let password = first_password(&dir.join("a/visor.log"));
     a.wait_state("hypervisor", "running");
     let relay = json_field(&a.info(), "hosted_relay");
     let remotes: Vec<Visor> = (0..n)
@@ -802,9 +801,9 @@ fn the_api_refuses_what_it_must() {
 
 // ---- hostile WebSocket frames (hv-term) ---------------------------------------------------
 
-/// Opens `/api/visors/<B>/term` as the page does; the stream after the 101.
-fn ws_open(f: &Fleet, s: &Session) -> TcpStream {
-    let port = f.port;
+/// Opens `/api/visors/<pk>/term` on the hypervisor at `port` as the page does; the stream
+/// after the 101.
+fn ws_open(port: u16, pk: &str, s: &Session) -> TcpStream {
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let req = format!(
@@ -812,7 +811,7 @@ fn ws_open(f: &Fleet, s: &Session) -> TcpStream {
          Origin: http://127.0.0.1:{port}\r\nCookie: {}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
          Sec-WebSocket-Version: 13\r\n\r\n",
-        f.remotes[0].pk, s.csrf, s.cookie
+        pk, s.csrf, s.cookie
     );
     c.write_all(req.as_bytes()).unwrap();
     let mut head = Vec::new();
@@ -901,7 +900,7 @@ fn term_hostile(f: &Fleet, s: &Session) {
     };
     // A good frame first: the bridge takes masked text frames ("i" + input).
     {
-        let mut c = ws_open(f, s);
+        let mut c = ws_open(f.port, &f.remotes[0].pk, s);
         c.write_all(&masked(1, b"iexit\r")).unwrap();
         drop(c);
     }
@@ -948,7 +947,7 @@ fn term_hostile(f: &Fleet, s: &Session) {
         ),
     ];
     for (what, bytes) in cases {
-        let mut c = ws_open(f, s);
+        let mut c = ws_open(f.port, &f.remotes[0].pk, s);
         let _ = c.write_all(&bytes);
         match ws_until_closed(&mut c) {
             Ok(how) => eprintln!("terminal, {what}: closed ({how})"),
@@ -1026,4 +1025,147 @@ fn a_silent_stranger_on_port_46_does_not_stall_the_others() {
         "B's readings went stale while a silent stranger held a link: uptime {before} s, \
          12 s later {after} s"
     );
+}
+
+// ---- TCP-standalone ---------------------------------------------------------------------
+
+/// Reads the shell's output from terminal `c` until it contains `want`; `Err` with what
+/// came when it did not within 15 s (or the socket closed first).
+fn ws_read_until(c: &mut TcpStream, want: &str) -> Result<String, String> {
+    let t0 = Instant::now();
+    let (mut raw, mut out) = (Vec::new(), String::new());
+    let mut chunk = [0u8; 4096];
+    while t0.elapsed() < Duration::from_secs(15) {
+        // Unmasked server frames, short lengths only (the shell's output comes in pieces).
+        while raw.len() >= 2 {
+            let (len, hl) = match raw[1] & 0x7f {
+                126 if raw.len() >= 4 => (u16::from_be_bytes([raw[2], raw[3]]) as usize, 4),
+                126 => break,
+                127 => return Err(format!("a 64-bit frame length; output so far {out:?}")),
+                n => (n as usize, 2),
+            };
+            if raw.len() < hl + len {
+                break;
+            }
+            let payload = String::from_utf8_lossy(&raw[hl..hl + len]).into_owned();
+            match raw[0] & 0x0f {
+                8 => return Err(format!("closed; output {out:?}")),
+                1 if payload.starts_with('e') => return Err(format!("error {payload:?}")),
+                _ => out.push_str(&payload),
+            }
+            raw.drain(..hl + len);
+        }
+        if out.contains(want) {
+            return Ok(out);
+        }
+        match c.read(&mut chunk) {
+            Ok(0) => return Err(format!("the end of the stream; output {out:?}")),
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("{e}; output {out:?}")),
+        }
+    }
+    Err(format!("no {want:?} within 15 s; output {out:?}"))
+}
+
+/// `skywire app hypervisor run --mode tcp`: a hypervisor of its own, no visor. B (hosting
+/// its own embedded network, no dmsg in common) lists it as `PK@127.0.0.1:PORT` and links
+/// over Noise-XK TCP; the hypervisor lists B online, stops and starts an app on it, and
+/// (with `hv-term`) opens a shell on it through the link.
+#[test]
+fn a_standalone_hypervisor_manages_over_tcp() {
+    let dir = tmp("hvtcp");
+    let (listen, web) = (free_port(), free_port());
+    let hv_dir = dir.join("hv");
+    std::fs::create_dir_all(&hv_dir).unwrap();
+    let hv_log = hv_dir.join("hv.log");
+    let mut child = Command::new(common::skywire_bin())
+        .args(["app", "hypervisor", "run", "--mode", "tcp", "--listen"])
+        .arg(format!("127.0.0.1:{listen}"))
+        .arg("--state-dir")
+        .arg(&hv_dir)
+        .args(["--", "--addr"])
+        .arg(format!("127.0.0.1:{web}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&hv_log).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let hv = ChildGuard(Some(child));
+    let prefix = "hypervisor running (tcp mode) as ";
+    assert!(
+        line.starts_with(prefix),
+        "{line:?}\n{}",
+        std::fs::read_to_string(&hv_log).unwrap_or_default()
+    );
+    let hv_pk = line[prefix.len()..].trim().to_string();
+    let password = first_password(&hv_log);
+
+    let cfg = write_config(&dir.join("b"), None, "[]");
+    let t = std::fs::read_to_string(&cfg).unwrap();
+    let empty = "\"hypervisors\": []";
+    assert!(t.contains(empty), "{t}");
+    let entry = format!("\"hypervisors\": [\"{hv_pk}@127.0.0.1:{listen}\"]");
+    std::fs::write(&cfg, t.replace(empty, &entry)).unwrap();
+    let b = start_visor(&dir.join("b"), Some(&cfg));
+
+    let s = login(web, &password);
+    let t0 = Instant::now();
+    loop {
+        let vs = visors(web, &s);
+        assert!(
+            !vs.iter().any(|(_, _, local)| *local),
+            "a standalone hypervisor has no local visor: {vs:?}"
+        );
+        if vs.iter().any(|(pk, on, _)| pk == &b.pk && *on) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "B never came online at the TCP hypervisor: {vs:?}\nhypervisor:\n{}\nB:\n{}",
+            std::fs::read_to_string(&hv_log).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("b/visor.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bp = |rest: &str| format!("/api/visors/{}{rest}", b.pk);
+    let a = s.get(web, &bp("/v1/info"));
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(a.body.contains(&b.pk), "{a:?}");
+    let a = s.send(web, "POST", &bp("/v1/apps/logserver/stop"), None);
+    assert_eq!(a.status, 200, "stop B's logserver: {a:?}");
+    b.wait_state("logserver", "stopped");
+    let a = s.send(web, "POST", &bp("/v1/apps/logserver/start"), None);
+    assert_eq!(a.status, 200, "start B's logserver: {a:?}");
+    b.wait_state("logserver", "running");
+
+    if cfg!(feature = "hv-term") {
+        let mask = [0x5au8, 0x01, 0xc3, 0x7e];
+        let masked = |payload: &[u8]| {
+            let mut v = vec![0x81, 0x80 | payload.len() as u8];
+            v.extend_from_slice(&mask);
+            v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            v
+        };
+        // Twice: the first terminal uses up a link, and B dials a fresh one for the next.
+        for round in 0..2 {
+            let mut c = ws_open(web, &b.pk, &s);
+            c.write_all(&masked(b"iecho $((6*7))\r")).unwrap();
+            match ws_read_until(&mut c, "42") {
+                Ok(_) => eprintln!("tcp terminal {round}: 42"),
+                Err(e) => panic!(
+                    "the terminal over the TCP link, round {round}: {e}\nhypervisor:\n{}",
+                    std::fs::read_to_string(&hv_log).unwrap_or_default()
+                ),
+            }
+            c.write_all(&masked(b"iexit\r")).unwrap();
+            let _ = ws_until_closed(&mut c);
+        }
+        // B is still managed (its links came back).
+        let a = s.get(web, &bp("/v1/info"));
+        assert_eq!(a.status, 200, "after the terminals: {a:?}");
+    }
+    drop(hv);
 }

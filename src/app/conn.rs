@@ -164,6 +164,9 @@ impl Drop for Conn {
     }
 }
 
+/// Overlay connections are HTTP server streams (no TCP options to set).
+impl crate::http::server::Stream for Conn {}
+
 impl AsyncRead for Conn {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -41,9 +41,6 @@ pub const MAX_CONNS: usize = 32;
 /// Most concurrent HTTP connections from one peer PK.
 pub const MAX_CONNS_PER_PEER: usize = 4;
 
-/// Overlay connections are HTTP server streams (no TCP options to set).
-impl server::Stream for Conn {}
-
 /// The log server's overlay port as a listener of the HTTP server.
 struct Overlay(Box<dyn Listen>);
 

@@ -710,15 +710,20 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// [`serve_connection`] for a connection from a known peer (an overlay stream: handlers see
-/// its key in [`Request::peer_pk`]).
-pub async fn serve_connection_from<S: AsyncRead + AsyncWrite + Unpin>(
+/// its key in [`Request::peer_pk`]). A `101` answer hands the connection to its upgrade,
+/// which runs before this returns; true then.
+pub async fn serve_connection_from<S: Stream>(
     stream: S,
     peer: Peer,
     handler: Handler,
     limits: Limits,
-) {
-    if let Some((mut s, _)) = serve_until_upgrade(stream, Some(peer), handler, limits, None).await {
-        let _ = s.close().await;
+) -> bool {
+    match serve_until_upgrade(stream, Some(peer), handler, limits, None).await {
+        Some((s, f)) => {
+            f(Upgraded::new(s)).await;
+            true
+        }
+        None => false,
     }
 }
 

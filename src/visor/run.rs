@@ -452,6 +452,7 @@ pub fn start(opts: VisorOptions, ex: Arc<Executor<'static>>) -> Result<Visor, St
         cfg.hypervisors.clone(),
         &cfg.hypervisor_addrs,
         rpc::handler(state.clone()),
+        services.ports().clone(),
     );
     ex.spawn_boxed(server::serve(
         rl,

@@ -314,6 +314,45 @@ impl Fleet {
         }
     }
 
+    /// A stream to the pty app of remote visor `pk`: one of its links, switched by `POST
+    /// /v1/pty` (`visor::hvlink`), so the terminal reaches a visor however it linked (dmsg
+    /// or TCP). The link is the pty's from then on; the visor dials a fresh one.
+    #[cfg(feature = "hv-term")]
+    pub async fn open_pty(
+        &self,
+        pk: &PublicKey,
+        timeout: Duration,
+    ) -> Result<crate::http::client::Switched<Conn>, Refused> {
+        use crate::http::client::{Upgrade, upgrade_on};
+        let conn = self.take(pk).await?;
+        let proto = crate::rpc::DIAL_UPGRADE;
+        let r = future::or(
+            async { Some(upgrade_on(conn, "POST", "visor", "/v1/pty", proto, &[], 4096).await) },
+            async {
+                Timer::after(timeout).await;
+                None
+            },
+        )
+        .await;
+        // Whatever the answer, the link is used up: switched, or closed by `upgrade_on`.
+        self.give_back(pk, None);
+        match r {
+            Some(Ok(Upgrade::Switched(s))) => Ok(s),
+            Some(Ok(Upgrade::Refused(resp))) => {
+                let why = crate::http::json::parse_object(&resp.text())
+                    .ok()
+                    .and_then(|o| match o.get("error") {
+                        Some(miniserde::json::Value::String(m)) => Some(m.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| format!("HTTP {}", resp.status));
+                Err((resp.status, format!("visor {pk}: {why}")))
+            }
+            Some(Err(e)) => Err((502, format!("visor {pk}: the link failed: {e}"))),
+            None => Err((504, format!("visor {pk}: no pty answer within {timeout:?}"))),
+        }
+    }
+
     /// An idle link to `pk`, waiting up to [`LINK_WAIT`] while all are busy.
     async fn take(&self, pk: &PublicKey) -> Result<Conn, Refused> {
         let until = Instant::now() + LINK_WAIT;

@@ -1,6 +1,8 @@
 //! The browser terminal (`hv-term`): `GET /api/visors/<pk>/term?rows=R&cols=C&csrf=T` with a
 //! WebSocket upgrade (`crate::http::ws`) becomes a shell through that visor's pty app (port
-//! 22; the hypervisor dials it with its own key, which the pty admits as a hypervisor).
+//! 22), which admits the hypervisor's PK as one of the visor's `hypervisors`. A remote
+//! visor's pty is reached through one of its links (`POST /v1/pty`, `visor::hvlink`), so
+//! it works over a dmsg and a TCP link alike; the local visor's is dialed with our key.
 //!
 //! Messages from the page are text: `i<bytes>` is input for the shell (Ctrl-C is the byte
 //! 0x03, which the pty turns into SIGINT), `r<rows>,<cols>` a new size. To the page: binary
@@ -20,6 +22,7 @@ use futures_lite::future;
 use futures_lite::io::{AsyncWriteExt, split};
 
 use super::web::Hv;
+use crate::app::conn::AsyncIo;
 use crate::apps::pty::proto::{self, MAX_PAYLOAD_LEN, Repr, Request as PtyRequest};
 use crate::crypto::PublicKey;
 use crate::http::guard::ct_eq;
@@ -116,14 +119,23 @@ where
     R: futures_lite::io::AsyncRead + Unpin,
     W: futures_lite::io::AsyncWrite + Unpin,
 {
-    let dial = future::or(async { Some(hv.net.dial(pk, PTY_PORT).await) }, async {
-        async_io::Timer::after(ACCEPT_TIMEOUT).await;
-        None
-    });
-    let stream = match dial.await {
-        Some(Ok(s)) => s,
-        Some(Err(e)) => return Err(format!("cannot reach the pty of {pk}: {e}")),
-        None => return Err(format!("the pty of {pk} did not answer in time")),
+    let stream: Box<dyn AsyncIo> = if hv.fleet.local_pk() == Some(pk) {
+        // The visor we run in: dialed with our key, as any peer would.
+        let dial = future::or(async { Some(hv.net.dial(pk, PTY_PORT).await) }, async {
+            async_io::Timer::after(ACCEPT_TIMEOUT).await;
+            None
+        });
+        match dial.await {
+            Some(Ok(s)) => Box::new(s),
+            Some(Err(e)) => return Err(format!("cannot reach the pty of {pk}: {e}")),
+            None => return Err(format!("the pty of {pk} did not answer in time")),
+        }
+    } else {
+        // A remote visor: through one of its links (over dmsg or TCP alike).
+        match hv.fleet.open_pty(&pk, ACCEPT_TIMEOUT).await {
+            Ok(s) => Box::new(s),
+            Err((_, e)) => return Err(format!("cannot reach the pty: {e}")),
+        }
     };
     let (mut prd, mut pwr) = split(stream);
     let req =
