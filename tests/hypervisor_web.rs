@@ -602,6 +602,8 @@ fn the_api_refuses_what_it_must() {
     // …but never the dial upgrade (streams with B's identity).
     let a = s.send(port, "POST", &bp(&format!("/v1/dial/{}/80", f.a.pk)), None);
     assert_eq!(a.status, 403, "/v1/dial through the hypervisor: {a:?}");
+    let a = s.send(port, "POST", &bp("/v1/pty"), None);
+    assert_eq!(a.status, 403, "/v1/pty through the hypervisor: {a:?}");
     // A PK that is no key at all.
     let a = s.get(port, "/api/visors/zz/v1/info");
     assert_eq!(a.status, 400, "{a:?}");

@@ -8,7 +8,7 @@
 //! | POST | `/api/logout` | ends the session |
 //! | GET | `/api/session` | `{"csrf","pk","local","term"}` of the session |
 //! | GET | `/api/visors` | every visor: `pk`, `local`, `online`, `since`, `seen`, `links`, `error`, and the last `info`, `apps`, `transports`, `routes` it answered |
-//! | any | `/api/visors/<pk>/v1/…` | that visor's RPC route `/v1/…` (`docs/cli.md`), its answer as it gave it; never `/v1/dial` |
+//! | any | `/api/visors/<pk>/v1/…` | that visor's RPC route `/v1/…` (`docs/cli.md`), its answer as it gave it; never `/v1/dial` or `/v1/pty` |
 //! | GET | `/api/visors/<pk>/term?rows=R&cols=C` + WebSocket upgrade | a shell through the visor's pty app (`term.rs`) |
 //!
 //! Every request passes the local guard first (a `Host` naming this server, no foreign
@@ -252,6 +252,10 @@ async fn route(hv: &Arc<Hv>, req: Request) -> Response {
                 ["v1", "dial", ..] => Response::error(
                     403,
                     "the dial upgrade is not offered through the hypervisor",
+                ),
+                ["v1", "pty"] => Response::error(
+                    403,
+                    "the link's pty upgrade is the terminal's (/api/visors/<pk>/term)",
                 ),
                 ["v1", ..] => forward(hv, &pk, &req).await,
                 _ => Response::error(404, format!("no route {m} {}", req.path)),
