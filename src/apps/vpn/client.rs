@@ -247,7 +247,9 @@ impl Tunnel {
                 if rtt == 0 {
                     Out::Null
                 } else {
-                    Out::Str(format!("{:.2}", rtt as f64 / 1000.0))
+                    // Milliseconds with two decimals, in integers (no float formatting
+                    // code in the binary for one field).
+                    Out::Str(format!("{}.{:02}", rtt / 1000, rtt % 1000 / 10))
                 },
             )
             .field("killswitch", Out::Bool(self.cfg.killswitch))
