@@ -261,8 +261,10 @@ fn restart_keeps_the_identity_and_shutdown_exits_zero() {
 
     let mut v = v;
     let child = v.proc.take();
-    let out = ok_out(&v.cli(&["shutdown"]));
+    let out = ok_out(&v.cli(&["shutdown", "--wait"]));
     assert!(out.contains("visor shutting down"), "{out}");
+    // --wait returns once the RPC no longer answers: the process is gone or ending.
+    assert!(out.contains("visor stopped after "), "{out}");
     let st = wait_exit(child, 10).expect("the visor did not exit");
     assert!(st.success(), "{st:?}");
     let o = v.cli(&["info"]);

@@ -99,6 +99,9 @@ impl LogCmd {
 #[argh(subcommand, name = "shutdown")]
 /// stop the visor (as SIGTERM does: apps stop in reverse wave order, exit 0).
 pub struct ShutdownCmd {
+    /// wait (at most 30 s) until the visor no longer answers
+    #[argh(switch)]
+    wait: bool,
     /// print JSON
     #[argh(switch)]
     json: bool,
@@ -107,9 +110,36 @@ pub struct ShutdownCmd {
 impl ShutdownCmd {
     /// Runs it.
     pub fn run(self, rpc: &Rpc) -> CmdResult {
-        if let Some(s) = fetch::<Status>(rpc, &Request::Shutdown, self.json)? {
-            say(&format!("visor {}", s.status));
+        let status = fetch::<Status>(rpc, &Request::Shutdown, self.json)?;
+        let progress = |line: &str| {
+            if self.json {
+                say_err(line);
+            } else {
+                say(line);
+            }
+        };
+        if let Some(s) = &status {
+            progress(&format!("visor {}", s.status));
         }
+        if !self.wait {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        while fetch::<Health>(rpc, &Request::Health, false).is_ok() {
+            if t0.elapsed() > RESTART_WAIT {
+                return Err(CmdError::fail(format!(
+                    "the visor still answers after {} s; see its log (journalctl -u skywire-visor, or its stderr)",
+                    RESTART_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let took = t0.elapsed().as_millis() as u64;
+        progress(&format!(
+            "visor stopped after {}.{} s",
+            took / 1000,
+            took % 1000 / 100
+        ));
         Ok(())
     }
 }
