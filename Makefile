@@ -37,7 +37,7 @@ run: build
 
 test:
 	bash tests/deps.sh
-	$(CARGO) test --workspace --all-targets --features skywire/test-apps,skywire/hv-term
+	$(CARGO) test --workspace --all-targets --features skywire/test-apps
 
 cross:
 	@[ -n "$(TARGET)" ] || { echo "make cross: set TARGET, e.g. make cross TARGET=armv7 (one of: $$(source cross/lib.sh && cross_names))" >&2; exit 2; }
@@ -60,7 +60,7 @@ lint:
 	@# type-check on the pinned toolchain, so an API change cannot leave them broken unseen.
 	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --workspace --all-targets --features skywire/test-apps,skywire/hv-term -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features skywire/test-apps -- -D warnings
 	$(CARGO) clippy -p skywire --lib --bins --no-default-features -- -D warnings
 	@# Each app alone on the minimal build (every app-* feature and skynet).
 	bash scripts/features.sh
@@ -70,8 +70,6 @@ bench:
 	@# skynet's routes end at a test app (`test-a --echo`), so its bench builds with them; the
 	@# benches above measure the shipped build (cargo skips skynet there: required-features).
 	$(CARGO) bench --features skywire/test-apps --bench skynet -- --write docs/benchmarks.md
-	@# The hypervisor's page with its terminal (hv-term is not in the default build: size).
-	$(CARGO) bench --features skywire/hv-term --bench hypervisor -- --write docs/benchmarks.md
 
 FUZZ_TIME ?= 60
 fuzz:

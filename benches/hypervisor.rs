@@ -11,7 +11,7 @@
 //! all eleven rows, median of 5. The armv7 marginal sizes are `make size`'s rows
 //! (`app-hypervisor`, `hv-term`).
 //!
-//! `cargo bench --features skywire/hv-term --bench hypervisor -- --bench --write docs/benchmarks.md`
+//! `cargo bench --bench hypervisor -- --bench --write docs/benchmarks.md`
 
 mod common;
 
@@ -204,7 +204,7 @@ fn main() {
             .unwrap_or("–")
             .to_string()
     };
-    let cmd = "cargo bench --features skywire/hv-term --bench hypervisor -- --bench --write docs/benchmarks.md";
+    let cmd = "cargo bench --bench hypervisor -- --bench --write docs/benchmarks.md";
     let body = format!(
         "### Hypervisor\n\n`{cmd}` on {} (release build; one visor A runs the hypervisor app, \
          {VISORS} visors on the same machine link to it over dmsg through A's relay; page \

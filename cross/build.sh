@@ -23,18 +23,26 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-features=() suffix=""
+features=() suffix="" only=""
 if [ "${1:-}" = "--minimal" ]; then
     features=(--no-default-features) suffix="-minimal"
     shift
 elif [ "${1:-}" = "--only" ]; then
     [ -n "${2:-}" ] || die "--only needs a feature list, e.g. --only app-pty"
+    only=$2
     features=(--no-default-features --features "$2") suffix="-only-${2//,/+}"
     shift 2
 fi
 [ $# -eq 1 ] || die "usage: cross/build.sh [--minimal | --only FEATURES] $(cross_names)|<triple>"
 cross_resolve "$1"
 cd "$REPO_ROOT"
+
+# The browser terminal (feature hv-term, in the default build) embeds xterm.js: fetch it here,
+# on the host, so a container build finds it in the checkout (build.rs would need npm inside).
+case ",$only," in *,hv-term,*) need_xterm=1 ;; *) need_xterm="" ;; esac
+if [ ${#features[@]} -eq 0 ] || [ -n "$need_xterm" ]; then
+    bash "$REPO_ROOT/scripts/xterm.sh"
+fi
 
 if cross_engine_ok; then
     say "building $T_TRIPLE with cross (container engine answers)"

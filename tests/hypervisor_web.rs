@@ -12,8 +12,8 @@
 //!   Host/Origin guard, the login rate limit, hostile HTTP (and hostile WebSocket frames on
 //!   the terminal, with `hv-term`), and that a visor not listing A is not A's to manage.
 //!
-//! Run: `cargo test --test hypervisor_web` (add `--features hv-term` for the terminal
-//! steps); `HV_SCREENSHOTS=docs cargo test --test hypervisor_web the_page` rewrites the
+//! Run: `cargo test --test hypervisor_web` (the default build has the terminal; a build
+//! without `hv-term` skips its steps and checks `/term` is 404); `HV_SCREENSHOTS=docs cargo test --test hypervisor_web the_page` rewrites the
 //! screenshots.
 
 mod common;
@@ -417,7 +417,7 @@ fn the_page_manages_the_fleet() {
     if !term {
         eprintln!(
             "NOTE: the binary is built without `hv-term`: the terminal steps did not run \
-             (cargo test --test hypervisor_web --features hv-term runs them)"
+             (the default features run them)"
         );
     }
     for n in &names {
@@ -737,11 +737,11 @@ fn the_api_refuses_what_it_must() {
     if cfg!(feature = "hv-term") {
         term_hostile(&f, &s);
     } else {
-        // This part needs the terminal (src/apps/hypervisor/term.rs, feature `hv-term`):
-        // run `cargo test --test hypervisor_web --features hv-term`.
+        // This part needs the terminal (src/apps/hypervisor/term.rs, feature `hv-term`, in
+        // the default build).
         eprintln!(
             "NOTE: built without `hv-term`: the hostile WebSocket frames were not sent \
-             (cargo test --test hypervisor_web --features hv-term sends them)"
+             (the default features send them)"
         );
         let a = s.get(port, &bp("/term?rows=24&cols=80"));
         assert_eq!(a.status, 404, "/term without hv-term: {a:?}");
