@@ -16,7 +16,9 @@
 //! - the kill-switch: with the server stopped, nothing for the outside leaves the client;
 //! - bad input: a wrong passcode, garbage hellos, spoofed and malformed frames and a flood
 //!   from one client, refused or dropped and counted while another client keeps working; and
-//!   a visor without CAP_NET_ADMIN, whose vpn-server fails saying so while the visor runs on.
+//!   a visor without CAP_NET_ADMIN, whose vpn-server fails saying so while the visor runs on;
+//! - a server machine with iptables and no `nft`: NAT and `--secure` through iptables
+//!   chains, removed at exit and after `kill -9` at the next start.
 
 mod common;
 
@@ -215,6 +217,64 @@ fn over_dmsg_the_outside_sees_the_server_and_every_setting_comes_back() {
         common::netns::at(&s, &["tunnel"]),
         miniserde::json::Value::Null
     ));
+}
+
+/// `iptables -S` of `table` in the server namespace.
+fn ipt(lab: &Lab, table: &str) -> String {
+    let o = lab.run("s", "iptables", &["-w", "5", "-t", table, "-S"]);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn without_nft_the_server_nats_with_iptables_and_undoes_it() {
+    let Some((mut lab, relay)) = bed("vi") else {
+        return;
+    };
+    let scfg = server_cfg(&lab, &relay, "", &[]);
+    let ccfg = client_cfg(&lab, &relay, &[]);
+    // The server's visor sees `ip` and `iptables` but no `nft`.
+    let path = lab.path_with("bin-no-nft", &["ip", "iptables"]);
+    let env = [("PATH", path.as_str())];
+    let (spk, server) = lab.visor_env("s", &scfg, "server.log", &env);
+    let server_pid = server.id();
+    lab.keep(server);
+    let (_, client) = lab.visor("c", &ccfg, "client.log");
+    lab.keep(client);
+    wait_until(20, "vpn-server's iptables chains", || {
+        ipt(&lab, "nat").contains("-A POSTROUTING -j SKYWIRE_VPN_NAT")
+    });
+    let log = lab.log("server.log");
+    assert!(log.contains("(iptables)"), "{log}");
+    assert!(!lab.nft("s").contains("skywire_vpn_server"));
+    let f = ipt(&lab, "filter");
+    assert!(
+        f.contains("-A FORWARD -j SKYWIRE_VPN_FWD") && f.contains("-A INPUT -j SKYWIRE_VPN_IN"),
+        "{f}"
+    );
+    assert_eq!(lab.forwarding("s"), "1");
+
+    let o = vpn(&lab, "c", &ccfg, &["start", &spk]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Masqueraded by the iptables rule; --secure keeps the server's LAN out.
+    assert_eq!(lab.curl("c", OUTSIDE_URL).as_deref(), Some(SERVER_EGRESS));
+    assert_eq!(lab.curl("c", LAN_URL), None);
+
+    // kill -9 leaves the chains; the next start removes them before hooking in its own.
+    sh_kill9(server_pid);
+    assert!(ipt(&lab, "nat").contains("SKYWIRE_VPN_NAT"));
+    let (_, server) = lab.visor_env("s", &scfg, "server2.log", &env);
+    wait_tunnel_up(&lab, &ccfg, 60);
+    let log = lab.log("server2.log");
+    // ip_forward, and three steps (unhook, flush, delete) for each of the three chains.
+    assert!(log.contains("restored 10 setting(s)"), "{log}");
+    let nat = ipt(&lab, "nat");
+    assert_eq!(nat.matches("-j SKYWIRE_VPN_NAT").count(), 1, "{nat}");
+    sigterm(server.id());
+    lab.keep(server);
+    wait_until(10, "the server's chains removed at exit", || {
+        !ipt(&lab, "nat").contains("SKYWIRE") && !ipt(&lab, "filter").contains("SKYWIRE")
+    });
+    assert_eq!(lab.forwarding("s"), "0");
 }
 
 fn sh_kill9(pid: u32) {

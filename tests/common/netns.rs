@@ -185,7 +185,19 @@ impl Lab {
     /// Spawns `skywire args…` in `which` with stderr to `<dir>/<log>`, and returns the first
     /// line of its stdout (the rest is drained) and the child.
     pub fn spawn_sw(&self, which: &str, args: &[&str], log: &str) -> (String, Child) {
+        self.spawn_sw_env(which, args, log, &[])
+    }
+
+    /// [`Lab::spawn_sw`] with `env` set for the process (e.g. a `PATH` without `nft`).
+    pub fn spawn_sw_env(
+        &self,
+        which: &str,
+        args: &[&str],
+        log: &str,
+        env: &[(&str, &str)],
+    ) -> (String, Child) {
         let mut c = self.cmd(which, &super::skywire_bin());
+        c.envs(env.iter().copied());
         let mut child = c
             .args(args)
             .stdout(Stdio::piped())
@@ -319,9 +331,42 @@ http.server.ThreadingHTTPServer(('0.0.0.0', 8080), H).serve_forever()
 
     /// Starts a visor with `cfg` in `which`; its PK and the process.
     pub fn visor(&self, which: &str, cfg: &Path, log: &str) -> (String, Child) {
-        let (line, child) = self.spawn_sw(which, &["visor", "-c", cfg.to_str().unwrap()], log);
+        self.visor_env(which, cfg, log, &[])
+    }
+
+    /// [`Lab::visor`] with `env` set for the visor.
+    pub fn visor_env(
+        &self,
+        which: &str,
+        cfg: &Path,
+        log: &str,
+        env: &[(&str, &str)],
+    ) -> (String, Child) {
+        let (line, child) =
+            self.spawn_sw_env(which, &["visor", "-c", cfg.to_str().unwrap()], log, env);
         assert!(line.starts_with("visor "), "{line}: {}", self.log(log));
         (line.split_whitespace().nth(1).unwrap().to_string(), child)
+    }
+
+    /// A directory of `<lab>/<name>` holding links to `progs` (found on this `PATH`), for a
+    /// process that must see only those besides `/usr/bin:/bin`: returns its `PATH`.
+    pub fn path_with(&self, name: &str, progs: &[&str]) -> String {
+        let d = self.dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for p in progs {
+            let o = Command::new("sh")
+                .args(["-c", &format!("command -v {p}")])
+                .output()
+                .unwrap();
+            let full = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            assert!(
+                !full.is_empty(),
+                "{p} is not installed (tests/deps.d/vpn.sh)"
+            );
+            let _ = std::fs::remove_file(d.join(p));
+            std::os::unix::fs::symlink(&full, d.join(p)).unwrap();
+        }
+        format!("{}:/usr/bin:/bin", d.display())
     }
 
     /// The nftables ruleset of `which`.

@@ -6,7 +6,7 @@
 //!
 //! - [`proto`]: the frames on the stream (hello, welcome, packets, keepalives).
 //! - [`sys`]: the TUN device (the one `unsafe` ioctl).
-//! - [`netcfg`]: `ip`/`nft` commands, `/proc` reads, and the undo journal that restores every
+//! - [`netcfg`]: `ip`/`nft`/`iptables` commands, `/proc` reads, and the undo journal that restores every
 //!   setting on exit and on the next start after a crash.
 //! - [`server`], [`client`]: the two apps.
 //!

@@ -1,4 +1,4 @@
-//! The VPN apps' network settings: the commands they run (`ip`, `nft`), what they read
+//! The VPN apps' network settings: the commands they run (`ip`, `nft` or `iptables`), what they read
 //! (`/proc`), and the **undo journal** that puts everything back.
 //!
 //! Every change to the machine is recorded in the journal *before* it is made
@@ -45,6 +45,7 @@ pub async fn run(argv: &[&str], input: Option<&str>) -> Result<String, String> {
             let pkg = match argv[0] {
                 "ip" => " (Debian: apt install iproute2)",
                 "nft" => " (Debian: apt install nftables)",
+                "iptables" => " (Debian: apt install iptables)",
                 _ => "",
             };
             format!("`{}` is not installed{pkg}", argv[0])
@@ -416,6 +417,66 @@ pub async fn nft_table(j: &Journal, family: &str, name: &str, body: &str) -> Res
     j.record(&Undo::cmd(&["nft", "delete", "table", family, name]))?;
     let text = format!("table {family} {name} {{\n{body}}}\n");
     run(&["nft", "-f", "-"], Some(&text)).await.map(|_| ())
+}
+
+/// Whether `prog` is an executable file in a directory of `$PATH` (what `Command` would
+/// run).
+pub fn on_path(prog: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            std::fs::metadata(d.join(prog))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// One iptables chain of ours, for a machine with iptables and no `nft`: its table, its
+/// name, the built-in chain that jumps to it first, and its rules (each the words after
+/// `-A <name>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IptChain {
+    /// `nat` or `filter`.
+    pub table: &'static str,
+    /// Our chain.
+    pub name: &'static str,
+    /// The built-in chain it hangs from (`POSTROUTING`, `FORWARD`, `INPUT`).
+    pub hook: &'static str,
+    /// Its rules, in order.
+    pub rules: Vec<Vec<String>>,
+}
+
+/// Creates chain `c` with its rules and makes it the first rule of its hook, journalling
+/// each undo step (unhook, flush, delete) before the change it undoes; a chain of that name
+/// left by an earlier run is unhooked and removed first. `-w 5` waits for the xtables lock
+/// (iptables-legacy) instead of failing at once.
+pub async fn iptables_chain(j: &Journal, c: &IptChain) -> Result<(), String> {
+    let (t, name, hook) = (c.table, c.name, c.hook);
+    let ipt = |args: &[&'static str]| {
+        let mut a = vec!["iptables", "-w", "5", "-t", t];
+        a.extend_from_slice(args);
+        a
+    };
+    // Left hooked by a run whose journal is gone: at most a few jumps to remove.
+    for _ in 0..8 {
+        if run(&ipt(&["-D", hook, "-j", name]), None).await.is_err() {
+            break;
+        }
+    }
+    let _ = run(&ipt(&["-F", name]), None).await;
+    let _ = run(&ipt(&["-X", name]), None).await;
+    j.record(&Undo::cmd(&ipt(&["-X", name])))?;
+    run(&ipt(&["-N", name]), None).await?;
+    j.record(&Undo::cmd(&ipt(&["-F", name])))?;
+    for r in &c.rules {
+        let mut a = ipt(&["-A", name]);
+        a.extend(r.iter().map(String::as_str));
+        run(&a, None).await?;
+    }
+    j.record(&Undo::cmd(&ipt(&["-D", hook, "-j", name])))?;
+    run(&ipt(&["-I", hook, "1", "-j", name]), None)
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@
 //! app checks that it can create TUN devices (without `CAP_NET_ADMIN` it fails with that
 //! message and the visor keeps running), enables IPv4 forwarding and loads its nftables
 //! table `ip skywire_vpn_server` (masquerade out of `--netifc`; with `--secure`, the default,
-//! clients reach neither this machine nor its LANs nor each other). Both changes are
-//! journalled first and undone when the app stops.
+//! clients reach neither this machine nor its LANs nor each other), or where `nft` is not
+//! installed the same rules as three iptables chains. Every change is journalled first and
+//! undone when the app stops.
 //!
 //! Budgets (docs/architecture.md): at most `--max-clients` (default [`MAX_CLIENTS`]) sessions,
 //! one per PK (a client that reconnects replaces its old session and keeps its block when it
@@ -193,6 +194,62 @@ fn ruleset(egress: &str, lans: &[Net4], secure: bool) -> String {
         ));
     }
     r
+}
+
+/// The iptables chains that do what [`ruleset`]'s table does, for a machine without `nft`:
+/// masquerade out of `egress` (`nat` SKYWIRE_VPN_NAT from POSTROUTING) and, with `secure`,
+/// clients kept from each other and the server's LANs (SKYWIRE_VPN_FWD from FORWARD) and
+/// from the server itself but for replies and ping (SKYWIRE_VPN_IN from INPUT).
+fn ipt_chains(egress: &str, lans: &[Net4], secure: bool) -> Vec<netcfg::IptChain> {
+    let tun = format!("{TUN_PREFIX}+");
+    let words = |w: &[&str]| -> Vec<String> { w.iter().map(|s| s.to_string()).collect() };
+    let mut v = vec![netcfg::IptChain {
+        table: "nat",
+        name: "SKYWIRE_VPN_NAT",
+        hook: "POSTROUTING",
+        rules: vec![words(&["-i", &tun, "-o", egress, "-j", "MASQUERADE"])],
+    }];
+    if secure {
+        let mut fwd = vec![words(&["-i", &tun, "-o", &tun, "-j", "DROP"])];
+        for n in lans {
+            fwd.push(words(&["-i", &tun, "-d", &n.to_string(), "-j", "DROP"]));
+        }
+        v.push(netcfg::IptChain {
+            table: "filter",
+            name: "SKYWIRE_VPN_FWD",
+            hook: "FORWARD",
+            rules: fwd,
+        });
+        v.push(netcfg::IptChain {
+            table: "filter",
+            name: "SKYWIRE_VPN_IN",
+            hook: "INPUT",
+            rules: vec![
+                words(&[
+                    "-i",
+                    &tun,
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "ESTABLISHED,RELATED",
+                    "-j",
+                    "ACCEPT",
+                ]),
+                words(&[
+                    "-i",
+                    &tun,
+                    "-p",
+                    "icmp",
+                    "--icmp-type",
+                    "echo-request",
+                    "-j",
+                    "ACCEPT",
+                ]),
+                words(&["-i", &tun, "-j", "DROP"]),
+            ],
+        });
+    }
+    v
 }
 
 /// One client's session.
@@ -509,20 +566,37 @@ async fn serve(ctx: AppCtx, cfg: Config, journal: &Journal) -> Result<(), String
         .filter(|a| a.dev != "lo" && !a.dev.starts_with(TUN_PREFIX))
         .map(|a| a.net)
         .collect();
+    // Which packet filter: nftables where `nft` is installed, else iptables (its nft or
+    // legacy backend), else nothing to NAT with — said before anything is changed.
+    let nft = netcfg::on_path("nft");
+    if !nft && !netcfg::on_path("iptables") {
+        return Err(
+            "vpn-server needs nftables or iptables for NAT and neither `nft` nor \
+                    `iptables` is on PATH (Debian: apt install nftables)"
+                .into(),
+        );
+    }
     netcfg::set_sysctl(journal, "/proc/sys/net/ipv4/ip_forward", "1")?;
-    netcfg::nft_table(
-        journal,
-        "ip",
-        NFT_TABLE,
-        &ruleset(&egress, &lans, cfg.secure),
-    )
-    .await?;
+    if nft {
+        netcfg::nft_table(
+            journal,
+            "ip",
+            NFT_TABLE,
+            &ruleset(&egress, &lans, cfg.secure),
+        )
+        .await?;
+    } else {
+        for c in ipt_chains(&egress, &lans, cfg.secure) {
+            netcfg::iptables_chain(journal, &c).await?;
+        }
+    }
     let listener = ctx
         .net
         .listen(PORT)
         .map_err(|e| format!("port {PORT}: {e}"))?;
     log::info!(
-        "vpn-server: on port {PORT}, NAT out of {egress}, secure {}, passcode {}",
+        "vpn-server: on port {PORT}, NAT out of {egress} ({}), secure {}, passcode {}",
+        if nft { "nftables" } else { "iptables" },
         if cfg.secure { "on" } else { "off" },
         if cfg.passcode.is_some() { "on" } else { "off" }
     );
@@ -631,5 +705,30 @@ mod tests {
         assert!(r.contains("chain input"));
         let open = ruleset("eth0", &[], false);
         assert!(!open.contains("chain forward") && !open.contains("chain input"));
+    }
+
+    #[test]
+    fn iptables_chains_shape() {
+        let c = ipt_chains("eth0", &[net([192, 168, 1, 0], 24)], true);
+        let names: Vec<_> = c.iter().map(|c| (c.table, c.name, c.hook)).collect();
+        assert_eq!(
+            names,
+            [
+                ("nat", "SKYWIRE_VPN_NAT", "POSTROUTING"),
+                ("filter", "SKYWIRE_VPN_FWD", "FORWARD"),
+                ("filter", "SKYWIRE_VPN_IN", "INPUT")
+            ]
+        );
+        assert_eq!(
+            c[0].rules,
+            [["-i", "swvpns+", "-o", "eth0", "-j", "MASQUERADE"]]
+        );
+        assert_eq!(
+            c[1].rules[1],
+            ["-i", "swvpns+", "-d", "192.168.1.0/24", "-j", "DROP"]
+        );
+        assert_eq!(c[2].rules.last().unwrap(), &["-i", "swvpns+", "-j", "DROP"]);
+        let open = ipt_chains("eth0", &[], false);
+        assert_eq!(open.len(), 1);
     }
 }
