@@ -107,17 +107,20 @@ pub struct ShutdownCmd {
     json: bool,
 }
 
+/// A progress line: on stdout, or on stderr when stdout carries `--json`.
+fn progress(json: bool, line: &str) {
+    if json {
+        say_err(line);
+    } else {
+        say(line);
+    }
+}
+
 impl ShutdownCmd {
     /// Runs it.
     pub fn run(self, rpc: &Rpc) -> CmdResult {
         let status = fetch::<Status>(rpc, &Request::Shutdown, self.json)?;
-        let progress = |line: &str| {
-            if self.json {
-                say_err(line);
-            } else {
-                say(line);
-            }
-        };
+        let progress = |line: &str| progress(self.json, line);
         if let Some(s) = &status {
             progress(&format!("visor {}", s.status));
         }
@@ -165,13 +168,7 @@ impl RestartCmd {
             None
         };
         let status = fetch::<Status>(rpc, &Request::Restart, self.json)?;
-        let progress = |line: &str| {
-            if self.json {
-                say_err(line);
-            } else {
-                say(line);
-            }
-        };
+        let progress = |line: &str| progress(self.json, line);
         if let Some(s) = &status {
             progress(&format!("visor {}", s.status));
         }
