@@ -272,11 +272,7 @@ impl Drop for PeerBed {
 }
 
 fn have(prog: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {prog}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    netns::which(prog).is_some()
 }
 
 /// nebula relayed, as ../shared/peer-bench runs it.

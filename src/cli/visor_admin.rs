@@ -120,9 +120,8 @@ impl ShutdownCmd {
     /// Runs it.
     pub fn run(self, rpc: &Rpc) -> CmdResult {
         let status = fetch::<Status>(rpc, &Request::Shutdown, self.json)?;
-        let progress = |line: &str| progress(self.json, line);
         if let Some(s) = &status {
-            progress(&format!("visor {}", s.status));
+            progress(self.json, &format!("visor {}", s.status));
         }
         if !self.wait {
             return Ok(());
@@ -138,11 +137,14 @@ impl ShutdownCmd {
             std::thread::sleep(Duration::from_millis(100));
         }
         let took = t0.elapsed().as_millis() as u64;
-        progress(&format!(
-            "visor stopped after {}.{} s",
-            took / 1000,
-            took % 1000 / 100
-        ));
+        progress(
+            self.json,
+            &format!(
+                "visor stopped after {}.{} s",
+                took / 1000,
+                took % 1000 / 100
+            ),
+        );
         Ok(())
     }
 }
@@ -168,9 +170,8 @@ impl RestartCmd {
             None
         };
         let status = fetch::<Status>(rpc, &Request::Restart, self.json)?;
-        let progress = |line: &str| progress(self.json, line);
         if let Some(s) = &status {
-            progress(&format!("visor {}", s.status));
+            progress(self.json, &format!("visor {}", s.status));
         }
         let Some(before) = before else {
             return Ok(());
@@ -183,7 +184,7 @@ impl RestartCmd {
                 Ok(Some(h)) if h.boot != before.boot || (h.boot.is_empty() && down) => break,
                 Ok(_) => {}
                 Err(_) if !down => {
-                    progress("stopped; waiting for it to answer again");
+                    progress(self.json, "stopped; waiting for it to answer again");
                     down = true;
                 }
                 Err(_) => {}
@@ -204,14 +205,17 @@ impl RestartCmd {
         let took = t0.elapsed().as_millis() as u64;
         // The new visor wrote a new token; `fetch` reads it again.
         match fetch::<Info>(rpc, &Request::Info, false)? {
-            Some(i) => progress(&format!(
-                "visor {} answers again after {}.{} s (version {})",
-                i.pk,
-                took / 1000,
-                took % 1000 / 100,
-                i.version
-            )),
-            None => progress("visor answers again"),
+            Some(i) => progress(
+                self.json,
+                &format!(
+                    "visor {} answers again after {}.{} s (version {})",
+                    i.pk,
+                    took / 1000,
+                    took % 1000 / 100,
+                    i.version
+                ),
+            ),
+            None => progress(self.json, "visor answers again"),
         }
         Ok(())
     }

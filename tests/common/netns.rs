@@ -63,6 +63,17 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Where `prog` is on this `PATH` (`command -v`), if anywhere.
+pub fn which(prog: &str) -> Option<String> {
+    let o = Command::new("sh")
+        .args(["-c", &format!("command -v {prog}")])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let full = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    (o.status.success() && !full.is_empty()).then_some(full)
+}
+
 /// Runs a command, panicking with its output when it fails.
 pub fn sh(args: &[&str]) -> String {
     let o = Command::new(args[0])
@@ -354,15 +365,8 @@ http.server.ThreadingHTTPServer(('0.0.0.0', 8080), H).serve_forever()
         let d = self.dir.join(name);
         std::fs::create_dir_all(&d).unwrap();
         for p in progs {
-            let o = Command::new("sh")
-                .args(["-c", &format!("command -v {p}")])
-                .output()
-                .unwrap();
-            let full = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            assert!(
-                !full.is_empty(),
-                "{p} is not installed (tests/deps.d/vpn.sh)"
-            );
+            let full =
+                which(p).unwrap_or_else(|| panic!("{p} is not installed (tests/deps.d/vpn.sh)"));
             let _ = std::fs::remove_file(d.join(p));
             std::os::unix::fs::symlink(&full, d.join(p)).unwrap();
         }

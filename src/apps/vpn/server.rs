@@ -202,18 +202,21 @@ fn ruleset(egress: &str, lans: &[Net4], secure: bool) -> String {
 /// from the server itself but for replies and ping (SKYWIRE_VPN_IN from INPUT).
 fn ipt_chains(egress: &str, lans: &[Net4], secure: bool) -> Vec<netcfg::IptChain> {
     let tun = format!("{TUN_PREFIX}+");
-    let words = |w: &[&str]| -> Vec<String> { w.iter().map(|s| s.to_string()).collect() };
+    // Interface names and networks hold no white space, so a rule is one line of words.
+    let rule =
+        |line: String| -> Vec<String> { line.split_whitespace().map(String::from).collect() };
     let mut v = vec![netcfg::IptChain {
         table: "nat",
         name: "SKYWIRE_VPN_NAT",
         hook: "POSTROUTING",
-        rules: vec![words(&["-i", &tun, "-o", egress, "-j", "MASQUERADE"])],
+        rules: vec![rule(format!("-i {tun} -o {egress} -j MASQUERADE"))],
     }];
     if secure {
-        let mut fwd = vec![words(&["-i", &tun, "-o", &tun, "-j", "DROP"])];
-        for n in lans {
-            fwd.push(words(&["-i", &tun, "-d", &n.to_string(), "-j", "DROP"]));
-        }
+        let mut fwd = vec![rule(format!("-i {tun} -o {tun} -j DROP"))];
+        fwd.extend(
+            lans.iter()
+                .map(|n| rule(format!("-i {tun} -d {n} -j DROP"))),
+        );
         v.push(netcfg::IptChain {
             table: "filter",
             name: "SKYWIRE_VPN_FWD",
@@ -225,27 +228,13 @@ fn ipt_chains(egress: &str, lans: &[Net4], secure: bool) -> Vec<netcfg::IptChain
             name: "SKYWIRE_VPN_IN",
             hook: "INPUT",
             rules: vec![
-                words(&[
-                    "-i",
-                    &tun,
-                    "-m",
-                    "conntrack",
-                    "--ctstate",
-                    "ESTABLISHED,RELATED",
-                    "-j",
-                    "ACCEPT",
-                ]),
-                words(&[
-                    "-i",
-                    &tun,
-                    "-p",
-                    "icmp",
-                    "--icmp-type",
-                    "echo-request",
-                    "-j",
-                    "ACCEPT",
-                ]),
-                words(&["-i", &tun, "-j", "DROP"]),
+                rule(format!(
+                    "-i {tun} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+                )),
+                rule(format!(
+                    "-i {tun} -p icmp --icmp-type echo-request -j ACCEPT"
+                )),
+                rule(format!("-i {tun} -j DROP")),
             ],
         });
     }
