@@ -122,6 +122,27 @@ pub trait Net: Send + Sync {
         let _ = via;
         self.dial(pk, port)
     }
+    /// [`Net::dial_via`], with `first` sent right behind the port header, before the peer's
+    /// answer: the opening bytes of a protocol that does not wait for the answer (skysocks'
+    /// SOCKS5 greeting and request) leave with the open and save a round trip; a refused
+    /// dial discards them. Networks that cannot carry them early write them once the dial
+    /// is answered (this default; TCP mode, whose listener takes nothing but the header
+    /// before the app has accepted the connection).
+    fn dial_first(
+        &self,
+        pk: PublicKey,
+        port: u16,
+        via: Via,
+        first: Vec<u8>,
+    ) -> BoxFut<'_, Result<Conn, NetError>> {
+        Box::pin(async move {
+            let mut c = self.dial_via(pk, port, via).await?;
+            c.write_all(&first)
+                .await
+                .map_err(|e| NetError::Io(format!("{pk}:{port}: {e}")))?;
+            Ok(c)
+        })
+    }
     /// The `host:port` addresses of servers this network needs besides its open
     /// connections (dmsg's discovery; TCP mode's peers): what a VPN client keeps reachable
     /// outside its tunnel. Empty where there are none.
@@ -212,6 +233,18 @@ impl Net for Tagged {
             Ok(self.table.adopt(c, self.app))
         })
     }
+    fn dial_first(
+        &self,
+        pk: PublicKey,
+        port: u16,
+        via: Via,
+        first: Vec<u8>,
+    ) -> BoxFut<'_, Result<Conn, NetError>> {
+        Box::pin(async move {
+            let c = self.inner.dial_first(pk, port, via, first).await?;
+            Ok(self.table.adopt(c, self.app))
+        })
+    }
     fn underlay(&self) -> Vec<String> {
         self.inner.underlay()
     }
@@ -271,6 +304,18 @@ impl Net for DmsgNet {
     fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>> {
         Box::pin(async move {
             let s = self.client.dial(&pk, port).await?;
+            Ok(dmsg_conn(s, Direction::Out))
+        })
+    }
+    fn dial_first(
+        &self,
+        pk: PublicKey,
+        port: u16,
+        _via: Via,
+        first: Vec<u8>,
+    ) -> BoxFut<'_, Result<Conn, NetError>> {
+        Box::pin(async move {
+            let s = self.client.dial_first(&pk, port, &first).await?;
             Ok(dmsg_conn(s, Direction::Out))
         })
     }

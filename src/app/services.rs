@@ -339,16 +339,17 @@ impl Services {
     /// straight to the local service (a socket pair; a dmsg client cannot dial itself).
     pub async fn dial(&self, pk: PublicKey, port: u16) -> Result<Conn, NetError> {
         #[cfg(feature = "skynet")]
-        return self.dial_by(pk, port, &RoutePolicy::Auto, "").await;
+        return self.dial_by(pk, port, &RoutePolicy::Auto, "", &[]).await;
         #[cfg(not(feature = "skynet"))]
-        return self.dial_dmsg(pk, port).await;
+        return self.dial_dmsg(pk, port, &[]).await;
     }
 
     /// Opens a connection to `pk`:`port` by `route`, naming `app` in the route group's view:
     /// `dmsg` over dmsg; `auto` over a live route group to the peer, else over dmsg (and a
     /// route is set up in the background for the next dial), else — when dmsg cannot reach
     /// the peer — over a route set up now; any other policy over a route group of that shape
-    /// (an open one, or one set up now). Without a router, always dmsg.
+    /// (an open one, or one set up now). Without a router, always dmsg. `first` (may be
+    /// empty) is sent behind the port header, before the answer ([`Net::dial_first`]).
     #[cfg(feature = "skynet")]
     pub async fn dial_by(
         &self,
@@ -356,16 +357,17 @@ impl Services {
         port: u16,
         route: &RoutePolicy,
         app: &str,
+        first: &[u8],
     ) -> Result<Conn, NetError> {
         let Some(r) = self.router.as_ref().filter(|_| pk != *self.dmsg.pk()) else {
-            return self.dial_dmsg(pk, port).await;
+            return self.dial_dmsg(pk, port, first).await;
         };
         let src = self.ports.ephemeral();
         match route {
-            RoutePolicy::Dmsg => self.dial_dmsg(pk, port).await,
+            RoutePolicy::Dmsg => self.dial_dmsg(pk, port, first).await,
             RoutePolicy::Auto => {
                 if r.has_live(&pk) {
-                    match r.dial(pk, port, src, route, app).await {
+                    match r.dial(pk, port, src, route, app, first).await {
                         Ok(s) => return Ok(route_conn(s, Direction::Out)),
                         Err(e @ (RouteError::NoListener(_) | RouteError::Busy(_))) => {
                             return Err(route_err(e));
@@ -373,13 +375,13 @@ impl Services {
                         Err(e) => log::debug!("auto dial {pk}:{port}: route failed ({e}); dmsg"),
                     }
                 }
-                match self.dial_dmsg(pk, port).await {
+                match self.dial_dmsg(pk, port, first).await {
                     Ok(c) => {
                         r.prepare(pk, app);
                         Ok(c)
                     }
                     Err(NetError::NoRoute(m)) => r
-                        .dial(pk, port, src, route, app)
+                        .dial(pk, port, src, route, app, first)
                         .await
                         .map(|s| route_conn(s, Direction::Out))
                         .map_err(|e| NetError::NoRoute(format!("{m}; over skynet: {e}"))),
@@ -387,17 +389,17 @@ impl Services {
                 }
             }
             p => r
-                .dial(pk, port, src, p, app)
+                .dial(pk, port, src, p, app, first)
                 .await
                 .map(|s| route_conn(s, Direction::Out))
                 .map_err(route_err),
         }
     }
 
-    /// [`Services::dial`] over dmsg (or to ourselves).
-    async fn dial_dmsg(&self, pk: PublicKey, port: u16) -> Result<Conn, NetError> {
+    /// [`Services::dial`] over dmsg (or to ourselves), `first` behind the port header.
+    async fn dial_dmsg(&self, pk: PublicKey, port: u16, first: &[u8]) -> Result<Conn, NetError> {
         if pk != *self.dmsg.pk() {
-            let s = self.dmsg.dial(&pk, port).await?;
+            let s = self.dmsg.dial_first(&pk, port, first).await?;
             return Ok(dmsg_conn(s, Direction::Out));
         }
         let place = self.ports.reserve(port).map_err(|r| match r {
@@ -422,14 +424,20 @@ impl Services {
                 "this visor has no listener on port {port}"
             )));
         }
-        Ok(Conn::new(
+        let mut out = Conn::new(
             Box::new(a),
             pk,
             port,
             local_port,
             Network::Local,
             Direction::Out,
-        ))
+        );
+        if !first.is_empty() {
+            out.write_all(first)
+                .await
+                .map_err(|e| NetError::Io(format!("local connection: {e}")))?;
+        }
+        Ok(out)
     }
 
     /// The registered ports (and those carriers took), in order.
@@ -495,7 +503,7 @@ impl Services {
     pub async fn ping(&self, pk: PublicKey, count: u32) -> Result<Vec<Duration>, NetError> {
         let t0 = Instant::now();
         // Over dmsg, always: this measures dmsg (a route is pinged by the router).
-        let c = self.dial_dmsg(pk, DMSGCTRL_PORT).await?;
+        let c = self.dial_dmsg(pk, DMSGCTRL_PORT, &[]).await?;
         let setup = t0.elapsed();
         let mut c = self.conns.adopt(c, "dmsgctrl");
         log::debug!("dmsgctrl: stream to {pk} open in {} µs", setup.as_micros());
@@ -613,7 +621,10 @@ impl Net for VisorNet {
     }
     fn dial(&self, pk: PublicKey, port: u16) -> BoxFut<'_, Result<Conn, NetError>> {
         #[cfg(feature = "skynet")]
-        return Box::pin(self.services.dial_by(pk, port, &self.route, self.owner));
+        return Box::pin(
+            self.services
+                .dial_by(pk, port, &self.route, self.owner, &[]),
+        );
         #[cfg(not(feature = "skynet"))]
         return Box::pin(self.services.dial(pk, port));
     }
@@ -630,6 +641,15 @@ impl Net for VisorNet {
         port: u16,
         via: super::net::Via,
     ) -> BoxFut<'_, Result<Conn, NetError>> {
+        self.dial_first(pk, port, via, Vec::new())
+    }
+    fn dial_first(
+        &self,
+        pk: PublicKey,
+        port: u16,
+        via: super::net::Via,
+        first: Vec<u8>,
+    ) -> BoxFut<'_, Result<Conn, NetError>> {
         use super::net::Via;
         #[cfg(feature = "skynet")]
         {
@@ -642,7 +662,11 @@ impl Net for VisorNet {
                     p => p.clone(),
                 },
             };
-            Box::pin(async move { self.services.dial_by(pk, port, &route, self.owner).await })
+            Box::pin(async move {
+                self.services
+                    .dial_by(pk, port, &route, self.owner, &first)
+                    .await
+            })
         }
         #[cfg(not(feature = "skynet"))]
         match via {
@@ -651,7 +675,7 @@ impl Net for VisorNet {
                     "this build has no skynet (the skynet feature is off); use dmsg".into(),
                 ))
             }),
-            _ => Box::pin(self.services.dial(pk, port)),
+            _ => Box::pin(async move { self.services.dial_dmsg(pk, port, &first).await }),
         }
     }
 }

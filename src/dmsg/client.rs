@@ -509,13 +509,28 @@ impl DmsgClient {
 
     /// Opens a stream to `pk`:`port`.
     pub async fn dial(&self, pk: &PublicKey, port: u16) -> Result<DmsgStream, DmsgError> {
+        self.dial_first(pk, port, &[]).await
+    }
+
+    /// [`DmsgClient::dial`], with `first` sent right behind the port header, before the
+    /// listener's answer (in the same frame): the opening bytes of a protocol that does not
+    /// wait for the answer save a round trip. A refused dial discards them.
+    pub async fn dial_first(
+        &self,
+        pk: &PublicKey,
+        port: u16,
+        first: &[u8],
+    ) -> Result<DmsgStream, DmsgError> {
         let timeout = self.inner.cfg.dial_timeout;
         let inner = self.inner.clone();
         let pk = *pk;
-        future::or(async move { inner.dial(pk, port).await }, async move {
-            Timer::after(timeout).await;
-            Err(DmsgError::Timeout(timeout))
-        })
+        future::or(
+            async move { inner.dial(pk, port, first).await },
+            async move {
+                Timer::after(timeout).await;
+                Err(DmsgError::Timeout(timeout))
+            },
+        )
         .await
     }
 }
@@ -526,7 +541,12 @@ impl Inner {
         self.ephemeral.next(|p| sink.serves(p))
     }
 
-    async fn dial(self: Arc<Self>, pk: PublicKey, port: u16) -> Result<DmsgStream, DmsgError> {
+    async fn dial(
+        self: Arc<Self>,
+        pk: PublicKey,
+        port: u16,
+        first: &[u8],
+    ) -> Result<DmsgStream, DmsgError> {
         if pk == *self.keys.public() {
             return Err(DmsgError::Other("cannot dial our own pk".into()));
         }
@@ -542,7 +562,15 @@ impl Inner {
             src_port: local_port,
         };
         let io = |e: io::Error| DmsgError::Other(format!("channel to {pk}: {e}"));
-        st.write_all(&hdr.to_bytes()).await.map_err(io)?;
+        if first.is_empty() {
+            st.write_all(&hdr.to_bytes()).await.map_err(io)?;
+        } else {
+            // One write: the header and the first bytes leave in one frame.
+            let mut out = Vec::with_capacity(PORT_HEADER_LEN + first.len());
+            out.extend_from_slice(&hdr.to_bytes());
+            out.extend_from_slice(first);
+            st.write_all(&out).await.map_err(io)?;
+        }
         let mut status = [0u8; 1];
         st.read_exact(&mut status).await.map_err(io)?;
         match PortStatus::from_byte(status[0]) {

@@ -217,7 +217,7 @@ impl Control for Router {
                 policy
             };
             let mut s = self
-                .dial(pk, PING_PORT, 0, &policy, "ping")
+                .dial(pk, PING_PORT, 0, &policy, "ping", &[])
                 .await
                 .map_err(|e| e.to_string())?
                 .stream;

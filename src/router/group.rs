@@ -264,6 +264,9 @@ struct Core {
     room_waker: Option<Waker>,
     timer_waker: Option<Waker>,
     timer_kick: bool,
+    /// The deadline the timer task sleeps until (`None`: it is not sleeping on one); a
+    /// change that leaves every deadline at or after it needs no kick.
+    armed: Option<Duration>,
     /// `ended` was reported to the driver.
     reported: bool,
 }
@@ -812,6 +815,7 @@ impl RouteGroup {
             room_waker: None,
             timer_waker: None,
             timer_kick: false,
+            armed: None,
             reported: false,
         };
         let inner = Arc::new(Inner {
@@ -972,7 +976,8 @@ async fn timer_task(weak: std::sync::Weak<Inner>) {
         };
         let deadline = g.with(|c, now| {
             c.handle_timeout(now, g.initiator);
-            (c.poll_timeout(g.initiator), false)
+            c.armed = c.poll_timeout(g.initiator);
+            (c.armed, false)
         });
         let Some(deadline) = deadline else {
             return;
@@ -1009,7 +1014,13 @@ impl GroupReader {
         let g = self.g.clone();
         let (r, a) = {
             let mut c = g.lock();
-            let r = if let Some(f) = c.legs.pop_ready() {
+            let r = if let Some(f) = c.legs.pop_ready(g.clock.now()) {
+                // A delayed ack wakes the timer task only if it sleeps past it.
+                if let Some(due) = c.legs.ack_due()
+                    && c.armed.is_none_or(|a| due < a)
+                {
+                    c.kick();
+                }
                 Poll::Ready(Ok(Some(f)))
             } else if let Some(why) = &c.failure {
                 Poll::Ready(Err(MuxError::Closed(why.clone())))
@@ -1119,7 +1130,15 @@ impl FrameWrite for GroupWriter {
                 return (false, false);
             }
             let ok = c.legs.submit(frame, now);
-            c.kick();
+            // The frame's resend deadline wakes the timer task only when it comes before the
+            // one it sleeps until: most frames are due after an earlier frame.
+            let earlier = match (c.armed, c.legs.last_due()) {
+                (Some(armed), Some(due)) => due < armed,
+                _ => true,
+            };
+            if !ok || earlier {
+                c.kick();
+            }
             (ok, false)
         });
         if sent {

@@ -368,6 +368,8 @@ impl Router {
     /// Opens a stream to `pk`:`port` (from our `src_port`) over a route group chosen by
     /// `policy` (an open one, else one set up now; `auto` takes any open group to `pk` or
     /// sets up the shortest route) and asks for the port. `app` is named in the group's view.
+    /// `first` (may be empty) goes out right behind the port header, before the answer (as
+    /// `DmsgClient::dial_first`).
     pub async fn dial(
         &self,
         pk: PublicKey,
@@ -375,6 +377,7 @@ impl Router {
         src_port: u16,
         policy: &RoutePolicy,
         app: &str,
+        first: &[u8],
     ) -> Result<RouteStream, RouteError> {
         if pk == self.inner.local {
             return Err(RouteError::NoRoute(
@@ -387,7 +390,7 @@ impl Router {
             ));
         }
         let key = self.inner.group_for(pk, policy, app).await?;
-        self.inner.open_port(key, port, src_port).await
+        self.inner.open_port(key, port, src_port, first).await
     }
 
     /// Closes every group (Close on their legs) and takes the transports down.
@@ -1002,12 +1005,14 @@ impl Inner {
         self.graph.get(&self.ex, self.local, own, fresh).await
     }
 
-    /// Opens a stream in `key`'s group and asks the peer for `port`.
+    /// Opens a stream in `key`'s group and asks the peer for `port`, `first` behind the
+    /// header.
     async fn open_port(
         self: &Arc<Self>,
         key: GroupKey,
         port: u16,
         src_port: u16,
+        first: &[u8],
     ) -> Result<RouteStream, RouteError> {
         let g = lock(&self.st)
             .groups
@@ -1025,7 +1030,11 @@ impl Inner {
                 src_port,
             };
             let io = |e: io::Error| RouteError::Failed(format!("{who}: {e}"));
-            s.write_all(&to.to_bytes()).await.map_err(io)?;
+            // One write: the header and the first bytes leave in one frame.
+            let mut out = Vec::with_capacity(PORT_HEADER_LEN + first.len());
+            out.extend_from_slice(&to.to_bytes());
+            out.extend_from_slice(first);
+            s.write_all(&out).await.map_err(io)?;
             let mut status = [0u8; 1];
             s.read_exact(&mut status).await.map_err(io)?;
             match PortStatus::from_byte(status[0]) {

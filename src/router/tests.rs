@@ -83,7 +83,10 @@ fn a_route_group_carries_streams_to_ports() {
     bounded(30, async {
         // The transport is up, but the core hears of it from the sink: a moment.
         let mut s = loop {
-            match a.dial(b.pk(), 5, 50000, &RoutePolicy::Direct, "t").await {
+            match a
+                .dial(b.pk(), 5, 50000, &RoutePolicy::Direct, "t", &[])
+                .await
+            {
                 Ok(s) => break s,
                 Err(RouteError::NoRoute(_)) => {
                     async_io::Timer::after(Duration::from_millis(50)).await;
@@ -105,9 +108,29 @@ fn a_route_group_carries_streams_to_ports() {
         let ((), back) = future::zip(write, read).await;
         assert!(back == data, "echo differs");
 
-        // A second stream reuses the open group; a port nobody serves is refused.
+        // Bytes sent with the open (`first`) reach the listener ahead of what follows.
+        let mut s2 = a
+            .dial(b.pk(), 5, 50004, &RoutePolicy::Direct, "t", b"early ")
+            .await
+            .unwrap();
+        s2.stream.write_all(b"and late").await.unwrap();
+        s2.stream.close().await.unwrap();
+        let mut back = Vec::new();
+        s2.stream.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"early and late");
+
+        // A second stream reuses the open group; a port nobody serves is refused (with or
+        // without bytes sent ahead).
         let err = a
-            .dial(b.pk(), 6, 50001, &RoutePolicy::Direct, "t")
+            .dial(b.pk(), 6, 50005, &RoutePolicy::Direct, "t", b"lost")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RouteError::NoListener(ref m) if m.contains("serves no port 6")),
+            "{err}"
+        );
+        let err = a
+            .dial(b.pk(), 6, 50001, &RoutePolicy::Direct, "t", &[])
             .await
             .unwrap_err();
         assert!(
@@ -116,7 +139,7 @@ fn a_route_group_carries_streams_to_ports() {
         );
         // No path of ≥ 2 hops between two nodes.
         let err = a
-            .dial(b.pk(), 5, 50002, &RoutePolicy::Hops(2), "t")
+            .dial(b.pk(), 5, 50002, &RoutePolicy::Hops(2), "t", &[])
             .await
             .unwrap_err();
         assert!(
@@ -125,7 +148,8 @@ fn a_route_group_carries_streams_to_ports() {
         );
         // To ourselves there is no route.
         assert!(matches!(
-            a.dial(a.pk(), 5, 50003, &RoutePolicy::Direct, "t").await,
+            a.dial(a.pk(), 5, 50003, &RoutePolicy::Direct, "t", &[])
+                .await,
             Err(RouteError::NoRoute(_))
         ));
     });
@@ -193,7 +217,10 @@ fn one_transport_holds_only_its_share_of_accepted_groups() {
     .unwrap();
     bounded(30, async {
         loop {
-            match a.dial(b.pk(), 5, 50000, &RoutePolicy::Direct, "t").await {
+            match a
+                .dial(b.pk(), 5, 50000, &RoutePolicy::Direct, "t", &[])
+                .await
+            {
                 Ok(_) => break,
                 Err(RouteError::NoRoute(_)) => {
                     async_io::Timer::after(Duration::from_millis(50)).await;
@@ -203,7 +230,7 @@ fn one_transport_holds_only_its_share_of_accepted_groups() {
         }
         // Another policy is another group: over the same transport, past B's share.
         let err = a
-            .dial(b.pk(), 5, 50001, &RoutePolicy::Hops(1), "t")
+            .dial(b.pk(), 5, 50001, &RoutePolicy::Hops(1), "t", &[])
             .await
             .err();
         assert!(err.is_some(), "a second group was accepted");

@@ -366,20 +366,32 @@ impl Transport {
     ) -> String {
         let mut batch: VecDeque<Vec<u8>> = VecDeque::new();
         let mut out = Out::default();
+        // One timer for the writer's life, re-armed only when it fires: a timer made per
+        // wait would be registered with the reactor (an eventfd write and an extra turn of
+        // the poll loop) before nearly every packet of a quiet link.
+        let mut idle = Timer::after(timing.idle);
+        let mut last_batch = Instant::now();
         loop {
-            let closed = self.take_batch(&mut batch, timing.idle).await;
+            let closed = self.take_batch(&mut batch, &mut idle).await;
             if let Some(why) = closed {
                 return why;
             }
             if batch.is_empty() {
+                let since = last_batch.elapsed();
+                if since < timing.idle {
+                    idle.set_after(timing.idle - since);
+                    continue;
+                }
                 // Idle: give buffers back.
                 batch.shrink_to(0);
                 out.shrink();
                 self.link
                     .writer_bufs
                     .store(out.capacity(), Ordering::Relaxed);
+                idle.set_after(timing.idle);
                 continue;
             }
+            last_batch = Instant::now();
             let mut n = 0usize;
             for packet in batch.drain(..) {
                 let res = match sealer.as_mut() {
@@ -442,9 +454,9 @@ impl Transport {
         out.written = 0;
     }
 
-    /// Waits (at most `idle`) for queued packets and moves them into `batch`; `Some(why)` once
-    /// the link is closed.
-    async fn take_batch(&self, batch: &mut VecDeque<Vec<u8>>, idle: Duration) -> Option<String> {
+    /// Waits (until `idle` fires, leaving `batch` empty) for queued packets and moves them
+    /// into `batch`; `Some(why)` once the link is closed.
+    async fn take_batch(&self, batch: &mut VecDeque<Vec<u8>>, idle: &mut Timer) -> Option<String> {
         let ready = poll_fn(|cx| {
             let mut q = lock(&self.link.q);
             if let Some(why) = &q.closed {
@@ -459,7 +471,7 @@ impl Transport {
             Poll::Pending
         });
         future::or(ready, async {
-            Timer::after(idle).await;
+            idle.await;
             None
         })
         .await

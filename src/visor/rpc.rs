@@ -307,7 +307,7 @@ async fn dial(st: &RpcState, req: &Request, pk: &str, port: &str) -> Response {
     let dialed = {
         let route = req.query_param("route").unwrap_or("auto");
         match route.parse::<crate::router::policy::RoutePolicy>() {
-            Ok(p) => st.services.dial_by(pk, port, &p, "cli").await,
+            Ok(p) => st.services.dial_by(pk, port, &p, "cli", &[]).await,
             Err(e) => return Response::error(400, format!("route {route:?}: {e}")),
         }
     };

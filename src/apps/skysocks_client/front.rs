@@ -137,11 +137,14 @@ impl Front {
         let cfg = &self.cfg;
         let mut wait = RETRY_START;
         let mut attempt = 1;
+        // The SOCKS5 greeting, passcode and request leave with the stream's open (one round
+        // trip for the open and the server's CONNECT together).
+        let request = socks5::connect_request(host, port, cfg.passcode.as_deref());
         let mut conn = loop {
-            let dial = self
-                .ctx
-                .net
-                .dial_via(cfg.server, super::SERVER_PORT, cfg.via);
+            let dial =
+                self.ctx
+                    .net
+                    .dial_first(cfg.server, super::SERVER_PORT, cfg.via, request.clone());
             let err = match socks5::within(DIAL_TIMEOUT, dial).await {
                 Some(Ok(c)) => break c,
                 Some(Err(e)) => (socks5::reply_for_net(&e), e.to_string(), e.is_transient()),
@@ -176,7 +179,7 @@ impl Front {
             wait = wait.saturating_mul(2);
             attempt += 1;
         };
-        let hs = socks5::connect(&mut conn, host, port, cfg.passcode.as_deref());
+        let hs = socks5::connect_answer(&mut conn, cfg.passcode.as_deref());
         let res = socks5::within(socks5::HANDSHAKE_TIMEOUT, hs).await;
         if !matches!(res, Some(Ok(()))) {
             let _ = conn.close().await;

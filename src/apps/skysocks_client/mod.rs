@@ -13,8 +13,8 @@
 //!
 //! Each local connection is answered as a SOCKS5 server would (or parsed as an HTTP proxy
 //! request), then becomes one overlay stream to the server's port 3, on which this side
-//! makes the SOCKS5 client handshake (greeting, passcode and request pipelined: one round
-//! trip) and splices. The `Net` seam already multiplexes: over dmsg every stream to one
+//! makes the SOCKS5 client handshake (greeting, passcode and request pipelined and sent with
+//! the stream's open, `Net::dial_first`: one round trip for both) and splices. The `Net` seam already multiplexes: over dmsg every stream to one
 //! server runs in the one end-to-end channel to it, over skynet in the one route group, so
 //! a new local connection costs no handshake; TCP mode carries one stream per Noise
 //! connection (a handshake each). While the server cannot be reached, each local client

@@ -296,6 +296,15 @@ pub async fn connect<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    s.write_all(&connect_request(host, port, passcode)).await?;
+    s.flush().await?;
+    connect_answer(s, passcode).await
+}
+
+/// The client's side of [`connect`] as bytes: greeting, user/pass (with `passcode`) and the
+/// CONNECT request, to be sent in one write (or ahead of the stream's open,
+/// `Net::dial_first`).
+pub fn connect_request(host: &Host, port: u16, passcode: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(600);
     match passcode {
         Some(p) => {
@@ -305,8 +314,15 @@ where
         None => proto::emit_greeting(&[proto::METHOD_NONE], &mut out),
     }
     proto::emit_request(Command::Connect, host, port, &mut out);
-    s.write_all(&out).await?;
-    s.flush().await?;
+    out
+}
+
+/// The rest of [`connect`] once [`connect_request`] has been sent on `s`: the server's
+/// method choice, its passcode verdict and its reply.
+pub async fn connect_answer<S>(s: &mut S, passcode: Option<&str>) -> Result<(), ConnectError>
+where
+    S: AsyncRead + Unpin,
+{
     let mut b = Buf {
         data: [0; HANDSHAKE_BUF],
         len: 0,

@@ -31,6 +31,15 @@ pub const MIN_RTO: Duration = Duration::from_millis(250);
 pub const MAX_RTO: Duration = Duration::from_secs(2);
 /// The retransmission timeout before a leg's first round trip is known.
 pub const FIRST_RTO: Duration = Duration::from_secs(1);
+/// How long the receiver waits before acknowledging a frame on its own: an answer sent
+/// within it carries the ack (request and response cost two packets, not four); well below
+/// [`MIN_RTO`], so the sender never resends for it. Bulk data is acknowledged every second
+/// frame at once.
+pub const ACK_DELAY: Duration = Duration::from_millis(5);
+/// Bytes of frames (at least two) taken by the reader that are acknowledged at once.
+pub const ACK_BYTES: usize = 16 * 1024;
+/// Frames taken by the reader that are acknowledged at once, whatever their size.
+pub const ACK_FRAMES: u32 = 32;
 /// Frames the receiver accepts ahead of the first missing one.
 pub const RX_WINDOW_FRAMES: u32 = 1024;
 /// Offset of the channel frame in a whole Data routing packet.
@@ -144,6 +153,10 @@ pub struct Legs {
     ack: u32,
     /// The last ack the peer was sent.
     ack_sent: u32,
+    /// When the ack not yet sent goes out on its own ([`ACK_DELAY`]).
+    ack_due: Option<Duration>,
+    /// Channel-frame bytes taken by the reader since the last ack sent.
+    rx_unacked: usize,
     early: BTreeMap<u32, Vec<u8>>,
     ready: VecDeque<(u32, Opened)>,
     rx_bytes: usize,
@@ -178,6 +191,8 @@ impl Legs {
             expect: 0,
             ack: 0,
             ack_sent: 0,
+            ack_due: None,
+            rx_unacked: 0,
             early: BTreeMap::new(),
             ready: VecDeque::new(),
             rx_bytes: 0,
@@ -322,6 +337,8 @@ impl Legs {
             stamp,
         };
         self.ack_sent = self.ack;
+        self.ack_due = None;
+        self.rx_unacked = 0;
         // The router core consumes KeepAlive and Close at an endpoint: a leg's keep-alives
         // ride as Ping (pings and acks) and Pong, which it hands to the group.
         let ty = if kind == Kind::Pong {
@@ -353,6 +370,8 @@ impl Legs {
             d.set_ack(self.ack);
         }
         self.ack_sent = self.ack;
+        self.ack_due = None;
+        self.rx_unacked = 0;
         let leg = &mut self.legs[i];
         let rto = leg.rto();
         leg.in_flight += packet.len();
@@ -366,6 +385,11 @@ impl Legs {
         });
         self.emit(i, packet);
         true
+    }
+
+    /// The resend deadline of the frame submitted last, while it is unacknowledged.
+    pub fn last_due(&self) -> Option<Duration> {
+        self.unacked.back().map(|s| s.due)
     }
 
     fn leg_index(&self, leg: LegRef) -> Option<usize> {
@@ -512,17 +536,28 @@ impl Legs {
         woke
     }
 
-    /// The next frame opened in order, for the reader; taking it acknowledges it.
-    pub fn pop_ready(&mut self) -> Option<Opened> {
+    /// The next frame opened in order, for the reader; taking it acknowledges it: at once
+    /// once [`ACK_BYTES`] (in two frames or more) or [`ACK_FRAMES`] are unacknowledged, else
+    /// by [`ACK_DELAY`] after `now` unless something we send carries the ack first.
+    pub fn pop_ready(&mut self, now: Duration) -> Option<Opened> {
         let (seq, f) = self.ready.pop_front()?;
         self.rx_bytes -= f.buf.len();
         self.ack = seq.wrapping_add(1);
-        if (self.ack.wrapping_sub(self.ack_sent) >= 2 || self.ready.is_empty())
-            && let Some(i) = self.best_leg()
-        {
-            self.keepalive(i, Kind::Ack, 0);
+        self.rx_unacked += f.end - f.start;
+        let frames = self.ack.wrapping_sub(self.ack_sent);
+        if (frames >= 2 && self.rx_unacked >= ACK_BYTES) || frames >= ACK_FRAMES {
+            if let Some(i) = self.best_leg() {
+                self.keepalive(i, Kind::Ack, 0);
+            }
+        } else if self.ready.is_empty() && self.ack_due.is_none() {
+            self.ack_due = Some(now + ACK_DELAY);
         }
         Some(f)
+    }
+
+    /// When the pending ack goes out on its own, if one is pending.
+    pub fn ack_due(&self) -> Option<Duration> {
+        self.ack_due
     }
 
     /// Frames waiting for the reader.
@@ -560,6 +595,8 @@ impl Legs {
             }
             self.resent += 1;
             self.ack_sent = ack;
+            self.ack_due = None;
+            self.rx_unacked = 0;
             self.emit(i, p);
         }
     }
@@ -574,6 +611,14 @@ impl Legs {
 
     /// Pings, dead-leg checks and retransmissions due by `now`.
     pub fn handle_timeout(&mut self, now: Duration) {
+        if self.ack_due.is_some_and(|d| now >= d) {
+            self.ack_due = None;
+            if self.ack != self.ack_sent
+                && let Some(i) = self.best_leg()
+            {
+                self.keepalive(i, Kind::Ack, 0);
+            }
+        }
         for i in 0..self.legs.len() {
             let l = &self.legs[i];
             if !l.up() {
@@ -601,7 +646,7 @@ impl Legs {
             .filter(|l| l.up())
             .map(|l| l.next_ping.min(l.last_rx + DEAD_AFTER));
         let resend = self.unacked.iter().map(|s| s.due);
-        legs.chain(resend).min()
+        legs.chain(resend).chain(self.ack_due).min()
     }
 
     /// Sends `ty` with `payload` on every live leg (Close).
@@ -696,16 +741,79 @@ mod tests {
         b.handle(dup.0, dup.1, T, &mut open);
         assert_eq!(b.drops.get("duplicate frame"), 1);
         let mut got = Vec::new();
-        while let Some(f) = b.pop_ready() {
+        while let Some(f) = b.pop_ready(T) {
             got.push(f.buf[f.start]);
         }
         assert_eq!(got, [0, 1, 2, 3, 4]);
         assert_eq!(b.rx_bytes(), 0);
+        // Five small frames are acknowledged after ACK_DELAY (at once only from ACK_BYTES or
+        // ACK_FRAMES on): what went out so far (the duplicate's ack) frees nothing.
+        for (leg, p) in b.take_out() {
+            a.handle(leg, p, T, &mut open);
+        }
+        assert_eq!(a.unacked_bytes(), 5 * frame(&[0; 10]).len());
+        assert_eq!(b.ack_due(), Some(T + ACK_DELAY));
+        b.handle_timeout(T + ACK_DELAY);
+        assert_eq!(b.ack_due(), None);
         // The acks free the sender.
         for (leg, p) in b.take_out() {
             a.handle(leg, p, T, &mut open);
         }
         assert_eq!(a.unacked_bytes(), 0);
+    }
+
+    /// Bulk data is acknowledged at once every ACK_BYTES, tiny frames every ACK_FRAMES.
+    #[test]
+    fn bulk_is_acknowledged_at_once() {
+        let (mut a, mut b) = pair();
+        for i in 0..2u8 {
+            assert!(a.submit(frame(&[i; 9000]), T));
+        }
+        for i in 0..(ACK_FRAMES as u8) {
+            assert!(a.submit(frame(&[i; 4]), T));
+        }
+        for (leg, p) in sent_data(&mut a) {
+            b.handle(leg, p, T, &mut open);
+        }
+        let mut acks = 0;
+        while b.pop_ready(T).is_some() {
+            acks += b.take_out().len();
+        }
+        // One after the two big frames, one after 32 more frames.
+        assert_eq!(acks, 2);
+        for (leg, p) in b.take_out() {
+            a.handle(leg, p, T, &mut open);
+        }
+    }
+
+    /// An answer sent within ACK_DELAY carries the ack: no ack packet of its own.
+    #[test]
+    fn an_answer_carries_the_delayed_ack() {
+        let (mut a, mut b) = pair();
+        // Started, first pings sent: the next are due a keep-alive interval from now.
+        for l in [&mut a, &mut b] {
+            l.start(T);
+            l.handle_timeout(T);
+            l.take_out();
+        }
+        assert_eq!(b.poll_timeout(), Some(T + KEEPALIVE_INTERVAL));
+        assert!(a.submit(frame(b"request"), T));
+        for (leg, p) in sent_data(&mut a) {
+            b.handle(leg, p, T, &mut open);
+        }
+        assert!(b.pop_ready(T).is_some());
+        assert!(b.take_out().is_empty(), "no ack at once for a lone frame");
+        assert!(b.submit(frame(b"answer"), T));
+        assert_eq!(b.ack_due(), None);
+        let out = b.take_out();
+        assert_eq!(out.len(), 1, "only the answer goes out");
+        for (leg, p) in out {
+            a.handle(leg, p, T, &mut open);
+        }
+        assert_eq!(a.unacked_bytes(), 0);
+        // Nothing left to send when the delay has passed.
+        b.handle_timeout(T + ACK_DELAY);
+        assert!(b.take_out().is_empty());
     }
 
     #[test]
@@ -754,7 +862,7 @@ mod tests {
             b.handle(leg, p, T, &mut open);
         }
         let mut n = 0;
-        while b.pop_ready().is_some() {
+        while b.pop_ready(T).is_some() {
             n += 1;
         }
         assert_eq!(n, 4);
