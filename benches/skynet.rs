@@ -16,215 +16,47 @@
 //! (`POST /v1/dial/<V3>/<port>?route=P`) with `P` = `direct`, `via:V1`, `via:V1,V2`.
 
 mod common;
+#[path = "common/visors.rs"]
+mod visors;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_executor::Executor;
-use common::{Proc, Sample, aead_pass, cpu_seconds_of, free_port, rss_kib, rss_kib_of};
+use common::{Sample, aead_pass, cpu_seconds_of, free_port, rss_kib, rss_kib_of};
 use futures_lite::future::{self, block_on};
 use miniserde::json::{Array, Object, Value};
 use skywire::crypto::Keypair;
 use skywire::http::json::parse_object;
 use skywire::router::core::{Core, CoreConfig, Event, Verdict};
-use skywire::rpc::skynet::{Drops, GroupView, RuleInfo, TpView};
+use skywire::rpc::skynet::{Drops, GroupView};
 use skywire::rpc::{Body, Items};
 use skywire::transport::{Manager, PacketSink, TpConfig, Transport};
+use visors::{
+    Visor, gen_config, s, start_tool, start_visor, str_field, wait_transports, write_config,
+};
 
-/// The binary under test: this build's, or `SKYWIRE_BENCH_BIN` (another build of the same
-/// source, e.g. one with symbols for a profiler), as in the dmsg bench.
-fn bin() -> String {
-    std::env::var("SKYWIRE_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_skywire").into())
-}
 /// The overlay port of V3's echo app.
 const ECHO_PORT: u16 = 5001;
 /// Bytes written (and read back) at once.
 const CHUNK: usize = 64 * 1024;
 
-/// One visor of the bench.
-struct Visor {
-    proc: Proc,
-    rpc: String,
-    cfg: PathBuf,
-    pk: String,
-    token: String,
-}
-
-impl Visor {
-    /// `skywire cli visor --rpc … -c … args…`: its stdout, or a panic naming the failure.
-    fn cli(&self, args: &[&str]) -> String {
-        let o = Command::new(bin())
-            .args(["cli", "visor", "--rpc", &self.rpc, "-c"])
-            .arg(&self.cfg)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        assert!(
-            o.status.success(),
-            "cli visor {args:?}: {out}{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        out
+/// V3's apps: the `test-a` test app echoing on [`ECHO_PORT`].
+fn echo_apps() -> Array {
+    let mut app = Object::new();
+    app.insert("name".into(), s("test-a"));
+    let mut args = Array::new();
+    for a in ["--port", &ECHO_PORT.to_string(), "--echo"] {
+        args.push(s(a));
     }
-
-    /// Its transports (`tp ls --json`).
-    fn transports(&self) -> Vec<TpView> {
-        let o = parse_object(&self.cli(&["tp", "ls", "--json"])).unwrap();
-        Items::<TpView>::from_object(&o).unwrap().0
-    }
-
-    /// Its rule table (`route ls --json`).
-    fn rules(&self) -> Vec<RuleInfo> {
-        let o = parse_object(&self.cli(&["route", "ls", "--json"])).unwrap();
-        Items::<RuleInfo>::from_object(&o).unwrap().0
-    }
-
-    fn pid(&self) -> u32 {
-        self.proc.pid()
-    }
-}
-
-fn s(v: &str) -> Value {
-    Value::String(v.into())
-}
-
-/// Starts `skywire <args>` and returns it with its first stdout line (kept draining).
-fn start_tool(args: &[&str]) -> (Proc, String) {
-    common::spawn_first_line(&bin(), args, None)
-}
-
-/// Generates a config in `dir` on the discovery `disc` and the relay `relay` (`pk@addr`;
-/// both `None`: hosting the embedded network on free loopback ports) and returns it
-/// parsed, for [`write_config`].
-fn gen_config(dir: &Path, net: Option<(&str, &str)>) -> (PathBuf, Object) {
-    std::fs::create_dir_all(dir).unwrap();
-    let file = dir.join("skywire-config.json");
-    let o = Command::new(bin())
-        .args(["config", "gen", "-o", file.to_str().unwrap(), "--force"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("\":8080\"", "\"127.0.0.1:0\"")
-        .replace("\"127.0.0.1:9090\"", "\"127.0.0.1:0\"");
-    if let Some((disc, relay)) = net {
-        text = text
-            .replacen(
-                "\"discovery\": \"\"",
-                &format!("\"discovery\": \"{disc}\""),
-                1,
-            )
-            .replacen("\"servers\": []", &format!("\"servers\": [\"{relay}\"]"), 1);
-    }
-    (file, parse_object(&text).unwrap())
-}
-
-/// Sets the config's log level, stcp listener and peers, persistent transports and apps,
-/// and writes it.
-fn write_config(
-    file: &Path,
-    mut cfg: Object,
-    stcp_port: u16,
-    peers: &[(String, u16)],
-    dial: &[String],
-    echo: bool,
-) {
-    cfg.insert("log_level".into(), s("warn"));
-    let mut stcp = Object::new();
-    stcp.insert("listen".into(), s(&format!("127.0.0.1:{stcp_port}")));
-    let mut book = Array::new();
-    for (pk, port) in peers {
-        book.push(s(&format!("{pk}@127.0.0.1:{port}")));
-    }
-    stcp.insert("peers".into(), Value::Array(book));
-    cfg.insert("stcp".into(), Value::Object(stcp));
-    let mut tps = Array::new();
-    for pk in dial {
-        let mut t = Object::new();
-        t.insert("pk".into(), s(pk));
-        t.insert("type".into(), s("stcp"));
-        tps.push(Value::Object(t));
-    }
-    cfg.insert("transports".into(), Value::Array(tps));
-    if echo {
-        let mut app = Object::new();
-        app.insert("name".into(), s("test-a"));
-        let mut args = Array::new();
-        for a in ["--port", &ECHO_PORT.to_string(), "--echo"] {
-            args.push(s(a));
-        }
-        app.insert("args".into(), Value::Array(args));
-        app.insert("auto_start".into(), Value::Bool(true));
-        let mut apps = Array::new();
-        apps.push(Value::Object(app));
-        let mut l = Object::new();
-        l.insert("apps".into(), Value::Array(apps));
-        cfg.insert("launcher".into(), Value::Object(l));
-    }
-    std::fs::write(file, miniserde::json::to_string(&Value::Object(cfg))).unwrap();
-}
-
-fn str_field(o: &Object, k: &str) -> String {
-    match o.get(k) {
-        Some(Value::String(v)) => v.clone(),
-        other => panic!("config field {k}: {other:?}"),
-    }
-}
-
-/// Starts `skywire visor -c cfg` on a free RPC port and waits (≤ 15 s) for its token.
-fn start_visor(cfg: &Path) -> Visor {
-    let rpc = format!("127.0.0.1:{}", free_port());
-    let (proc, line) = start_tool(&["visor", "-c", cfg.to_str().unwrap(), "--rpc", &rpc]);
-    assert!(line.starts_with("visor "), "visor did not start: {line:?}");
-    let pk = line.split_whitespace().nth(1).unwrap().to_string();
-    let c = parse_object(&std::fs::read_to_string(cfg).unwrap()).unwrap();
-    let token_file = cfg
-        .parent()
-        .unwrap()
-        .join(str_field(&c, "local_path"))
-        .join("rpc.token");
-    let t0 = Instant::now();
-    let token = loop {
-        match std::fs::read_to_string(&token_file) {
-            Ok(t) if !t.trim().is_empty() => break t.trim().to_string(),
-            _ => {
-                assert!(t0.elapsed() < Duration::from_secs(15), "no RPC token");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    };
-    Visor {
-        proc,
-        rpc,
-        cfg: cfg.to_path_buf(),
-        pk,
-        token,
-    }
-}
-
-/// Waits (≤ `limit`) until `v` has an up transport to each of `peers`.
-fn wait_transports(v: &Visor, peers: &[&str], limit: Duration) {
-    let t0 = Instant::now();
-    loop {
-        let tps = v.transports();
-        let up = |p: &&str| tps.iter().any(|t| t.peer == *p && t.state == "up");
-        if peers.iter().all(up) {
-            return;
-        }
-        assert!(
-            t0.elapsed() < limit,
-            "transports of {} to {peers:?} not all up within {limit:?}: {tps:?}",
-            v.pk
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    app.insert("args".into(), Value::Array(args));
+    app.insert("auto_start".into(), Value::Bool(true));
+    let mut apps = Array::new();
+    apps.push(Value::Object(app));
+    apps
 }
 
 /// The RPC dial upgrade on `v` to `to`:`port` by route policy `route`: the raw stream after
@@ -445,7 +277,7 @@ fn transport_memory(dir: &Path, k: usize, settle: Duration) -> (u64, u64, u64, u
         managers.push(m);
     }
     let (file, cfg) = gen_config(&dir.join("tp-memory"), None);
-    write_config(&file, cfg, free_port(), &peers, &[], false);
+    write_config(&file, cfg, free_port(), &peers, &[], None);
     let v = start_visor(&file);
     std::thread::sleep(settle);
     let before = rss_kib_of(&v.pid().to_string());
@@ -556,7 +388,7 @@ fn main() {
         // Each dials the visors started before it.
         let peers: Vec<(String, u16)> = (0..i).map(|j| (pks[j].clone(), stcp[j])).collect();
         let dial: Vec<String> = pks[..i].to_vec();
-        write_config(&f, c, stcp[i], &peers, &dial, i == 3);
+        write_config(&f, c, stcp[i], &peers, &dial, (i == 3).then(echo_apps));
         visors.push(start_visor(&f));
         pks.push(pk);
     }

@@ -1,9 +1,12 @@
 //! `make bench` — skysocks beside `ssh -D`, same machine, same run (issue 16):
 //! - a download through the SOCKS5 proxy with `curl --socks5-hostname` (1 GiB in the full
-//!   run): skysocks-client → one dmsg relay → skysocks, and skysocks-client → skysocks over
-//!   direct Noise XK over TCP (the apps' TCP mode); against `ssh -D` (OpenSSH's client,
+//!   run): skysocks-client → one dmsg relay → skysocks (both standalone on dmsg clients of
+//!   their own); both inside visors joined by a direct stcp transport, the client's streams
+//!   in a one-hop route group (`cli proxy start --via skynet`); and both standalone in TCP
+//!   mode (Noise XK over TCP, a handshake per connection); against `ssh -D` (OpenSSH's client,
 //!   `chacha20-poly1305@openssh.com`, to dropbear: no sshd here). Throughput and the
-//!   CPU-seconds per GiB of every process on the path (both apps and the relay; the ssh
+//!   CPU-seconds per GiB of every process on the path (both apps and the relay, or both
+//!   visors; the ssh
 //!   client and dropbear with its session child), not of curl or the HTTP server;
 //! - new connections on an open proxy: 1,000 sequential `GET`s of 1 KiB, each a fresh SOCKS5
 //!   connection (greeting, CONNECT, request, answer, close), made by this process.
@@ -13,6 +16,8 @@
 //! it runs small, without `ssh -D`, as a smoke test.
 
 mod common;
+#[path = "common/visors.rs"]
+mod visors;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -380,7 +385,45 @@ fn main() {
     let tcp_pids = [s_tcp.pid(), c_tcp.pid()];
     let direct = median_download(runs, p_tcp, http, bytes, &tcp_pids);
     let direct_gets = small_gets(p_tcp, http, gets);
-    drop((c_tcp, s_tcp, relay_p, disc_p));
+    drop((c_tcp, s_tcp));
+
+    // Over a direct stcp transport: both apps inside visors, skysocks-client started by
+    // `cli proxy start --via skynet`, so its streams run in one route group of one hop.
+    let (stcp_s, stcp_c) = (free_port(), free_port());
+    let (f, c) = visors::gen_config(&dir.join("vs"), Some((&disc, &relay)));
+    let s_pk = visors::str_field(&c, "pk");
+    let mut apps = miniserde::json::Array::new();
+    let mut app = miniserde::json::Object::new();
+    app.insert("name".into(), visors::s("skysocks"));
+    app.insert("auto_start".into(), miniserde::json::Value::Bool(true));
+    apps.push(miniserde::json::Value::Object(app));
+    visors::write_config(&f, c, stcp_s, &[], &[], Some(apps));
+    let vs = visors::start_visor(&f);
+    let (f, c) = visors::gen_config(&dir.join("vc"), Some((&disc, &relay)));
+    let peers = [(s_pk.clone(), stcp_s)];
+    let dial = [s_pk.clone()];
+    visors::write_config(&f, c, stcp_c, &peers, &dial, Some(Default::default()));
+    let vc = visors::start_visor(&f);
+    visors::wait_transports(&vc, &[&s_pk], Duration::from_secs(30));
+    let p_stcp = free_port();
+    let o = Command::new(BIN)
+        .args(["cli", "proxy", "--rpc", &vc.rpc, "-c"])
+        .arg(&vc.cfg)
+        .args(["start", "--pk", &s_pk, "--via", "skynet", "--addr"])
+        .arg(format!("127.0.0.1:{p_stcp}"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cli proxy start: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    wait_proxy(p_stcp, http);
+    let stcp_pids = [vs.pid(), vc.pid()];
+    let routed = median_download(runs, p_stcp, http, bytes, &stcp_pids);
+    let routed_gets = small_gets(p_stcp, http, gets);
+    drop((vc, vs, relay_p, disc_p));
 
     let ssh = if full { ssh_d(&dir) } else { None };
     let size = if bytes >= 1 << 30 {
@@ -394,7 +437,11 @@ fn main() {
             relayed.0, relayed.1
         ),
         format!(
-            "| skysocks direct (Noise XK over TCP) | {:.0} | {:.2} | {direct_gets:.2} |",
+            "| skysocks over a direct stcp transport (skynet route; both apps in visors) | {:.0} | {:.2} | {routed_gets:.2} |",
+            routed.0, routed.1
+        ),
+        format!(
+            "| skysocks direct in TCP mode (standalone apps, Noise XK per connection) | {:.0} | {:.2} | {direct_gets:.2} |",
             direct.0, direct.1
         ),
     ];
@@ -408,14 +455,17 @@ fn main() {
             s.0, s.1
         ));
         ratios = format!(
-            "\n\nRatios to `ssh -D` in this run: throughput relayed {:.2}×, direct {:.2}× (goal ≥ 2×); \
-             CPU per GiB relayed {:.2}×, direct {:.2}× (goal ≤ 0.5×); time per new connection relayed \
-             {:.2}×, direct {:.2}× (goal ≤ 1×).",
+            "\n\nRatios to `ssh -D` in this run (relayed / direct stcp / TCP mode): throughput \
+             {:.2}× / {:.2}× / {:.2}× (goal ≥ 2×); CPU per GiB {:.2}× / {:.2}× / {:.2}× (goal ≤ \
+             0.5×); time per new connection {:.2}× / {:.2}× / {:.2}× (goal ≤ 1×).",
             relayed.0 / s.0,
+            routed.0 / s.0,
             direct.0 / s.0,
             relayed.1 / s.1,
+            routed.1 / s.1,
             direct.1 / s.1,
             relayed_gets / s_gets,
+            routed_gets / s_gets,
             direct_gets / s_gets,
         );
     } else if !full {

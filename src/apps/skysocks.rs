@@ -256,7 +256,11 @@ async fn serve_inner(
     allowed: bool,
     cfg: &Config,
 ) -> Option<async_net::TcpStream> {
-    let acc = match socks5::within(socks5::HANDSHAKE_TIMEOUT, socks5::accept(conn, &cfg.auth)).await
+    let acc = match socks5::within(
+        socks5::HANDSHAKE_TIMEOUT,
+        socks5::accept_held(conn, &cfg.auth),
+    )
+    .await
     {
         Some(Ok(a)) => a,
         Some(Err(HandshakeError::Io(_))) => return None,
@@ -271,21 +275,19 @@ async fn serve_inner(
     };
     if !allowed {
         log::info!("skysocks: {peer} is not whitelisted; refused");
-        let _ = socks5::send_reply(conn, Reply::NotAllowed, None).await;
+        let _ = acc.reply(conn, Reply::NotAllowed, None).await;
         return None;
     }
     let mut tcp = match socks5::connect_tcp(&acc.host, acc.port).await {
         Ok(t) => t,
         Err((reply, why)) => {
             log::info!("skysocks: {peer} -> {}:{}: {why}", acc.host, acc.port);
-            let _ = socks5::send_reply(conn, reply, None).await;
+            let _ = acc.reply(conn, reply, None).await;
             return None;
         }
     };
     let bound = tcp.local_addr().ok();
-    socks5::send_reply(conn, Reply::Succeeded, bound)
-        .await
-        .ok()?;
+    acc.reply(conn, Reply::Succeeded, bound).await.ok()?;
     if !acc.early.is_empty() {
         tcp.write_all(&acc.early).await.ok()?;
     }

@@ -97,6 +97,25 @@ pub struct Accepted {
     pub port: u16,
     /// Bytes the client sent after its request (pipelined data for the destination).
     pub early: Vec<u8>,
+    /// Answers not sent yet ([`accept_held`]: the method choice and passcode verdict of a
+    /// client that pipelined its request), to go out with the reply.
+    pub pending: Vec<u8>,
+}
+
+impl Accepted {
+    /// Sends what is pending and the reply (`bound`: the address the server connected from,
+    /// on success) in one write.
+    pub async fn reply<S: AsyncWrite + Unpin>(
+        &self,
+        s: &mut S,
+        r: Reply,
+        bound: Option<SocketAddr>,
+    ) -> io::Result<()> {
+        let mut out = self.pending.clone();
+        proto::emit_reply(r, bound, &mut out);
+        s.write_all(&out).await?;
+        s.flush().await
+    }
 }
 
 /// The handshake's read buffer.
@@ -157,6 +176,38 @@ pub async fn accept<S>(s: &mut S, auth: &Auth) -> Result<Accepted, HandshakeErro
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    accept_inner(s, auth, false).await
+}
+
+/// [`accept`], but when the client pipelined (its next message is already here) the method
+/// choice and passcode verdict are held back and returned in [`Accepted::pending`], to leave
+/// with the reply ([`Accepted::reply`]): over the overlay that is one frame for the whole
+/// answer instead of three. A client that waits for each answer gets it at once.
+pub async fn accept_held<S>(s: &mut S, auth: &Auth) -> Result<Accepted, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    accept_inner(s, auth, true).await
+}
+
+/// Writes `held` and then `more`, in one write; `held` is emptied.
+async fn send_held<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    held: &mut Vec<u8>,
+    more: &[u8],
+) -> io::Result<()> {
+    held.extend_from_slice(more);
+    let r = s.write_all(held).await;
+    held.clear();
+    r?;
+    s.flush().await
+}
+
+async fn accept_inner<S>(s: &mut S, auth: &Auth, hold: bool) -> Result<Accepted, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut held = Vec::new();
     let mut b = Buf {
         data: [0; HANDSHAKE_BUF],
         len: 0,
@@ -177,9 +228,16 @@ where
         Auth::Passcode(_) if g.userpass => proto::METHOD_USERPASS,
         _ => proto::METHOD_UNACCEPTABLE,
     };
-    s.write_all(&proto::choice(method)).await?;
     if method == proto::METHOD_UNACCEPTABLE {
+        let _ = send_held(s, &mut held, &proto::choice(method)).await;
         return Err(HandshakeError::NoMethod);
+    }
+    // Held only while the client's next message is (at least partly) here already: it
+    // pipelines, so it does not wait for this answer.
+    if hold && b.len > 0 {
+        held.extend_from_slice(&proto::choice(method));
+    } else {
+        s.write_all(&proto::choice(method)).await?;
     }
     if method == proto::METHOD_USERPASS {
         let ok = loop {
@@ -196,32 +254,45 @@ where
                 Err(e) => return Err(HandshakeError::Proto(e)),
             }
         };
-        s.write_all(&proto::auth_status(ok)).await?;
         if !ok {
+            let _ = send_held(s, &mut held, &proto::auth_status(ok)).await;
             return Err(HandshakeError::BadPasscode);
+        }
+        if hold && b.len > 0 {
+            held.extend_from_slice(&proto::auth_status(ok));
+        } else {
+            send_held(s, &mut held, &proto::auth_status(ok)).await?;
         }
     }
     let req = match b.next(s, proto::parse_request).await? {
         Ok(r) => r,
         Err(e @ ProtoError::AddrType(_)) => {
-            send_reply(s, Reply::AddrTypeNotSupported, None).await?;
+            refuse(s, &mut held, Reply::AddrTypeNotSupported).await?;
             return Err(HandshakeError::Proto(e));
         }
         Err(e @ ProtoError::BadName) => {
-            send_reply(s, Reply::HostUnreachable, None).await?;
+            refuse(s, &mut held, Reply::HostUnreachable).await?;
             return Err(HandshakeError::Proto(e));
         }
         Err(e) => return Err(HandshakeError::Proto(e)),
     };
     if req.cmd != Command::Connect {
-        send_reply(s, Reply::CommandNotSupported, None).await?;
+        refuse(s, &mut held, Reply::CommandNotSupported).await?;
         return Err(HandshakeError::Unsupported(req.cmd));
     }
     Ok(Accepted {
         host: req.host,
         port: req.port,
         early: b.data[..b.len].to_vec(),
+        pending: held,
     })
+}
+
+/// Sends what is held and a failure reply `r`.
+async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, held: &mut Vec<u8>, r: Reply) -> io::Result<()> {
+    let mut out = Vec::with_capacity(10);
+    proto::emit_reply(r, None, &mut out);
+    send_held(s, held, &out).await
 }
 
 /// Sends a reply (`bound`: the address the server connected from, on success).
@@ -493,6 +564,51 @@ mod tests {
         assert_eq!((a.host.to_string(), a.port), ("127.0.0.1".into(), 80));
         assert_eq!(a.early, b"GET /");
         assert_eq!(out, [5, 0]);
+    }
+
+    /// `accept_held`: a pipelining client's answers wait for the reply and leave in one
+    /// write with it; one that sends its greeting alone is answered at once; a refusal still
+    /// carries what was held.
+    #[test]
+    fn pipelined_answers_leave_with_the_reply() {
+        let auth = Auth::Passcode("pw".into());
+        let mut i = vec![5, 1, 2, 1, 2, b'p', b'w', 1, b'x'];
+        i.extend_from_slice(&CONNECT_V4);
+        let mut d = Duplex {
+            input: Cursor::new(i),
+            output: Vec::new(),
+        };
+        let a = block_on(accept_held(&mut d, &auth)).unwrap();
+        assert!(d.output.is_empty(), "{:?}", d.output);
+        assert_eq!(a.pending, [5, 2, 1, 0]);
+        block_on(a.reply(&mut d, Reply::Succeeded, None)).unwrap();
+        assert_eq!(d.output, [5, 2, 1, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+
+        let mut d = Duplex {
+            input: Cursor::new(vec![5, 1, 0]),
+            output: Vec::new(),
+        };
+        assert!(block_on(accept_held(&mut d, &Auth::Open)).is_err());
+        assert_eq!(d.output, [5, 0], "the greeting alone is answered at once");
+
+        let mut i = vec![5, 1, 2, 1, 1, b'a', 1, b'b'];
+        i.extend_from_slice(&CONNECT_V4);
+        let mut d = Duplex {
+            input: Cursor::new(i),
+            output: Vec::new(),
+        };
+        let r = block_on(accept_held(&mut d, &auth));
+        assert!(matches!(r, Err(HandshakeError::BadPasscode)), "{r:?}");
+        assert_eq!(d.output, [5, 2, 1, 1]);
+
+        let mut i = vec![5, 1, 0];
+        i.extend_from_slice(&[5, 2, 0, 1, 127, 0, 0, 1, 0, 80]);
+        let mut d = Duplex {
+            input: Cursor::new(i),
+            output: Vec::new(),
+        };
+        assert!(block_on(accept_held(&mut d, &Auth::Open)).is_err());
+        assert_eq!(d.output, [5, 0, 5, 7, 0, 1, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
