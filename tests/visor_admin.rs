@@ -271,3 +271,27 @@ fn restart_keeps_the_identity_and_shutdown_exits_zero() {
     assert!(!o.status.success());
     assert!(text(&o).contains("no visor answers"), "{}", text(&o));
 }
+
+/// `-c FILE` alone finds the visor: the CLI takes the RPC address from the config's
+/// `cli_addr` when neither `--rpc` nor `$SKYWIRE_RPC` gives one.
+#[test]
+fn the_cli_finds_the_rpc_address_in_the_config() {
+    let dir = tmp("visor-admin-cli-addr");
+    let cfg = write_config(&dir, None, "[]");
+    let port = free_port();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("\"127.0.0.1:3435\""), "{text}");
+    std::fs::write(
+        &cfg,
+        text.replace("\"127.0.0.1:3435\"", &format!("\"127.0.0.1:{port}\"")),
+    )
+    .unwrap();
+    let v = start_visor_on(&dir, Some(&cfg), format!("127.0.0.1:{port}"));
+    let o = Command::new(common::skywire_bin())
+        .args(["cli", "visor", "-c", cfg.to_str().unwrap(), "info", "--json"])
+        .env_remove("SKYWIRE_RPC")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(ok_out(&o).contains(&v.pk), "{}", ok_out(&o));
+}

@@ -54,7 +54,8 @@ fn target(addr: Option<String>, config: Option<PathBuf>, state_dir: Option<PathB
 #[argh(subcommand, name = "start")]
 /// start the app in the running visor.
 struct StartCmd {
-    /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
+    /// visor RPC address (default $SKYWIRE_RPC, else the cli_addr of the visor's config,
+    /// else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
     /// the visor's config file (its RPC token is found beside it)
@@ -72,7 +73,8 @@ struct StartCmd {
 #[argh(subcommand, name = "stop")]
 /// stop the app in the running visor.
 struct StopCmd {
-    /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
+    /// visor RPC address (default $SKYWIRE_RPC, else the cli_addr of the visor's config,
+    /// else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
     /// the visor's config file (its RPC token is found beside it)
@@ -93,7 +95,8 @@ struct StopCmd {
 #[argh(subcommand, name = "status")]
 /// the app's state in the running visor, with its connections.
 struct StatusCmd {
-    /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
+    /// visor RPC address (default $SKYWIRE_RPC, else the cli_addr of the visor's config,
+    /// else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
     /// the visor's config file (its RPC token is found beside it)

@@ -27,7 +27,8 @@ use crate::rpc::Request;
 #[argh(subcommand, name = "proxy")]
 /// local SOCKS5/HTTP proxies through skysocks servers: start, stop, status, list, test.
 pub struct ProxyCmd {
-    /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
+    /// visor RPC address (default $SKYWIRE_RPC, else the cli_addr of the visor's config,
+    /// else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
     /// the visor's config file, to find its RPC token (as given to 'skywire visor -c')

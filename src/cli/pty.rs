@@ -21,7 +21,8 @@ use crate::rpc::{Request, Whitelist};
 #[argh(subcommand, name = "pty")]
 /// remote shells: `exec <pk> -- cmd`, `start <pk>` (interactive), and the whitelist.
 pub struct PtyCmd {
-    /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
+    /// visor RPC address (default $SKYWIRE_RPC, else the cli_addr of the visor's config,
+    /// else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
     /// the visor's config file, to find its RPC token (as given to 'skywire visor -c')

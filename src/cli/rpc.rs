@@ -15,8 +15,9 @@ use crate::visor::config::DEFAULT_CLI_ADDR;
 use crate::visor::run::{self, VisorOptions};
 
 /// Where the CLI finds the visor: its RPC address (`--rpc`, else `$SKYWIRE_RPC`, else the
-/// default) and the config or state directory whose `rpc.token` it sends (`-c`, else
-/// `--state-dir`, else `$SKYWIRE_STATE_DIR`, else `./local`, as `skywire visor` finds them).
+/// `cli_addr` of the visor's config, else the default) and the config or state directory
+/// whose `rpc.token` it sends (`-c`, else `--state-dir`, else `$SKYWIRE_STATE_DIR`, else
+/// `./local`, as `skywire visor` finds them).
 #[derive(Debug, Clone, Default)]
 pub struct Rpc {
     /// `--rpc ADDR`.
@@ -44,6 +45,13 @@ impl Rpc {
             .addr
             .clone()
             .or_else(|| std::env::var("SKYWIRE_RPC").ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                run::cli_addr_of(&VisorOptions {
+                    config: self.config.clone(),
+                    state_dir: self.state_dir.clone(),
+                    ..VisorOptions::default()
+                })
+            })
             .unwrap_or_else(|| DEFAULT_CLI_ADDR.to_string());
         a.strip_prefix("http://").unwrap_or(&a).to_string()
     }

@@ -20,7 +20,8 @@ use crate::rpc::Request;
 #[argh(subcommand, name = "skynet")]
 /// skynet port forwarding: srv start|status|stop (expose), start|status|stop (forward).
 pub struct SkynetCmd {
-    /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
+    /// visor RPC address (default $SKYWIRE_RPC, else the cli_addr of the visor's config,
+    /// else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
     /// the visor's config file, to find its RPC token

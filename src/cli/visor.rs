@@ -82,7 +82,8 @@ impl VisorCmd {
 /// the visor: info, ping, ports, apps, log, shutdown, restart (and, with skynet, tp and
 /// route).
 pub struct CliVisor {
-    /// visor RPC address (default $SKYWIRE_RPC, else 127.0.0.1:3435)
+    /// visor RPC address (default $SKYWIRE_RPC, else the cli_addr of the visor's config,
+    /// else 127.0.0.1:3435)
     #[argh(option)]
     rpc: Option<String>,
     /// the visor's config file, to find its RPC token (as given to 'skywire visor -c')

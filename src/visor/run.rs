@@ -105,6 +105,16 @@ pub fn rpc_token_file(opts: &VisorOptions) -> Result<PathBuf, String> {
     Ok(cfg.state_dir(&file).join(config::RPC_TOKEN_FILE))
 }
 
+/// The RPC address in the visor's config (`cli_addr`), found as [`rpc_token_file`] finds
+/// it; `None` when there is no readable config.
+pub fn cli_addr_of(opts: &VisorOptions) -> Option<String> {
+    let file = match &opts.config {
+        Some(f) => f.clone(),
+        None => state_dir_of(opts).join(config::DEFAULT_FILE),
+    };
+    Config::load(&file).ok().map(|c| c.cli_addr)
+}
+
 /// Writes a fresh RPC token to `file` (0600, atomically), creating its directory (0700)
 /// when missing; returns the token.
 fn write_rpc_token(file: &Path) -> Result<String, String> {

@@ -160,7 +160,11 @@ pub fn write_config(dir: &Path, join: Option<&str>, apps: &str) -> PathBuf {
 }
 
 pub fn start_visor(dir: &Path, config: Option<&Path>) -> Visor {
-    let rpc = format!("127.0.0.1:{}", free_port());
+    start_visor_on(dir, config, format!("127.0.0.1:{}", free_port()))
+}
+
+/// [`start_visor`] with its RPC on `rpc`.
+pub fn start_visor_on(dir: &Path, config: Option<&Path>, rpc: String) -> Visor {
     let mut cmd = Command::new(super::skywire_bin());
     cmd.arg("visor")
         .args(["--rpc", &rpc, "--log-level", "info"]);
