@@ -288,7 +288,14 @@ fn the_cli_finds_the_rpc_address_in_the_config() {
     .unwrap();
     let v = start_visor_on(&dir, Some(&cfg), format!("127.0.0.1:{port}"));
     let o = Command::new(common::skywire_bin())
-        .args(["cli", "visor", "-c", cfg.to_str().unwrap(), "info", "--json"])
+        .args([
+            "cli",
+            "visor",
+            "-c",
+            cfg.to_str().unwrap(),
+            "info",
+            "--json",
+        ])
         .env_remove("SKYWIRE_RPC")
         .stdin(Stdio::null())
         .output()
