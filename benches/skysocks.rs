@@ -3,7 +3,7 @@
 //!   run): skysocks-client → one dmsg relay → skysocks (both standalone on dmsg clients of
 //!   their own); both inside visors joined by a direct stcp transport, the client's streams
 //!   in a one-hop route group (`cli proxy start --via skynet`); and both standalone in TCP
-//!   mode (Noise XK over TCP, a handshake per connection); against `ssh -D` (OpenSSH's client,
+//!   mode (Noise XK over TCP, the streams in one kept connection); against `ssh -D` (OpenSSH's client,
 //!   `chacha20-poly1305@openssh.com`, to dropbear: no sshd here). Throughput and the
 //!   CPU-seconds per GiB of every process on the path (both apps and the relay, or both
 //!   visors; the ssh
@@ -336,7 +336,7 @@ fn main() {
     let relayed_gets = small_gets(p_dmsg, http, gets);
     drop((c_dmsg, s_dmsg));
 
-    // Direct: both apps in TCP mode (Noise XK over TCP, one connection per stream).
+    // Direct: both apps in TCP mode (Noise XK over TCP, the streams in one connection).
     let tport = free_port();
     let listen = format!("127.0.0.1:{tport}");
     let (s_tcp, line) = spawn(
@@ -441,7 +441,7 @@ fn main() {
             routed.0, routed.1
         ),
         format!(
-            "| skysocks direct in TCP mode (standalone apps, Noise XK per connection) | {:.0} | {:.2} | {direct_gets:.2} |",
+            "| skysocks direct in TCP mode (standalone apps, streams in one Noise XK connection) | {:.0} | {:.2} | {direct_gets:.2} |",
             direct.0, direct.1
         ),
     ];

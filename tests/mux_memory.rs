@@ -356,7 +356,8 @@ fn tcp_mode_host_takes_one_stream_per_connection_and_parks_nothing() {
             }
         }
         let _ = s.flush();
-        // Every stream beyond the first was refused.
+        // Every stream beyond the first was reset: data past its port header before the app
+        // took it (or beyond TCP_MAX_STREAMS).
         let mut refused = std::collections::HashSet::new();
         let t0 = Instant::now();
         while refused.len() < extra.len() && t0.elapsed() < Duration::from_secs(20) {

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_executor::Executor;
 use async_io::Timer;
@@ -328,16 +328,19 @@ impl Net for DmsgNet {
 }
 
 /// Noise XK over direct TCP: `listen` binds the one TCP address this app was given; `dial`
-/// looks the PK up in the address book (`tcp://<pk>@host:port`). Each TCP connection carries
-/// exactly one stream (inside a mux session, with the same port header and status byte as
-/// dmsg); the peer's attempts to open more are refused (RST). The listening side answers the
-/// port header when the app accepts the connection, and until then the peer may send at most
-/// [`TCP_PREAUTH_BYTES`] (the header): a stranger cannot park data before the app's
-/// whitelist decision.
+/// looks the PK up in the address book (`tcp://<pk>@host:port`). A dialler keeps one TCP
+/// connection per peer and opens every stream to that peer in it (a mux session, each stream
+/// with the same port header and status byte as dmsg), so only the first dial pays the
+/// handshake; a connection without streams for [`TCP_IDLE`] is closed. The listening side
+/// answers a stream's port header when the app accepts the stream, and until then the peer
+/// may send at most [`TCP_PREAUTH_BYTES`] on it (the header): a stranger cannot park data
+/// before the app's whitelist decision; at most [`TCP_MAX_STREAMS`] streams per connection.
 pub struct TcpNet {
     keys: Keypair,
     listen_addr: Option<String>,
     book: Mutex<HashMap<PublicKey, String>>,
+    /// The live connection to each peer we dialled.
+    conns: Arc<Mutex<HashMap<PublicKey, Session>>>,
     ex: Arc<Executor<'static>>,
     timeout: Duration,
 }
@@ -362,6 +365,7 @@ impl TcpNet {
             keys,
             listen_addr,
             book: Mutex::new(HashMap::new()),
+            conns: Arc::new(Mutex::new(HashMap::new())),
             ex,
             timeout: Duration::from_secs(10),
         })
@@ -376,6 +380,19 @@ impl TcpNet {
     }
 
     async fn dial_inner(&self, pk: PublicKey, port: u16) -> Result<Conn, NetError> {
+        let live = lock(&self.conns)
+            .get(&pk)
+            .filter(|s| s.failure().is_none())
+            .cloned();
+        if let Some(session) = live {
+            match self.open_in(&session, pk, port, "").await {
+                Ok(c) => return Ok(c),
+                // The port's answer is the peer's, whatever the connection.
+                Err(e @ (NetError::NoListener(_) | NetError::Busy(_))) => return Err(e),
+                // The connection ended under us (the peer closed it idle): a fresh one.
+                Err(e) => log::debug!("tcp: {pk}: kept connection failed ({e}); redialling"),
+            }
+        }
         let addr = self
             .book
             .lock()
@@ -395,25 +412,49 @@ impl TcpNet {
             .await
             .map_err(|e| NetError::Io(format!("handshake with {pk} at {addr}: {e}")))?;
         let session = mux_over(&self.ex, ch, Side::Client);
-        let stream = match session.open().await {
-            Ok(s) => s,
-            Err(e) => {
-                end_when_idle(&self.ex, session);
-                return Err(NetError::Refused(format!("{addr}: {e}")));
+        let conns = self.conns.clone();
+        let ours = session.clone();
+        close_when_idle(&self.ex, session.clone(), TCP_IDLE, move || {
+            let mut c = lock(&conns);
+            if c.get(&pk).is_some_and(|s| s.same(&ours)) {
+                c.remove(&pk);
             }
+        });
+        lock(&self.conns).insert(pk, session.clone());
+        self.open_in(&session, pk, port, &addr).await
+    }
+
+    /// Opens a stream to `port` in the connection `session` to `pk` (at `addr`, for errors).
+    async fn open_in(
+        &self,
+        session: &Session,
+        pk: PublicKey,
+        port: u16,
+        addr: &str,
+    ) -> Result<Conn, NetError> {
+        let who = if addr.is_empty() {
+            pk.to_string()
+        } else {
+            format!("{pk} at {addr}")
         };
-        // From here on, dropping `st` (on any error) ends the connection too.
+        let stream = session
+            .open()
+            .await
+            .map_err(|e| NetError::Refused(format!("{who}: {e}")))?;
         let st = SessionStream {
             stream,
-            session,
-            ex: self.ex.clone(),
+            _session: session.clone(),
         };
         let to = PortRepr {
             dst_port: port,
             src_port: 0,
         };
-        open_port(st, pk, to, Network::Tcp, &format!("{pk} at {addr}")).await
+        open_port(st, pk, to, Network::Tcp, &who).await
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Asks the listener at the other end of a fresh stream for a port — the port header `to`,
@@ -459,32 +500,36 @@ pub(crate) fn accept_queued(
     })
 }
 
-/// The one stream of a TCP-mode connection. The session's tasks run on their own, so the
-/// connection would outlive the stream; dropping this ends the session once the stream has
-/// finished its goodbye (FIN both ways, or a reset).
+/// A stream of a TCP-mode connection, holding the connection (its session) while it lives;
+/// the connection itself ends when it has had no stream for a while ([`close_when_idle`]).
 struct SessionStream {
     stream: crate::mux::Stream,
+    _session: Session,
+}
+
+/// Shuts `session` down (gracefully, so nothing queued is lost) once it has had no stream
+/// for `idle` (looked at every `idle` / 6), or ends with it; then calls `done`.
+fn close_when_idle(
+    ex: &Arc<Executor<'static>>,
     session: Session,
-    ex: Arc<Executor<'static>>,
-}
-
-impl Drop for SessionStream {
-    fn drop(&mut self) {
-        end_when_idle(&self.ex, self.session.clone());
-    }
-}
-
-/// Shuts `session` down (gracefully, so nothing queued is lost) once it has no streams left,
-/// waiting at most a few seconds for them.
-fn end_when_idle(ex: &Arc<Executor<'static>>, session: Session) {
+    idle: Duration,
+    done: impl FnOnce() + Send + 'static,
+) {
     ex.spawn_boxed(async move {
-        for _ in 0..100 {
-            if session.stream_count() == 0 || session.failure().is_some() {
+        let mut quiet_since = Instant::now();
+        loop {
+            Timer::after(idle / 6).await;
+            if session.failure().is_some() {
                 break;
             }
-            Timer::after(Duration::from_millis(50)).await;
+            if session.stream_count() > 0 {
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() >= idle {
+                session.shutdown(Duration::from_secs(1)).await;
+                break;
+            }
         }
-        session.shutdown(Duration::from_secs(1)).await;
+        done();
     })
     .detach();
 }
@@ -521,15 +566,22 @@ impl futures_lite::io::AsyncWrite for SessionStream {
     }
 }
 
-/// Bytes the peer of a listening TCP-mode connection may send before the app accepts it: the
-/// 4-byte port header, with room to spare. More resets the stream (and so the connection).
+/// Bytes the peer of a listening TCP-mode connection may send on a stream before the app
+/// accepts it: the 4-byte port header, with room to spare. More resets the stream.
 pub const TCP_PREAUTH_BYTES: u32 = 1024;
 
-/// The mux settings of a TCP-mode connection: one stream, opened by the dialling side.
+/// Streams one TCP-mode connection carries at once; a SYN beyond them is answered RST.
+pub const TCP_MAX_STREAMS: usize = 64;
+
+/// A dialler closes its connection to a peer after this long without a stream; the
+/// listening side waits twice as long, so the dialler (which knows) is normally first.
+pub const TCP_IDLE: Duration = Duration::from_secs(30);
+
+/// The mux settings of a TCP-mode connection: streams opened by the dialling side only.
 fn tcp_mux_config(side: Side) -> Config {
     Config {
-        max_streams: 1,
-        accept_backlog: 1,
+        max_streams: TCP_MAX_STREAMS,
+        accept_backlog: 16,
         preauth_rx_limit: (side == Side::Server).then_some(TCP_PREAUTH_BYTES),
         ..Config::default()
     }
@@ -546,8 +598,8 @@ fn mux_over(ex: &Arc<Executor<'static>>, ch: Channel<TcpStream>, side: Side) -> 
     )
 }
 
-/// A connection whose port header was checked, waiting for the app's `accept` (which
-/// answers it and lets the peer's data in).
+/// A stream whose port header was checked, waiting for the app's `accept` (which answers it
+/// and lets the peer's data in).
 struct Parked {
     stream: SessionStream,
     peer: PublicKey,
@@ -555,14 +607,13 @@ struct Parked {
 }
 
 impl Parked {
-    /// The peer is still there and its stream was not reset.
+    /// The peer is still there.
     fn alive(&self) -> bool {
-        let s = &self.stream.session;
-        s.failure().is_none() && s.stream_count() > 0
+        self.stream._session.failure().is_none()
     }
 }
 
-/// Most handshaken connections waiting for `accept` (more are closed).
+/// Most streams waiting for `accept` (more are answered busy).
 const TCP_BACKLOG: usize = 64;
 
 /// A bound TCP port serving one overlay port. Handshakes run in their own tasks, so a
@@ -573,58 +624,95 @@ struct TcpListen {
     _task: async_executor::Task<()>,
 }
 
-/// One connection: handshake, then the stream with its port header (answered by `accept`).
-/// `None` when the peer gave up or misbehaved (logged).
+/// One connection: the handshake, then every stream the peer opens in it, each with its port
+/// header checked (answered by `accept`) within `timeout`, parked in `queue`.
 async fn tcp_incoming(
     tcp: TcpStream,
     keys: Arc<Keypair>,
     port: u16,
     ex: Arc<Executor<'static>>,
     timeout: Duration,
-) -> Option<Parked> {
+    queue: Arc<AcceptQueue<Parked>>,
+) {
     let _ = tcp.set_nodelay(true);
     let ch = match Channel::handshake(tcp, xk_responder(&keys), HANDSHAKE_TIMEOUT).await {
         Ok(ch) => ch,
         Err(e) => {
             log::info!("tcp: handshake failed: {e}");
-            return None;
+            return;
         }
     };
     let peer = *ch.remote();
     let session = mux_over(&ex, ch, Side::Server);
-    let work = async {
-        let mut st = session.accept().await.ok()?;
-        let mut hdr = [0u8; PORT_HEADER_LEN];
-        st.read_exact(&mut hdr).await.ok()?;
-        let h = PortRepr::parse(&PortHeader::new_checked(&hdr[..]).ok()?).ok()?;
-        let (dst, src) = (h.dst_port, h.src_port);
-        if dst != port {
-            let _ = st.write_all(&[PortStatus::Closed.to_byte()]).await;
-            // FIN, not a reset: a reset could overtake the status byte.
-            let _ = st.close().await;
-            log::info!("tcp: {peer} asked for port {dst}; this listener serves {port}");
-            return None;
-        }
-        Some((st, src))
-    };
-    let got = future::or(work, async {
+    // A connection that opens no stream in time is dropped (as one that sends no header).
+    let first = future::or(async { session.accept().await.ok() }, async {
         Timer::after(timeout).await;
         None
     })
     .await;
-    let Some((st, src)) = got else {
-        end_when_idle(&ex, session);
-        return None;
+    let Some(mut st) = first else {
+        log::info!(
+            "tcp: {peer} opened no stream within {} s",
+            timeout.as_secs()
+        );
+        session.shutdown(Duration::from_secs(1)).await;
+        return;
     };
-    Some(Parked {
-        stream: SessionStream {
-            stream: st,
-            session,
-            ex,
-        },
-        peer,
-        src,
+    close_when_idle(&ex, session.clone(), 2 * TCP_IDLE, || {});
+    loop {
+        let (kept, queue) = (session.clone(), queue.clone());
+        ex.spawn_boxed(async move {
+            let Some((st, src)) = port_header(st, peer, port, timeout).await else {
+                return;
+            };
+            let parked = Parked {
+                stream: SessionStream {
+                    stream: st,
+                    _session: kept,
+                },
+                peer,
+                src,
+            };
+            queue.retain(Parked::alive);
+            if let Err((Refusal::Busy, mut p)) = queue.try_push(parked) {
+                log::warn!("tcp: port {port} backlog full; stream refused");
+                let _ = p.stream.write_all(&[PortStatus::Busy.to_byte()]).await;
+                let _ = p.stream.close().await;
+            }
+        })
+        .detach();
+        st = match session.accept().await {
+            Ok(st) => st,
+            Err(_) => return,
+        };
+    }
+}
+
+/// Reads a new stream's port header (within `timeout`): the stream and the peer's port if it
+/// asks for `port`; anything else is answered (or reset) and logged.
+async fn port_header(
+    mut st: crate::mux::Stream,
+    peer: PublicKey,
+    port: u16,
+    timeout: Duration,
+) -> Option<(crate::mux::Stream, u16)> {
+    let mut hdr = [0u8; PORT_HEADER_LEN];
+    let got = future::or(async { st.read_exact(&mut hdr).await.ok() }, async {
+        Timer::after(timeout).await;
+        None
     })
+    .await;
+    got?;
+    let h = PortRepr::parse(&PortHeader::new_checked(&hdr[..]).ok()?).ok()?;
+    let (dst, src) = (h.dst_port, h.src_port);
+    if dst != port {
+        let _ = st.write_all(&[PortStatus::Closed.to_byte()]).await;
+        // FIN, not a reset: a reset could overtake the status byte.
+        let _ = st.close().await;
+        log::info!("tcp: {peer} asked for port {dst}; this listener serves {port}");
+        return None;
+    }
+    Some((st, src))
 }
 
 async fn tcp_accept_loop(
@@ -646,15 +734,8 @@ async fn tcp_accept_loop(
             }
         };
         let (keys, ex2, q) = (keys.clone(), ex.clone(), queue.clone());
-        ex.spawn_boxed(async move {
-            if let Some(c) = tcp_incoming(tcp, keys, port, ex2, timeout).await {
-                q.retain(Parked::alive);
-                if let Err((Refusal::Busy, _)) = q.try_push(c) {
-                    log::warn!("tcp: port {port} backlog full; connection closed");
-                }
-            }
-        })
-        .detach();
+        ex.spawn_boxed(tcp_incoming(tcp, keys, port, ex2, timeout, q))
+            .detach();
     }
 }
 
@@ -764,4 +845,74 @@ where
     B: futures_lite::io::AsyncRead + futures_lite::io::AsyncWrite + Unpin,
 {
     super::splice::splice(a, b, None).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spawn::Spawn;
+
+    /// Dials to one peer share one TCP connection (one handshake): both streams live in the
+    /// one session the dialler keeps; a port the peer does not serve is refused without
+    /// ending it; a stream to it works after that.
+    #[test]
+    fn tcp_mode_streams_share_one_connection() {
+        let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let (a, b) = (Keypair::from_seed(&[61; 32]), Keypair::from_seed(&[62; 32]));
+        let a_pk = *a.public();
+        let server = TcpNet::new(a, Some(addr.clone()), ex.clone());
+        let client = TcpNet::new(b, None, ex.clone());
+        client.add_peer(a_pk, addr);
+        let l = server.listen(7).unwrap();
+        let ex2 = ex.clone();
+        ex.spawn_boxed(async move {
+            while let Ok(mut c) = l.accept().await {
+                ex2.spawn_boxed(async move {
+                    let mut b = [0u8; 64];
+                    while let Ok(n) = c.read(&mut b).await {
+                        if n == 0 || c.write_all(&b[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c.close().await;
+                })
+                .detach();
+            }
+        })
+        .detach();
+        async_io::block_on(ex.run(async {
+            let mut c1 = client.dial(a_pk, 7).await.unwrap();
+            let mut c2 = client.dial(a_pk, 7).await.unwrap();
+            for (c, msg) in [(&mut c1, &b"one"[..]), (&mut c2, b"two")] {
+                c.write_all(msg).await.unwrap();
+                let mut back = vec![0u8; msg.len()];
+                c.read_exact(&mut back).await.unwrap();
+                assert_eq!(back, msg);
+            }
+            let kept = lock(&client.conns).get(&a_pk).cloned().unwrap();
+            assert_eq!(lock(&client.conns).len(), 1);
+            assert_eq!(kept.stream_count(), 2, "both streams in the one connection");
+            let e = client.dial(a_pk, 8).await.unwrap_err();
+            assert!(matches!(e, NetError::NoListener(_)), "{e}");
+            assert!(kept.failure().is_none());
+            // The first stream still echoes.
+            c1.write_all(b"again").await.unwrap();
+            let mut back = [0u8; 5];
+            c1.read_exact(&mut back).await.unwrap();
+            assert_eq!(&back, b"again");
+            // A third dial after the others closed reuses it too.
+            drop((c1, c2));
+            let mut c3 = client.dial(a_pk, 7).await.unwrap();
+            c3.write_all(b"3").await.unwrap();
+            let mut one = [0u8; 1];
+            c3.read_exact(&mut one).await.unwrap();
+            assert!(lock(&client.conns).get(&a_pk).unwrap().same(&kept));
+        }));
+    }
 }

@@ -16,8 +16,8 @@
 //! makes the SOCKS5 client handshake (greeting, passcode and request pipelined and sent with
 //! the stream's open, `Net::dial_first`: one round trip for both) and splices. The `Net` seam already multiplexes: over dmsg every stream to one
 //! server runs in the one end-to-end channel to it, over skynet in the one route group, so
-//! a new local connection costs no handshake; TCP mode carries one stream per Noise
-//! connection (a handshake each). While the server cannot be reached, each local client
+//! a new local connection costs no handshake; in TCP mode the streams share one Noise
+//! connection to the server (a handshake only for the first). While the server cannot be reached, each local client
 //! gets a SOCKS5 error reply (network unreachable, timed out, …; HTTP 502/504) after the
 //! dial's retries (`--tries`, backoff from 250 ms), and the next connection tries again —
 //! so the proxy works as soon as the server is back.
