@@ -7,7 +7,6 @@
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Bytes buffered per direction of a splice (two per spliced pair).
@@ -60,7 +59,10 @@ where
     let c = counters.unwrap_or(&local);
     let (ar, aw) = futures_lite::io::split(a);
     let (br, bw) = futures_lite::io::split(b);
-    let (up, down) = future::zip(copy_half(ar, bw, &c.a_to_b), copy_half(br, aw, &c.b_to_a)).await;
+    // Each direction polled only when woken (`future::zip` would retry the idle side's read
+    // on every wake of the other).
+    let (up, down) =
+        crate::spawn::join(copy_half(ar, bw, &c.a_to_b), copy_half(br, aw, &c.b_to_a)).await;
     (up.unwrap_or(0), down.unwrap_or(0))
 }
 
@@ -68,6 +70,7 @@ where
 mod tests {
     use super::*;
     use async_net::unix::UnixStream;
+    use futures_lite::future;
     use futures_lite::future::block_on;
 
     /// Bytes cross both ways, an end of input arrives as FIN on the other side, and the

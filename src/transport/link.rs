@@ -308,7 +308,8 @@ impl Transport {
         let reader = self.read_loop(r, opener, deliver);
         let writer = self.write_loop(w, sealer, timing);
         let watchdog = self.watchdog(timing);
-        let why = future::or(reader, future::or(writer, watchdog)).await;
+        // Each polled only when woken: a packet queued for the writer costs no failed read.
+        let why = crate::spawn::race(reader, crate::spawn::race(writer, watchdog)).await;
         self.close(&why);
         why
     }

@@ -222,6 +222,9 @@ pub async fn pump(
         let mut pkt = vec![0u8; usize::from(filter.mtu).max(proto::MAX_HELLO)];
         let mut out: Vec<u8> = Vec::with_capacity(WRITE_BATCH + usize::from(filter.mtu) + 2);
         let mut next_ping = Instant::now() + KEEPALIVE;
+        // One timer, moved when it fires: a timer made per packet would be registered with
+        // the reactor (an eventfd write and a turn of its loop) for every batch sent.
+        let mut tick = Timer::at(next_ping);
         loop {
             enum Ev {
                 Packet(io::Result<usize>),
@@ -231,7 +234,7 @@ pub async fn pump(
             let ev = future::or(
                 async { Ev::Packet(tun.recv(&mut pkt).await) },
                 future::or(async { Ev::Pong(pong.take().await) }, async {
-                    Timer::at(next_ping).await;
+                    (&mut tick).await;
                     Ev::Tick
                 }),
             )
@@ -266,6 +269,7 @@ pub async fn pump(
                     let t = started.elapsed().as_micros() as u64;
                     out.extend_from_slice(&proto::keepalive(false, t));
                     next_ping = Instant::now() + KEEPALIVE;
+                    tick.set_at(next_ping);
                 }
             }
             if !out.is_empty() {
@@ -293,7 +297,8 @@ pub async fn pump(
         stop.await;
         "stopped".to_string()
     };
-    let why = future::or(stop, future::or(down, up)).await;
+    // Each polled only when woken: a packet one way costs the other way no failed read.
+    let why = crate::spawn::race(stop, crate::spawn::race(down, up)).await;
     let _ = wr.close().await;
     why
 }
