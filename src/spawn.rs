@@ -137,11 +137,14 @@ mod tests {
     use futures_lite::future::block_on;
     use std::sync::atomic::AtomicUsize;
 
+    /// Whether a [`Counted`] is ready, and the waker it last saw.
+    type Ready = Arc<Mutex<(bool, Option<Waker>)>>;
+
     /// A future that counts its polls and is ready once `ready` is set (woken through the
     /// waker it last saw).
     struct Counted {
         polls: Arc<AtomicUsize>,
-        ready: Arc<Mutex<(bool, Option<Waker>)>>,
+        ready: Ready,
     }
 
     impl Future for Counted {
@@ -157,7 +160,7 @@ mod tests {
         }
     }
 
-    fn counted() -> (Counted, Arc<AtomicUsize>, Arc<Mutex<(bool, Option<Waker>)>>) {
+    fn counted() -> (Counted, Arc<AtomicUsize>, Ready) {
         let polls = Arc::new(AtomicUsize::new(0));
         let ready = Arc::new(Mutex::new((false, None)));
         (
