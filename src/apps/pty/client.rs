@@ -180,7 +180,9 @@ where
     ])?;
     let raw = sys::RawMode::enter(term.get_ref())?;
     let mut term_out: &Async<File> = &term;
-    let result = future::or(downlink(&mut rd, &mut term_out, &mut buf), async {
+    // Each way polled only when woken: output from the host costs no failed read of the
+    // terminal.
+    let result = crate::spawn::race(downlink(&mut rd, &mut term_out, &mut buf), async {
         match uplink(&term, &signals, &mut wr, size).await {
             // The stream failed on our side: the downlink sees it too, and returns an exit
             // status that arrived before the failure.

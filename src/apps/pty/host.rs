@@ -456,7 +456,8 @@ where
         Err(e) => Pump::NetEnded(Some(e)),
         Ok(()) => {
             let mut in_buf = Vec::new();
-            future::or(
+            // Each way polled only when woken: a keystroke costs no failed read of the pty.
+            crate::spawn::race(
                 async {
                     match net_to_pty(rd, &master, pid, &mut in_buf).await {
                         Ok(()) => Pump::NetEnded(None),
