@@ -562,15 +562,7 @@ impl Inner {
             src_port: local_port,
         };
         let io = |e: io::Error| DmsgError::Other(format!("channel to {pk}: {e}"));
-        if first.is_empty() {
-            st.write_all(&hdr.to_bytes()).await.map_err(io)?;
-        } else {
-            // One write: the header and the first bytes leave in one frame.
-            let mut out = Vec::with_capacity(PORT_HEADER_LEN + first.len());
-            out.extend_from_slice(&hdr.to_bytes());
-            out.extend_from_slice(first);
-            st.write_all(&out).await.map_err(io)?;
-        }
+        st.write_all(&hdr.with_first(first)).await.map_err(io)?;
         let mut status = [0u8; 1];
         st.read_exact(&mut status).await.map_err(io)?;
         match PortStatus::from_byte(status[0]) {

@@ -309,6 +309,14 @@ impl Core {
         self.timer_kick = true;
     }
 
+    /// Kicks the timer task only if `due` comes before the deadline it sleeps until (or it
+    /// sleeps on none): most new deadlines come after one already armed.
+    fn kick_before(&mut self, due: Duration) {
+        if self.armed.is_none_or(|a| due < a) {
+            self.kick();
+        }
+    }
+
     /// Collects what the state change left to do.
     fn after(&mut self, opened: bool) -> After {
         let mut a = After {
@@ -1015,11 +1023,8 @@ impl GroupReader {
         let (r, a) = {
             let mut c = g.lock();
             let r = if let Some(f) = c.legs.pop_ready(g.clock.now()) {
-                // A delayed ack wakes the timer task only if it sleeps past it.
-                if let Some(due) = c.legs.ack_due()
-                    && c.armed.is_none_or(|a| due < a)
-                {
-                    c.kick();
+                if let Some(due) = c.legs.ack_due() {
+                    c.kick_before(due);
                 }
                 Poll::Ready(Ok(Some(f)))
             } else if let Some(why) = &c.failure {
@@ -1130,14 +1135,9 @@ impl FrameWrite for GroupWriter {
                 return (false, false);
             }
             let ok = c.legs.submit(frame, now);
-            // The frame's resend deadline wakes the timer task only when it comes before the
-            // one it sleeps until: most frames are due after an earlier frame.
-            let earlier = match (c.armed, c.legs.last_due()) {
-                (Some(armed), Some(due)) => due < armed,
-                _ => true,
-            };
-            if !ok || earlier {
-                c.kick();
+            match c.legs.last_due() {
+                Some(due) if ok => c.kick_before(due),
+                _ => c.kick(),
             }
             (ok, false)
         });

@@ -1030,11 +1030,7 @@ impl Inner {
                 src_port,
             };
             let io = |e: io::Error| RouteError::Failed(format!("{who}: {e}"));
-            // One write: the header and the first bytes leave in one frame.
-            let mut out = Vec::with_capacity(PORT_HEADER_LEN + first.len());
-            out.extend_from_slice(&to.to_bytes());
-            out.extend_from_slice(first);
-            s.write_all(&out).await.map_err(io)?;
+            s.write_all(&to.with_first(first)).await.map_err(io)?;
             let mut status = [0u8; 1];
             s.read_exact(&mut status).await.map_err(io)?;
             match PortStatus::from_byte(status[0]) {

@@ -349,6 +349,15 @@ impl PortRepr {
         h.set_src_port(self.src_port);
         b
     }
+
+    /// The header followed by `first`, the stream's first bytes sent before the answer, for
+    /// one write (so they leave in one frame).
+    pub fn with_first(&self, first: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(PORT_HEADER_LEN + first.len());
+        v.extend_from_slice(&self.to_bytes());
+        v.extend_from_slice(first);
+        v
+    }
 }
 
 impl fmt::Display for PortRepr {

@@ -111,10 +111,7 @@ impl Accepted {
         r: Reply,
         bound: Option<SocketAddr>,
     ) -> io::Result<()> {
-        let mut out = self.pending.clone();
-        proto::emit_reply(r, bound, &mut out);
-        s.write_all(&out).await?;
-        s.flush().await
+        send_held(s, &mut self.pending.clone(), &reply_bytes(r, bound)).await
     }
 }
 
@@ -190,6 +187,21 @@ where
     accept_inner(s, auth, true).await
 }
 
+/// Holds `bytes` back behind what is held when `hold`, else sends it all now.
+async fn answer<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    held: &mut Vec<u8>,
+    bytes: &[u8],
+    hold: bool,
+) -> io::Result<()> {
+    if hold {
+        held.extend_from_slice(bytes);
+        Ok(())
+    } else {
+        send_held(s, held, bytes).await
+    }
+}
+
 /// Writes `held` and then `more`, in one write; `held` is emptied.
 async fn send_held<S: AsyncWrite + Unpin>(
     s: &mut S,
@@ -234,11 +246,7 @@ where
     }
     // Held only while the client's next message is (at least partly) here already: it
     // pipelines, so it does not wait for this answer.
-    if hold && b.len > 0 {
-        held.extend_from_slice(&proto::choice(method));
-    } else {
-        s.write_all(&proto::choice(method)).await?;
-    }
+    answer(s, &mut held, &proto::choice(method), hold && b.len > 0).await?;
     if method == proto::METHOD_USERPASS {
         let ok = loop {
             match proto::parse_userpass(&b.data[..b.len]) {
@@ -258,26 +266,27 @@ where
             let _ = send_held(s, &mut held, &proto::auth_status(ok)).await;
             return Err(HandshakeError::BadPasscode);
         }
-        if hold && b.len > 0 {
-            held.extend_from_slice(&proto::auth_status(ok));
-        } else {
-            send_held(s, &mut held, &proto::auth_status(ok)).await?;
-        }
+        answer(s, &mut held, &proto::auth_status(ok), hold && b.len > 0).await?;
     }
     let req = match b.next(s, proto::parse_request).await? {
         Ok(r) => r,
         Err(e @ ProtoError::AddrType(_)) => {
-            refuse(s, &mut held, Reply::AddrTypeNotSupported).await?;
+            send_held(
+                s,
+                &mut held,
+                &reply_bytes(Reply::AddrTypeNotSupported, None),
+            )
+            .await?;
             return Err(HandshakeError::Proto(e));
         }
         Err(e @ ProtoError::BadName) => {
-            refuse(s, &mut held, Reply::HostUnreachable).await?;
+            send_held(s, &mut held, &reply_bytes(Reply::HostUnreachable, None)).await?;
             return Err(HandshakeError::Proto(e));
         }
         Err(e) => return Err(HandshakeError::Proto(e)),
     };
     if req.cmd != Command::Connect {
-        refuse(s, &mut held, Reply::CommandNotSupported).await?;
+        send_held(s, &mut held, &reply_bytes(Reply::CommandNotSupported, None)).await?;
         return Err(HandshakeError::Unsupported(req.cmd));
     }
     Ok(Accepted {
@@ -288,11 +297,11 @@ where
     })
 }
 
-/// Sends what is held and a failure reply `r`.
-async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, held: &mut Vec<u8>, r: Reply) -> io::Result<()> {
-    let mut out = Vec::with_capacity(10);
-    proto::emit_reply(r, None, &mut out);
-    send_held(s, held, &out).await
+/// A reply's bytes (`bound`: the address the server connected from, on success).
+fn reply_bytes(r: Reply, bound: Option<SocketAddr>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(22);
+    proto::emit_reply(r, bound, &mut out);
+    out
 }
 
 /// Sends a reply (`bound`: the address the server connected from, on success).
@@ -301,9 +310,7 @@ pub async fn send_reply<S: AsyncWrite + Unpin>(
     r: Reply,
     bound: Option<SocketAddr>,
 ) -> io::Result<()> {
-    let mut out = Vec::with_capacity(22);
-    proto::emit_reply(r, bound, &mut out);
-    s.write_all(&out).await?;
+    s.write_all(&reply_bytes(r, bound)).await?;
     s.flush().await
 }
 

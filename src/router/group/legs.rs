@@ -336,9 +336,7 @@ impl Legs {
             ack: self.ack,
             stamp,
         };
-        self.ack_sent = self.ack;
-        self.ack_due = None;
-        self.rx_unacked = 0;
+        self.ack_carried();
         // The router core consumes KeepAlive and Close at an endpoint: a leg's keep-alives
         // ride as Ping (pings and acks) and Pong, which it hands to the group.
         let ty = if kind == Kind::Pong {
@@ -369,9 +367,7 @@ impl Legs {
             d.set_seq(seq);
             d.set_ack(self.ack);
         }
-        self.ack_sent = self.ack;
-        self.ack_due = None;
-        self.rx_unacked = 0;
+        self.ack_carried();
         let leg = &mut self.legs[i];
         let rto = leg.rto();
         leg.in_flight += packet.len();
@@ -555,6 +551,13 @@ impl Legs {
         Some(f)
     }
 
+    /// A packet carrying `ack` is going out: nothing is left to acknowledge on its own.
+    fn ack_carried(&mut self) {
+        self.ack_sent = self.ack;
+        self.ack_due = None;
+        self.rx_unacked = 0;
+    }
+
     /// When the pending ack goes out on its own, if one is pending.
     pub fn ack_due(&self) -> Option<Duration> {
         self.ack_due
@@ -594,9 +597,7 @@ impl Legs {
                 self.legs[i].in_flight += len;
             }
             self.resent += 1;
-            self.ack_sent = ack;
-            self.ack_due = None;
-            self.rx_unacked = 0;
+            self.ack_carried();
             self.emit(i, p);
         }
     }
