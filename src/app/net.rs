@@ -343,6 +343,8 @@ pub struct TcpNet {
     conns: Arc<Mutex<HashMap<PublicKey, Session>>>,
     ex: Arc<Executor<'static>>,
     timeout: Duration,
+    /// Connections a listener serves at once ([`TCP_MAX_CONNS`]).
+    max_conns: usize,
 }
 
 impl fmt::Debug for TcpNet {
@@ -368,15 +370,13 @@ impl TcpNet {
             conns: Arc::new(Mutex::new(HashMap::new())),
             ex,
             timeout: Duration::from_secs(10),
+            max_conns: TCP_MAX_CONNS,
         })
     }
 
     /// Remembers where `pk` listens (`host:port`).
     pub fn add_peer(&self, pk: PublicKey, addr: String) {
-        self.book
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(pk, addr);
+        lock(&self.book).insert(pk, addr);
     }
 
     async fn dial_inner(&self, pk: PublicKey, port: u16) -> Result<Conn, NetError> {
@@ -385,7 +385,7 @@ impl TcpNet {
             .filter(|s| s.failure().is_none())
             .cloned();
         if let Some(session) = live {
-            match self.open_in(&session, pk, port, "").await {
+            match self.open_in(&session, pk, port, &pk.to_string()).await {
                 Ok(c) => return Ok(c),
                 // The port's answer is the peer's, whatever the connection.
                 Err(e @ (NetError::NoListener(_) | NetError::Busy(_))) => return Err(e),
@@ -393,17 +393,11 @@ impl TcpNet {
                 Err(e) => log::debug!("tcp: {pk}: kept connection failed ({e}); redialling"),
             }
         }
-        let addr = self
-            .book
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&pk)
-            .cloned()
-            .ok_or_else(|| {
-                NetError::NoRoute(format!(
-                    "no TCP address for {pk}; give it as tcp://{pk}@<host>:<port>"
-                ))
-            })?;
+        let addr = lock(&self.book).get(&pk).cloned().ok_or_else(|| {
+            NetError::NoRoute(format!(
+                "no TCP address for {pk}; give it as tcp://{pk}@<host>:<port>"
+            ))
+        })?;
         let tcp = TcpStream::connect(addr.as_str())
             .await
             .map_err(|e| NetError::Io(format!("cannot connect to {addr}: {e}")))?;
@@ -421,35 +415,31 @@ impl TcpNet {
             }
         });
         lock(&self.conns).insert(pk, session.clone());
-        self.open_in(&session, pk, port, &addr).await
+        self.open_in(&session, pk, port, &format!("{pk} at {addr}"))
+            .await
     }
 
-    /// Opens a stream to `port` in the connection `session` to `pk` (at `addr`, for errors).
+    /// Opens a stream to `port` in the connection `session` to `pk` (`who` in errors).
     async fn open_in(
         &self,
         session: &Session,
         pk: PublicKey,
         port: u16,
-        addr: &str,
+        who: &str,
     ) -> Result<Conn, NetError> {
-        let who = if addr.is_empty() {
-            pk.to_string()
-        } else {
-            format!("{pk} at {addr}")
-        };
         let stream = session
             .open()
             .await
             .map_err(|e| NetError::Refused(format!("{who}: {e}")))?;
         let st = SessionStream {
             stream,
-            _session: session.clone(),
+            session: session.clone(),
         };
         let to = PortRepr {
             dst_port: port,
             src_port: 0,
         };
-        open_port(st, pk, to, Network::Tcp, &who).await
+        open_port(st, pk, to, Network::Tcp, who).await
     }
 }
 
@@ -504,7 +494,7 @@ pub(crate) fn accept_queued(
 /// the connection itself ends when it has had no stream for a while ([`close_when_idle`]).
 struct SessionStream {
     stream: crate::mux::Stream,
-    _session: Session,
+    session: Session,
 }
 
 /// Shuts `session` down (gracefully, so nothing queued is lost) once it has had no stream
@@ -609,12 +599,26 @@ struct Parked {
 impl Parked {
     /// The peer is still there.
     fn alive(&self) -> bool {
-        self.stream._session.failure().is_none()
+        self.stream.session.failure().is_none()
     }
 }
 
 /// Most streams waiting for `accept` (more are answered busy).
 const TCP_BACKLOG: usize = 64;
+
+/// Connections a TCP-mode listener serves at once (handshaking or open); more are closed
+/// before any cryptography. A kept connection lives until 60 s without a stream, so this is
+/// what bounds the peers that hold connections open.
+pub const TCP_MAX_CONNS: usize = 512;
+
+/// Counts a connection of a listener while it lives.
+struct Live(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// A bound TCP port serving one overlay port. Handshakes run in their own tasks, so a
 /// silent or slow peer never delays another; dropping this stops the accept loop.
@@ -668,7 +672,7 @@ async fn tcp_incoming(
             let parked = Parked {
                 stream: SessionStream {
                     stream: st,
-                    _session: kept,
+                    session: kept,
                 },
                 peer,
                 src,
@@ -720,9 +724,10 @@ async fn tcp_accept_loop(
     keys: Arc<Keypair>,
     port: u16,
     ex: Arc<Executor<'static>>,
-    timeout: Duration,
+    (timeout, max_conns): (Duration, usize),
     queue: Arc<AcceptQueue<Parked>>,
 ) {
+    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let tcp = match listener.accept().await {
             Ok((t, _)) => t,
@@ -733,9 +738,18 @@ async fn tcp_accept_loop(
                 continue;
             }
         };
+        if live.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= max_conns {
+            live.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            log::debug!("tcp: {max_conns} connections open on port {port}; one more closed");
+            continue;
+        }
+        let guard = Live(live.clone());
         let (keys, ex2, q) = (keys.clone(), ex.clone(), queue.clone());
-        ex.spawn_boxed(tcp_incoming(tcp, keys, port, ex2, timeout, q))
-            .detach();
+        ex.spawn_boxed(async move {
+            tcp_incoming(tcp, keys, port, ex2, timeout, q).await;
+            drop(guard);
+        })
+        .detach();
     }
 }
 
@@ -797,7 +811,7 @@ impl Net for TcpNet {
             Arc::new(Keypair::from_seed(self.keys.seed())),
             port,
             self.ex.clone(),
-            self.timeout,
+            (self.timeout, self.max_conns),
             queue.clone(),
         ));
         Ok(Box::new(TcpListen {
@@ -820,12 +834,7 @@ impl Net for TcpNet {
         })
     }
     fn underlay(&self) -> Vec<String> {
-        self.book
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        lock(&self.book).values().cloned().collect()
     }
 }
 
@@ -913,6 +922,48 @@ mod tests {
             let mut one = [0u8; 1];
             c3.read_exact(&mut one).await.unwrap();
             assert!(lock(&client.conns).get(&a_pk).unwrap().same(&kept));
+        }));
+    }
+
+    /// A listener serves at most `max_conns` connections at once: one more is closed before
+    /// its handshake, and the one it has keeps working.
+    #[test]
+    fn a_listener_serves_at_most_max_conns_connections() {
+        let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let a = Keypair::from_seed(&[63; 32]);
+        let a_pk = *a.public();
+        let server = Arc::new(TcpNet {
+            keys: a,
+            listen_addr: Some(addr.clone()),
+            book: Mutex::new(HashMap::new()),
+            conns: Arc::new(Mutex::new(HashMap::new())),
+            ex: ex.clone(),
+            timeout: Duration::from_secs(10),
+            max_conns: 1,
+        });
+        let l = server.listen(7).unwrap();
+        ex.spawn_boxed(async move {
+            let mut held = Vec::new();
+            while let Ok(c) = l.accept().await {
+                held.push(c);
+            }
+        })
+        .detach();
+        let first = TcpNet::new(Keypair::from_seed(&[64; 32]), None, ex.clone());
+        let second = TcpNet::new(Keypair::from_seed(&[65; 32]), None, ex.clone());
+        first.add_peer(a_pk, addr.clone());
+        second.add_peer(a_pk, addr);
+        async_io::block_on(ex.run(async {
+            let _c1 = first.dial(a_pk, 7).await.unwrap();
+            let e = second.dial(a_pk, 7).await.unwrap_err();
+            assert!(e.to_string().contains("handshake"), "{e}");
+            let _c2 = first.dial(a_pk, 7).await.unwrap();
         }));
     }
 }
